@@ -1,0 +1,1 @@
+//! Azure container administration (create-if-missing) over a shared-key signed REST call.

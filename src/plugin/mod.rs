@@ -1,0 +1,1 @@
+//! The Drone/Harness plugin step: settings and cache-key templates.
