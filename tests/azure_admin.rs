@@ -1,0 +1,1 @@
+//! Container creation against a real Azurite.

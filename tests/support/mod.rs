@@ -1,0 +1,1 @@
+//! Shared helpers for integration tests: temporary trees, the real binary, emulator servers.
