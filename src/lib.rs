@@ -1,4 +1,9 @@
 //! chunkcache: a content-addressed, deduplicating cache for CI pipelines.
 
 pub mod azure_admin;
+pub mod chunker;
+pub mod codec;
+pub mod id;
+pub mod manifest;
 pub mod plugin;
+pub mod store;

@@ -1,0 +1,236 @@
+//! Content-defined chunking: how the bytes of a tree become chunks.
+//!
+//! The file contents of a save form one logical *stream*, in path order. The stream is cut into
+//! independent *segments* at file boundaries, and each segment is split with FastCDC (2020):
+//!
+//! - a large file (at least the average chunk size) is a segment of its own, so it dedups whole
+//!   even when it moves to another path, and an edit elsewhere cannot shift its boundaries;
+//! - runs of small files are concatenated, so 10^5 tiny files become a few hundred chunks, not
+//!   10^5 objects;
+//! - a run of small files ends after a file whose path hash meets a mask. The boundary is
+//!   content-defined, so inserting a file only disturbs its own segment, and segments can be
+//!   chunked in parallel.
+//!
+//! Everything here is pure: segmentation looks at paths and sizes, and chunking reads any
+//! [`Read`]. The save pipeline (`save.rs`) supplies the file readers.
+
+use std::io::Read;
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+
+/// Upper bound on any chunk, whatever the store config says, so a hostile config or object
+/// cannot make a reader allocate without limit.
+pub const MAX_CHUNK_LIMIT: u32 = 64 << 20;
+
+/// A run of small files ends after a file whose path hash has these low bits all zero:
+/// on average one file in 256. With Gradle-like trees that averages a few MiB per segment,
+/// several chunks each.
+const SEGMENT_PATH_MASK: u32 = 0xff;
+
+/// FastCDC parameters. They belong to the store (see `chunkcache.json`), because dedup only
+/// works when every writer cuts the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkerParams {
+    /// No chunk is smaller, except the last one of a segment.
+    pub min_size: u32,
+    /// The target average size.
+    pub avg_size: u32,
+    /// No chunk is larger.
+    pub max_size: u32,
+}
+
+impl Default for ChunkerParams {
+    /// 1 MiB average, the FastCDC paper's min = avg/4 and max = 4·avg (see `benches/core.rs`).
+    fn default() -> Self {
+        Self::with_average(1 << 20)
+    }
+}
+
+impl ChunkerParams {
+    /// Parameters for an average chunk size, with min = avg/4 and max = 4·avg.
+    pub fn with_average(avg_size: u32) -> Self {
+        Self {
+            min_size: avg_size / 4,
+            avg_size,
+            max_size: avg_size.saturating_mul(4),
+        }
+    }
+
+    /// Checks the parameters against FastCDC's limits and our own.
+    ///
+    /// # Errors
+    /// A message naming the offending parameter.
+    pub fn validate(&self) -> Result<(), String> {
+        let Self {
+            min_size,
+            avg_size,
+            max_size,
+        } = *self;
+        if !(64..=(1 << 26)).contains(&min_size) {
+            return Err(format!("min chunk size {min_size} is outside 64 B..64 MiB"));
+        }
+        if !(256..=(1 << 28)).contains(&avg_size) {
+            return Err(format!(
+                "average chunk size {avg_size} is outside 256 B..256 MiB"
+            ));
+        }
+        if max_size > MAX_CHUNK_LIMIT || max_size < 1024 {
+            return Err(format!(
+                "max chunk size {max_size} is outside 1 KiB..64 MiB"
+            ));
+        }
+        if !(min_size < avg_size && avg_size < max_size) {
+            return Err(format!(
+                "chunk sizes must satisfy min < avg < max (got {min_size} / {avg_size} / {max_size})"
+            ));
+        }
+        if min_size % 2 + avg_size % 2 + max_size % 2 != 0 {
+            return Err("chunk sizes must be even".into());
+        }
+        Ok(())
+    }
+
+    /// Splits everything `source` yields into content-defined chunks, streaming: at most
+    /// `max_size` bytes are buffered.
+    pub fn chunks<R: Read>(&self, source: R) -> impl Iterator<Item = std::io::Result<Vec<u8>>> {
+        fastcdc::v2020::StreamCDC::new(
+            source,
+            self.min_size as usize,
+            self.avg_size as usize,
+            self.max_size as usize,
+        )
+        .map(|chunk| chunk.map(|c| c.data).map_err(std::io::Error::from))
+    }
+
+    /// Groups files (given in stream order as `(path, size)`) into segments, returned as ranges
+    /// of indices. Every file belongs to exactly one segment, in order.
+    pub fn segments<'a>(
+        &self,
+        files: impl IntoIterator<Item = (&'a [u8], u64)>,
+    ) -> Vec<Range<usize>> {
+        let mut segments = Vec::new();
+        let mut start = 0;
+        let mut index = 0;
+        for (path, size) in files {
+            if size >= u64::from(self.avg_size) {
+                if start < index {
+                    segments.push(start..index);
+                }
+                segments.push(index..index + 1);
+                start = index + 1;
+            } else if path_hash(path) & SEGMENT_PATH_MASK == 0 {
+                segments.push(start..index + 1);
+                start = index + 1;
+            }
+            index += 1;
+        }
+        if start < index {
+            segments.push(start..index);
+        }
+        segments
+    }
+}
+
+fn path_hash(path: &[u8]) -> u32 {
+    let hash = blake3::hash(path);
+    u32::from_le_bytes(hash.as_bytes()[..4].try_into().expect("4 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn small() -> ChunkerParams {
+        ChunkerParams::with_average(1024)
+    }
+
+    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed;
+        (0..len)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (state >> 33) as u8
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn chunks_concatenate_back_to_the_input(data in proptest::collection::vec(any::<u8>(), 0..20_000)) {
+            let chunks: Vec<Vec<u8>> = small().chunks(&data[..]).collect::<Result<_, _>>().unwrap();
+            prop_assert_eq!(chunks.concat(), data.clone());
+            for chunk in &chunks {
+                prop_assert!(!chunk.is_empty() && chunk.len() <= 4096);
+            }
+        }
+
+        #[test]
+        fn chunking_is_deterministic(seed in any::<u64>(), len in 0usize..50_000) {
+            let data = pseudo_random(len, seed);
+            let a: Vec<Vec<u8>> = small().chunks(&data[..]).collect::<Result<_, _>>().unwrap();
+            let b: Vec<Vec<u8>> = small().chunks(std::io::Cursor::new(data.clone())).collect::<Result<_, _>>().unwrap();
+            prop_assert_eq!(a, b);
+        }
+
+        #[test]
+        fn segments_cover_every_file_once_in_order(sizes in proptest::collection::vec(0u64..5000, 0..500)) {
+            let names: Vec<String> = (0..sizes.len()).map(|i| format!("dir/file-{i}")).collect();
+            let segments = small().segments(names.iter().map(|n| n.as_bytes()).zip(sizes.iter().copied()));
+            let mut next = 0;
+            for segment in &segments {
+                prop_assert_eq!(segment.start, next);
+                prop_assert!(segment.end > segment.start);
+                if segment.len() > 1 {
+                    prop_assert!(sizes[segment.clone()].iter().all(|&s| s < 1024));
+                }
+                next = segment.end;
+            }
+            prop_assert_eq!(next, sizes.len());
+        }
+    }
+
+    #[test]
+    fn an_insertion_shifts_only_nearby_chunks() {
+        let data = pseudo_random(200_000, 7);
+        let mut edited = data.clone();
+        edited.splice(100_000..100_000, b"inserted bytes".iter().copied());
+        let ids = |d: &[u8]| -> Vec<blake3::Hash> {
+            small()
+                .chunks(d)
+                .map(|c| blake3::hash(&c.unwrap()))
+                .collect()
+        };
+        let (before, after) = (ids(&data), ids(&edited));
+        let shared = after.iter().filter(|id| before.contains(id)).count();
+        assert!(
+            shared + 3 >= before.len(),
+            "{shared} of {} chunks kept",
+            before.len()
+        );
+    }
+
+    #[test]
+    fn large_files_are_segments_of_their_own() {
+        let files: Vec<(&[u8], u64)> = vec![(b"a", 10), (b"b", 5000), (b"c", 10), (b"d", 10)];
+        let segments = small().segments(files);
+        assert!(segments.contains(&(1..2)), "{segments:?}");
+        assert_eq!(segments[0], 0..1);
+    }
+
+    #[test]
+    fn validation_rejects_bad_parameters() {
+        assert!(ChunkerParams::default().validate().is_ok());
+        assert!(ChunkerParams::with_average(100).validate().is_err());
+        let inverted = ChunkerParams {
+            min_size: 4096,
+            avg_size: 1024,
+            max_size: 8192,
+        };
+        assert!(inverted.validate().unwrap_err().contains("min < avg < max"));
+        assert!(ChunkerParams::with_average(64 << 20).validate().is_err());
+    }
+}

@@ -1,0 +1,547 @@
+//! The object store: layout, chunk and manifest I/O, request accounting.
+//!
+//! Everything lives under one prefix of one container, bucket or folder:
+//!
+//! ```text
+//! chunkcache.json            store config: format version and chunker parameters
+//! chunks/<2 hex>/<64 hex>    one chunk object each (see codec.rs), named by BLAKE3
+//! manifests/<cache key>      the latest manifest of a key, written last (the commit point)
+//! used/<cache key>           empty marker rewritten by every restore: its last-modified time is
+//!                            the key's "last used", readable for all keys with one listing
+//! ```
+//! All I/O goes through `object_store`, so local folders, memory, Azure, S3 and GCS share one
+//! code path. Chunk uploads are create-if-absent puts, so concurrent savers never clobber each
+//! other and a chunk, once written, never changes.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::chunker::ChunkerParams;
+use crate::id::ChunkId;
+
+/// The store layout version this build writes, and the newest it can use.
+pub const STORE_FORMAT: u16 = 1;
+const CONFIG_PATH: &str = "chunkcache.json";
+
+/// The store-wide settings, kept in `chunkcache.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreConfig {
+    /// Layout version.
+    pub format: u16,
+    /// The chunker every writer of this store must use.
+    pub chunker: ChunkerParams,
+}
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend refused or failed a request.
+    #[error("{operation} {path} in {store} failed: {source}")]
+    Backend {
+        /// What we tried.
+        operation: &'static str,
+        /// The object involved.
+        path: String,
+        /// The store's description (never its credentials).
+        store: String,
+        /// The backend's error.
+        source: object_store::Error,
+    },
+    /// The store was written by a newer chunkcache.
+    #[error(
+        "{store} has store format {found}, but this chunkcache supports up to {STORE_FORMAT}: upgrade chunkcache"
+    )]
+    TooNew {
+        /// The store's description.
+        store: String,
+        /// The format found.
+        found: u16,
+    },
+    /// The client asked for other chunker parameters than the store uses.
+    #[error(
+        "{store} uses chunker parameters {store_params:?}, but {requested:?} were requested: \
+         dedup needs every writer to cut alike, so drop --chunk-size or use another store"
+    )]
+    ParamsMismatch {
+        /// The store's description.
+        store: String,
+        /// What the store holds.
+        store_params: ChunkerParams,
+        /// What the client asked for.
+        requested: ChunkerParams,
+    },
+    /// `chunkcache.json` is unreadable or invalid.
+    #[error("{store} has an invalid chunkcache.json: {reason}")]
+    BadConfig {
+        /// The store's description.
+        store: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A cache key that cannot name an object.
+    #[error(
+        "invalid cache key {key:?}: {reason} (keys are `/`-separated names without `.`/`..` \
+         segments or control characters)"
+    )]
+    InvalidKey {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Requests sent, by kind, and payload bytes moved.
+#[derive(Debug, Default)]
+pub struct RequestCounts {
+    put: AtomicU64,
+    get: AtomicU64,
+    head: AtomicU64,
+    list: AtomicU64,
+    delete: AtomicU64,
+    bytes_uploaded: AtomicU64,
+    bytes_downloaded: AtomicU64,
+}
+
+/// A copy of [`RequestCounts`] for reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RequestSnapshot {
+    /// PUT requests (chunks, manifests, markers, config).
+    pub put: u64,
+    /// GET requests.
+    pub get: u64,
+    /// HEAD requests.
+    pub head: u64,
+    /// LIST calls (a call may fetch several pages).
+    pub list: u64,
+    /// DELETE requests.
+    pub delete: u64,
+    /// Payload bytes uploaded.
+    pub bytes_uploaded: u64,
+    /// Payload bytes downloaded.
+    pub bytes_downloaded: u64,
+}
+
+impl RequestCounts {
+    /// The counts so far.
+    pub fn snapshot(&self) -> RequestSnapshot {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        RequestSnapshot {
+            put: load(&self.put),
+            get: load(&self.get),
+            head: load(&self.head),
+            list: load(&self.list),
+            delete: load(&self.delete),
+            bytes_uploaded: load(&self.bytes_uploaded),
+            bytes_downloaded: load(&self.bytes_downloaded),
+        }
+    }
+}
+
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.fetch_add(by, Ordering::Relaxed);
+}
+
+/// A listed manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ManifestInfo {
+    /// The cache key.
+    pub key: String,
+    /// Size of the encoded manifest.
+    pub size: u64,
+    /// When it was written, in milliseconds since the Unix epoch.
+    pub modified_ms: i64,
+}
+
+/// A chunkcache store over any `object_store` backend.
+#[derive(Clone, Debug)]
+pub struct Store {
+    objects: Arc<dyn ObjectStore>,
+    description: String,
+    requests: Arc<RequestCounts>,
+}
+
+impl Store {
+    /// Wraps a backend. `description` names it in messages and must not hold secrets.
+    pub fn new(objects: Arc<dyn ObjectStore>, description: impl Into<String>) -> Self {
+        Self {
+            objects,
+            description: description.into(),
+            requests: Arc::default(),
+        }
+    }
+
+    /// How the store is named in messages.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Requests sent so far through this store (and its clones).
+    pub fn requests(&self) -> RequestSnapshot {
+        self.requests.snapshot()
+    }
+
+    fn backend_error(
+        &self,
+        operation: &'static str,
+        path: &Path,
+        source: object_store::Error,
+    ) -> StoreError {
+        StoreError::Backend {
+            operation,
+            path: path.to_string(),
+            store: self.description.clone(),
+            source,
+        }
+    }
+
+    async fn get_optional(&self, path: &Path) -> Result<Option<Bytes>, StoreError> {
+        bump(&self.requests.get, 1);
+        let result = match self.objects.get(path).await {
+            Ok(result) => result.bytes().await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(bytes) => {
+                bump(&self.requests.bytes_downloaded, bytes.len() as u64);
+                Ok(Some(bytes))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.backend_error("GET", path, e)),
+        }
+    }
+
+    /// Puts an object; with `create_only`, an existing object is left alone and `Ok(false)`
+    /// returned.
+    async fn put(
+        &self,
+        path: &Path,
+        payload: Bytes,
+        create_only: bool,
+    ) -> Result<bool, StoreError> {
+        bump(&self.requests.put, 1);
+        let len = payload.len() as u64;
+        let mode = if create_only {
+            PutMode::Create
+        } else {
+            PutMode::Overwrite
+        };
+        let options = PutOptions {
+            mode,
+            ..PutOptions::default()
+        };
+        match self
+            .objects
+            .put_opts(path, PutPayload::from_bytes(payload), options)
+            .await
+        {
+            Ok(_) => {
+                bump(&self.requests.bytes_uploaded, len);
+                Ok(true)
+            }
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) if create_only => Ok(false),
+            Err(e) => Err(self.backend_error("PUT", path, e)),
+        }
+    }
+
+    /// Reads the store config, or `None` for a store nothing was saved to yet.
+    ///
+    /// # Errors
+    /// Backend failures, an unreadable config, or a store format newer than this build.
+    pub async fn config(&self) -> Result<Option<StoreConfig>, StoreError> {
+        let Some(bytes) = self.get_optional(&Path::from(CONFIG_PATH)).await? else {
+            return Ok(None);
+        };
+        let config: StoreConfig =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::BadConfig {
+                store: self.description.clone(),
+                reason: e.to_string(),
+            })?;
+        if config.format > STORE_FORMAT {
+            return Err(StoreError::TooNew {
+                store: self.description.clone(),
+                found: config.format,
+            });
+        }
+        config
+            .chunker
+            .validate()
+            .map_err(|reason| StoreError::BadConfig {
+                store: self.description.clone(),
+                reason,
+            })?;
+        Ok(Some(config))
+    }
+
+    /// Reads the store config, creating it with `requested` (or the defaults) if the store is
+    /// new. Two savers racing to create it agree: the loser reads the winner's.
+    ///
+    /// # Errors
+    /// As [`Store::config`], plus [`StoreError::ParamsMismatch`] when `requested` differs
+    /// from what the store uses.
+    pub async fn config_or_init(
+        &self,
+        requested: Option<ChunkerParams>,
+    ) -> Result<StoreConfig, StoreError> {
+        let config = match self.config().await? {
+            Some(config) => config,
+            None => {
+                let fresh = StoreConfig {
+                    format: STORE_FORMAT,
+                    chunker: requested.unwrap_or_default(),
+                };
+                let json = serde_json::to_vec_pretty(&fresh).expect("config serializes");
+                if self
+                    .put(&Path::from(CONFIG_PATH), json.into(), true)
+                    .await?
+                {
+                    fresh
+                } else {
+                    Box::pin(self.config()).await?.unwrap_or(fresh)
+                }
+            }
+        };
+        match requested {
+            Some(requested) if requested != config.chunker => Err(StoreError::ParamsMismatch {
+                store: self.description.clone(),
+                store_params: config.chunker,
+                requested,
+            }),
+            _ => Ok(config),
+        }
+    }
+
+    /// Every chunk id in the store, from one listing.
+    ///
+    /// # Errors
+    /// Backend failures.
+    pub async fn list_chunks(&self) -> Result<HashSet<ChunkId>, StoreError> {
+        bump(&self.requests.list, 1);
+        let prefix = Path::from("chunks");
+        let mut ids = HashSet::new();
+        let mut listing = self.objects.list(Some(&prefix));
+        while let Some(meta) = listing
+            .try_next()
+            .await
+            .map_err(|e| self.backend_error("LIST", &prefix, e))?
+        {
+            if let Some(id) = meta.location.filename().and_then(ChunkId::from_hex) {
+                ids.insert(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Uploads an encoded chunk unless the store has it. `Ok(false)` if it was already there.
+    ///
+    /// # Errors
+    /// Backend failures.
+    pub async fn put_chunk(&self, id: ChunkId, object: Bytes) -> Result<bool, StoreError> {
+        self.put(&chunk_path(id), object, true).await
+    }
+
+    /// Downloads an encoded chunk; `None` if the store lacks it.
+    ///
+    /// # Errors
+    /// Backend failures.
+    pub async fn get_chunk(&self, id: ChunkId) -> Result<Option<Bytes>, StoreError> {
+        self.get_optional(&chunk_path(id)).await
+    }
+
+    /// Writes (replaces) the manifest of `key`, atomically.
+    ///
+    /// # Errors
+    /// An invalid key, or backend failures.
+    pub async fn put_manifest(&self, key: &str, manifest: Vec<u8>) -> Result<(), StoreError> {
+        self.put(&keyed_path("manifests", key)?, manifest.into(), false)
+            .await
+            .map(drop)
+    }
+
+    /// Reads the manifest bytes of `key`; `None` if there is none.
+    ///
+    /// # Errors
+    /// An invalid key, or backend failures.
+    pub async fn get_manifest(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        self.get_optional(&keyed_path("manifests", key)?).await
+    }
+
+    /// Whether `key` has a manifest, without downloading it.
+    ///
+    /// # Errors
+    /// An invalid key, or backend failures.
+    pub async fn has_manifest(&self, key: &str) -> Result<bool, StoreError> {
+        let path = keyed_path("manifests", key)?;
+        bump(&self.requests.head, 1);
+        match self.objects.head(&path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.backend_error("HEAD", &path, e)),
+        }
+    }
+
+    /// Lists manifests whose key starts with `prefix` (plain string prefix), newest first.
+    ///
+    /// # Errors
+    /// Backend failures.
+    pub async fn list_manifests(&self, prefix: &str) -> Result<Vec<ManifestInfo>, StoreError> {
+        // Object stores list by whole path segments, so list the prefix's directory and filter.
+        let directory = match prefix.rfind('/') {
+            Some(slash) => format!("manifests/{}", &prefix[..slash]),
+            None => "manifests".to_string(),
+        };
+        let directory = Path::parse(&directory).map_err(|e| StoreError::InvalidKey {
+            key: prefix.to_string(),
+            reason: e.to_string(),
+        })?;
+        bump(&self.requests.list, 1);
+        let mut found = Vec::new();
+        let mut listing = self.objects.list(Some(&directory));
+        while let Some(meta) = listing
+            .try_next()
+            .await
+            .map_err(|e| self.backend_error("LIST", &directory, e))?
+        {
+            let Some(key) = meta.location.as_ref().strip_prefix("manifests/") else {
+                continue;
+            };
+            if key.starts_with(prefix) {
+                found.push(ManifestInfo {
+                    key: key.to_string(),
+                    size: meta.size,
+                    modified_ms: meta.last_modified.timestamp_millis(),
+                });
+            }
+        }
+        found.sort_by(|a, b| {
+            b.modified_ms
+                .cmp(&a.modified_ms)
+                .then_with(|| a.key.cmp(&b.key))
+        });
+        Ok(found)
+    }
+
+    /// Records that `key` was just used (restored). GC reads these with one listing.
+    ///
+    /// # Errors
+    /// An invalid key, or backend failures.
+    pub async fn mark_used(&self, key: &str) -> Result<(), StoreError> {
+        self.put(&keyed_path("used", key)?, Bytes::new(), false)
+            .await
+            .map(drop)
+    }
+}
+
+fn chunk_path(id: ChunkId) -> Path {
+    let hex = id.to_hex();
+    Path::from(format!("chunks/{}/{hex}", &hex[..2]))
+}
+
+/// Checks a cache key and returns its object path under `area`.
+///
+/// # Errors
+/// [`StoreError::InvalidKey`] for empty keys, `.`/`..`/empty segments, control characters.
+pub fn keyed_path(area: &str, key: &str) -> Result<Path, StoreError> {
+    let invalid = |reason: &str| StoreError::InvalidKey {
+        key: key.to_string(),
+        reason: reason.to_string(),
+    };
+    if key.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    if key.len() > 1024 {
+        return Err(invalid("it is longer than 1024 bytes"));
+    }
+    if key.starts_with('/') || key.ends_with('/') || key.contains("//") {
+        return Err(invalid("it has an empty segment"));
+    }
+    Path::parse(format!("{area}/{key}")).map_err(|e| invalid(&e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    fn memory() -> Store {
+        Store::new(Arc::new(InMemory::new()), "memory://")
+    }
+
+    #[tokio::test]
+    async fn config_is_created_once_and_mismatches_are_refused() {
+        let store = memory();
+        assert_eq!(store.config().await.unwrap(), None);
+        let config = store.config_or_init(None).await.unwrap();
+        assert_eq!(config.chunker, ChunkerParams::default());
+        assert_eq!(store.config_or_init(None).await.unwrap(), config);
+        let err = store
+            .config_or_init(Some(ChunkerParams::with_average(4096)))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("--chunk-size"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn chunks_are_create_if_absent() {
+        let store = memory();
+        let id = ChunkId::of(b"x");
+        assert!(
+            store
+                .put_chunk(id, Bytes::from_static(b"one"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .put_chunk(id, Bytes::from_static(b"two"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.get_chunk(id).await.unwrap().unwrap(),
+            Bytes::from_static(b"one")
+        );
+        assert_eq!(store.list_chunks().await.unwrap(), HashSet::from([id]));
+        assert_eq!(store.get_chunk(ChunkId::of(b"y")).await.unwrap(), None);
+        let requests = store.requests();
+        assert_eq!((requests.put, requests.get, requests.list), (2, 2, 1));
+    }
+
+    #[tokio::test]
+    async fn manifests_list_by_string_prefix() {
+        let store = memory();
+        for key in ["repo/main-1", "repo/main2-1", "repo/dev-1", "other"] {
+            store.put_manifest(key, b"m".to_vec()).await.unwrap();
+        }
+        let keys: Vec<String> = store
+            .list_manifests("repo/main")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        assert_eq!(keys.len(), 2);
+        assert!(keys.contains(&"repo/main-1".to_string()));
+        assert_eq!(store.list_manifests("").await.unwrap().len(), 4);
+        assert!(store.has_manifest("other").await.unwrap());
+        assert!(!store.has_manifest("repo").await.unwrap());
+    }
+
+    #[test]
+    fn bad_keys_are_refused() {
+        for key in ["", "/a", "a/", "a//b", "a/../b", "a/./b", "a\nb"] {
+            assert!(keyed_path("manifests", key).is_err(), "{key:?}");
+        }
+        assert!(keyed_path("manifests", "container/pipe/main-abc123").is_ok());
+    }
+}
