@@ -1,1 +1,10 @@
-//! The Drone/Harness plugin step: settings and cache-key templates.
+//! The Drone/Harness plugin step, a drop-in for `meltwater/drone-cache`.
+//!
+//! - [`settings`] parses the step's `PLUGIN_*` environment variables into validated settings.
+//! - [`template`] renders cache-key templates (Go `text/template` syntax) exactly as drone-cache does.
+//!
+//! Both are pure: they take an environment map and a working directory from the caller and never read the
+//! process environment themselves.
+
+pub mod settings;
+pub mod template;

@@ -1,0 +1,1498 @@
+//! Plugin-step settings: the `PLUGIN_*` environment variables of a Drone/Harness plugin step, parsed into a
+//! validated [`PluginSettings`].
+//!
+//! chunkcache is a drop-in for the `meltwater/drone-cache` plugin, so the setting names, the extra environment
+//! aliases and the defaults are drone-cache's (its `main.go` flag table). A few settings are chunkcache's own
+//! extensions (`restore_keys`, `exclude`, `gradle_default_excludes`, `sas_token`); each says so in its docs.
+//!
+//! The parser is pure: [`PluginSettings::from_env`] reads a map that the caller builds, never the process
+//! environment, so tests pass maps and the binary passes `std::env::vars()`.
+//!
+//! Conventions, as drone-cache's CLI library (urfave/cli) applies them:
+//! - Drone turns a YAML list into a comma-separated value; lists are split on `,`, trimmed, and empty items
+//!   dropped.
+//! - When several variables name one setting (`PLUGIN_ACCOUNT_KEY`, then `AZURE_ACCOUNT_KEY`), the first one
+//!   that is set wins. Unlike urfave/cli, an empty value counts as unset, so `PLUGIN_OVERRIDE=""` keeps the
+//!   default instead of silently turning into `false`.
+//! - Secrets are held in [`Secret`], whose `Debug` and `Display` print `***`, so that logging the settings,
+//!   even with `debug`, never leaks a key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Glob patterns for files in a Gradle user home (`~/.gradle`, or its `caches/` folder) that belong to the
+/// process or machine that wrote them, and so must not be saved into a shared cache.
+///
+/// They apply when `gradle_default_excludes` is true (the default), in addition to `exclude`. Each pattern is
+/// matched against the path of an entry *relative to its mount root*, with `/` separators, using
+/// [`EXCLUDE_MATCH_OPTIONS`]: `*` stays within one path component and `**` spans any number of them. The
+/// patterns are written so that they work whether the mount is the Gradle user home itself or its `caches/`
+/// folder, as in the Harness Azure example (`mount: <GRADLE_HOME>/caches/`).
+///
+/// Sources: Gradle's docs on copying a dependency cache, the cleanup step of GitHub's `actions/cache` Gradle
+/// example (`rm -f ~/.gradle/caches/modules-2/modules-2.lock ~/.gradle/caches/modules-2/gc.properties`) and
+/// `gradle/actions` (`setup-gradle`), which always deletes `caches/*/cc-keystore` before saving.
+///
+/// `**/*.lock` also matches lock files of other tools (`yarn.lock`, `Cargo.lock`); turn
+/// `gradle_default_excludes` off for a mount that is not a Gradle home and needs them.
+pub const GRADLE_DEFAULT_EXCLUDES: &[&str] = &[
+    // Cross-process lock files (`modules-2/modules-2.lock`, `jars-9/jars-9.lock`, …): they belong to the
+    // process that held them; a restored copy describes a lock nobody holds.
+    "**/*.lock",
+    // Records when Gradle last cleaned a cache folder; restoring a stale one only confuses Gradle's own cleanup
+    // schedule, which is why GitHub's Gradle caching example deletes it before saving.
+    "**/gc.properties",
+    // `caches/journal-1/`: the access-time journal of Gradle's cache cleanup; it is rewritten by every build, so
+    // saving it makes every save upload a change for no benefit.
+    "**/journal-1/**",
+    // `caches/<version>/cc-keystore/`: the key that encrypts configuration-cache entries, which may hold secrets;
+    // `gradle/actions` never saves it.
+    "**/cc-keystore/**",
+    // `daemon/` of a Gradle user home: daemon logs and the daemon registry, which describe processes of the
+    // machine that saved the cache.
+    "daemon/**",
+    // Daemon logs (`daemon/<version>/daemon-<pid>.out.log`) when the mount root is above the Gradle user home.
+    "**/daemon/*/*.out.log",
+    // `.tmp/` of a Gradle user home: scratch files of running Gradle processes.
+    ".tmp/**",
+];
+
+/// How the patterns of `exclude` and [`GRADLE_DEFAULT_EXCLUDES`] are matched: case-sensitive, `*` and `?` never
+/// match `/` (only `**` spans folders), and a leading `.` needs no literal match.
+pub const EXCLUDE_MATCH_OPTIONS: glob::MatchOptions = glob::MatchOptions {
+    case_sensitive: true,
+    require_literal_separator: true,
+    require_literal_leading_dot: false,
+};
+
+/// drone-cache's default for `backend_operation_timeout` (`storage.DefaultOperationTimeout`): 3 minutes.
+pub const DEFAULT_BACKEND_OPERATION_TIMEOUT: Duration = Duration::from_secs(3 * 60);
+
+/// drone-cache's default for `filesystem_cache_root`.
+pub const DEFAULT_FILESYSTEM_CACHE_ROOT: &str = "/tmp/cache";
+
+/// drone-cache's default for `compression_level` (`archive.DefaultCompressionLevel`): `-1`, the codec's own
+/// default level.
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = -1;
+
+/// drone-cache's default Azure blob endpoint suffix (`AZURE_BLOB_STORAGE_URL`).
+pub const DEFAULT_AZURE_BLOB_SUFFIX: &str = "blob.core.windows.net";
+
+/// drone-cache's default for `AZURE_BLOB_MAX_RETRY_REQUESTS` (`azure.DefaultBlobMaxRetryRequests`).
+pub const DEFAULT_AZURE_MAX_RETRY_REQUESTS: u32 = 4;
+
+/// drone-cache's default S3 and GCS object ACL.
+pub const DEFAULT_ACL: &str = "private";
+
+/// A secret setting (account key, secret key, JSON key, SAS token).
+///
+/// `Debug` and `Display` print `***`, so the settings can be logged whole. Call [`Secret::expose`] only where
+/// the value is handed to the storage client.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret value itself. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// What the step does: `restore: true` or `rebuild: true`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepMode {
+    /// `restore: true`: fetch the cache into the mounts.
+    Restore,
+    /// `rebuild: true`: save the mounts into the cache.
+    Rebuild,
+}
+
+/// The storage backend (`backend`). drone-cache's default is [`Backend::S3`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// Azure Blob Storage (`azure`).
+    Azure,
+    /// Amazon S3 or an S3-compatible store such as MinIO (`s3`). drone-cache's default.
+    #[default]
+    S3,
+    /// Google Cloud Storage (`gcs`).
+    Gcs,
+    /// A local folder, usually a volume shared between builds (`filesystem`).
+    Filesystem,
+}
+
+impl Backend {
+    /// The setting values chunkcache accepts, in the order error messages list them.
+    pub const NAMES: &'static [&'static str] = &["azure", "s3", "gcs", "filesystem"];
+
+    /// The setting value that selects this backend.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Azure => "azure",
+            Self::S3 => "s3",
+            Self::Gcs => "gcs",
+            Self::Filesystem => "filesystem",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The `archive_format` setting. drone-cache writes one tar archive per mount; chunkcache stores chunks, so
+/// the format only picks the chunk codec: [`ArchiveFormat::Tar`] stores chunks raw, the others compress them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ArchiveFormat {
+    /// `tar`, drone-cache's default: no compression.
+    #[default]
+    Tar,
+    /// `gzip`: compressed. chunkcache compresses chunks with zstd, which reads faster for the same ratio.
+    Gzip,
+    /// `zstd`: compressed with zstd.
+    Zstd,
+}
+
+impl ArchiveFormat {
+    /// The setting values accepted, in the order error messages list them.
+    pub const NAMES: &'static [&'static str] = &["tar", "gzip", "zstd"];
+
+    /// The setting value that selects this format.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tar => "tar",
+            Self::Gzip => "gzip",
+            Self::Zstd => "zstd",
+        }
+    }
+
+    /// Whether chunks are compressed.
+    pub fn is_compressed(self) -> bool {
+        !matches!(self, Self::Tar)
+    }
+}
+
+impl fmt::Display for ArchiveFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where the Azure blob service of an account lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobEndpoint {
+    /// A DNS suffix, as drone-cache's `AZURE_BLOB_STORAGE_URL` takes it: `blob.core.windows.net` (the
+    /// default), `blob.core.chinacloudapi.cn`, `blob.core.usgovcloudapi.net`. The account URL is
+    /// `https://{account}.{suffix}`.
+    Suffix(String),
+    /// A full URL with a scheme, for Azurite or a private endpoint: `http://127.0.0.1:10000/devstoreaccount1`.
+    /// Stored without a trailing `/`.
+    Url(String),
+}
+
+impl Default for BlobEndpoint {
+    fn default() -> Self {
+        Self::Suffix(DEFAULT_AZURE_BLOB_SUFFIX.to_owned())
+    }
+}
+
+impl BlobEndpoint {
+    /// Parses a suffix or a full URL.
+    ///
+    /// # Errors
+    /// A value with a scheme other than `http` or `https`, a URL without a host, or a bare `host:port` or IP
+    /// address (which would make the nonsense URL `https://{account}.127.0.0.1:10000`) is refused with a
+    /// reason; the caller names the variable.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let value = value.trim();
+        if let Some((scheme, rest)) = value.split_once("://") {
+            if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+                return Err(format!("the scheme {scheme:?} is not http or https"));
+            }
+            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+            if host.is_empty() {
+                return Err("the URL has no host".to_owned());
+            }
+            return Ok(Self::Url(value.trim_end_matches('/').to_owned()));
+        }
+        let suffix = value.trim_matches('.');
+        if suffix.is_empty() {
+            return Err("it is empty".to_owned());
+        }
+        if suffix.contains(['/', ':', ' ']) || is_ip_or_localhost(suffix) {
+            return Err(
+                "without a scheme it is taken as a DNS suffix, and this looks like a host or a path; \
+                 give a full URL instead"
+                    .to_owned(),
+            );
+        }
+        Ok(Self::Suffix(suffix.to_owned()))
+    }
+
+    /// The blob service URL of `account`, without a trailing `/`.
+    ///
+    /// For a suffix: `https://{account}.{suffix}`. A full URL is used as given, except that an URL whose host is
+    /// an IP address or `localhost` and which has no path gets `/{account}` appended, the path-style addressing
+    /// that Azurite uses (`http://127.0.0.1:10000` becomes `http://127.0.0.1:10000/devstoreaccount1`).
+    pub fn account_url(&self, account: &str) -> String {
+        match self {
+            Self::Suffix(suffix) => format!("https://{account}.{suffix}"),
+            Self::Url(url) => {
+                let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+                let (host_port, has_path) = match rest.find('/') {
+                    Some(slash) => (&rest[..slash], true),
+                    None => (rest, false),
+                };
+                let host = strip_port(host_port);
+                if !has_path && is_ip_or_localhost(host) {
+                    format!("{url}/{account}")
+                } else {
+                    url.clone()
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for BlobEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Suffix(suffix) => f.write_str(suffix),
+            Self::Url(url) => f.write_str(url),
+        }
+    }
+}
+
+fn strip_port(host_port: &str) -> &str {
+    if let Some(inner) = host_port.strip_prefix('[') {
+        // `[::1]:10000`
+        return inner.split(']').next().unwrap_or(inner);
+    }
+    match host_port.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => host_port,
+    }
+}
+
+fn is_ip_or_localhost(host: &str) -> bool {
+    let host = strip_port(host);
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// Azure Blob Storage settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AzureSettings {
+    /// `account_name` (`PLUGIN_ACCOUNT_NAME`, `AZURE_ACCOUNT_NAME`).
+    pub account_name: Option<String>,
+    /// `account_key` (`PLUGIN_ACCOUNT_KEY`, `AZURE_ACCOUNT_KEY`).
+    pub account_key: Option<Secret>,
+    /// A SAS token instead of an account key (`PLUGIN_SAS_TOKEN`, `AZURE_SAS_TOKEN`). chunkcache's extension:
+    /// the released drone-cache has no such setting (a later drone-cache Azure backend reads one that Harness
+    /// passes as `AZURE_SAS_TOKEN`).
+    pub sas_token: Option<Secret>,
+    /// `container` (`PLUGIN_CONTAINER`, `PLUGIN_BLOB_CONTAINER_NAME`, `AZURE_CONTAINER_NAME`). When unset, the
+    /// plugin takes the first path segment of the cache key, as the Harness page describes.
+    pub container: Option<String>,
+    /// The blob endpoint: `endpoint` (`PLUGIN_ENDPOINT`) when the backend is Azure, else
+    /// `AZURE_BLOB_STORAGE_URL`, else `blob.core.windows.net`.
+    pub blob_endpoint: BlobEndpoint,
+    /// `AZURE_BLOB_MAX_RETRY_REQUESTS`, default 4.
+    pub max_retry_requests: u32,
+}
+
+/// S3 settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct S3Settings {
+    /// `bucket` (`PLUGIN_BUCKET`, `S3_BUCKET`).
+    pub bucket: Option<String>,
+    /// `endpoint` (`PLUGIN_ENDPOINT`, `S3_ENDPOINT`), for MinIO and other S3-compatible stores.
+    pub endpoint: Option<String>,
+    /// `access_key` (`PLUGIN_ACCESS_KEY`, `AWS_ACCESS_KEY_ID`, `CACHE_AWS_ACCESS_KEY_ID`).
+    pub access_key: Option<String>,
+    /// `secret_key` (`PLUGIN_SECRET_KEY`, `AWS_SECRET_ACCESS_KEY`, `CACHE_AWS_SECRET_ACCESS_KEY`).
+    pub secret_key: Option<Secret>,
+    /// `path_style` (`PLUGIN_PATH_STYLE`, `AWS_PLUGIN_PATH_STYLE`): path-style bucket URLs, true for MinIO.
+    pub path_style: bool,
+    /// `acl` (`PLUGIN_ACL`, `AWS_ACL`), default `private`.
+    pub acl: String,
+    /// `encryption` (`PLUGIN_ENCRYPTION`, `AWS_ENCRYPTION`): server-side encryption, `AES256` or `aws:kms`.
+    pub encryption: Option<String>,
+}
+
+/// Google Cloud Storage settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GcsSettings {
+    /// `bucket` (`PLUGIN_BUCKET`, `GCS_BUCKET`).
+    pub bucket: Option<String>,
+    /// `endpoint` (`PLUGIN_ENDPOINT`, `GCS_ENDPOINT`).
+    pub endpoint: Option<String>,
+    /// `json_key` (`PLUGIN_JSON_KEY`, `GCS_CACHE_JSON_KEY`): a service account key, as JSON.
+    pub json_key: Option<Secret>,
+    /// `api_key` (`PLUGIN_API_KEY`, `GCP_API_KEY`).
+    pub api_key: Option<Secret>,
+}
+
+/// Every setting of a plugin step, parsed and validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginSettings {
+    /// `restore: true` or `rebuild: true`; `None` when neither is set (drone-cache then does nothing).
+    pub mode: Option<StepMode>,
+    /// `mount`: the folders (or files) to cache, relative to `local_root`.
+    pub mounts: Vec<String>,
+    /// `cache_key`: a Go `text/template` (see [`crate::plugin::template`]); `None` when unset or empty, in
+    /// which case drone-cache keys the cache by the md5 of the branch name.
+    pub cache_key: Option<String>,
+    /// `restore_keys`: key templates tried in order when `cache_key` has no entry. chunkcache's extension.
+    pub restore_keys: Vec<String>,
+    /// `backend`, default `s3` as in drone-cache.
+    pub backend: Backend,
+    /// `archive_format`, default `tar`.
+    pub archive_format: ArchiveFormat,
+    /// `compression_level`, default `-1` (the codec's default).
+    pub compression_level: i32,
+    /// `override`, default true: save even when the key already exists.
+    pub override_existing: bool,
+    /// `exit_code` (`PLUGIN_EXIT_CODE`, `EXIT_CODE`), default false: fail the step on a cache miss or error
+    /// instead of logging it and exiting 0.
+    pub exit_code: bool,
+    /// `skip_symlinks` (`PLUGIN_SKIP_SYMLINKS`, `SKIP_SYMLINKS`).
+    pub skip_symlinks: bool,
+    /// `debug` (`PLUGIN_DEBUG`, `DEBUG`).
+    pub debug: bool,
+    /// `local_root`: the folder that mounts are relative to; `None` means the working directory.
+    pub local_root: Option<PathBuf>,
+    /// `remote_root`: the prefix under which keys are stored; `None` means the repository name.
+    pub remote_root: Option<String>,
+    /// `filesystem_cache_root` (`PLUGIN_FILESYSTEM_CACHE_ROOT`, `FILESYSTEM_CACHE_ROOT`), default `/tmp/cache`.
+    pub filesystem_cache_root: PathBuf,
+    /// `backend_operation_timeout` (`PLUGIN_BACKEND_OPERATION_TIMEOUT`, `BACKEND_OPERATION_TIMEOUT`), a Go
+    /// duration such as `3m` or `1h30m`; default 3 minutes.
+    pub backend_operation_timeout: Duration,
+    /// `exclude`: glob patterns of entries not to save, relative to each mount root. chunkcache's extension.
+    pub exclude: Vec<String>,
+    /// `gradle_default_excludes`, default true: also exclude [`GRADLE_DEFAULT_EXCLUDES`]. chunkcache's extension.
+    pub gradle_default_excludes: bool,
+    /// `region` (`PLUGIN_REGION`, `S3_REGION`), accepted for every backend.
+    pub region: Option<String>,
+    /// Azure settings.
+    pub azure: AzureSettings,
+    /// S3 settings.
+    pub s3: S3Settings,
+    /// GCS settings.
+    pub gcs: GcsSettings,
+}
+
+impl Default for PluginSettings {
+    fn default() -> Self {
+        Self {
+            mode: None,
+            mounts: Vec::new(),
+            cache_key: None,
+            restore_keys: Vec::new(),
+            backend: Backend::default(),
+            archive_format: ArchiveFormat::default(),
+            compression_level: DEFAULT_COMPRESSION_LEVEL,
+            override_existing: true,
+            exit_code: false,
+            skip_symlinks: false,
+            debug: false,
+            local_root: None,
+            remote_root: None,
+            filesystem_cache_root: PathBuf::from(DEFAULT_FILESYSTEM_CACHE_ROOT),
+            backend_operation_timeout: DEFAULT_BACKEND_OPERATION_TIMEOUT,
+            exclude: Vec::new(),
+            gradle_default_excludes: true,
+            region: None,
+            azure: AzureSettings {
+                max_retry_requests: DEFAULT_AZURE_MAX_RETRY_REQUESTS,
+                ..AzureSettings::default()
+            },
+            s3: S3Settings {
+                acl: DEFAULT_ACL.to_owned(),
+                ..S3Settings::default()
+            },
+            gcs: GcsSettings::default(),
+        }
+    }
+}
+
+/// A setting that could not be parsed. Each message names the variable and says how to fix it; none contains a
+/// secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// Both modes were asked for.
+    #[error(
+        "PLUGIN_RESTORE and PLUGIN_REBUILD are both true: a step either restores or saves; \
+         set one of them to false"
+    )]
+    RestoreAndRebuild,
+    /// A boolean setting had another value.
+    #[error("{var}={value:?} is not a boolean: use true or false (1/0 and yes/no also work)")]
+    InvalidBool {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// An integer setting had another value.
+    #[error("{var}={value:?} is not {expected}")]
+    InvalidInteger {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// What was expected, such as "an integer" or "a whole number from 0 to 100".
+        expected: &'static str,
+    },
+    /// An unknown backend.
+    #[error(
+        "{var}={value:?} is not a backend chunkcache supports{hint}: use one of azure, s3, gcs, filesystem"
+    )]
+    UnknownBackend {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// Extra explanation for drone-cache backends chunkcache lacks (sftp, alioss); may be empty.
+        hint: &'static str,
+    },
+    /// An unknown archive format.
+    #[error("{var}={value:?} is not an archive format: use one of tar, gzip, zstd")]
+    UnknownArchiveFormat {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// A duration that Go's `time.ParseDuration` would not accept either.
+    #[error(
+        "{var}={value:?} is not a duration ({reason}): write it as Go does, for example 3m, 90s or 1h30m"
+    )]
+    InvalidDuration {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A malformed glob pattern.
+    #[error(
+        "{var} has the pattern {pattern:?}, which is not a valid glob ({reason}): \
+         use * within a folder, ** across folders, ? for one character and [abc] for a set"
+    )]
+    InvalidGlob {
+        /// The variable.
+        var: &'static str,
+        /// The pattern.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A blob endpoint that is neither a suffix nor a URL.
+    #[error(
+        "{var}={value:?} is not an Azure blob endpoint ({reason}): use a DNS suffix such as \
+         blob.core.windows.net or blob.core.chinacloudapi.cn, or a full URL such as \
+         http://127.0.0.1:10000/devstoreaccount1 for Azurite"
+    )]
+    InvalidBlobEndpoint {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A setting the chosen backend needs is missing (from [`PluginSettings::validate`]).
+    #[error("backend {backend} needs {setting}: set {vars}")]
+    Missing {
+        /// The backend.
+        backend: Backend,
+        /// The setting, such as "an account name".
+        setting: &'static str,
+        /// The variables that can provide it, such as "PLUGIN_ACCOUNT_NAME (setting account_name) or
+        /// AZURE_ACCOUNT_NAME".
+        vars: &'static str,
+    },
+}
+
+// The variables of each setting, in drone-cache's order of precedence.
+const RESTORE: &[&str] = &["PLUGIN_RESTORE"];
+const REBUILD: &[&str] = &["PLUGIN_REBUILD"];
+const MOUNT: &[&str] = &["PLUGIN_MOUNT"];
+const CACHE_KEY: &[&str] = &["PLUGIN_CACHE_KEY"];
+const RESTORE_KEYS: &[&str] = &["PLUGIN_RESTORE_KEYS"];
+const BACKEND: &[&str] = &["PLUGIN_BACKEND"];
+const ARCHIVE_FORMAT: &[&str] = &["PLUGIN_ARCHIVE_FORMAT"];
+const COMPRESSION_LEVEL: &[&str] = &["PLUGIN_COMPRESSION_LEVEL"];
+const OVERRIDE: &[&str] = &["PLUGIN_OVERRIDE"];
+const EXIT_CODE: &[&str] = &["PLUGIN_EXIT_CODE", "EXIT_CODE"];
+const SKIP_SYMLINKS: &[&str] = &["PLUGIN_SKIP_SYMLINKS", "SKIP_SYMLINKS"];
+const DEBUG: &[&str] = &["PLUGIN_DEBUG", "DEBUG"];
+const LOCAL_ROOT: &[&str] = &["PLUGIN_LOCAL_ROOT"];
+const REMOTE_ROOT: &[&str] = &["PLUGIN_REMOTE_ROOT"];
+const FILESYSTEM_CACHE_ROOT: &[&str] = &["PLUGIN_FILESYSTEM_CACHE_ROOT", "FILESYSTEM_CACHE_ROOT"];
+const OPERATION_TIMEOUT: &[&str] = &[
+    "PLUGIN_BACKEND_OPERATION_TIMEOUT",
+    "BACKEND_OPERATION_TIMEOUT",
+];
+const EXCLUDE: &[&str] = &["PLUGIN_EXCLUDE"];
+const GRADLE_EXCLUDES: &[&str] = &["PLUGIN_GRADLE_DEFAULT_EXCLUDES"];
+const REGION: &[&str] = &["PLUGIN_REGION", "S3_REGION"];
+const ACCOUNT_NAME: &[&str] = &["PLUGIN_ACCOUNT_NAME", "AZURE_ACCOUNT_NAME"];
+const ACCOUNT_KEY: &[&str] = &["PLUGIN_ACCOUNT_KEY", "AZURE_ACCOUNT_KEY"];
+const SAS_TOKEN: &[&str] = &["PLUGIN_SAS_TOKEN", "AZURE_SAS_TOKEN"];
+const CONTAINER: &[&str] = &[
+    "PLUGIN_CONTAINER",
+    "PLUGIN_BLOB_CONTAINER_NAME",
+    "AZURE_CONTAINER_NAME",
+];
+const PLUGIN_ENDPOINT: &[&str] = &["PLUGIN_ENDPOINT"];
+const BLOB_STORAGE_URL: &[&str] = &["AZURE_BLOB_STORAGE_URL"];
+const MAX_RETRY_REQUESTS: &[&str] = &["AZURE_BLOB_MAX_RETRY_REQUESTS"];
+const S3_BUCKET: &[&str] = &["PLUGIN_BUCKET", "S3_BUCKET"];
+const S3_ENDPOINT: &[&str] = &["PLUGIN_ENDPOINT", "S3_ENDPOINT"];
+const ACCESS_KEY: &[&str] = &[
+    "PLUGIN_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "CACHE_AWS_ACCESS_KEY_ID",
+];
+const SECRET_KEY: &[&str] = &[
+    "PLUGIN_SECRET_KEY",
+    "AWS_SECRET_ACCESS_KEY",
+    "CACHE_AWS_SECRET_ACCESS_KEY",
+];
+const PATH_STYLE: &[&str] = &["PLUGIN_PATH_STYLE", "AWS_PLUGIN_PATH_STYLE"];
+const ACL: &[&str] = &["PLUGIN_ACL", "AWS_ACL"];
+const ENCRYPTION: &[&str] = &["PLUGIN_ENCRYPTION", "AWS_ENCRYPTION"];
+const GCS_BUCKET: &[&str] = &["PLUGIN_BUCKET", "GCS_BUCKET"];
+const GCS_ENDPOINT: &[&str] = &["PLUGIN_ENDPOINT", "GCS_ENDPOINT"];
+const JSON_KEY: &[&str] = &["PLUGIN_JSON_KEY", "GCS_CACHE_JSON_KEY"];
+const API_KEY: &[&str] = &["PLUGIN_API_KEY", "GCP_API_KEY"];
+
+/// Reads settings from an environment map, each by its list of variable names.
+struct EnvReader<'a> {
+    env: &'a BTreeMap<String, String>,
+}
+
+impl<'a> EnvReader<'a> {
+    /// The first variable of `names` that is set to a non-empty value, with that value.
+    fn raw(&self, names: &[&'static str]) -> Option<(&'static str, &'a str)> {
+        names.iter().find_map(|&name| {
+            self.env
+                .get(name)
+                .filter(|value| !value.trim().is_empty())
+                .map(|value| (name, value.as_str()))
+        })
+    }
+
+    /// A string setting, trimmed.
+    fn string(&self, names: &[&'static str]) -> Option<String> {
+        self.raw(names).map(|(_, value)| value.trim().to_owned())
+    }
+
+    /// A secret setting, as given (not trimmed: a secret is passed on byte for byte).
+    fn secret(&self, names: &[&'static str]) -> Option<Secret> {
+        self.raw(names).map(|(_, value)| Secret::new(value))
+    }
+
+    fn list(&self, names: &[&'static str]) -> Vec<String> {
+        self.raw(names)
+            .map(|(_, value)| split_list(value))
+            .unwrap_or_default()
+    }
+
+    fn bool(&self, names: &[&'static str], default: bool) -> Result<bool, SettingsError> {
+        match self.raw(names) {
+            None => Ok(default),
+            Some((var, value)) => parse_bool(value).ok_or_else(|| SettingsError::InvalidBool {
+                var,
+                value: value.to_owned(),
+            }),
+        }
+    }
+}
+
+/// Splits a Drone list setting: comma-separated, items trimmed, empty items dropped.
+fn split_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Parses a boolean as Go's `strconv.ParseBool` does (`true`, `t`, `1`, …), plus `yes` and `no`, ignoring case.
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "t" | "1" | "yes" | "y" | "on" => Some(true),
+        "false" | "f" | "0" | "no" | "n" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// Parses a duration in Go's `time.ParseDuration` syntax: a sequence of decimal numbers, each with an optional
+/// fraction and a unit (`ns`, `us`/`µs`, `ms`, `s`, `m`, `h`), such as `300ms`, `1.5h` or `2h45m`. `0` needs no
+/// unit. A negative duration makes no sense for a timeout and is refused.
+///
+/// # Errors
+/// Returns the reason, for the caller to wrap with the variable's name.
+pub fn parse_go_duration(value: &str) -> Result<Duration, String> {
+    const NANOS: &[(&str, u128)] = &[
+        ("ns", 1),
+        ("us", 1_000),
+        ("\u{b5}s", 1_000),
+        ("\u{3bc}s", 1_000),
+        ("ms", 1_000_000),
+        ("s", 1_000_000_000),
+        ("m", 60_000_000_000),
+        ("h", 3_600_000_000_000),
+    ];
+    let mut rest = value.trim();
+    if let Some(unsigned) = rest.strip_prefix('+') {
+        rest = unsigned;
+    } else if rest.starts_with('-') {
+        return Err("a timeout cannot be negative".to_owned());
+    }
+    if rest == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if rest.is_empty() {
+        return Err("it is empty".to_owned());
+    }
+    let mut total: u128 = 0;
+    while !rest.is_empty() {
+        let whole_len = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let whole = &rest[..whole_len];
+        rest = &rest[whole_len..];
+        let mut fraction = "";
+        if let Some(after_dot) = rest.strip_prefix('.') {
+            let fraction_len = after_dot
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(after_dot.len());
+            fraction = &after_dot[..fraction_len];
+            rest = &after_dot[fraction_len..];
+        }
+        if whole.is_empty() && fraction.is_empty() {
+            return Err(format!("expected a number where {rest:?} starts"));
+        }
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        if unit.is_empty() {
+            return Err(format!(
+                "the number {whole}{} has no unit; Go needs one, such as s, m or h",
+                if fraction.is_empty() {
+                    String::new()
+                } else {
+                    format!(".{fraction}")
+                }
+            ));
+        }
+        let Some(&(_, unit_nanos)) = NANOS.iter().find(|(name, _)| *name == unit) else {
+            return Err(format!("unknown unit {unit:?}; use ns, us, ms, s, m or h"));
+        };
+        let too_large = || "it is too large".to_owned();
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| too_large())?
+        };
+        let mut amount = whole.checked_mul(unit_nanos).ok_or_else(too_large)?;
+        // The fraction, to nanosecond precision: digits beyond what the unit can resolve are dropped.
+        let mut scale = unit_nanos;
+        for digit in fraction.bytes() {
+            scale /= 10;
+            if scale == 0 {
+                break;
+            }
+            amount += u128::from(digit - b'0') * scale;
+        }
+        total = total.checked_add(amount).ok_or_else(too_large)?;
+    }
+    let seconds = u64::try_from(total / 1_000_000_000).map_err(|_| "it is too large".to_owned())?;
+    // The remainder of a division by 10^9 always fits in u32.
+    let nanos = u32::try_from(total % 1_000_000_000).unwrap_or(0);
+    Ok(Duration::new(seconds, nanos))
+}
+
+fn parse_backend(var: &'static str, value: &str) -> Result<Backend, SettingsError> {
+    let unknown = |hint| SettingsError::UnknownBackend {
+        var,
+        value: value.to_owned(),
+        hint,
+    };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "azure" => Ok(Backend::Azure),
+        "s3" => Ok(Backend::S3),
+        "gcs" => Ok(Backend::Gcs),
+        "filesystem" => Ok(Backend::Filesystem),
+        "sftp" => Err(unknown(
+            " (drone-cache's sftp backend has no chunkcache equivalent)",
+        )),
+        "alioss" => Err(unknown(
+            " (for Alibaba OSS, use backend s3 with its S3-compatible endpoint)",
+        )),
+        _ => Err(unknown("")),
+    }
+}
+
+fn parse_archive_format(var: &'static str, value: &str) -> Result<ArchiveFormat, SettingsError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "tar" => Ok(ArchiveFormat::Tar),
+        "gzip" => Ok(ArchiveFormat::Gzip),
+        "zstd" => Ok(ArchiveFormat::Zstd),
+        _ => Err(SettingsError::UnknownArchiveFormat {
+            var,
+            value: value.to_owned(),
+        }),
+    }
+}
+
+fn check_globs(var: &'static str, patterns: &[String]) -> Result<(), SettingsError> {
+    for pattern in patterns {
+        glob::Pattern::new(pattern).map_err(|error| SettingsError::InvalidGlob {
+            var,
+            pattern: pattern.clone(),
+            reason: error.msg.to_owned(),
+        })?;
+    }
+    Ok(())
+}
+
+impl PluginSettings {
+    /// Parses the settings from an environment map (`PLUGIN_*` variables and drone-cache's aliases).
+    ///
+    /// Missing settings take drone-cache's defaults. Settings that only a given backend needs are not checked
+    /// here, since a later configuration layer may still supply them; call [`PluginSettings::validate`] on
+    /// the final settings.
+    ///
+    /// # Errors
+    /// [`SettingsError`] naming the variable, when a value cannot be parsed (a boolean, an integer, a duration,
+    /// a glob, a blob endpoint), when the backend or archive format is unknown, or when both `restore` and
+    /// `rebuild` are true.
+    pub fn from_env(env: &BTreeMap<String, String>) -> Result<Self, SettingsError> {
+        let reader = EnvReader { env };
+        let defaults = Self::default();
+
+        let restore = reader.bool(RESTORE, false)?;
+        let rebuild = reader.bool(REBUILD, false)?;
+        let mode = match (restore, rebuild) {
+            (true, true) => return Err(SettingsError::RestoreAndRebuild),
+            (true, false) => Some(StepMode::Restore),
+            (false, true) => Some(StepMode::Rebuild),
+            (false, false) => None,
+        };
+
+        let backend = match reader.raw(BACKEND) {
+            Some((var, value)) => parse_backend(var, value)?,
+            None => defaults.backend,
+        };
+        let archive_format = match reader.raw(ARCHIVE_FORMAT) {
+            Some((var, value)) => parse_archive_format(var, value)?,
+            None => defaults.archive_format,
+        };
+        let compression_level = match reader.raw(COMPRESSION_LEVEL) {
+            Some((var, value)) => {
+                value
+                    .trim()
+                    .parse()
+                    .map_err(|_| SettingsError::InvalidInteger {
+                        var,
+                        value: value.to_owned(),
+                        expected: "an integer (-1 for the codec's default level)",
+                    })?
+            }
+            None => defaults.compression_level,
+        };
+        let backend_operation_timeout = match reader.raw(OPERATION_TIMEOUT) {
+            Some((var, value)) => {
+                parse_go_duration(value).map_err(|reason| SettingsError::InvalidDuration {
+                    var,
+                    value: value.to_owned(),
+                    reason,
+                })?
+            }
+            None => defaults.backend_operation_timeout,
+        };
+
+        let exclude = reader.list(EXCLUDE);
+        check_globs(EXCLUDE[0], &exclude)?;
+
+        // `endpoint` is shared by S3 and GCS in drone-cache; for Azure it names the blob endpoint and wins over
+        // AZURE_BLOB_STORAGE_URL, since it is written in the step itself.
+        let blob_endpoint_source = if backend == Backend::Azure {
+            reader
+                .raw(PLUGIN_ENDPOINT)
+                .or_else(|| reader.raw(BLOB_STORAGE_URL))
+        } else {
+            reader.raw(BLOB_STORAGE_URL)
+        };
+        let blob_endpoint = match blob_endpoint_source {
+            Some((var, value)) => {
+                BlobEndpoint::parse(value).map_err(|reason| SettingsError::InvalidBlobEndpoint {
+                    var,
+                    value: value.to_owned(),
+                    reason,
+                })?
+            }
+            None => BlobEndpoint::default(),
+        };
+        let max_retry_requests = match reader.raw(MAX_RETRY_REQUESTS) {
+            Some((var, value)) => {
+                value
+                    .trim()
+                    .parse()
+                    .map_err(|_| SettingsError::InvalidInteger {
+                        var,
+                        value: value.to_owned(),
+                        expected: "a whole number of retries, such as 4",
+                    })?
+            }
+            None => defaults.azure.max_retry_requests,
+        };
+
+        Ok(Self {
+            mode,
+            mounts: reader.list(MOUNT),
+            // The template is kept byte for byte: drone-cache renders it as given.
+            cache_key: reader.raw(CACHE_KEY).map(|(_, value)| value.to_owned()),
+            restore_keys: reader.list(RESTORE_KEYS),
+            backend,
+            archive_format,
+            compression_level,
+            override_existing: reader.bool(OVERRIDE, defaults.override_existing)?,
+            exit_code: reader.bool(EXIT_CODE, defaults.exit_code)?,
+            skip_symlinks: reader.bool(SKIP_SYMLINKS, defaults.skip_symlinks)?,
+            debug: reader.bool(DEBUG, defaults.debug)?,
+            local_root: reader.string(LOCAL_ROOT).map(PathBuf::from),
+            remote_root: reader.string(REMOTE_ROOT),
+            filesystem_cache_root: reader
+                .string(FILESYSTEM_CACHE_ROOT)
+                .map_or(defaults.filesystem_cache_root, PathBuf::from),
+            backend_operation_timeout,
+            exclude,
+            gradle_default_excludes: reader
+                .bool(GRADLE_EXCLUDES, defaults.gradle_default_excludes)?,
+            region: reader.string(REGION),
+            azure: AzureSettings {
+                account_name: reader.string(ACCOUNT_NAME),
+                account_key: reader.secret(ACCOUNT_KEY),
+                sas_token: reader.secret(SAS_TOKEN),
+                container: reader.string(CONTAINER),
+                blob_endpoint,
+                max_retry_requests,
+            },
+            s3: S3Settings {
+                bucket: reader.string(S3_BUCKET),
+                endpoint: reader.string(S3_ENDPOINT),
+                access_key: reader.string(ACCESS_KEY),
+                secret_key: reader.secret(SECRET_KEY),
+                path_style: reader.bool(PATH_STYLE, false)?,
+                acl: reader.string(ACL).unwrap_or(defaults.s3.acl),
+                encryption: reader.string(ENCRYPTION),
+            },
+            gcs: GcsSettings {
+                bucket: reader.string(GCS_BUCKET),
+                endpoint: reader.string(GCS_ENDPOINT),
+                json_key: reader.secret(JSON_KEY),
+                api_key: reader.secret(API_KEY),
+            },
+        })
+    }
+
+    /// The exclude patterns to apply to every mount: [`GRADLE_DEFAULT_EXCLUDES`] when `gradle_default_excludes`
+    /// is on, then `exclude`. Match them with [`EXCLUDE_MATCH_OPTIONS`].
+    pub fn effective_excludes(&self) -> Vec<String> {
+        let defaults = if self.gradle_default_excludes {
+            GRADLE_DEFAULT_EXCLUDES
+        } else {
+            &[]
+        };
+        defaults
+            .iter()
+            .map(|pattern| (*pattern).to_owned())
+            .chain(self.exclude.iter().cloned())
+            .collect()
+    }
+
+    /// Checks that the chosen backend has what it needs to connect: Azure an account name and a key or SAS
+    /// token, S3 and GCS a bucket. Credentials that S3 and GCS can find elsewhere (instance roles, workload
+    /// identity) are not required.
+    ///
+    /// # Errors
+    /// [`SettingsError::Missing`] naming the setting and its variables.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let missing = |setting, vars| {
+            Err(SettingsError::Missing {
+                backend: self.backend,
+                setting,
+                vars,
+            })
+        };
+        match self.backend {
+            Backend::Azure => {
+                if self.azure.account_name.is_none() {
+                    return missing(
+                        "a storage account name",
+                        "PLUGIN_ACCOUNT_NAME (setting account_name) or AZURE_ACCOUNT_NAME",
+                    );
+                }
+                if self.azure.account_key.is_none() && self.azure.sas_token.is_none() {
+                    return missing(
+                        "an account key or a SAS token",
+                        "PLUGIN_ACCOUNT_KEY (setting account_key) or AZURE_ACCOUNT_KEY, \
+                         or PLUGIN_SAS_TOKEN or AZURE_SAS_TOKEN",
+                    );
+                }
+            }
+            Backend::S3 => {
+                if self.s3.bucket.is_none() {
+                    return missing("a bucket", "PLUGIN_BUCKET (setting bucket) or S3_BUCKET");
+                }
+            }
+            Backend::Gcs => {
+                if self.gcs.bucket.is_none() {
+                    return missing("a bucket", "PLUGIN_BUCKET (setting bucket) or GCS_BUCKET");
+                }
+            }
+            Backend::Filesystem => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<PluginSettings, SettingsError> {
+        PluginSettings::from_env(&env(pairs))
+    }
+
+    #[test]
+    fn defaults_match_drone_cache() {
+        let settings = parse(&[]).unwrap();
+        assert_eq!(settings, PluginSettings::default());
+        assert_eq!(settings.mode, None);
+        assert_eq!(settings.backend, Backend::S3);
+        assert_eq!(settings.archive_format, ArchiveFormat::Tar);
+        assert_eq!(settings.compression_level, -1);
+        assert!(settings.override_existing);
+        assert!(!settings.exit_code);
+        assert!(settings.gradle_default_excludes);
+        assert_eq!(settings.filesystem_cache_root, PathBuf::from("/tmp/cache"));
+        assert_eq!(settings.backend_operation_timeout, Duration::from_secs(180));
+        assert_eq!(
+            settings.azure.blob_endpoint,
+            BlobEndpoint::Suffix("blob.core.windows.net".into())
+        );
+        assert_eq!(settings.azure.max_retry_requests, 4);
+        assert_eq!(settings.s3.acl, "private");
+    }
+
+    /// The settings Drone/Harness derive from the "Save and Restore Cache from Azure" page, with its stage
+    /// variables filled in.
+    #[test]
+    fn harness_azure_page_restore_step() {
+        let key = "somecontainer/pipelineid/{{ .Commit.Branch }}-{{ checksum \"gradle-examples/some-gradle-examples/build.gradle\" }}";
+        let settings = parse(&[
+            ("PLUGIN_RESTORE", "true"),
+            ("PLUGIN_CACHE_KEY", key),
+            ("PLUGIN_ARCHIVE_FORMAT", "gzip"),
+            ("PLUGIN_MOUNT", "/harness/gradle/caches/"),
+            ("PLUGIN_REGION", "us-west-2"),
+            ("PLUGIN_ACCOUNT_KEY", "c2VjcmV0LWtleQ=="),
+            ("PLUGIN_ACCOUNT_NAME", "someaccount"),
+            ("PLUGIN_BACKEND", "azure"),
+        ])
+        .unwrap();
+        assert_eq!(settings.mode, Some(StepMode::Restore));
+        assert_eq!(settings.cache_key.as_deref(), Some(key));
+        assert_eq!(settings.archive_format, ArchiveFormat::Gzip);
+        assert_eq!(settings.mounts, ["/harness/gradle/caches/"]);
+        assert_eq!(settings.region.as_deref(), Some("us-west-2"));
+        assert_eq!(settings.backend, Backend::Azure);
+        assert_eq!(settings.azure.account_name.as_deref(), Some("someaccount"));
+        assert_eq!(
+            settings.azure.account_key.as_ref().map(Secret::expose),
+            Some("c2VjcmV0LWtleQ==")
+        );
+        assert_eq!(settings.azure.container, None);
+        assert_eq!(
+            settings.azure.blob_endpoint.account_url("someaccount"),
+            "https://someaccount.blob.core.windows.net"
+        );
+        settings.validate().unwrap();
+
+        let save = parse(&[("PLUGIN_REBUILD", "true"), ("PLUGIN_BACKEND", "azure")]).unwrap();
+        assert_eq!(save.mode, Some(StepMode::Rebuild));
+    }
+
+    #[test]
+    fn restore_and_rebuild_together_is_an_error() {
+        let error = parse(&[("PLUGIN_RESTORE", "true"), ("PLUGIN_REBUILD", "TRUE")]).unwrap_err();
+        assert_eq!(error, SettingsError::RestoreAndRebuild);
+        let message = error.to_string();
+        assert!(message.contains("PLUGIN_RESTORE") && message.contains("PLUGIN_REBUILD"));
+        assert!(message.contains("set one of them to false"));
+    }
+
+    #[test]
+    fn booleans_accept_go_and_human_spellings() {
+        for (value, expected) in [
+            ("true", true),
+            ("True", true),
+            ("1", true),
+            ("yes", true),
+            ("YES", true),
+            ("t", true),
+            ("false", false),
+            ("0", false),
+            ("no", false),
+            ("F", false),
+        ] {
+            let settings = parse(&[("PLUGIN_DEBUG", value)]).unwrap();
+            assert_eq!(settings.debug, expected, "{value}");
+        }
+        let error = parse(&[("PLUGIN_OVERRIDE", "maybe")]).unwrap_err();
+        assert_eq!(
+            error,
+            SettingsError::InvalidBool {
+                var: "PLUGIN_OVERRIDE",
+                value: "maybe".into()
+            }
+        );
+        assert!(error.to_string().contains("PLUGIN_OVERRIDE=\"maybe\""));
+        assert!(error.to_string().contains("true or false"));
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let settings = parse(&[
+            ("PLUGIN_OVERRIDE", ""),
+            ("PLUGIN_BACKEND", " "),
+            ("PLUGIN_CACHE_KEY", ""),
+        ])
+        .unwrap();
+        assert!(settings.override_existing);
+        assert_eq!(settings.backend, Backend::S3);
+        assert_eq!(settings.cache_key, None);
+    }
+
+    #[test]
+    fn lists_are_comma_separated_trimmed_without_empties() {
+        let settings = parse(&[
+            ("PLUGIN_MOUNT", " .gradle/caches , ,.gradle/wrapper,"),
+            ("PLUGIN_RESTORE_KEYS", "a/{{ .Commit.Branch }}-,a/"),
+            ("PLUGIN_EXCLUDE", "**/*.tmp, build/**"),
+        ])
+        .unwrap();
+        assert_eq!(settings.mounts, [".gradle/caches", ".gradle/wrapper"]);
+        assert_eq!(settings.restore_keys, ["a/{{ .Commit.Branch }}-", "a/"]);
+        assert_eq!(settings.exclude, ["**/*.tmp", "build/**"]);
+    }
+
+    #[test]
+    fn aliases_follow_drone_cache_precedence() {
+        let settings = parse(&[
+            ("AZURE_ACCOUNT_NAME", "from-alias"),
+            ("AZURE_ACCOUNT_KEY", "alias-key"),
+            ("AZURE_CONTAINER_NAME", "alias-container"),
+            ("PLUGIN_BLOB_CONTAINER_NAME", "blob-container"),
+            ("S3_BUCKET", "s3-bucket"),
+            ("GCS_BUCKET", "gcs-bucket"),
+            ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"),
+            ("CACHE_AWS_SECRET_ACCESS_KEY", "cache-secret"),
+            ("S3_REGION", "eu-west-1"),
+            ("GCS_CACHE_JSON_KEY", "{\"type\":\"service_account\"}"),
+            ("SKIP_SYMLINKS", "true"),
+            ("EXIT_CODE", "1"),
+            ("DEBUG", "yes"),
+            ("FILESYSTEM_CACHE_ROOT", "/cache"),
+            ("BACKEND_OPERATION_TIMEOUT", "90s"),
+            ("AWS_PLUGIN_PATH_STYLE", "true"),
+        ])
+        .unwrap();
+        assert_eq!(settings.azure.account_name.as_deref(), Some("from-alias"));
+        assert_eq!(
+            settings.azure.account_key.as_ref().map(Secret::expose),
+            Some("alias-key")
+        );
+        // PLUGIN_BLOB_CONTAINER_NAME (the Harness page's `blob_container_name`) outranks the bare alias.
+        assert_eq!(settings.azure.container.as_deref(), Some("blob-container"));
+        assert_eq!(settings.s3.bucket.as_deref(), Some("s3-bucket"));
+        assert_eq!(settings.gcs.bucket.as_deref(), Some("gcs-bucket"));
+        assert_eq!(settings.s3.access_key.as_deref(), Some("AKIAEXAMPLE"));
+        assert_eq!(
+            settings.s3.secret_key.as_ref().map(Secret::expose),
+            Some("cache-secret")
+        );
+        assert_eq!(settings.region.as_deref(), Some("eu-west-1"));
+        assert!(settings.gcs.json_key.is_some());
+        assert!(
+            settings.skip_symlinks
+                && settings.exit_code
+                && settings.debug
+                && settings.s3.path_style
+        );
+        assert_eq!(settings.filesystem_cache_root, PathBuf::from("/cache"));
+        assert_eq!(settings.backend_operation_timeout, Duration::from_secs(90));
+
+        let settings = parse(&[
+            ("PLUGIN_ACCOUNT_NAME", "from-plugin"),
+            ("AZURE_ACCOUNT_NAME", "from-alias"),
+            ("PLUGIN_CONTAINER", "plugin-container"),
+            ("PLUGIN_BLOB_CONTAINER_NAME", "blob-container"),
+            ("PLUGIN_BUCKET", "plugin-bucket"),
+            ("S3_BUCKET", "s3-bucket"),
+        ])
+        .unwrap();
+        assert_eq!(settings.azure.account_name.as_deref(), Some("from-plugin"));
+        assert_eq!(
+            settings.azure.container.as_deref(),
+            Some("plugin-container")
+        );
+        assert_eq!(settings.s3.bucket.as_deref(), Some("plugin-bucket"));
+        assert_eq!(settings.gcs.bucket.as_deref(), Some("plugin-bucket"));
+    }
+
+    #[test]
+    fn unknown_backend_and_format_list_the_valid_values() {
+        let error = parse(&[("PLUGIN_BACKEND", "dropbox")]).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("PLUGIN_BACKEND=\"dropbox\""), "{message}");
+        assert!(message.contains("azure, s3, gcs, filesystem"), "{message}");
+
+        let message = parse(&[("PLUGIN_BACKEND", "sftp")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("sftp backend has no chunkcache equivalent"),
+            "{message}"
+        );
+
+        assert_eq!(
+            parse(&[("PLUGIN_BACKEND", "Azure")]).unwrap().backend,
+            Backend::Azure
+        );
+        assert_eq!(
+            parse(&[("PLUGIN_BACKEND", "gcs")]).unwrap().backend,
+            Backend::Gcs
+        );
+        assert_eq!(
+            parse(&[("PLUGIN_BACKEND", "filesystem")]).unwrap().backend,
+            Backend::Filesystem
+        );
+
+        let message = parse(&[("PLUGIN_ARCHIVE_FORMAT", "rar")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("PLUGIN_ARCHIVE_FORMAT=\"rar\""),
+            "{message}"
+        );
+        assert!(message.contains("tar, gzip, zstd"), "{message}");
+        let zstd = parse(&[("PLUGIN_ARCHIVE_FORMAT", "zstd")])
+            .unwrap()
+            .archive_format;
+        assert_eq!(zstd, ArchiveFormat::Zstd);
+        assert!(zstd.is_compressed() && !ArchiveFormat::Tar.is_compressed());
+    }
+
+    #[test]
+    fn integers_are_checked() {
+        assert_eq!(
+            parse(&[("PLUGIN_COMPRESSION_LEVEL", " 9 ")])
+                .unwrap()
+                .compression_level,
+            9
+        );
+        let message = parse(&[("PLUGIN_COMPRESSION_LEVEL", "max")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("PLUGIN_COMPRESSION_LEVEL=\"max\" is not an integer"),
+            "{message}"
+        );
+        let message = parse(&[("AZURE_BLOB_MAX_RETRY_REQUESTS", "-1")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("AZURE_BLOB_MAX_RETRY_REQUESTS"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn go_durations() {
+        let ok = |text: &str| parse_go_duration(text).unwrap();
+        assert_eq!(ok("3m"), Duration::from_secs(180));
+        assert_eq!(ok("90s"), Duration::from_secs(90));
+        assert_eq!(ok("1h30m"), Duration::from_secs(5400));
+        assert_eq!(ok("1.5h"), Duration::from_secs(5400));
+        assert_eq!(ok("300ms"), Duration::from_millis(300));
+        assert_eq!(
+            ok("2h45m30.5s"),
+            Duration::from_millis((2 * 3600 + 45 * 60 + 30) * 1000 + 500)
+        );
+        assert_eq!(ok("1us"), Duration::from_micros(1));
+        assert_eq!(ok("1\u{b5}s"), Duration::from_micros(1));
+        assert_eq!(ok("10ns"), Duration::from_nanos(10));
+        assert_eq!(ok(".5s"), Duration::from_millis(500));
+        assert_eq!(ok("0"), Duration::ZERO);
+        assert_eq!(ok("+5s"), Duration::from_secs(5));
+
+        for bad in [
+            "180",
+            "3 m",
+            "3mins",
+            "-1m",
+            "m",
+            "1.s5",
+            "ms5",
+            "99999999999999999999999999999999999h",
+        ] {
+            assert!(parse_go_duration(bad).is_err(), "{bad} should be refused");
+        }
+        assert!(
+            parse_go_duration("180")
+                .unwrap_err()
+                .contains("has no unit")
+        );
+
+        let error = parse(&[("PLUGIN_BACKEND_OPERATION_TIMEOUT", "5 minutes")]).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.starts_with("PLUGIN_BACKEND_OPERATION_TIMEOUT=\"5 minutes\" is not a duration"),
+            "{message}"
+        );
+        assert!(message.contains("1h30m"), "{message}");
+    }
+
+    #[test]
+    fn blob_endpoints() {
+        let china = parse(&[("AZURE_BLOB_STORAGE_URL", "blob.core.chinacloudapi.cn")]).unwrap();
+        assert_eq!(
+            china.azure.blob_endpoint.account_url("acct"),
+            "https://acct.blob.core.chinacloudapi.cn"
+        );
+
+        // `endpoint` names the blob endpoint only for the Azure backend, and then wins.
+        let azurite = parse(&[
+            ("PLUGIN_BACKEND", "azure"),
+            (
+                "PLUGIN_ENDPOINT",
+                "http://127.0.0.1:10000/devstoreaccount1/",
+            ),
+            ("AZURE_BLOB_STORAGE_URL", "blob.core.chinacloudapi.cn"),
+        ])
+        .unwrap();
+        assert_eq!(
+            azurite.azure.blob_endpoint,
+            BlobEndpoint::Url("http://127.0.0.1:10000/devstoreaccount1".into())
+        );
+        assert_eq!(
+            azurite.azure.blob_endpoint.account_url("devstoreaccount1"),
+            "http://127.0.0.1:10000/devstoreaccount1"
+        );
+        let s3 = parse(&[("PLUGIN_ENDPOINT", "http://minio:9000")]).unwrap();
+        assert_eq!(s3.azure.blob_endpoint, BlobEndpoint::default());
+        assert_eq!(s3.s3.endpoint.as_deref(), Some("http://minio:9000"));
+        assert_eq!(s3.gcs.endpoint.as_deref(), Some("http://minio:9000"));
+
+        // Path-style emulator URLs without a path get the account appended; custom domains do not.
+        let bare = BlobEndpoint::parse("http://localhost:10000").unwrap();
+        assert_eq!(
+            bare.account_url("devstoreaccount1"),
+            "http://localhost:10000/devstoreaccount1"
+        );
+        let custom = BlobEndpoint::parse("https://cache.example.com").unwrap();
+        assert_eq!(custom.account_url("acct"), "https://cache.example.com");
+
+        for bad in [
+            "127.0.0.1:10000",
+            "localhost",
+            "ftp://host/x",
+            "http://",
+            "a/b",
+        ] {
+            assert!(BlobEndpoint::parse(bad).is_err(), "{bad} should be refused");
+        }
+        let message = parse(&[("AZURE_BLOB_STORAGE_URL", "127.0.0.1:10000")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("AZURE_BLOB_STORAGE_URL=\"127.0.0.1:10000\""),
+            "{message}"
+        );
+        assert!(
+            message.contains("http://127.0.0.1:10000/devstoreaccount1"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        let settings = parse(&[
+            ("PLUGIN_BACKEND", "azure"),
+            ("PLUGIN_ACCOUNT_NAME", "someaccount"),
+            ("PLUGIN_ACCOUNT_KEY", "account-key-value-1"),
+            ("PLUGIN_SAS_TOKEN", "sv=2022&sig=sas-value-2"),
+            ("PLUGIN_SECRET_KEY", "secret-key-value-3"),
+            ("PLUGIN_JSON_KEY", "{\"private_key\":\"json-key-value-4\"}"),
+            ("PLUGIN_API_KEY", "api-key-value-5"),
+            ("PLUGIN_DEBUG", "true"),
+        ])
+        .unwrap();
+        let debug = format!("{settings:?}");
+        let pretty = format!("{settings:#?}");
+        for secret in [
+            "account-key-value-1",
+            "sas-value-2",
+            "secret-key-value-3",
+            "json-key-value-4",
+            "api-key-value-5",
+        ] {
+            assert!(!debug.contains(secret), "{secret} leaked into {debug}");
+            assert!(!pretty.contains(secret), "{secret} leaked into {pretty}");
+        }
+        assert!(debug.contains("***"));
+        let key = settings.azure.account_key.as_ref().unwrap();
+        assert_eq!(key.to_string(), "***");
+        assert_eq!(key.expose(), "account-key-value-1");
+    }
+
+    #[test]
+    fn validate_names_missing_backend_settings() {
+        let error = parse(&[("PLUGIN_BACKEND", "azure"), ("PLUGIN_ACCOUNT_KEY", "k")])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(error.to_string().contains("PLUGIN_ACCOUNT_NAME"), "{error}");
+        let error = parse(&[("PLUGIN_BACKEND", "azure"), ("PLUGIN_ACCOUNT_NAME", "a")])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(error.to_string().contains("PLUGIN_ACCOUNT_KEY"), "{error}");
+        parse(&[
+            ("PLUGIN_BACKEND", "azure"),
+            ("PLUGIN_ACCOUNT_NAME", "a"),
+            ("AZURE_SAS_TOKEN", "sig"),
+        ])
+        .unwrap()
+        .validate()
+        .unwrap();
+        let error = parse(&[]).unwrap().validate().unwrap_err();
+        assert!(error.to_string().contains("PLUGIN_BUCKET"), "{error}");
+        parse(&[("PLUGIN_BACKEND", "filesystem")])
+            .unwrap()
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn bad_exclude_globs_are_refused() {
+        let message = parse(&[("PLUGIN_EXCLUDE", "ok/**, a**b")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("PLUGIN_EXCLUDE") && message.contains("\"a**b\""),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn effective_excludes_put_gradle_defaults_first() {
+        let settings = parse(&[("PLUGIN_EXCLUDE", "build/**")]).unwrap();
+        let excludes = settings.effective_excludes();
+        assert_eq!(excludes.len(), GRADLE_DEFAULT_EXCLUDES.len() + 1);
+        assert_eq!(excludes.last().map(String::as_str), Some("build/**"));
+        let settings = parse(&[
+            ("PLUGIN_EXCLUDE", "build/**"),
+            ("PLUGIN_GRADLE_DEFAULT_EXCLUDES", "false"),
+        ])
+        .unwrap();
+        assert_eq!(settings.effective_excludes(), ["build/**"]);
+    }
+
+    fn excluded(path: &str) -> bool {
+        GRADLE_DEFAULT_EXCLUDES.iter().any(|pattern| {
+            glob::Pattern::new(pattern)
+                .unwrap()
+                .matches_with(path, EXCLUDE_MATCH_OPTIONS)
+        })
+    }
+
+    #[test]
+    fn gradle_default_excludes_match_per_process_files() {
+        // Mount root = the Gradle user home.
+        for path in [
+            "caches/modules-2/modules-2.lock",
+            "caches/modules-2/gc.properties",
+            "caches/8.5/fileHashes/fileHashes.lock",
+            "caches/journal-1/file-access.bin",
+            "caches/journal-1/journal-1.lock",
+            "caches/8.5/cc-keystore/keystore.bin",
+            "daemon/8.5/daemon-1234.out.log",
+            "daemon/8.5/registry.bin",
+            ".tmp/gradle123.tmp",
+            "caches/build-cache-1/gc.properties",
+        ] {
+            assert!(excluded(path), "{path} should be excluded");
+        }
+        // Mount root = `<GRADLE_HOME>/caches/`, as on the Harness page.
+        for path in [
+            "modules-2/modules-2.lock",
+            "journal-1/file-access.bin",
+            "8.5/cc-keystore/keystore.bin",
+        ] {
+            assert!(excluded(path), "{path} should be excluded");
+        }
+        // What the cache is for must stay.
+        for path in [
+            "caches/modules-2/files-2.1/com.google.guava/guava/33.0.0-jre/abc123/guava-33.0.0-jre.jar",
+            "caches/modules-2/metadata-2.106/descriptors/com.google.guava/guava/descriptor.bin",
+            "caches/transforms-4/abc/transformed/classes.jar",
+            "caches/jars-9/abc/buildSrc.jar",
+            "wrapper/dists/gradle-8.5-bin/abc/gradle-8.5-bin.zip.ok",
+            "caches/8.5/fileHashes/fileHashes.bin",
+            "modules-2/files-2.1/org.jetbrains.kotlin/kotlin-daemon-embeddable/1.9.23/abc/kotlin-daemon-embeddable-1.9.23.jar",
+        ] {
+            assert!(!excluded(path), "{path} should be kept");
+        }
+    }
+}
