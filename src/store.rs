@@ -13,7 +13,7 @@
 //! code path. Chunk uploads are create-if-absent puts, so concurrent savers never clobber each
 //! other and a chunk, once written, never changes.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -43,7 +43,7 @@ pub struct StoreConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The backend refused or failed a request.
-    #[error("{operation} {path} in {store} failed: {source}")]
+    #[error("{operation} {path} in {store} failed")]
     Backend {
         /// What we tried.
         operation: &'static str,
@@ -321,14 +321,14 @@ impl Store {
         }
     }
 
-    /// Every chunk id in the store, from one listing.
+    /// Every chunk in the store with its stored size, from one listing.
     ///
     /// # Errors
     /// Backend failures.
-    pub async fn list_chunks(&self) -> Result<HashSet<ChunkId>, StoreError> {
+    pub async fn list_chunks(&self) -> Result<HashMap<ChunkId, u32>, StoreError> {
         bump(&self.requests.list, 1);
         let prefix = Path::from("chunks");
-        let mut ids = HashSet::new();
+        let mut ids = HashMap::new();
         let mut listing = self.objects.list(Some(&prefix));
         while let Some(meta) = listing
             .try_next()
@@ -336,7 +336,7 @@ impl Store {
             .map_err(|e| self.backend_error("LIST", &prefix, e))?
         {
             if let Some(id) = meta.location.filename().and_then(ChunkId::from_hex) {
-                ids.insert(id);
+                ids.insert(id, u32::try_from(meta.size).unwrap_or(u32::MAX));
             }
         }
         Ok(ids)
@@ -511,7 +511,7 @@ mod tests {
             store.get_chunk(id).await.unwrap().unwrap(),
             Bytes::from_static(b"one")
         );
-        assert_eq!(store.list_chunks().await.unwrap(), HashSet::from([id]));
+        assert_eq!(store.list_chunks().await.unwrap(), HashMap::from([(id, 3)]));
         assert_eq!(store.get_chunk(ChunkId::of(b"y")).await.unwrap(), None);
         let requests = store.requests();
         assert_eq!((requests.put, requests.get, requests.list), (2, 2, 1));

@@ -1,0 +1,381 @@
+//! Command-line interface: flag definitions, config resolution and the commands.
+//!
+//! Precedence, resolved once per run: flags, then `CHUNKCACHE_*` environment variables, then
+//! defaults. Data goes to stdout (`--json` for machines), messages to stderr.
+
+mod output;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use chunkcache::backend;
+use chunkcache::chunker::ChunkerParams;
+use chunkcache::manifest::Manifest;
+use chunkcache::restore::{self, Outcome, RestoreOptions, RestoreTarget};
+use chunkcache::save::{self, SaveOptions};
+use chunkcache::store::Store;
+use chunkcache::walk::WalkOptions;
+use clap::{Args, Parser, Subcommand};
+
+use output::{CliProgress, human_bytes, print_json};
+
+/// Exit code for errors.
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code of `restore` when a fallback prefix matched instead of the exact key.
+const EXIT_FALLBACK_HIT: u8 = 3;
+/// Exit code of `restore` when nothing matched.
+const EXIT_MISS: u8 = 4;
+
+/// A content-addressed, deduplicating cache for CI pipelines.
+///
+/// chunkcache splits directories into content-defined chunks named by their BLAKE3 hash,
+/// uploads only the chunks a store lacks, and restores only the files that differ.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about,
+    long_about,
+    after_help = "Docs and examples: README.md. Store URL: --store, else CHUNKCACHE_STORE, else a folder under the user's cache directory."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Save directories under a cache key (uploads only chunks the store lacks).
+    Save(SaveArgs),
+    /// Restore a cache key (or the newest key matching a fallback prefix).
+    ///
+    /// Exit status: 0 exact hit, 3 fallback hit, 4 miss, 1 error.
+    Restore(RestoreArgs),
+    /// List cache keys with their size and age.
+    List(ListArgs),
+    /// Show a manifest's summary.
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+struct StoreArgs {
+    /// Store URL: file:///PATH or memory:// [env: CHUNKCACHE_STORE]
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// Print a machine-readable JSON report on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct SaveArgs {
+    #[command(flatten)]
+    common: StoreArgs,
+    /// The cache key, e.g. `gradle/main-3f2a…`.
+    #[arg(long)]
+    key: String,
+    /// Directories or files to save; restored at the same relative paths.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Leave out paths matching this glob (relative to each PATH; repeatable), e.g. `**/*.lock`.
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Leave symlinks out instead of saving them.
+    #[arg(long)]
+    skip_symlinks: bool,
+    /// zstd level for compressible chunks (1–19).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    level: i32,
+    /// Uploads in flight at once [env: CHUNKCACHE_CONCURRENCY].
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Average chunk size for a new store (e.g. 1M); an existing store must match.
+    #[arg(long, value_name = "SIZE", value_parser = output::parse_size)]
+    chunk_size: Option<u64>,
+    /// Do nothing if the key already exists.
+    #[arg(long)]
+    skip_existing: bool,
+}
+
+#[derive(Debug, Args)]
+struct RestoreArgs {
+    #[command(flatten)]
+    common: StoreArgs,
+    /// The cache key to restore.
+    #[arg(long)]
+    key: String,
+    /// Fallback key prefix when the key is missing (repeatable, tried in order; newest wins).
+    #[arg(long = "restore-key", value_name = "PREFIX")]
+    restore_keys: Vec<String>,
+    /// Also delete files under the restored paths that the cache does not have.
+    #[arg(long)]
+    mirror: bool,
+    /// Downloads in flight at once [env: CHUNKCACHE_CONCURRENCY].
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Restore under this directory instead of the saved paths.
+    #[arg(value_name = "DEST")]
+    destination: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    #[command(flatten)]
+    common: StoreArgs,
+    /// Only keys starting with this prefix.
+    #[arg(long, default_value = "")]
+    prefix: String,
+}
+
+#[derive(Debug, Args)]
+struct ShowArgs {
+    #[command(flatten)]
+    common: StoreArgs,
+    /// The cache key.
+    #[arg(long)]
+    key: String,
+}
+
+/// Runs one command.
+///
+/// # Errors
+/// Anything that stops the command; printed by `main` with its causes.
+pub fn run(cli: Cli, env: &BTreeMap<String, String>) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Save(args) => run_save(args, env).await,
+            Command::Restore(args) => run_restore(args, env).await,
+            Command::List(args) => run_list(args, env).await,
+            Command::Show(args) => run_show(args, env).await,
+        }
+    })
+}
+
+fn open_store(args: &StoreArgs, env: &BTreeMap<String, String>) -> Result<Store> {
+    let url = args
+        .store
+        .clone()
+        .or_else(|| env.get("CHUNKCACHE_STORE").cloned())
+        .unwrap_or_else(|| backend::default_store_url(env));
+    Ok(backend::open(&url)?)
+}
+
+fn concurrency(flag: Option<usize>, env: &BTreeMap<String, String>) -> Result<usize> {
+    match flag {
+        Some(n) => Ok(n.max(1)),
+        None => match env.get("CHUNKCACHE_CONCURRENCY") {
+            Some(value) => value
+                .parse::<usize>()
+                .map(|n| n.max(1))
+                .with_context(|| format!("CHUNKCACHE_CONCURRENCY={value:?} is not a number; set it to e.g. 16 or use --concurrency")),
+            None => Ok(16),
+        },
+    }
+}
+
+async fn run_save(args: SaveArgs, env: &BTreeMap<String, String>) -> Result<ExitCode> {
+    let store = open_store(&args.common, env)?;
+    let exclude = output::glob_set(&args.exclude)?;
+    let chunker = args
+        .chunk_size
+        .map(|avg| {
+            let params = ChunkerParams::with_average(u32::try_from(avg).unwrap_or(u32::MAX) & !1);
+            params
+                .validate()
+                .map(|()| params)
+                .map_err(|e| anyhow::anyhow!("--chunk-size {avg}: {e}"))
+        })
+        .transpose()?;
+    let options = SaveOptions {
+        key: args.key,
+        mounts: args.paths,
+        walk: WalkOptions {
+            exclude,
+            skip_symlinks: args.skip_symlinks,
+        },
+        compression_level: args.level,
+        concurrency: concurrency(args.concurrency, env)?,
+        chunker,
+        skip_if_exists: args.skip_existing,
+    };
+    let progress = CliProgress::new(args.common.json);
+    let report = save::save(&store, &options, &progress)
+        .await
+        .with_context(|| {
+            format!(
+                "saving {:?} to {} failed; nothing was committed",
+                options.key,
+                store.description()
+            )
+        })?;
+    progress.finish();
+    if args.common.json {
+        print_json(&report)?;
+    }
+    if report.skipped_existing {
+        eprintln!(
+            "key {:?} already exists in {}; skipped",
+            report.key,
+            store.description()
+        );
+    } else {
+        eprintln!(
+            "saved {:?}: {} files, {}, {} chunks ({} new, {} uploaded), dedup {:.1}%, {:.1}s",
+            report.key,
+            report.files,
+            human_bytes(report.bytes),
+            report.chunks,
+            report.new_chunks,
+            human_bytes(report.requests.bytes_uploaded),
+            report.dedup_percent,
+            report.elapsed_ms as f64 / 1000.0
+        );
+    }
+    for skipped in &report.skipped_special {
+        eprintln!("warning: skipped {skipped}: sockets, FIFOs and devices cannot be cached");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_restore(args: RestoreArgs, env: &BTreeMap<String, String>) -> Result<ExitCode> {
+    let store = open_store(&args.common, env)?;
+    let options = RestoreOptions {
+        key: args.key,
+        fallback_prefixes: args.restore_keys,
+        target: args
+            .destination
+            .map_or(RestoreTarget::Original, RestoreTarget::Under),
+        mirror: args.mirror,
+        concurrency: concurrency(args.concurrency, env)?,
+    };
+    let progress = CliProgress::new(args.common.json);
+    let report = restore::restore(&store, &options, &progress)
+        .await
+        .with_context(|| {
+            format!(
+                "restoring {:?} from {} failed",
+                options.key,
+                store.description()
+            )
+        })?;
+    progress.finish();
+    if args.common.json {
+        print_json(&report)?;
+    }
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let restored = report.restored_key.as_deref().unwrap_or_default();
+    let details = format!(
+        "{} files ({} written, {} unchanged, {} removed), {} chunks fetched ({}), {:.1}s",
+        report.files,
+        report.files_written,
+        report.files_unchanged,
+        report.removed,
+        report.chunks_fetched,
+        human_bytes(report.requests.bytes_downloaded),
+        report.elapsed_ms as f64 / 1000.0
+    );
+    Ok(match report.outcome {
+        Outcome::Hit => {
+            eprintln!("cache hit: {restored:?}: {details}");
+            ExitCode::SUCCESS
+        }
+        Outcome::FallbackHit => {
+            eprintln!(
+                "fallback hit: restored {restored:?} for missing key {:?}: {details}",
+                report.key
+            );
+            ExitCode::from(EXIT_FALLBACK_HIT)
+        }
+        Outcome::Miss => {
+            let tried = if options.fallback_prefixes.is_empty() {
+                String::new()
+            } else {
+                format!(" or prefixes {:?}", options.fallback_prefixes)
+            };
+            eprintln!(
+                "cache miss: no manifest for {:?}{tried} in {}; nothing restored",
+                report.key,
+                store.description()
+            );
+            ExitCode::from(EXIT_MISS)
+        }
+    })
+}
+
+async fn run_list(args: ListArgs, env: &BTreeMap<String, String>) -> Result<ExitCode> {
+    let store = open_store(&args.common, env)?;
+    let manifests = store.list_manifests(&args.prefix).await?;
+    if args.common.json {
+        print_json(&manifests)?;
+    } else {
+        let now = save::now_ms() as i64;
+        for manifest in &manifests {
+            println!(
+                "{}\t{}\t{}",
+                manifest.key,
+                human_bytes(manifest.size),
+                output::human_age(now - manifest.modified_ms)
+            );
+        }
+        eprintln!("{} keys in {}", manifests.len(), store.description());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_show(args: ShowArgs, env: &BTreeMap<String, String>) -> Result<ExitCode> {
+    let store = open_store(&args.common, env)?;
+    let bytes = store.get_manifest(&args.key).await?.with_context(|| {
+        format!(
+            "no manifest for key {:?} in {}; `chunkcache list` shows the keys",
+            args.key,
+            store.description()
+        )
+    })?;
+    let manifest = Manifest::decode(&args.key, &bytes)?;
+    let summary = manifest.summary();
+    let mounts: Vec<String> = manifest
+        .mounts
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.path).into_owned())
+        .collect();
+    if args.common.json {
+        print_json(&serde_json::json!({
+            "key": manifest.key,
+            "started_at_ms": manifest.started_at_ms,
+            "finished_at_ms": manifest.finished_at_ms,
+            "tool_version": manifest.tool_version,
+            "chunker": manifest.chunker,
+            "mounts": mounts,
+            "manifest_bytes": bytes.len(),
+            "summary": summary,
+        }))?;
+    } else {
+        println!("key:        {}", manifest.key);
+        println!("mounts:     {}", mounts.join(", "));
+        println!(
+            "saved:      {} ago, by chunkcache {}",
+            output::human_age(save::now_ms() as i64 - manifest.finished_at_ms as i64),
+            manifest.tool_version
+        );
+        println!(
+            "entries:    {} files, {} dirs, {} symlinks",
+            summary.files, summary.dirs, summary.symlinks
+        );
+        println!("content:    {}", human_bytes(summary.bytes));
+        println!(
+            "chunks:     {} ({} distinct, {} stored)",
+            summary.chunks,
+            summary.unique_chunks,
+            human_bytes(summary.stored_bytes)
+        );
+        println!("manifest:   {}", human_bytes(bytes.len() as u64));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,454 @@
+//! Save: mounts → scan → segments → chunks → upload what is missing → manifest (last).
+//!
+//! Read top to bottom, [`save`] is the pipeline. CPU work (reading, chunking, hashing,
+//! compressing) runs on rayon, one segment per task; uploads run on tokio with bounded
+//! concurrency, fed through a bounded channel, so memory is bounded by
+//! `(queue + concurrency) × max chunk size`, not by the size of the cache. The manifest is
+//! uploaded only after every chunk it names is in the store: it is the commit point, so a
+//! save that fails or is killed leaves no manifest behind.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use rayon::prelude::*;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::chunker::ChunkerParams;
+use crate::codec;
+use crate::id::ChunkId;
+use crate::manifest::{ChunkRef, Entry, EntryKind, Manifest, Mount};
+use crate::progress::Progress;
+use crate::store::{RequestSnapshot, Store, StoreError, keyed_path};
+use crate::walk::{self, ScannedEntry, ScannedKind, WalkError, WalkOptions};
+
+/// What the user asked to save.
+#[derive(Clone, Debug)]
+pub struct SaveOptions {
+    /// The cache key to save under.
+    pub key: String,
+    /// Roots to save, recorded as given.
+    pub mounts: Vec<PathBuf>,
+    /// Excludes and symlink handling.
+    pub walk: WalkOptions,
+    /// zstd level for compressible chunks.
+    pub compression_level: i32,
+    /// Uploads in flight at once.
+    pub concurrency: usize,
+    /// Chunker parameters to require (or to initialise a new store with).
+    pub chunker: Option<ChunkerParams>,
+    /// Do nothing if the key already has a manifest (drone-cache's `override: false`).
+    pub skip_if_exists: bool,
+}
+
+/// What a save did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SaveReport {
+    /// The key saved.
+    pub key: String,
+    /// True if the key existed and `skip_if_exists` was set: nothing was done.
+    pub skipped_existing: bool,
+    /// Regular files saved.
+    pub files: u64,
+    /// Directories saved.
+    pub dirs: u64,
+    /// Symlinks saved.
+    pub symlinks: u64,
+    /// Bytes of file content.
+    pub bytes: u64,
+    /// Chunk references in the manifest.
+    pub chunks: u64,
+    /// Distinct chunks.
+    pub unique_chunks: u64,
+    /// Chunks the store did not have before (as far as this save knew).
+    pub new_chunks: u64,
+    /// Raw bytes of the new chunks.
+    pub new_bytes: u64,
+    /// Bytes of content that did not need uploading, as a percentage of all content.
+    pub dedup_percent: f64,
+    /// Special files (sockets, FIFOs, devices) left out.
+    pub skipped_special: Vec<String>,
+    /// Store requests made.
+    pub requests: RequestSnapshot,
+    /// Wall time.
+    pub elapsed_ms: u64,
+}
+
+/// Why a save failed. Nothing was committed: no manifest was written.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    /// The store failed or refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The scan failed.
+    #[error(transparent)]
+    Walk(#[from] WalkError),
+    /// A file could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file changed size while it was being saved.
+    #[error("{path} changed while it was being saved; save again once nothing writes to it")]
+    FileChanged {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// Saves `options.mounts` under `options.key`.
+///
+/// Must run on a multi-threaded tokio runtime (chunking blocks a worker while uploads go on).
+///
+/// # Errors
+/// [`SaveError`]; in every case no manifest was written.
+pub async fn save(
+    store: &Store,
+    options: &SaveOptions,
+    progress: &dyn Progress,
+) -> Result<SaveReport, SaveError> {
+    let clock = Instant::now();
+    let started_at_ms = now_ms();
+    keyed_path("manifests", &options.key)?;
+    if options.skip_if_exists && store.has_manifest(&options.key).await? {
+        return Ok(SaveReport {
+            key: options.key.clone(),
+            skipped_existing: true,
+            requests: store.requests(),
+            elapsed_ms: clock.elapsed().as_millis() as u64,
+            ..SaveReport::default()
+        });
+    }
+    let params = store.config_or_init(options.chunker).await?.chunker;
+
+    let (mounts, walk_options) = (options.mounts.clone(), options.walk.clone());
+    let scan = tokio::task::spawn_blocking(move || walk::scan(&mounts, &walk_options));
+    let known = known_chunks(store, &options.key).await?;
+    let scan = scan.await.expect("scan task panicked")?;
+
+    let files: Vec<&ScannedEntry> = scan
+        .entries
+        .iter()
+        .filter(|e| matches!(e.kind, ScannedKind::File(s) if s > 0))
+        .collect();
+    let total_bytes = files.iter().map(|e| file_size(e)).sum();
+    let segments = params.segments(files.iter().map(|e| (e.path.as_slice(), file_size(e))));
+
+    let (sender, receiver) = mpsc::channel(options.concurrency.max(1) * 2);
+    let uploader = tokio::spawn(upload_all(
+        store.clone(),
+        receiver,
+        options.concurrency.max(1),
+    ));
+    let claims = Mutex::new(known);
+    progress.phase("saving", total_bytes);
+    let chunked = tokio::task::block_in_place(|| {
+        segments
+            .par_iter()
+            .map(|range| {
+                chunk_segment(
+                    &files[range.clone()],
+                    &params,
+                    options.compression_level,
+                    &claims,
+                    &sender,
+                    progress,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+    });
+    drop(sender);
+    let uploaded = uploader.await.expect("upload task panicked");
+    uploaded?;
+    let segments_chunks = chunked?;
+
+    let stored_lengths = claims.into_inner().unwrap();
+    let mut new_chunks = 0;
+    let mut new_bytes = 0;
+    let chunks: Vec<ChunkRef> = segments_chunks
+        .into_iter()
+        .flat_map(|segment| {
+            for chunk in &segment.chunks {
+                if segment.new.contains(&chunk.0) {
+                    new_chunks += 1;
+                    new_bytes += u64::from(chunk.1);
+                }
+            }
+            segment.chunks
+        })
+        .map(|(id, len)| ChunkRef {
+            id,
+            len,
+            stored_len: stored_lengths.get(&id).copied().unwrap_or(0),
+        })
+        .collect();
+    let manifest = build_manifest(options, started_at_ms, params, &scan.entries, chunks);
+    let summary = manifest.summary();
+    store.put_manifest(&options.key, manifest.encode()).await?;
+
+    Ok(SaveReport {
+        key: options.key.clone(),
+        skipped_existing: false,
+        files: summary.files,
+        dirs: summary.dirs,
+        symlinks: summary.symlinks,
+        bytes: summary.bytes,
+        chunks: summary.chunks,
+        unique_chunks: summary.unique_chunks,
+        new_chunks,
+        new_bytes,
+        dedup_percent: if summary.bytes == 0 {
+            100.0
+        } else {
+            100.0 * (1.0 - new_bytes as f64 / summary.bytes as f64)
+        },
+        skipped_special: scan
+            .skipped
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        requests: store.requests(),
+        elapsed_ms: clock.elapsed().as_millis() as u64,
+    })
+}
+
+/// Chunks the store is known to hold, with their stored sizes: those of the key's previous
+/// manifest when there is one (no request per chunk), else one listing of the store.
+async fn known_chunks(store: &Store, key: &str) -> Result<HashMap<ChunkId, u32>, SaveError> {
+    if let Some(bytes) = store.get_manifest(key).await? {
+        // A damaged previous manifest is no reason to fail a save: fall back to the listing.
+        if let Ok(parent) = Manifest::decode(key, &bytes) {
+            return Ok(parent.chunks.iter().map(|c| (c.id, c.stored_len)).collect());
+        }
+    }
+    Ok(store.list_chunks().await?)
+}
+
+/// The chunks of one segment, in order, and which of them this save uploads.
+struct SegmentChunks {
+    chunks: Vec<(ChunkId, u32)>,
+    new: Vec<ChunkId>,
+}
+
+fn chunk_segment(
+    files: &[&ScannedEntry],
+    params: &ChunkerParams,
+    level: i32,
+    claims: &Mutex<HashMap<ChunkId, u32>>,
+    sender: &mpsc::Sender<(ChunkId, Bytes)>,
+    progress: &dyn Progress,
+) -> Result<SegmentChunks, SaveError> {
+    let mut reader = SegmentReader {
+        files: files.iter(),
+        current: None,
+        failure: None,
+    };
+    let mut out = SegmentChunks {
+        chunks: Vec::new(),
+        new: Vec::new(),
+    };
+    let mut chunks = params.chunks(&mut reader);
+    while let Some(chunk) = chunks.next() {
+        let data = match chunk {
+            Ok(data) => data,
+            Err(source) => {
+                drop(chunks);
+                return Err(reader.failure.take().unwrap_or(SaveError::Read {
+                    path: PathBuf::from("(segment)"),
+                    source,
+                }));
+            }
+        };
+        let id = ChunkId::of(&data);
+        let len = data.len() as u32;
+        let fresh = claims.lock().unwrap().try_insert_claim(id);
+        if fresh {
+            let object = codec::encode(&data, level);
+            claims.lock().unwrap().insert(id, object.len() as u32);
+            out.new.push(id);
+            if sender.blocking_send((id, Bytes::from(object))).is_err() {
+                // The uploader stopped: its error is the one to report.
+                return Ok(out);
+            }
+        }
+        out.chunks.push((id, len));
+        progress.advance(u64::from(len));
+    }
+    Ok(out)
+}
+
+trait Claim {
+    /// Claims `id` for upload by this task; false if it is known or claimed already.
+    fn try_insert_claim(&mut self, id: ChunkId) -> bool;
+}
+
+impl Claim for HashMap<ChunkId, u32> {
+    fn try_insert_claim(&mut self, id: ChunkId) -> bool {
+        match self.entry(id) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(0);
+                true
+            }
+        }
+    }
+}
+
+/// Reads the files of a segment back to back, exactly their scanned sizes.
+struct SegmentReader<'a> {
+    files: std::slice::Iter<'a, &'a ScannedEntry>,
+    current: Option<(&'a ScannedEntry, std::io::Take<File>)>,
+    failure: Option<SaveError>,
+}
+
+impl Read for SegmentReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let Some((entry, file)) = &mut self.current else {
+                let Some(entry) = self.files.next() else {
+                    return Ok(0);
+                };
+                let file = File::open(&entry.absolute).map_err(|source| {
+                    self.fail(SaveError::Read {
+                        path: entry.absolute.clone(),
+                        source,
+                    })
+                })?;
+                self.current = Some((entry, file.take(file_size(entry))));
+                continue;
+            };
+            let read = file.read(buf).map_err(|source| SaveError::Read {
+                path: entry.absolute.clone(),
+                source,
+            });
+            match read {
+                Ok(0) => {
+                    let path = entry.absolute.clone();
+                    let grew = file.limit() == 0
+                        && file.get_mut().read(&mut [0u8; 1]).map_or(true, |n| n > 0);
+                    if file.limit() > 0 || grew {
+                        return Err(self.fail(SaveError::FileChanged { path }));
+                    }
+                    self.current = None;
+                }
+                Ok(n) => return Ok(n),
+                Err(err) => return Err(self.fail(err)),
+            }
+        }
+    }
+}
+
+impl SegmentReader<'_> {
+    fn fail(&mut self, err: SaveError) -> std::io::Error {
+        let io = std::io::Error::other(err.to_string());
+        self.failure = Some(err);
+        io
+    }
+}
+
+async fn upload_all(
+    store: Store,
+    mut receiver: mpsc::Receiver<(ChunkId, Bytes)>,
+    concurrency: usize,
+) -> Result<(), StoreError> {
+    let mut in_flight = JoinSet::new();
+    while let Some((id, object)) = receiver.recv().await {
+        while in_flight.len() >= concurrency {
+            in_flight
+                .join_next()
+                .await
+                .expect("set is not empty")
+                .expect("upload task panicked")?;
+        }
+        let store = store.clone();
+        in_flight.spawn(async move { store.put_chunk(id, object).await });
+    }
+    while let Some(done) = in_flight.join_next().await {
+        done.expect("upload task panicked")?;
+    }
+    Ok(())
+}
+
+fn build_manifest(
+    options: &SaveOptions,
+    started_at_ms: u64,
+    chunker: ChunkerParams,
+    scanned: &[ScannedEntry],
+    chunks: Vec<ChunkRef>,
+) -> Manifest {
+    let mut offset = 0u64;
+    let entries = scanned
+        .iter()
+        .map(|e| Entry {
+            mount: e.mount,
+            path: e.path.clone(),
+            mode: e.mode,
+            mtime: e.mtime,
+            kind: match &e.kind {
+                ScannedKind::Dir => EntryKind::Dir,
+                ScannedKind::Symlink(target) => EntryKind::Symlink {
+                    target: target.clone(),
+                },
+                ScannedKind::File(size) => {
+                    let start = offset;
+                    offset += size;
+                    EntryKind::File {
+                        size: *size,
+                        offset: start,
+                    }
+                }
+            },
+        })
+        .collect();
+    Manifest {
+        key: options.key.clone(),
+        started_at_ms,
+        finished_at_ms: now_ms(),
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        chunker,
+        mounts: options
+            .mounts
+            .iter()
+            .map(|m| Mount {
+                path: mount_bytes(m),
+            })
+            .collect(),
+        chunks,
+        entries,
+    }
+}
+
+/// A mount as recorded: the path as given, without trailing slashes.
+fn mount_bytes(mount: &std::path::Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = mount.as_os_str().as_bytes();
+    let trimmed = bytes.len() - bytes.iter().rev().take_while(|&&b| b == b'/').count();
+    if trimmed == 0 {
+        bytes[..1.min(bytes.len())].to_vec()
+    } else {
+        bytes[..trimmed].to_vec()
+    }
+}
+
+fn file_size(entry: &ScannedEntry) -> u64 {
+    match entry.kind {
+        ScannedKind::File(size) => size,
+        _ => 0,
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

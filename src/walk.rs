@@ -1,0 +1,245 @@
+//! The file-system scan of a save: every entry below the mounts, with its metadata.
+//!
+//! The walk runs in parallel (`ignore`'s walker, with every ignore-file filter turned off:
+//! a cache must hold exactly what is on disk) and the result is sorted, so the manifest and the
+//! chunk stream are deterministic. Symlinks are recorded, never followed.
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use globset::GlobSet;
+use ignore::{WalkBuilder, WalkState};
+
+use crate::manifest::Timestamp;
+
+/// What the user asked the scan to leave out.
+#[derive(Clone, Debug, Default)]
+pub struct WalkOptions {
+    /// Globs matched against paths relative to each mount root (`/`-separated).
+    pub exclude: Option<GlobSet>,
+    /// Leave symlinks out instead of recording them.
+    pub skip_symlinks: bool,
+}
+
+/// One scanned entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScannedEntry {
+    /// Index of the mount it lies under.
+    pub mount: u32,
+    /// Path relative to the mount root (empty for the root).
+    pub path: Vec<u8>,
+    /// Where it is on disk.
+    pub absolute: PathBuf,
+    /// Permission bits.
+    pub mode: u32,
+    /// Modification time.
+    pub mtime: Timestamp,
+    /// Kind and kind-specific data.
+    pub kind: ScannedKind,
+}
+
+/// The kind of a scanned entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScannedKind {
+    /// A directory.
+    Dir,
+    /// A regular file of this many bytes.
+    File(u64),
+    /// A symlink with this target.
+    Symlink(Vec<u8>),
+}
+
+/// The result of a scan.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Entries sorted by `(mount, path)`.
+    pub entries: Vec<ScannedEntry>,
+    /// Entries left out because they cannot be cached (sockets, FIFOs, devices).
+    pub skipped: Vec<PathBuf>,
+}
+
+/// A scan that could not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum WalkError {
+    /// A mount does not exist.
+    #[error("{path}: no such file or directory; check the mount path")]
+    MissingMount {
+        /// The mount as given.
+        path: PathBuf,
+    },
+    /// An entry could not be read.
+    #[error("cannot read {path}")]
+    Io {
+        /// The entry.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Scans `mounts` in parallel.
+///
+/// # Errors
+/// [`WalkError`] for a missing mount or an unreadable entry: a cache must not silently miss
+/// files.
+pub fn scan(mounts: &[PathBuf], options: &WalkOptions) -> Result<Scan, WalkError> {
+    let entries = Mutex::new(Vec::new());
+    let skipped = Mutex::new(Vec::new());
+    let errors = Mutex::new(Vec::new());
+    for (index, root) in mounts.iter().enumerate() {
+        if std::fs::symlink_metadata(root).is_err() {
+            return Err(WalkError::MissingMount { path: root.clone() });
+        }
+        WalkBuilder::new(root)
+            .standard_filters(false)
+            .follow_links(false)
+            .threads(2)
+            .build_parallel()
+            .run(|| {
+                Box::new(|result| {
+                    let entry = match result {
+                        Ok(entry) => entry,
+                        Err(err) => {
+                            errors.lock().unwrap().push(walk_error(root, err));
+                            return WalkState::Continue;
+                        }
+                    };
+                    let relative = entry.path().strip_prefix(root).unwrap_or(Path::new(""));
+                    let relative = relative.as_os_str().as_bytes().to_vec();
+                    if !relative.is_empty()
+                        && options.exclude.as_ref().is_some_and(|set| {
+                            set.is_match(Path::new(std::ffi::OsStr::from_bytes(&relative)))
+                        })
+                    {
+                        return WalkState::Skip;
+                    }
+                    match scan_one(index as u32, relative, entry.path(), options) {
+                        Ok(Some(scanned)) => entries.lock().unwrap().push(scanned),
+                        Ok(None) => skipped.lock().unwrap().push(entry.path().to_path_buf()),
+                        Err(err) => errors.lock().unwrap().push(err),
+                    }
+                    WalkState::Continue
+                })
+            });
+    }
+    if let Some(err) = errors.into_inner().unwrap().into_iter().next() {
+        return Err(err);
+    }
+    let mut entries = entries.into_inner().unwrap();
+    entries.sort_unstable_by(|a, b| (a.mount, &a.path).cmp(&(b.mount, &b.path)));
+    let mut skipped = skipped.into_inner().unwrap();
+    skipped.sort();
+    Ok(Scan { entries, skipped })
+}
+
+fn walk_error(root: &Path, err: ignore::Error) -> WalkError {
+    let path = match &err {
+        ignore::Error::WithPath { path, .. } => path.clone(),
+        _ => root.to_path_buf(),
+    };
+    let source = err
+        .into_io_error()
+        .unwrap_or_else(|| std::io::Error::other("walk failed"));
+    WalkError::Io { path, source }
+}
+
+/// Reads one entry's metadata; `Ok(None)` for kinds a cache cannot hold, or skipped symlinks.
+fn scan_one(
+    mount: u32,
+    path: Vec<u8>,
+    absolute: &Path,
+    options: &WalkOptions,
+) -> Result<Option<ScannedEntry>, WalkError> {
+    let io = |source| WalkError::Io {
+        path: absolute.to_path_buf(),
+        source,
+    };
+    let metadata = std::fs::symlink_metadata(absolute).map_err(io)?;
+    let file_type = metadata.file_type();
+    let kind = if file_type.is_dir() {
+        ScannedKind::Dir
+    } else if file_type.is_file() {
+        ScannedKind::File(metadata.len())
+    } else if file_type.is_symlink() {
+        if options.skip_symlinks {
+            return Ok(None);
+        }
+        ScannedKind::Symlink(
+            std::fs::read_link(absolute)
+                .map_err(io)?
+                .as_os_str()
+                .as_bytes()
+                .to_vec(),
+        )
+    } else {
+        debug_assert!(
+            file_type.is_fifo()
+                || file_type.is_socket()
+                || file_type.is_block_device()
+                || file_type.is_char_device()
+        );
+        return Ok(None);
+    };
+    Ok(Some(ScannedEntry {
+        mount,
+        path,
+        absolute: absolute.to_path_buf(),
+        mode: metadata.mode() & 0o7777,
+        mtime: Timestamp {
+            secs: metadata.mtime(),
+            nanos: metadata.mtime_nsec() as u32,
+        },
+        kind,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_is_sorted_records_symlinks_and_honours_excludes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("m");
+        std::fs::create_dir_all(root.join("b/c")).unwrap();
+        std::fs::write(root.join("a.txt"), b"hello").unwrap();
+        std::fs::write(root.join("b/c/x.lock"), b"").unwrap();
+        std::os::unix::fs::symlink("../a.txt", root.join("b/link")).unwrap();
+        let scan_paths = |options: &WalkOptions| -> Vec<String> {
+            scan(&[root.clone()], options)
+                .unwrap()
+                .entries
+                .iter()
+                .map(|e| String::from_utf8(e.path.clone()).unwrap())
+                .collect()
+        };
+        assert_eq!(
+            scan_paths(&WalkOptions::default()),
+            ["", "a.txt", "b", "b/c", "b/c/x.lock", "b/link"]
+        );
+        let mut exclude = globset::GlobSetBuilder::new();
+        exclude.add(globset::Glob::new("**/*.lock").unwrap());
+        let options = WalkOptions {
+            exclude: Some(exclude.build().unwrap()),
+            skip_symlinks: true,
+        };
+        assert_eq!(scan_paths(&options), ["", "a.txt", "b", "b/c"]);
+        let entries = scan(&[root.clone()], &WalkOptions::default())
+            .unwrap()
+            .entries;
+        assert_eq!(entries[1].kind, ScannedKind::File(5));
+        assert_eq!(entries[5].kind, ScannedKind::Symlink(b"../a.txt".to_vec()));
+    }
+
+    #[test]
+    fn a_missing_mount_is_a_clear_error() {
+        let err = scan(
+            &[PathBuf::from("/nonexistent/chunkcache")],
+            &WalkOptions::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("check the mount path"), "{err}");
+    }
+}
