@@ -44,11 +44,7 @@ pub fn default_store_url(env: &BTreeMap<String, String>) -> String {
         .get("XDG_CACHE_HOME")
         .filter(|v| v.starts_with('/'))
         .map(PathBuf::from)
-        .or_else(|| {
-            env.get("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|home| Path::new(home).join(".cache"))
-        })
+        .or_else(|| env.get("HOME").filter(|v| !v.is_empty()).map(|home| Path::new(home).join(".cache")))
         .unwrap_or_else(|| PathBuf::from("/tmp"));
     format!("file://{}", base.join("chunkcache/store").display())
 }
@@ -58,41 +54,25 @@ pub fn default_store_url(env: &BTreeMap<String, String>) -> String {
 /// # Errors
 /// [`BackendError`] with a message that says which URLs are accepted.
 pub fn open(url: &str) -> Result<Store, BackendError> {
-    let invalid = |reason: &str| BackendError::InvalidUrl {
-        url: url.to_string(),
-        reason: reason.to_string(),
-    };
+    let invalid = |reason: &str| BackendError::InvalidUrl { url: url.to_string(), reason: reason.to_string() };
     if url == "memory://" {
         return Ok(Store::new(Arc::new(InMemory::new()), "memory://"));
     }
     let local = match url.split_once("://") {
         Some(("file", path)) => PathBuf::from(path),
         Some((scheme, _)) => {
-            return Err(invalid(&format!(
-                "unknown scheme {scheme:?}; use file:///PATH or memory://"
-            )));
+            return Err(invalid(&format!("unknown scheme {scheme:?}; use file:///PATH or memory://")));
         }
         None => PathBuf::from(url),
     };
     if local.as_os_str().is_empty() {
         return Err(invalid("the path is empty"));
     }
-    let local = std::path::absolute(&local).map_err(|source| BackendError::Local {
-        path: local.clone(),
-        source,
-    })?;
-    std::fs::create_dir_all(&local).map_err(|source| BackendError::Local {
-        path: local.clone(),
-        source,
-    })?;
-    let backend = LocalFileSystem::new_with_prefix(&local).map_err(|e| BackendError::Local {
-        path: local.clone(),
-        source: std::io::Error::other(e),
-    })?;
-    Ok(Store::new(
-        Arc::new(backend),
-        format!("file://{}", local.display()),
-    ))
+    let local = std::path::absolute(&local).map_err(|source| BackendError::Local { path: local.clone(), source })?;
+    std::fs::create_dir_all(&local).map_err(|source| BackendError::Local { path: local.clone(), source })?;
+    let backend = LocalFileSystem::new_with_prefix(&local)
+        .map_err(|e| BackendError::Local { path: local.clone(), source: std::io::Error::other(e) })?;
+    Ok(Store::new(Arc::new(backend), format!("file://{}", local.display())))
 }
 
 #[cfg(test)]
@@ -102,19 +82,10 @@ mod tests {
     #[test]
     fn default_store_follows_xdg_then_home() {
         let env = |pairs: &[(&str, &str)]| {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>()
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>()
         };
-        assert_eq!(
-            default_store_url(&env(&[("XDG_CACHE_HOME", "/x"), ("HOME", "/h")])),
-            "file:///x/chunkcache/store"
-        );
-        assert_eq!(
-            default_store_url(&env(&[("HOME", "/h")])),
-            "file:///h/.cache/chunkcache/store"
-        );
+        assert_eq!(default_store_url(&env(&[("XDG_CACHE_HOME", "/x"), ("HOME", "/h")])), "file:///x/chunkcache/store");
+        assert_eq!(default_store_url(&env(&[("HOME", "/h")])), "file:///h/.cache/chunkcache/store");
         assert_eq!(default_store_url(&env(&[])), "file:///tmp/chunkcache/store");
     }
 

@@ -50,11 +50,7 @@ impl Default for ChunkerParams {
 impl ChunkerParams {
     /// Parameters for an average chunk size, with min = avg/4 and max = 4·avg.
     pub fn with_average(avg_size: u32) -> Self {
-        Self {
-            min_size: avg_size / 4,
-            avg_size,
-            max_size: avg_size.saturating_mul(4),
-        }
+        Self { min_size: avg_size / 4, avg_size, max_size: avg_size.saturating_mul(4) }
     }
 
     /// Checks the parameters against FastCDC's limits and our own.
@@ -62,28 +58,18 @@ impl ChunkerParams {
     /// # Errors
     /// A message naming the offending parameter.
     pub fn validate(&self) -> Result<(), String> {
-        let Self {
-            min_size,
-            avg_size,
-            max_size,
-        } = *self;
+        let Self { min_size, avg_size, max_size } = *self;
         if !(64..=(1 << 26)).contains(&min_size) {
             return Err(format!("min chunk size {min_size} is outside 64 B..64 MiB"));
         }
         if !(256..=(1 << 28)).contains(&avg_size) {
-            return Err(format!(
-                "average chunk size {avg_size} is outside 256 B..256 MiB"
-            ));
+            return Err(format!("average chunk size {avg_size} is outside 256 B..256 MiB"));
         }
         if max_size > MAX_CHUNK_LIMIT || max_size < 1024 {
-            return Err(format!(
-                "max chunk size {max_size} is outside 1 KiB..64 MiB"
-            ));
+            return Err(format!("max chunk size {max_size} is outside 1 KiB..64 MiB"));
         }
         if !(min_size < avg_size && avg_size < max_size) {
-            return Err(format!(
-                "chunk sizes must satisfy min < avg < max (got {min_size} / {avg_size} / {max_size})"
-            ));
+            return Err(format!("chunk sizes must satisfy min < avg < max (got {min_size} / {avg_size} / {max_size})"));
         }
         if min_size % 2 + avg_size % 2 + max_size % 2 != 0 {
             return Err("chunk sizes must be even".into());
@@ -94,21 +80,13 @@ impl ChunkerParams {
     /// Splits everything `source` yields into content-defined chunks, streaming: at most
     /// `max_size` bytes are buffered.
     pub fn chunks<R: Read>(&self, source: R) -> impl Iterator<Item = std::io::Result<Vec<u8>>> {
-        fastcdc::v2020::StreamCDC::new(
-            source,
-            self.min_size as usize,
-            self.avg_size as usize,
-            self.max_size as usize,
-        )
-        .map(|chunk| chunk.map(|c| c.data).map_err(std::io::Error::from))
+        fastcdc::v2020::StreamCDC::new(source, self.min_size as usize, self.avg_size as usize, self.max_size as usize)
+            .map(|chunk| chunk.map(|c| c.data).map_err(std::io::Error::from))
     }
 
     /// Groups files (given in stream order as `(path, size)`) into segments, returned as ranges
     /// of indices. Every file belongs to exactly one segment, in order.
-    pub fn segments<'a>(
-        &self,
-        files: impl IntoIterator<Item = (&'a [u8], u64)>,
-    ) -> Vec<Range<usize>> {
+    pub fn segments<'a>(&self, files: impl IntoIterator<Item = (&'a [u8], u64)>) -> Vec<Range<usize>> {
         let mut segments = Vec::new();
         let mut start = 0;
         let mut index = 0;
@@ -150,9 +128,7 @@ mod tests {
         let mut state = seed;
         (0..len)
             .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 (state >> 33) as u8
             })
             .collect()
@@ -198,19 +174,10 @@ mod tests {
         let data = pseudo_random(200_000, 7);
         let mut edited = data.clone();
         edited.splice(100_000..100_000, b"inserted bytes".iter().copied());
-        let ids = |d: &[u8]| -> Vec<blake3::Hash> {
-            small()
-                .chunks(d)
-                .map(|c| blake3::hash(&c.unwrap()))
-                .collect()
-        };
+        let ids = |d: &[u8]| -> Vec<blake3::Hash> { small().chunks(d).map(|c| blake3::hash(&c.unwrap())).collect() };
         let (before, after) = (ids(&data), ids(&edited));
         let shared = after.iter().filter(|id| before.contains(id)).count();
-        assert!(
-            shared + 3 >= before.len(),
-            "{shared} of {} chunks kept",
-            before.len()
-        );
+        assert!(shared + 3 >= before.len(), "{shared} of {} chunks kept", before.len());
     }
 
     #[test]
@@ -225,11 +192,7 @@ mod tests {
     fn validation_rejects_bad_parameters() {
         assert!(ChunkerParams::default().validate().is_ok());
         assert!(ChunkerParams::with_average(100).validate().is_err());
-        let inverted = ChunkerParams {
-            min_size: 4096,
-            avg_size: 1024,
-            max_size: 8192,
-        };
+        let inverted = ChunkerParams { min_size: 4096, avg_size: 1024, max_size: 8192 };
         assert!(inverted.validate().unwrap_err().contains("min < avg < max"));
         assert!(ChunkerParams::with_average(64 << 20).validate().is_err());
     }

@@ -74,10 +74,7 @@ fn looks_compressible(raw: &[u8]) -> bool {
 /// [`CorruptChunk`] when the header is malformed, the payload does not decompress to the
 /// recorded length, or the content does not hash to `id`.
 pub fn decode(id: ChunkId, object: &[u8]) -> Result<Vec<u8>, CorruptChunk> {
-    let malformed = |reason: &str| CorruptChunk::Malformed {
-        id,
-        reason: reason.to_string(),
-    };
+    let malformed = |reason: &str| CorruptChunk::Malformed { id, reason: reason.to_string() };
     if object.len() < HEADER_LEN || &object[..4] != MAGIC {
         return Err(malformed("not a chunkcache chunk object (bad header)"));
     }

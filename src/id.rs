@@ -32,9 +32,7 @@ impl ChunkId {
         if hex.len() != 64 {
             return None;
         }
-        blake3::Hash::from_hex(hex)
-            .ok()
-            .map(|h| Self(*h.as_bytes()))
+        blake3::Hash::from_hex(hex).ok().map(|h| Self(*h.as_bytes()))
     }
 }
 

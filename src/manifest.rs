@@ -180,20 +180,14 @@ impl Manifest {
     /// # Errors
     /// [`ManifestError`] if the bytes are damaged, too new, or describe an unsafe tree.
     pub fn decode(key: &str, bytes: &[u8]) -> Result<Self, ManifestError> {
-        let corrupt = |reason: String| ManifestError::Corrupt {
-            key: key.to_string(),
-            reason,
-        };
+        let corrupt = |reason: String| ManifestError::Corrupt { key: key.to_string(), reason };
         let header = MAGIC.len() + 2;
         if bytes.len() < header || &bytes[..MAGIC.len()] != MAGIC {
             return Err(corrupt("not a chunkcache manifest (bad header)".into()));
         }
         let version = u16::from_le_bytes([bytes[MAGIC.len()], bytes[MAGIC.len() + 1]]);
         if version > FORMAT_VERSION {
-            return Err(ManifestError::TooNew {
-                key: key.to_string(),
-                found: version,
-            });
+            return Err(ManifestError::TooNew { key: key.to_string(), found: version });
         }
         let mut body = Vec::new();
         zstd::stream::read::Decoder::new(&bytes[header..])
@@ -202,14 +196,8 @@ impl Manifest {
         if body.len() as u64 > MAX_DECODED_LEN {
             return Err(corrupt("decompresses to more than 4 GiB".into()));
         }
-        let manifest: Manifest =
-            postcard::from_bytes(&body).map_err(|e| corrupt(format!("does not decode: {e}")))?;
-        manifest
-            .validate()
-            .map_err(|reason| ManifestError::Invalid {
-                key: key.to_string(),
-                reason,
-            })?;
+        let manifest: Manifest = postcard::from_bytes(&body).map_err(|e| corrupt(format!("does not decode: {e}")))?;
+        manifest.validate().map_err(|reason| ManifestError::Invalid { key: key.to_string(), reason })?;
         Ok(manifest)
     }
 
@@ -255,9 +243,7 @@ impl Manifest {
             } else {
                 let parent = parent_of(&entry.path);
                 if kinds.get(&(entry.mount, parent)) != Some(&true) {
-                    return Err(format!(
-                        "entry {shown:?} has no parent directory in the manifest"
-                    ));
+                    return Err(format!("entry {shown:?} has no parent directory in the manifest"));
                 }
             }
             match &entry.kind {
@@ -297,10 +283,7 @@ impl Manifest {
 
     /// Totals for reports.
     pub fn summary(&self) -> ManifestSummary {
-        let mut summary = ManifestSummary {
-            chunks: self.chunks.len() as u64,
-            ..ManifestSummary::default()
-        };
+        let mut summary = ManifestSummary { chunks: self.chunks.len() as u64, ..ManifestSummary::default() };
         for entry in &self.entries {
             match entry.kind {
                 EntryKind::Dir => summary.dirs += 1,
@@ -384,19 +367,12 @@ pub(crate) mod tests {
     use proptest::prelude::*;
 
     pub(crate) fn sample() -> Manifest {
-        let chunk = |byte: u8, len| ChunkRef {
-            id: ChunkId::of(&[byte]),
-            len,
-            stored_len: len / 2,
-        };
+        let chunk = |byte: u8, len| ChunkRef { id: ChunkId::of(&[byte]), len, stored_len: len / 2 };
         let entry = |path: &str, kind| Entry {
             mount: 0,
             path: path.as_bytes().to_vec(),
             mode: 0o755,
-            mtime: Timestamp {
-                secs: 1_700_000_000,
-                nanos: 5,
-            },
+            mtime: Timestamp { secs: 1_700_000_000, nanos: 5 },
             kind,
         };
         Manifest {
@@ -405,33 +381,14 @@ pub(crate) mod tests {
             finished_at_ms: 2,
             tool_version: "test".into(),
             chunker: ChunkerParams::with_average(1024),
-            mounts: vec![Mount {
-                path: b"caches".to_vec(),
-            }],
+            mounts: vec![Mount { path: b"caches".to_vec() }],
             chunks: vec![chunk(1, 1000), chunk(2, 500)],
             entries: vec![
                 entry("", EntryKind::Dir),
-                entry(
-                    "a",
-                    EntryKind::File {
-                        size: 1200,
-                        offset: 0,
-                    },
-                ),
+                entry("a", EntryKind::File { size: 1200, offset: 0 }),
                 entry("d", EntryKind::Dir),
-                entry(
-                    "d/b",
-                    EntryKind::File {
-                        size: 300,
-                        offset: 1200,
-                    },
-                ),
-                entry(
-                    "d/l",
-                    EntryKind::Symlink {
-                        target: b"../a".to_vec(),
-                    },
-                ),
+                entry("d/b", EntryKind::File { size: 300, offset: 1200 }),
+                entry("d/l", EntryKind::Symlink { target: b"../a".to_vec() }),
             ],
         }
     }
@@ -446,16 +403,8 @@ pub(crate) mod tests {
     fn newer_versions_and_garbage_are_refused_clearly() {
         let mut bytes = sample().encode();
         bytes[MAGIC.len()] = 99;
-        assert!(
-            Manifest::decode("k", &bytes)
-                .unwrap_err()
-                .to_string()
-                .contains("upgrade")
-        );
-        assert!(matches!(
-            Manifest::decode("k", b"nope"),
-            Err(ManifestError::Corrupt { .. })
-        ));
+        assert!(Manifest::decode("k", &bytes).unwrap_err().to_string().contains("upgrade"));
+        assert!(matches!(Manifest::decode("k", b"nope"), Err(ManifestError::Corrupt { .. })));
         let mut truncated = sample().encode();
         truncated.truncate(truncated.len() - 3);
         assert!(Manifest::decode("k", &truncated).is_err());
@@ -465,10 +414,7 @@ pub(crate) mod tests {
     fn hostile_paths_are_rejected() {
         for bad in ["../etc/passwd", "/etc/passwd", "d/../../x", "d//x", "./x"] {
             let mut manifest = sample();
-            manifest.entries.push(Entry {
-                path: bad.as_bytes().to_vec(),
-                ..manifest.entries[1].clone()
-            });
+            manifest.entries.push(Entry { path: bad.as_bytes().to_vec(), ..manifest.entries[1].clone() });
             manifest.entries.sort_by(|a, b| a.path.cmp(&b.path));
             let err = Manifest::decode("k", &manifest.encode()).unwrap_err();
             assert!(matches!(err, ManifestError::Invalid { .. }), "{bad}: {err}");
@@ -478,10 +424,7 @@ pub(crate) mod tests {
     #[test]
     fn writes_through_a_symlink_are_rejected() {
         let mut manifest = sample();
-        manifest.entries.push(Entry {
-            path: b"d/l/x".to_vec(),
-            ..manifest.entries[1].clone()
-        });
+        manifest.entries.push(Entry { path: b"d/l/x".to_vec(), ..manifest.entries[1].clone() });
         let err = manifest.validate().unwrap_err();
         assert!(err.contains("no parent directory"), "{err}");
     }
@@ -489,10 +432,7 @@ pub(crate) mod tests {
     #[test]
     fn extents_outside_the_stream_are_rejected() {
         let mut manifest = sample();
-        manifest.entries[1].kind = EntryKind::File {
-            size: 10,
-            offset: 1495,
-        };
+        manifest.entries[1].kind = EntryKind::File { size: 10, offset: 1495 };
         assert!(manifest.validate().unwrap_err().contains("outside"));
     }
 

@@ -31,9 +31,7 @@ use tokio::sync::mpsc;
 
 use crate::codec::{self, CorruptChunk};
 use crate::id::ChunkId;
-use crate::manifest::{
-    Entry, EntryKind, Manifest, ManifestError, Timestamp, chunk_span, parent_of,
-};
+use crate::manifest::{Entry, EntryKind, Manifest, ManifestError, Timestamp, chunk_span, parent_of};
 use crate::progress::Progress;
 use crate::store::{RequestSnapshot, Store, StoreError};
 
@@ -117,9 +115,7 @@ pub enum RestoreError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     /// A chunk the manifest names is not in the store.
-    #[error(
-        "chunk {id} (needed for {path}) is missing from the store; save the cache again to repair it"
-    )]
+    #[error("chunk {id} (needed for {path}) is missing from the store; save the cache again to repair it")]
     MissingChunk {
         /// The chunk.
         id: ChunkId,
@@ -145,10 +141,7 @@ pub enum RestoreError {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> RestoreError + '_ {
-    move |source| RestoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| RestoreError::Io { path: path.to_path_buf(), source }
 }
 
 /// Restores the newest manifest for `options.key` (or a fallback prefix).
@@ -183,18 +176,12 @@ pub async fn restore(
     };
     let manifest = Arc::new(Manifest::decode(&key, &bytes)?);
     let summary = manifest.summary();
-    (
-        report.outcome,
-        report.restored_key,
-        report.files,
-        report.bytes,
-    ) = (outcome, Some(key.clone()), summary.files, summary.bytes);
+    (report.outcome, report.restored_key, report.files, report.bytes) =
+        (outcome, Some(key.clone()), summary.files, summary.bytes);
 
     let plan = {
         let (manifest, target) = (manifest.clone(), options.target.clone());
-        tokio::task::spawn_blocking(move || plan(&manifest, &target))
-            .await
-            .expect("planning panicked")?
+        tokio::task::spawn_blocking(move || plan(&manifest, &target)).await.expect("planning panicked")?
     };
     report.files_unchanged = summary.files - plan.files.len() as u64;
     report.files_written = plan.files.len() as u64;
@@ -204,32 +191,19 @@ pub async fn restore(
     let plan = Arc::new(plan);
     {
         let (plan, manifest_for_prepare) = (plan.clone(), manifest.clone());
-        report.removed +=
-            tokio::task::spawn_blocking(move || prepare_tree(&manifest_for_prepare, &plan))
-                .await
-                .expect("preparing panicked")?;
+        report.removed += tokio::task::spawn_blocking(move || prepare_tree(&manifest_for_prepare, &plan))
+            .await
+            .expect("preparing panicked")?;
     }
     progress.phase("restoring", report.bytes_written);
-    write_files(
-        store,
-        &manifest,
-        &plan,
-        options.concurrency.max(1),
-        progress,
-    )
-    .await?;
-    let (plan_for_finish, manifest_for_finish, mirror) =
-        (plan.clone(), manifest.clone(), options.mirror);
-    report.removed += tokio::task::spawn_blocking(move || {
-        finish_tree(&manifest_for_finish, &plan_for_finish, mirror)
-    })
-    .await
-    .expect("finishing panicked")?;
+    write_files(store, &manifest, &plan, options.concurrency.max(1), progress).await?;
+    let (plan_for_finish, manifest_for_finish, mirror) = (plan.clone(), manifest.clone(), options.mirror);
+    report.removed += tokio::task::spawn_blocking(move || finish_tree(&manifest_for_finish, &plan_for_finish, mirror))
+        .await
+        .expect("finishing panicked")?;
 
     if let Err(err) = store.mark_used(&key).await {
-        report.warnings.push(format!(
-            "could not record that {key:?} was used (GC may expire it early): {err}"
-        ));
+        report.warnings.push(format!("could not record that {key:?} was used (GC may expire it early): {err}"));
     }
     report.requests = store.requests();
     report.elapsed_ms = clock.elapsed().as_millis() as u64;
@@ -314,11 +288,7 @@ pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<RestorePlan, 
         .iter()
         .map(|e| {
             let root = &roots[e.mount as usize];
-            if e.path.is_empty() {
-                root.clone()
-            } else {
-                root.join(OsStr::from_bytes(&e.path))
-            }
+            if e.path.is_empty() { root.clone() } else { root.join(OsStr::from_bytes(&e.path)) }
         })
         .collect();
     let actions = manifest
@@ -333,38 +303,23 @@ pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<RestorePlan, 
         .enumerate()
         .filter(|(index, _)| matches!(actions[*index], Action::Create | Action::Replace))
         .filter_map(|(index, entry)| match entry.kind {
-            EntryKind::File { size, offset } => Some(FileJob {
-                entry: index,
-                path: paths[index].clone(),
-                offset,
-                size,
-            }),
+            EntryKind::File { size, offset } => {
+                Some(FileJob { entry: index, path: paths[index].clone(), offset, size })
+            }
             _ => None,
         })
         .collect();
     files.sort_by_key(|f| f.offset);
     let offsets = manifest.chunk_offsets();
-    let mut chunks: Vec<usize> = files
-        .iter()
-        .flat_map(|f| chunk_span(&offsets, f.offset, f.size))
-        .collect();
+    let mut chunks: Vec<usize> = files.iter().flat_map(|f| chunk_span(&offsets, f.offset, f.size)).collect();
     chunks.sort_unstable();
     chunks.dedup();
-    Ok(RestorePlan {
-        paths,
-        actions,
-        files,
-        chunks,
-    })
+    Ok(RestorePlan { paths, actions, files, chunks })
 }
 
 fn compare(entry: &Entry, path: &Path) -> Result<Action, RestoreError> {
     // A mount root may be a symlink to a directory (the user's own layout); nothing below may.
-    let found = if entry.path.is_empty() {
-        fs::metadata(path)
-    } else {
-        fs::symlink_metadata(path)
-    };
+    let found = if entry.path.is_empty() { fs::metadata(path) } else { fs::symlink_metadata(path) };
     let found = match found {
         Ok(found) => found,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Action::Create),
@@ -379,15 +334,9 @@ fn compare(entry: &Entry, path: &Path) -> Result<Action, RestoreError> {
                 Action::Touch
             }
         }
-        EntryKind::File { size, .. } if found.is_file() && found.len() == *size && same_meta => {
-            Action::Keep
-        }
+        EntryKind::File { size, .. } if found.is_file() && found.len() == *size && same_meta => Action::Keep,
         EntryKind::Symlink { target } if found.file_type().is_symlink() => {
-            if fs::read_link(path)
-                .map_err(io_error(path))?
-                .as_os_str()
-                .as_bytes()
-                == target.as_slice()
+            if fs::read_link(path).map_err(io_error(path))?.as_os_str().as_bytes() == target.as_slice()
                 && mtime_of(&found) == entry.mtime
             {
                 Action::Keep
@@ -400,10 +349,7 @@ fn compare(entry: &Entry, path: &Path) -> Result<Action, RestoreError> {
 }
 
 fn mtime_of(metadata: &fs::Metadata) -> Timestamp {
-    Timestamp {
-        secs: metadata.mtime(),
-        nanos: metadata.mtime_nsec() as u32,
-    }
+    Timestamp { secs: metadata.mtime(), nanos: metadata.mtime_nsec() as u32 }
 }
 
 fn file_time(mtime: Timestamp) -> FileTime {
@@ -446,11 +392,9 @@ fn prepare_tree(manifest: &Manifest, plan: &RestorePlan) -> Result<u64, RestoreE
             },
             EntryKind::Symlink { target } => {
                 let temporary = temporary_path(path);
-                std::os::unix::fs::symlink(OsStr::from_bytes(target), &temporary)
-                    .map_err(io_error(path))?;
+                std::os::unix::fs::symlink(OsStr::from_bytes(target), &temporary).map_err(io_error(path))?;
                 let mtime = file_time(entry.mtime);
-                filetime::set_symlink_file_times(&temporary, mtime, mtime)
-                    .map_err(io_error(path))?;
+                filetime::set_symlink_file_times(&temporary, mtime, mtime).map_err(io_error(path))?;
                 fs::rename(&temporary, path).map_err(|err| {
                     let _ = fs::remove_file(&temporary);
                     io_error(path)(err)
@@ -498,28 +442,12 @@ async fn write_files(
             plan.clone(),
             plan.files
                 .iter()
-                .map(|f| {
-                    (
-                        manifest.entries[f.entry].mode,
-                        manifest.entries[f.entry].mtime,
-                    )
-                })
+                .map(|f| (manifest.entries[f.entry].mode, manifest.entries[f.entry].mtime))
                 .collect::<Vec<_>>(),
         );
-        writers.push(tokio::task::spawn_blocking(move || {
-            write_pieces(&plan, &mtimes, receiver)
-        }));
+        writers.push(tokio::task::spawn_blocking(move || write_pieces(&plan, &mtimes, receiver)));
     }
-    let dispatched = dispatch(
-        store,
-        manifest,
-        plan,
-        &offsets,
-        concurrency,
-        &senders,
-        progress,
-    )
-    .await;
+    let dispatched = dispatch(store, manifest, plan, &offsets, concurrency, &senders, progress).await;
     drop(senders);
     let mut written = Ok(());
     for writer in writers {
@@ -548,15 +476,7 @@ async fn dispatch(
         senders[writer].send(piece).await.is_ok()
     };
     for (index, file) in files.iter().enumerate() {
-        if file.size == 0
-            && !send(Piece {
-                file: index,
-                data: Arc::default(),
-                range: 0..0,
-                last: true,
-            })
-            .await
-        {
+        if file.size == 0 && !send(Piece { file: index, data: Arc::default(), range: 0..0, last: true }).await {
             return Ok(());
         }
     }
@@ -573,20 +493,13 @@ async fn dispatch(
         let id = manifest.chunks[chunk].id;
         async move {
             let Some(object) = store.get_chunk(id).await? else {
-                return Err(RestoreError::MissingChunk {
-                    id,
-                    path: user_of(chunk),
-                });
+                return Err(RestoreError::MissingChunk { id, path: user_of(chunk) });
             };
-            let decoded = tokio::task::spawn_blocking(move || codec::decode(id, &object))
-                .await
-                .expect("decode panicked");
+            let decoded =
+                tokio::task::spawn_blocking(move || codec::decode(id, &object)).await.expect("decode panicked");
             match decoded {
                 Ok(raw) => Ok((chunk, Arc::new(raw))),
-                Err(source) => Err(RestoreError::Corrupt {
-                    source,
-                    path: user_of(chunk),
-                }),
+                Err(source) => Err(RestoreError::Corrupt { source, path: user_of(chunk) }),
             }
         }
     }))
@@ -640,26 +553,18 @@ fn write_pieces(
             let job = &plan.files[piece.file];
             if !open.contains_key(&piece.file) {
                 let temporary = temporary_path(&job.path);
-                let file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&temporary)
-                    .map_err(io_error(&job.path))?;
+                let file =
+                    OpenOptions::new().write(true).create_new(true).open(&temporary).map_err(io_error(&job.path))?;
                 open.insert(piece.file, (file, temporary));
             }
             let (file, _) = open.get_mut(&piece.file).expect("opened above");
-            file.write_all(&piece.data[piece.range])
-                .map_err(io_error(&job.path))?;
+            file.write_all(&piece.data[piece.range]).map_err(io_error(&job.path))?;
             if piece.last {
                 let (file, temporary) = open.remove(&piece.file).expect("opened above");
                 let (mode, mtime) = meta[piece.file];
                 let finish = || -> std::io::Result<()> {
                     file.set_permissions(fs::Permissions::from_mode(mode))?;
-                    filetime::set_file_handle_times(
-                        &file,
-                        Some(file_time(mtime)),
-                        Some(file_time(mtime)),
-                    )?;
+                    filetime::set_file_handle_times(&file, Some(file_time(mtime)), Some(file_time(mtime)))?;
                     drop(file);
                     fs::rename(&temporary, &job.path)
                 };
@@ -692,15 +597,8 @@ fn finish_tree(manifest: &Manifest, plan: &RestorePlan, mirror: bool) -> Result<
                 if known.contains(child.as_path()) {
                     continue;
                 }
-                let is_dir = fs::symlink_metadata(&child)
-                    .map_err(io_error(&child))?
-                    .is_dir();
-                if is_dir {
-                    fs::remove_dir_all(&child)
-                } else {
-                    fs::remove_file(&child)
-                }
-                .map_err(io_error(&child))?;
+                let is_dir = fs::symlink_metadata(&child).map_err(io_error(&child))?.is_dir();
+                if is_dir { fs::remove_dir_all(&child) } else { fs::remove_file(&child) }.map_err(io_error(&child))?;
                 removed += 1;
             }
         }
@@ -712,24 +610,14 @@ fn finish_tree(manifest: &Manifest, plan: &RestorePlan, mirror: bool) -> Result<
         .filter(|(_, action)| **action != Action::Keep)
         .map(|(entry, _)| (entry.mount, parent_of(&entry.path)))
         .collect();
-    for ((entry, path), action) in manifest
-        .entries
-        .iter()
-        .zip(&plan.paths)
-        .zip(&plan.actions)
-        .rev()
-    {
+    for ((entry, path), action) in manifest.entries.iter().zip(&plan.paths).zip(&plan.actions).rev() {
         if !matches!(entry.kind, EntryKind::Dir) {
             continue;
         }
-        if *action == Action::Keep
-            && !mirror
-            && !changed.contains(&(entry.mount, entry.path.as_slice()))
-        {
+        if *action == Action::Keep && !mirror && !changed.contains(&(entry.mount, entry.path.as_slice())) {
             continue;
         }
-        fs::set_permissions(path, fs::Permissions::from_mode(entry.mode))
-            .map_err(io_error(path))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(entry.mode)).map_err(io_error(path))?;
         filetime::set_file_mtime(path, file_time(entry.mtime)).map_err(io_error(path))?;
     }
     Ok(removed)

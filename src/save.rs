@@ -111,11 +111,7 @@ pub enum SaveError {
 ///
 /// # Errors
 /// [`SaveError`]; in every case no manifest was written.
-pub async fn save(
-    store: &Store,
-    options: &SaveOptions,
-    progress: &dyn Progress,
-) -> Result<SaveReport, SaveError> {
+pub async fn save(store: &Store, options: &SaveOptions, progress: &dyn Progress) -> Result<SaveReport, SaveError> {
     let clock = Instant::now();
     let started_at_ms = now_ms();
     keyed_path("manifests", &options.key)?;
@@ -135,34 +131,20 @@ pub async fn save(
     let known = known_chunks(store, &options.key).await?;
     let scan = scan.await.expect("scan task panicked")?;
 
-    let files: Vec<&ScannedEntry> = scan
-        .entries
-        .iter()
-        .filter(|e| matches!(e.kind, ScannedKind::File(s) if s > 0))
-        .collect();
+    let files: Vec<&ScannedEntry> =
+        scan.entries.iter().filter(|e| matches!(e.kind, ScannedKind::File(s) if s > 0)).collect();
     let total_bytes = files.iter().map(|e| file_size(e)).sum();
     let segments = params.segments(files.iter().map(|e| (e.path.as_slice(), file_size(e))));
 
     let (sender, receiver) = mpsc::channel(options.concurrency.max(1) * 2);
-    let uploader = tokio::spawn(upload_all(
-        store.clone(),
-        receiver,
-        options.concurrency.max(1),
-    ));
+    let uploader = tokio::spawn(upload_all(store.clone(), receiver, options.concurrency.max(1)));
     let claims = Mutex::new(known);
     progress.phase("saving", total_bytes);
     let chunked = tokio::task::block_in_place(|| {
         segments
             .par_iter()
             .map(|range| {
-                chunk_segment(
-                    &files[range.clone()],
-                    &params,
-                    options.compression_level,
-                    &claims,
-                    &sender,
-                    progress,
-                )
+                chunk_segment(&files[range.clone()], &params, options.compression_level, &claims, &sender, progress)
             })
             .collect::<Result<Vec<_>, _>>()
     });
@@ -185,11 +167,7 @@ pub async fn save(
             }
             segment.chunks
         })
-        .map(|(id, len)| ChunkRef {
-            id,
-            len,
-            stored_len: stored_lengths.get(&id).copied().unwrap_or(0),
-        })
+        .map(|(id, len)| ChunkRef { id, len, stored_len: stored_lengths.get(&id).copied().unwrap_or(0) })
         .collect();
     let manifest = build_manifest(options, started_at_ms, params, &scan.entries, chunks);
     let summary = manifest.summary();
@@ -206,16 +184,8 @@ pub async fn save(
         unique_chunks: summary.unique_chunks,
         new_chunks,
         new_bytes,
-        dedup_percent: if summary.bytes == 0 {
-            100.0
-        } else {
-            100.0 * (1.0 - new_bytes as f64 / summary.bytes as f64)
-        },
-        skipped_special: scan
-            .skipped
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect(),
+        dedup_percent: if summary.bytes == 0 { 100.0 } else { 100.0 * (1.0 - new_bytes as f64 / summary.bytes as f64) },
+        skipped_special: scan.skipped.iter().map(|p| p.display().to_string()).collect(),
         requests: store.requests(),
         elapsed_ms: clock.elapsed().as_millis() as u64,
     })
@@ -247,25 +217,18 @@ fn chunk_segment(
     sender: &mpsc::Sender<(ChunkId, Bytes)>,
     progress: &dyn Progress,
 ) -> Result<SegmentChunks, SaveError> {
-    let mut reader = SegmentReader {
-        files: files.iter(),
-        current: None,
-        failure: None,
-    };
-    let mut out = SegmentChunks {
-        chunks: Vec::new(),
-        new: Vec::new(),
-    };
+    let mut reader = SegmentReader { files: files.iter(), current: None, failure: None };
+    let mut out = SegmentChunks { chunks: Vec::new(), new: Vec::new() };
     let mut chunks = params.chunks(&mut reader);
     while let Some(chunk) = chunks.next() {
         let data = match chunk {
             Ok(data) => data,
             Err(source) => {
                 drop(chunks);
-                return Err(reader.failure.take().unwrap_or(SaveError::Read {
-                    path: PathBuf::from("(segment)"),
-                    source,
-                }));
+                return Err(reader
+                    .failure
+                    .take()
+                    .unwrap_or(SaveError::Read { path: PathBuf::from("(segment)"), source }));
             }
         };
         let id = ChunkId::of(&data);
@@ -317,24 +280,16 @@ impl Read for SegmentReader<'_> {
                 let Some(entry) = self.files.next() else {
                     return Ok(0);
                 };
-                let file = File::open(&entry.absolute).map_err(|source| {
-                    self.fail(SaveError::Read {
-                        path: entry.absolute.clone(),
-                        source,
-                    })
-                })?;
+                let file = File::open(&entry.absolute)
+                    .map_err(|source| self.fail(SaveError::Read { path: entry.absolute.clone(), source }))?;
                 self.current = Some((entry, file.take(file_size(entry))));
                 continue;
             };
-            let read = file.read(buf).map_err(|source| SaveError::Read {
-                path: entry.absolute.clone(),
-                source,
-            });
+            let read = file.read(buf).map_err(|source| SaveError::Read { path: entry.absolute.clone(), source });
             match read {
                 Ok(0) => {
                     let path = entry.absolute.clone();
-                    let grew = file.limit() == 0
-                        && file.get_mut().read(&mut [0u8; 1]).map_or(true, |n| n > 0);
+                    let grew = file.limit() == 0 && file.get_mut().read(&mut [0u8; 1]).map_or(true, |n| n > 0);
                     if file.limit() > 0 || grew {
                         return Err(self.fail(SaveError::FileChanged { path }));
                     }
@@ -363,11 +318,7 @@ async fn upload_all(
     let mut in_flight = JoinSet::new();
     while let Some((id, object)) = receiver.recv().await {
         while in_flight.len() >= concurrency {
-            in_flight
-                .join_next()
-                .await
-                .expect("set is not empty")
-                .expect("upload task panicked")?;
+            in_flight.join_next().await.expect("set is not empty").expect("upload task panicked")?;
         }
         let store = store.clone();
         in_flight.spawn(async move { store.put_chunk(id, object).await });
@@ -395,16 +346,11 @@ fn build_manifest(
             mtime: e.mtime,
             kind: match &e.kind {
                 ScannedKind::Dir => EntryKind::Dir,
-                ScannedKind::Symlink(target) => EntryKind::Symlink {
-                    target: target.clone(),
-                },
+                ScannedKind::Symlink(target) => EntryKind::Symlink { target: target.clone() },
                 ScannedKind::File(size) => {
                     let start = offset;
                     offset += size;
-                    EntryKind::File {
-                        size: *size,
-                        offset: start,
-                    }
+                    EntryKind::File { size: *size, offset: start }
                 }
             },
         })
@@ -415,13 +361,7 @@ fn build_manifest(
         finished_at_ms: now_ms(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         chunker,
-        mounts: options
-            .mounts
-            .iter()
-            .map(|m| Mount {
-                path: mount_bytes(m),
-            })
-            .collect(),
+        mounts: options.mounts.iter().map(|m| Mount { path: mount_bytes(m) }).collect(),
         chunks,
         entries,
     }
@@ -432,11 +372,7 @@ fn mount_bytes(mount: &std::path::Path) -> Vec<u8> {
     use std::os::unix::ffi::OsStrExt;
     let bytes = mount.as_os_str().as_bytes();
     let trimmed = bytes.len() - bytes.iter().rev().take_while(|&&b| b == b'/').count();
-    if trimmed == 0 {
-        bytes[..1.min(bytes.len())].to_vec()
-    } else {
-        bytes[..trimmed].to_vec()
-    }
+    if trimmed == 0 { bytes[..1.min(bytes.len())].to_vec() } else { bytes[..trimmed].to_vec() }
 }
 
 fn file_size(entry: &ScannedEntry) -> u64 {
@@ -448,7 +384,5 @@ fn file_size(entry: &ScannedEntry) -> u64 {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

@@ -55,9 +55,7 @@ pub enum StoreError {
         source: object_store::Error,
     },
     /// The store was written by a newer chunkcache.
-    #[error(
-        "{store} has store format {found}, but this chunkcache supports up to {STORE_FORMAT}: upgrade chunkcache"
-    )]
+    #[error("{store} has store format {found}, but this chunkcache supports up to {STORE_FORMAT}: upgrade chunkcache")]
     TooNew {
         /// The store's description.
         store: String,
@@ -171,11 +169,7 @@ pub struct Store {
 impl Store {
     /// Wraps a backend. `description` names it in messages and must not hold secrets.
     pub fn new(objects: Arc<dyn ObjectStore>, description: impl Into<String>) -> Self {
-        Self {
-            objects,
-            description: description.into(),
-            requests: Arc::default(),
-        }
+        Self { objects, description: description.into(), requests: Arc::default() }
     }
 
     /// How the store is named in messages.
@@ -188,18 +182,8 @@ impl Store {
         self.requests.snapshot()
     }
 
-    fn backend_error(
-        &self,
-        operation: &'static str,
-        path: &Path,
-        source: object_store::Error,
-    ) -> StoreError {
-        StoreError::Backend {
-            operation,
-            path: path.to_string(),
-            store: self.description.clone(),
-            source,
-        }
+    fn backend_error(&self, operation: &'static str, path: &Path, source: object_store::Error) -> StoreError {
+        StoreError::Backend { operation, path: path.to_string(), store: self.description.clone(), source }
     }
 
     async fn get_optional(&self, path: &Path) -> Result<Option<Bytes>, StoreError> {
@@ -220,36 +204,21 @@ impl Store {
 
     /// Puts an object; with `create_only`, an existing object is left alone and `Ok(false)`
     /// returned.
-    async fn put(
-        &self,
-        path: &Path,
-        payload: Bytes,
-        create_only: bool,
-    ) -> Result<bool, StoreError> {
+    async fn put(&self, path: &Path, payload: Bytes, create_only: bool) -> Result<bool, StoreError> {
         bump(&self.requests.put, 1);
         let len = payload.len() as u64;
-        let mode = if create_only {
-            PutMode::Create
-        } else {
-            PutMode::Overwrite
-        };
-        let options = PutOptions {
-            mode,
-            ..PutOptions::default()
-        };
-        match self
-            .objects
-            .put_opts(path, PutPayload::from_bytes(payload), options)
-            .await
-        {
+        let mode = if create_only { PutMode::Create } else { PutMode::Overwrite };
+        let options = PutOptions { mode, ..PutOptions::default() };
+        match self.objects.put_opts(path, PutPayload::from_bytes(payload), options).await {
             Ok(_) => {
                 bump(&self.requests.bytes_uploaded, len);
                 Ok(true)
             }
-            Err(
-                object_store::Error::AlreadyExists { .. }
-                | object_store::Error::Precondition { .. },
-            ) if create_only => Ok(false),
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. })
+                if create_only =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(self.backend_error("PUT", path, e)),
         }
     }
@@ -262,24 +231,15 @@ impl Store {
         let Some(bytes) = self.get_optional(&Path::from(CONFIG_PATH)).await? else {
             return Ok(None);
         };
-        let config: StoreConfig =
-            serde_json::from_slice(&bytes).map_err(|e| StoreError::BadConfig {
-                store: self.description.clone(),
-                reason: e.to_string(),
-            })?;
+        let config: StoreConfig = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::BadConfig { store: self.description.clone(), reason: e.to_string() })?;
         if config.format > STORE_FORMAT {
-            return Err(StoreError::TooNew {
-                store: self.description.clone(),
-                found: config.format,
-            });
+            return Err(StoreError::TooNew { store: self.description.clone(), found: config.format });
         }
         config
             .chunker
             .validate()
-            .map_err(|reason| StoreError::BadConfig {
-                store: self.description.clone(),
-                reason,
-            })?;
+            .map_err(|reason| StoreError::BadConfig { store: self.description.clone(), reason })?;
         Ok(Some(config))
     }
 
@@ -289,22 +249,13 @@ impl Store {
     /// # Errors
     /// As [`Store::config`], plus [`StoreError::ParamsMismatch`] when `requested` differs
     /// from what the store uses.
-    pub async fn config_or_init(
-        &self,
-        requested: Option<ChunkerParams>,
-    ) -> Result<StoreConfig, StoreError> {
+    pub async fn config_or_init(&self, requested: Option<ChunkerParams>) -> Result<StoreConfig, StoreError> {
         let config = match self.config().await? {
             Some(config) => config,
             None => {
-                let fresh = StoreConfig {
-                    format: STORE_FORMAT,
-                    chunker: requested.unwrap_or_default(),
-                };
+                let fresh = StoreConfig { format: STORE_FORMAT, chunker: requested.unwrap_or_default() };
                 let json = serde_json::to_vec_pretty(&fresh).expect("config serializes");
-                if self
-                    .put(&Path::from(CONFIG_PATH), json.into(), true)
-                    .await?
-                {
+                if self.put(&Path::from(CONFIG_PATH), json.into(), true).await? {
                     fresh
                 } else {
                     Box::pin(self.config()).await?.unwrap_or(fresh)
@@ -330,11 +281,7 @@ impl Store {
         let prefix = Path::from("chunks");
         let mut ids = HashMap::new();
         let mut listing = self.objects.list(Some(&prefix));
-        while let Some(meta) = listing
-            .try_next()
-            .await
-            .map_err(|e| self.backend_error("LIST", &prefix, e))?
-        {
+        while let Some(meta) = listing.try_next().await.map_err(|e| self.backend_error("LIST", &prefix, e))? {
             if let Some(id) = meta.location.filename().and_then(ChunkId::from_hex) {
                 ids.insert(id, u32::try_from(meta.size).unwrap_or(u32::MAX));
             }
@@ -363,9 +310,7 @@ impl Store {
     /// # Errors
     /// An invalid key, or backend failures.
     pub async fn put_manifest(&self, key: &str, manifest: Vec<u8>) -> Result<(), StoreError> {
-        self.put(&keyed_path("manifests", key)?, manifest.into(), false)
-            .await
-            .map(drop)
+        self.put(&keyed_path("manifests", key)?, manifest.into(), false).await.map(drop)
     }
 
     /// Reads the manifest bytes of `key`; `None` if there is none.
@@ -400,18 +345,12 @@ impl Store {
             Some(slash) => format!("manifests/{}", &prefix[..slash]),
             None => "manifests".to_string(),
         };
-        let directory = Path::parse(&directory).map_err(|e| StoreError::InvalidKey {
-            key: prefix.to_string(),
-            reason: e.to_string(),
-        })?;
+        let directory = Path::parse(&directory)
+            .map_err(|e| StoreError::InvalidKey { key: prefix.to_string(), reason: e.to_string() })?;
         bump(&self.requests.list, 1);
         let mut found = Vec::new();
         let mut listing = self.objects.list(Some(&directory));
-        while let Some(meta) = listing
-            .try_next()
-            .await
-            .map_err(|e| self.backend_error("LIST", &directory, e))?
-        {
+        while let Some(meta) = listing.try_next().await.map_err(|e| self.backend_error("LIST", &directory, e))? {
             let Some(key) = meta.location.as_ref().strip_prefix("manifests/") else {
                 continue;
             };
@@ -423,11 +362,7 @@ impl Store {
                 });
             }
         }
-        found.sort_by(|a, b| {
-            b.modified_ms
-                .cmp(&a.modified_ms)
-                .then_with(|| a.key.cmp(&b.key))
-        });
+        found.sort_by(|a, b| b.modified_ms.cmp(&a.modified_ms).then_with(|| a.key.cmp(&b.key)));
         Ok(found)
     }
 
@@ -436,9 +371,7 @@ impl Store {
     /// # Errors
     /// An invalid key, or backend failures.
     pub async fn mark_used(&self, key: &str) -> Result<(), StoreError> {
-        self.put(&keyed_path("used", key)?, Bytes::new(), false)
-            .await
-            .map(drop)
+        self.put(&keyed_path("used", key)?, Bytes::new(), false).await.map(drop)
     }
 }
 
@@ -452,10 +385,7 @@ fn chunk_path(id: ChunkId) -> Path {
 /// # Errors
 /// [`StoreError::InvalidKey`] for empty keys, `.`/`..`/empty segments, control characters.
 pub fn keyed_path(area: &str, key: &str) -> Result<Path, StoreError> {
-    let invalid = |reason: &str| StoreError::InvalidKey {
-        key: key.to_string(),
-        reason: reason.to_string(),
-    };
+    let invalid = |reason: &str| StoreError::InvalidKey { key: key.to_string(), reason: reason.to_string() };
     if key.is_empty() {
         return Err(invalid("it is empty"));
     }
@@ -484,10 +414,7 @@ mod tests {
         let config = store.config_or_init(None).await.unwrap();
         assert_eq!(config.chunker, ChunkerParams::default());
         assert_eq!(store.config_or_init(None).await.unwrap(), config);
-        let err = store
-            .config_or_init(Some(ChunkerParams::with_average(4096)))
-            .await
-            .unwrap_err();
+        let err = store.config_or_init(Some(ChunkerParams::with_average(4096))).await.unwrap_err();
         assert!(err.to_string().contains("--chunk-size"), "{err}");
     }
 
@@ -495,22 +422,9 @@ mod tests {
     async fn chunks_are_create_if_absent() {
         let store = memory();
         let id = ChunkId::of(b"x");
-        assert!(
-            store
-                .put_chunk(id, Bytes::from_static(b"one"))
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .put_chunk(id, Bytes::from_static(b"two"))
-                .await
-                .unwrap()
-        );
-        assert_eq!(
-            store.get_chunk(id).await.unwrap().unwrap(),
-            Bytes::from_static(b"one")
-        );
+        assert!(store.put_chunk(id, Bytes::from_static(b"one")).await.unwrap());
+        assert!(!store.put_chunk(id, Bytes::from_static(b"two")).await.unwrap());
+        assert_eq!(store.get_chunk(id).await.unwrap().unwrap(), Bytes::from_static(b"one"));
         assert_eq!(store.list_chunks().await.unwrap(), HashMap::from([(id, 3)]));
         assert_eq!(store.get_chunk(ChunkId::of(b"y")).await.unwrap(), None);
         let requests = store.requests();
@@ -523,13 +437,7 @@ mod tests {
         for key in ["repo/main-1", "repo/main2-1", "repo/dev-1", "other"] {
             store.put_manifest(key, b"m".to_vec()).await.unwrap();
         }
-        let keys: Vec<String> = store
-            .list_manifests("repo/main")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| m.key)
-            .collect();
+        let keys: Vec<String> = store.list_manifests("repo/main").await.unwrap().into_iter().map(|m| m.key).collect();
         assert_eq!(keys.len(), 2);
         assert!(keys.contains(&"repo/main-1".to_string()));
         assert_eq!(store.list_manifests("").await.unwrap().len(), 4);

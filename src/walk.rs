@@ -92,37 +92,33 @@ pub fn scan(mounts: &[PathBuf], options: &WalkOptions) -> Result<Scan, WalkError
         if std::fs::symlink_metadata(root).is_err() {
             return Err(WalkError::MissingMount { path: root.clone() });
         }
-        WalkBuilder::new(root)
-            .standard_filters(false)
-            .follow_links(false)
-            .threads(2)
-            .build_parallel()
-            .run(|| {
-                Box::new(|result| {
-                    let entry = match result {
-                        Ok(entry) => entry,
-                        Err(err) => {
-                            errors.lock().unwrap().push(walk_error(root, err));
-                            return WalkState::Continue;
-                        }
-                    };
-                    let relative = entry.path().strip_prefix(root).unwrap_or(Path::new(""));
-                    let relative = relative.as_os_str().as_bytes().to_vec();
-                    if !relative.is_empty()
-                        && options.exclude.as_ref().is_some_and(|set| {
-                            set.is_match(Path::new(std::ffi::OsStr::from_bytes(&relative)))
-                        })
-                    {
-                        return WalkState::Skip;
+        WalkBuilder::new(root).standard_filters(false).follow_links(false).threads(2).build_parallel().run(|| {
+            Box::new(|result| {
+                let entry = match result {
+                    Ok(entry) => entry,
+                    Err(err) => {
+                        errors.lock().unwrap().push(walk_error(root, err));
+                        return WalkState::Continue;
                     }
-                    match scan_one(index as u32, relative, entry.path(), options) {
-                        Ok(Some(scanned)) => entries.lock().unwrap().push(scanned),
-                        Ok(None) => skipped.lock().unwrap().push(entry.path().to_path_buf()),
-                        Err(err) => errors.lock().unwrap().push(err),
-                    }
-                    WalkState::Continue
-                })
-            });
+                };
+                let relative = entry.path().strip_prefix(root).unwrap_or(Path::new(""));
+                let relative = relative.as_os_str().as_bytes().to_vec();
+                if !relative.is_empty()
+                    && options
+                        .exclude
+                        .as_ref()
+                        .is_some_and(|set| set.is_match(Path::new(std::ffi::OsStr::from_bytes(&relative))))
+                {
+                    return WalkState::Skip;
+                }
+                match scan_one(index as u32, relative, entry.path(), options) {
+                    Ok(Some(scanned)) => entries.lock().unwrap().push(scanned),
+                    Ok(None) => skipped.lock().unwrap().push(entry.path().to_path_buf()),
+                    Err(err) => errors.lock().unwrap().push(err),
+                }
+                WalkState::Continue
+            })
+        });
     }
     if let Some(err) = errors.into_inner().unwrap().into_iter().next() {
         return Err(err);
@@ -139,9 +135,7 @@ fn walk_error(root: &Path, err: ignore::Error) -> WalkError {
         ignore::Error::WithPath { path, .. } => path.clone(),
         _ => root.to_path_buf(),
     };
-    let source = err
-        .into_io_error()
-        .unwrap_or_else(|| std::io::Error::other("walk failed"));
+    let source = err.into_io_error().unwrap_or_else(|| std::io::Error::other("walk failed"));
     WalkError::Io { path, source }
 }
 
@@ -152,10 +146,7 @@ fn scan_one(
     absolute: &Path,
     options: &WalkOptions,
 ) -> Result<Option<ScannedEntry>, WalkError> {
-    let io = |source| WalkError::Io {
-        path: absolute.to_path_buf(),
-        source,
-    };
+    let io = |source| WalkError::Io { path: absolute.to_path_buf(), source };
     let metadata = std::fs::symlink_metadata(absolute).map_err(io)?;
     let file_type = metadata.file_type();
     let kind = if file_type.is_dir() {
@@ -166,19 +157,10 @@ fn scan_one(
         if options.skip_symlinks {
             return Ok(None);
         }
-        ScannedKind::Symlink(
-            std::fs::read_link(absolute)
-                .map_err(io)?
-                .as_os_str()
-                .as_bytes()
-                .to_vec(),
-        )
+        ScannedKind::Symlink(std::fs::read_link(absolute).map_err(io)?.as_os_str().as_bytes().to_vec())
     } else {
         debug_assert!(
-            file_type.is_fifo()
-                || file_type.is_socket()
-                || file_type.is_block_device()
-                || file_type.is_char_device()
+            file_type.is_fifo() || file_type.is_socket() || file_type.is_block_device() || file_type.is_char_device()
         );
         return Ok(None);
     };
@@ -187,10 +169,7 @@ fn scan_one(
         path,
         absolute: absolute.to_path_buf(),
         mode: metadata.mode() & 0o7777,
-        mtime: Timestamp {
-            secs: metadata.mtime(),
-            nanos: metadata.mtime_nsec() as u32,
-        },
+        mtime: Timestamp { secs: metadata.mtime(), nanos: metadata.mtime_nsec() as u32 },
         kind,
     }))
 }
@@ -215,31 +194,19 @@ mod tests {
                 .map(|e| String::from_utf8(e.path.clone()).unwrap())
                 .collect()
         };
-        assert_eq!(
-            scan_paths(&WalkOptions::default()),
-            ["", "a.txt", "b", "b/c", "b/c/x.lock", "b/link"]
-        );
+        assert_eq!(scan_paths(&WalkOptions::default()), ["", "a.txt", "b", "b/c", "b/c/x.lock", "b/link"]);
         let mut exclude = globset::GlobSetBuilder::new();
         exclude.add(globset::Glob::new("**/*.lock").unwrap());
-        let options = WalkOptions {
-            exclude: Some(exclude.build().unwrap()),
-            skip_symlinks: true,
-        };
+        let options = WalkOptions { exclude: Some(exclude.build().unwrap()), skip_symlinks: true };
         assert_eq!(scan_paths(&options), ["", "a.txt", "b", "b/c"]);
-        let entries = scan(&[root.clone()], &WalkOptions::default())
-            .unwrap()
-            .entries;
+        let entries = scan(&[root.clone()], &WalkOptions::default()).unwrap().entries;
         assert_eq!(entries[1].kind, ScannedKind::File(5));
         assert_eq!(entries[5].kind, ScannedKind::Symlink(b"../a.txt".to_vec()));
     }
 
     #[test]
     fn a_missing_mount_is_a_clear_error() {
-        let err = scan(
-            &[PathBuf::from("/nonexistent/chunkcache")],
-            &WalkOptions::default(),
-        )
-        .unwrap_err();
+        let err = scan(&[PathBuf::from("/nonexistent/chunkcache")], &WalkOptions::default()).unwrap_err();
         assert!(err.to_string().contains("check the mount path"), "{err}");
     }
 }

@@ -1,5 +1,7 @@
 //! Integration tests: one binary, one module per area.
 
 mod support;
+mod util;
 
 mod azure_admin;
+mod save_restore;

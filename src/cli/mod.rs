@@ -142,10 +142,8 @@ struct ShowArgs {
 /// # Errors
 /// Anything that stops the command; printed by `main` with its causes.
 pub fn run(cli: Cli, env: &BTreeMap<String, String>) -> Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async {
         match cli.command {
             Command::Save(args) => run_save(args, env).await,
@@ -169,10 +167,9 @@ fn concurrency(flag: Option<usize>, env: &BTreeMap<String, String>) -> Result<us
     match flag {
         Some(n) => Ok(n.max(1)),
         None => match env.get("CHUNKCACHE_CONCURRENCY") {
-            Some(value) => value
-                .parse::<usize>()
-                .map(|n| n.max(1))
-                .with_context(|| format!("CHUNKCACHE_CONCURRENCY={value:?} is not a number; set it to e.g. 16 or use --concurrency")),
+            Some(value) => value.parse::<usize>().map(|n| n.max(1)).with_context(|| {
+                format!("CHUNKCACHE_CONCURRENCY={value:?} is not a number; set it to e.g. 16 or use --concurrency")
+            }),
             None => Ok(16),
         },
     }
@@ -185,44 +182,28 @@ async fn run_save(args: SaveArgs, env: &BTreeMap<String, String>) -> Result<Exit
         .chunk_size
         .map(|avg| {
             let params = ChunkerParams::with_average(u32::try_from(avg).unwrap_or(u32::MAX) & !1);
-            params
-                .validate()
-                .map(|()| params)
-                .map_err(|e| anyhow::anyhow!("--chunk-size {avg}: {e}"))
+            params.validate().map(|()| params).map_err(|e| anyhow::anyhow!("--chunk-size {avg}: {e}"))
         })
         .transpose()?;
     let options = SaveOptions {
         key: args.key,
         mounts: args.paths,
-        walk: WalkOptions {
-            exclude,
-            skip_symlinks: args.skip_symlinks,
-        },
+        walk: WalkOptions { exclude, skip_symlinks: args.skip_symlinks },
         compression_level: args.level,
         concurrency: concurrency(args.concurrency, env)?,
         chunker,
         skip_if_exists: args.skip_existing,
     };
     let progress = CliProgress::new(args.common.json);
-    let report = save::save(&store, &options, &progress)
-        .await
-        .with_context(|| {
-            format!(
-                "saving {:?} to {} failed; nothing was committed",
-                options.key,
-                store.description()
-            )
-        })?;
+    let report = save::save(&store, &options, &progress).await.with_context(|| {
+        format!("saving {:?} to {} failed; nothing was committed", options.key, store.description())
+    })?;
     progress.finish();
     if args.common.json {
         print_json(&report)?;
     }
     if report.skipped_existing {
-        eprintln!(
-            "key {:?} already exists in {}; skipped",
-            report.key,
-            store.description()
-        );
+        eprintln!("key {:?} already exists in {}; skipped", report.key, store.description());
     } else {
         eprintln!(
             "saved {:?}: {} files, {}, {} chunks ({} new, {} uploaded), dedup {:.1}%, {:.1}s",
@@ -247,22 +228,14 @@ async fn run_restore(args: RestoreArgs, env: &BTreeMap<String, String>) -> Resul
     let options = RestoreOptions {
         key: args.key,
         fallback_prefixes: args.restore_keys,
-        target: args
-            .destination
-            .map_or(RestoreTarget::Original, RestoreTarget::Under),
+        target: args.destination.map_or(RestoreTarget::Original, RestoreTarget::Under),
         mirror: args.mirror,
         concurrency: concurrency(args.concurrency, env)?,
     };
     let progress = CliProgress::new(args.common.json);
     let report = restore::restore(&store, &options, &progress)
         .await
-        .with_context(|| {
-            format!(
-                "restoring {:?} from {} failed",
-                options.key,
-                store.description()
-            )
-        })?;
+        .with_context(|| format!("restoring {:?} from {} failed", options.key, store.description()))?;
     progress.finish();
     if args.common.json {
         print_json(&report)?;
@@ -287,10 +260,7 @@ async fn run_restore(args: RestoreArgs, env: &BTreeMap<String, String>) -> Resul
             ExitCode::SUCCESS
         }
         Outcome::FallbackHit => {
-            eprintln!(
-                "fallback hit: restored {restored:?} for missing key {:?}: {details}",
-                report.key
-            );
+            eprintln!("fallback hit: restored {restored:?} for missing key {:?}: {details}", report.key);
             ExitCode::from(EXIT_FALLBACK_HIT)
         }
         Outcome::Miss => {
@@ -332,19 +302,11 @@ async fn run_list(args: ListArgs, env: &BTreeMap<String, String>) -> Result<Exit
 async fn run_show(args: ShowArgs, env: &BTreeMap<String, String>) -> Result<ExitCode> {
     let store = open_store(&args.common, env)?;
     let bytes = store.get_manifest(&args.key).await?.with_context(|| {
-        format!(
-            "no manifest for key {:?} in {}; `chunkcache list` shows the keys",
-            args.key,
-            store.description()
-        )
+        format!("no manifest for key {:?} in {}; `chunkcache list` shows the keys", args.key, store.description())
     })?;
     let manifest = Manifest::decode(&args.key, &bytes)?;
     let summary = manifest.summary();
-    let mounts: Vec<String> = manifest
-        .mounts
-        .iter()
-        .map(|m| String::from_utf8_lossy(&m.path).into_owned())
-        .collect();
+    let mounts: Vec<String> = manifest.mounts.iter().map(|m| String::from_utf8_lossy(&m.path).into_owned()).collect();
     if args.common.json {
         print_json(&serde_json::json!({
             "key": manifest.key,
@@ -364,10 +326,7 @@ async fn run_show(args: ShowArgs, env: &BTreeMap<String, String>) -> Result<Exit
             output::human_age(save::now_ms() as i64 - manifest.finished_at_ms as i64),
             manifest.tool_version
         );
-        println!(
-            "entries:    {} files, {} dirs, {} symlinks",
-            summary.files, summary.dirs, summary.symlinks
-        );
+        println!("entries:    {} files, {} dirs, {} symlinks", summary.files, summary.dirs, summary.symlinks);
         println!("content:    {}", human_bytes(summary.bytes));
         println!(
             "chunks:     {} ({} distinct, {} stored)",

@@ -1,0 +1,353 @@
+//! Save and restore through the real binary on a local store.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use filetime::FileTime;
+
+use crate::util::{chunk_objects, chunkcache, noise, run, run_json, scratch, snapshot, stderr, store_url};
+
+/// A tree with every kind of entry a restore must reproduce.
+fn odd_tree(root: &Path) {
+    fs::create_dir_all(root.join("deep/er/still")).unwrap();
+    fs::create_dir_all(root.join("empty/nested-empty")).unwrap();
+    fs::write(root.join("small.txt"), b"hello").unwrap();
+    fs::write(root.join("zero"), b"").unwrap();
+    fs::write(root.join("deep/er/still/big.bin"), noise(1_300_000, 1)).unwrap();
+    fs::write(root.join("spaces and ünïcödé ✓.txt"), b"unicode").unwrap();
+    fs::write(root.join("new\nline"), b"newline in name").unwrap();
+    fs::write(root.join(OsStr::from_bytes(b"not-utf8-\xff\xfe")), b"raw bytes name").unwrap();
+    fs::write(root.join("script.sh"), b"#!/bin/sh\necho hi\n").unwrap();
+    fs::set_permissions(root.join("script.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(root.join("small.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::symlink("small.txt", root.join("link-to-small")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/absolute", root.join("dangling")).unwrap();
+    std::os::unix::fs::symlink("deep/er", root.join("dir-link")).unwrap();
+    fs::set_permissions(root.join("deep/er"), fs::Permissions::from_mode(0o750)).unwrap();
+    for (i, entry) in ["small.txt", "zero", "deep/er/still/big.bin", "deep/er", "empty", ""].iter().enumerate() {
+        let time = FileTime::from_unix_time(1_600_000_000 + i as i64, 123_456_789 + i as u32);
+        filetime::set_file_mtime(root.join(entry), time).unwrap();
+    }
+}
+
+#[test]
+fn round_trip_is_byte_exact_with_modes_mtimes_symlinks_and_odd_names() {
+    let dir = scratch();
+    let (work, store) = (dir.path().join("work"), dir.path().join("store"));
+    odd_tree(&work.join("tree"));
+    let before = snapshot(&work.join("tree"));
+    // A 64 KiB average makes big.bin span several max-size (256 KiB) chunks.
+    let report = run_json(
+        chunkcache(&work).args(["save", "--key", "k", "--chunk-size", "64K", "--store", &store_url(&store), "tree"]),
+        0,
+    );
+    assert_eq!(report["files"], 7);
+    assert_eq!(report["symlinks"], 3);
+    assert!(report["chunks"].as_u64().unwrap() >= 5, "{report}");
+
+    let out = dir.path().join("out");
+    let restored =
+        run_json(chunkcache(&work).args(["restore", "--key", "k", "--store", &store_url(&store)]).arg(&out), 0);
+    assert_eq!(restored["outcome"], "hit");
+    assert_eq!(snapshot(&out.join("tree")), before);
+
+    // Restoring to the original path (no DEST) after deleting it reproduces it too.
+    fs::remove_dir_all(work.join("tree")).unwrap();
+    run(chunkcache(&work).args(["restore", "--key", "k", "--store", &store_url(&store)]), 0);
+    assert_eq!(snapshot(&work.join("tree")), before);
+}
+
+#[test]
+fn many_small_files_share_chunks() {
+    let dir = scratch();
+    let (work, store) = (dir.path().join("work"), dir.path().join("store"));
+    for i in 0..100_000u32 {
+        let sub = work.join(format!("tree/{:03}", i % 500));
+        if i < 500 {
+            fs::create_dir_all(&sub).unwrap();
+        }
+        fs::write(sub.join(format!("f{i}.class")), format!("class {i} {{ constant pool {} }}", i * 7919)).unwrap();
+    }
+    let report = run_json(chunkcache(&work).args(["save", "--key", "small", "--store", &store_url(&store), "tree"]), 0);
+    assert_eq!(report["files"], 100_000);
+    let objects = chunk_objects(&store).len();
+    assert!(objects < 1_000, "100k small files became {objects} chunk objects");
+    let out = dir.path().join("out");
+    run(chunkcache(&work).args(["restore", "--key", "small", "--store", &store_url(&store)]).arg(&out), 0);
+    assert_eq!(
+        fs::read(out.join("tree/123/f99623.class")).unwrap(),
+        format!("class 99623 {{ constant pool {} }}", 99623u64 * 7919).as_bytes()
+    );
+}
+
+#[test]
+fn unchanged_saves_upload_nothing_and_changes_upload_only_new_chunks() {
+    let dir = scratch();
+    let (work, store) = (dir.path().join("work"), dir.path().join("store"));
+    let tree = work.join("tree");
+    fs::create_dir_all(tree.join("a")).unwrap();
+    for i in 0..40u64 {
+        fs::write(tree.join(format!("a/lib-{i}.jar")), noise(300_000 + i as usize * 1000, 2 * i + 10)).unwrap();
+    }
+    fs::write(tree.join("a/big.zip"), noise(6_000_000, 99)).unwrap();
+    // 64 KiB chunks (max 256 KiB) so the expected upload of an edit is sharp.
+    let save = |key: &str| {
+        let args = ["save", "--key", key, "--chunk-size", "64K", "--store", &store_url(&store), "tree"];
+        run_json(chunkcache(&work).args(args), 0)
+    };
+    let first = save("gen0");
+    assert!(first["new_bytes"].as_u64().unwrap() >= 18_000_000);
+
+    let unchanged = save("gen0");
+    assert_eq!(unchanged["new_chunks"], 0);
+    assert_eq!(unchanged["new_bytes"], 0);
+    let manifest_size = unchanged["requests"]["bytes_uploaded"].as_u64().unwrap();
+    assert!(manifest_size < 20_000, "only the manifest is uploaded, got {manifest_size} bytes");
+
+    // Edit one small file, and move the big file elsewhere: it must dedup whole.
+    fs::write(tree.join("a/lib-3.jar"), noise(303_000, 1234)).unwrap();
+    fs::create_dir_all(tree.join("moved")).unwrap();
+    fs::rename(tree.join("a/big.zip"), tree.join("moved/renamed.zip")).unwrap();
+    let changed = save("gen1");
+    let new_bytes = changed["new_bytes"].as_u64().unwrap();
+    assert!(new_bytes > 0 && new_bytes < 3_000_000, "a 300 KB edit uploaded {new_bytes} raw bytes: {changed}");
+    assert!(changed["dedup_percent"].as_f64().unwrap() > 94.0, "{changed}");
+}
+
+#[test]
+fn incremental_restore_rewrites_only_changed_files_and_mirror_removes_extras() {
+    let dir = scratch();
+    let (work, store) = (dir.path().join("work"), dir.path().join("store"));
+    let tree = work.join("tree");
+    fs::create_dir_all(tree.join("d")).unwrap();
+    for i in 0..30u64 {
+        fs::write(tree.join(format!("d/f{i}")), noise(200_000, i + 1)).unwrap();
+    }
+    run(chunkcache(&work).args(["save", "--key", "k", "--store", &store_url(&store), "tree"]), 0);
+    let saved = snapshot(&tree);
+    let out = dir.path().join("out");
+    run(chunkcache(&work).args(["restore", "--key", "k", "--store", &store_url(&store)]).arg(&out), 0);
+
+    // Damage the restored copy: change a file, delete one, add an extra file and directory.
+    fs::write(out.join("tree/d/f1"), b"local edit").unwrap();
+    fs::remove_file(out.join("tree/d/f2")).unwrap();
+    fs::write(out.join("tree/d/extra"), b"not in cache").unwrap();
+    fs::create_dir_all(out.join("tree/extra-dir/x")).unwrap();
+    let again = run_json(chunkcache(&work).args(["restore", "--key", "k", "--store", &store_url(&store)]).arg(&out), 0);
+    assert_eq!(again["files_written"], 2, "{again}");
+    assert_eq!(again["files_unchanged"], 28, "{again}");
+    assert!(again["chunks_fetched"].as_u64().unwrap() <= 4, "{again}");
+    assert!(out.join("tree/d/extra").exists(), "without --mirror extras stay");
+
+    let mirrored = run_json(
+        chunkcache(&work).args(["restore", "--mirror", "--key", "k", "--store", &store_url(&store)]).arg(&out),
+        0,
+    );
+    assert_eq!(mirrored["files_written"], 0);
+    assert_eq!(mirrored["removed"], 2);
+    assert_eq!(snapshot(&out.join("tree")), saved);
+}
+
+#[test]
+fn hit_fallback_and_miss_are_distinct() {
+    let dir = scratch();
+    let (work, store) = (dir.path().join("work"), dir.path().join("store"));
+    fs::create_dir_all(work.join("tree")).unwrap();
+    fs::write(work.join("tree/f"), b"one").unwrap();
+    run(chunkcache(&work).args(["save", "--key", "repo/main-aaa", "--store", &store_url(&store), "tree"]), 0);
+    fs::write(work.join("tree/f"), b"two").unwrap();
+    run(chunkcache(&work).args(["save", "--key", "repo/main-bbb", "--store", &store_url(&store), "tree"]), 0);
+    run(chunkcache(&work).args(["save", "--key", "repo/main2-ccc", "--store", &store_url(&store), "tree"]), 0);
+
+    let out = dir.path().join("out");
+    let hit = run_json(
+        chunkcache(&work).args(["restore", "--key", "repo/main-aaa", "--store", &store_url(&store)]).arg(&out),
+        0,
+    );
+    assert_eq!(hit["restored_key"], "repo/main-aaa");
+    assert_eq!(fs::read(out.join("tree/f")).unwrap(), b"one");
+
+    let fallback = run(
+        chunkcache(&work)
+            .args([
+                "restore",
+                "--key",
+                "repo/main-zzz",
+                "--restore-key",
+                "repo/nope-",
+                "--restore-key",
+                "repo/main-",
+                "--store",
+                &store_url(&store),
+            ])
+            .arg(&out),
+        3,
+    );
+    assert!(stderr(&fallback).contains("fallback hit: restored \"repo/main-bbb\""), "{}", stderr(&fallback));
+    assert_eq!(fs::read(out.join("tree/f")).unwrap(), b"two");
+
+    let miss = run(
+        chunkcache(&work)
+            .args(["restore", "--key", "other", "--restore-key", "x-", "--store", &store_url(&store)])
+            .arg(dir.path().join("none")),
+        4,
+    );
+    assert!(stderr(&miss).contains("cache miss"), "{}", stderr(&miss));
+    assert!(!dir.path().join("none").exists());
+}
+
+#[test]
+fn corrupt_or_missing_chunks_are_named_and_never_land() {
+    let dir = scratch();
+    let (work, store) = (dir.path().join("work"), dir.path().join("store"));
+    fs::create_dir_all(work.join("tree")).unwrap();
+    fs::write(work.join("tree/data.bin"), noise(50_000, 5)).unwrap();
+    run(chunkcache(&work).args(["save", "--key", "k", "--store", &store_url(&store), "tree"]), 0);
+    let objects = chunk_objects(&store);
+    assert_eq!(objects.len(), 1);
+    let mut object = fs::read(&objects[0]).unwrap();
+    let last = object.len() - 1;
+    object[last] ^= 0x40;
+    fs::write(&objects[0], &object).unwrap();
+
+    let out = dir.path().join("out");
+    let failed = run(chunkcache(&work).args(["restore", "--key", "k", "--store", &store_url(&store)]).arg(&out), 1);
+    let message = stderr(&failed);
+    let name = objects[0].file_name().unwrap().to_str().unwrap();
+    assert!(message.contains("corrupt") && message.contains(&name[..12]) && message.contains("data.bin"), "{message}");
+    let leftovers: Vec<_> = fs::read_dir(out.join("tree")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(leftovers.is_empty(), "nothing may land, found {leftovers:?}");
+
+    fs::remove_file(&objects[0]).unwrap();
+    let failed = run(chunkcache(&work).args(["restore", "--key", "k", "--store", &store_url(&store)]).arg(&out), 1);
+    assert!(stderr(&failed).contains("missing from the store"), "{}", stderr(&failed));
+}
+
+#[test]
+fn hostile_manifests_are_rejected_before_anything_is_written() {
+    use chunkcache::manifest::{Entry, EntryKind, Manifest, Mount, Timestamp};
+    let dir = scratch();
+    let store = dir.path().join("store");
+    let entry = |path: &str, kind| Entry {
+        mount: 0,
+        path: path.as_bytes().to_vec(),
+        mode: 0o644,
+        mtime: Timestamp { secs: 0, nanos: 0 },
+        kind,
+    };
+    let cases = [
+        ("dotdot", vec![entry("", EntryKind::Dir), entry("../escape", EntryKind::File { size: 0, offset: 0 })]),
+        ("absolute", vec![entry("", EntryKind::Dir), entry("/etc/escape", EntryKind::File { size: 0, offset: 0 })]),
+        (
+            "through-symlink",
+            vec![
+                entry("", EntryKind::Dir),
+                entry("link", EntryKind::Symlink { target: b"/tmp".to_vec() }),
+                entry("link/escape", EntryKind::File { size: 0, offset: 0 }),
+            ],
+        ),
+    ];
+    for (key, entries) in cases {
+        let manifest = Manifest {
+            key: key.into(),
+            started_at_ms: 0,
+            finished_at_ms: 0,
+            tool_version: "evil".into(),
+            chunker: Default::default(),
+            mounts: vec![Mount { path: b"tree".to_vec() }],
+            chunks: vec![],
+            entries,
+        };
+        fs::create_dir_all(store.join("manifests")).unwrap();
+        fs::write(store.join("manifests").join(key), manifest.encode()).unwrap();
+        let out = dir.path().join("out");
+        let failed =
+            run(chunkcache(dir.path()).args(["restore", "--key", key, "--store", &store_url(&store)]).arg(&out), 1);
+        assert!(stderr(&failed).contains("is invalid"), "{key}: {}", stderr(&failed));
+        assert!(!out.exists(), "{key}: nothing may be written");
+    }
+    fs::write(store.join("manifests/garbage"), b"CCMANIFEST\x01\x00not zstd").unwrap();
+    let failed = run(chunkcache(dir.path()).args(["restore", "--key", "garbage", "--store", &store_url(&store)]), 1);
+    assert!(stderr(&failed).contains("corrupt"), "{}", stderr(&failed));
+}
+
+#[test]
+fn store_config_guards_chunker_params_and_format() {
+    let dir = scratch();
+    let (work, store) = (dir.path().join("work"), dir.path().join("store"));
+    fs::create_dir_all(work.join("tree")).unwrap();
+    fs::write(work.join("tree/f"), b"x").unwrap();
+    run(
+        chunkcache(&work).args(["save", "--key", "a", "--chunk-size", "64K", "--store", &store_url(&store), "tree"]),
+        0,
+    );
+    let config: serde_json::Value = serde_json::from_slice(&fs::read(store.join("chunkcache.json")).unwrap()).unwrap();
+    assert_eq!(config["chunker"]["avg_size"], 65536);
+    let mismatch = run(
+        chunkcache(&work).args(["save", "--key", "b", "--chunk-size", "128K", "--store", &store_url(&store), "tree"]),
+        1,
+    );
+    assert!(stderr(&mismatch).contains("chunker parameters"), "{}", stderr(&mismatch));
+    // Without --chunk-size a client takes the store's parameters.
+    run(chunkcache(&work).args(["save", "--key", "b", "--store", &store_url(&store), "tree"]), 0);
+
+    fs::write(
+        store.join("chunkcache.json"),
+        br#"{"format": 99, "chunker": {"min_size": 16384, "avg_size": 65536, "max_size": 262144}}"#,
+    )
+    .unwrap();
+    let newer = run(chunkcache(&work).args(["save", "--key", "c", "--store", &store_url(&store), "tree"]), 1);
+    assert!(stderr(&newer).contains("upgrade chunkcache"), "{}", stderr(&newer));
+}
+
+#[test]
+fn bad_input_gets_clear_errors_and_commits_nothing() {
+    let dir = scratch();
+    let (work, store) = (dir.path().join("work"), dir.path().join("store"));
+    fs::create_dir_all(work.join("tree")).unwrap();
+    fs::write(work.join("tree/f"), b"x").unwrap();
+    let missing =
+        run(chunkcache(&work).args(["save", "--key", "k", "--store", &store_url(&store), "tree", "no-such-dir"]), 1);
+    assert!(
+        stderr(&missing).contains("no-such-dir") && stderr(&missing).contains("check the mount path"),
+        "{}",
+        stderr(&missing)
+    );
+    assert!(!store.join("manifests/k").exists());
+
+    let bad_key = run(chunkcache(&work).args(["save", "--key", "a/../b", "--store", &store_url(&store), "tree"]), 1);
+    assert!(stderr(&bad_key).contains("invalid cache key"), "{}", stderr(&bad_key));
+
+    run(chunkcache(&work).args(["save", "--key", "k", "--store", &store_url(&store), "tree"]), 0);
+    fs::write(dir.path().join("a-file"), b"").unwrap();
+    let unwritable = run(
+        chunkcache(&work).args(["restore", "--key", "k", "--store", &store_url(&store)]).arg(dir.path().join("a-file")),
+        1,
+    );
+    assert!(stderr(&unwritable).contains("cannot write"), "{}", stderr(&unwritable));
+
+    let no_key = run(chunkcache(&work).args(["show", "--key", "nope", "--store", &store_url(&store)]), 1);
+    assert!(stderr(&no_key).contains("chunkcache list"), "{}", stderr(&no_key));
+}
+
+#[test]
+fn list_and_show_report_keys() {
+    let dir = scratch();
+    let (work, store) = (dir.path().join("work"), dir.path().join("store"));
+    fs::create_dir_all(work.join("tree")).unwrap();
+    fs::write(work.join("tree/f"), noise(10_000, 3)).unwrap();
+    run(chunkcache(&work).args(["save", "--key", "team/one", "--store", &store_url(&store), "tree"]), 0);
+    run(chunkcache(&work).args(["save", "--key", "team/two", "--store", &store_url(&store), "tree"]), 0);
+    let listed = run_json(chunkcache(&work).args(["list", "--store", &store_url(&store)]), 0);
+    let keys: Vec<&str> = listed.as_array().unwrap().iter().map(|m| m["key"].as_str().unwrap()).collect();
+    assert_eq!(keys.len(), 2);
+    assert!(keys.contains(&"team/one") && keys.contains(&"team/two"));
+    let shown = run_json(chunkcache(&work).args(["show", "--key", "team/two", "--store", &store_url(&store)]), 0);
+    assert_eq!(shown["summary"]["files"], 1);
+    assert_eq!(shown["summary"]["bytes"], 10_000);
+    assert_eq!(shown["mounts"][0], "tree");
+    assert!(shown["started_at_ms"].as_u64().unwrap() <= shown["finished_at_ms"].as_u64().unwrap());
+}

@@ -1,0 +1,110 @@
+//! Test utilities: the real binary, temporary trees on tmpfs, and tree snapshots.
+
+use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A scratch directory, on tmpfs when there is one (file creation on disk is slow).
+pub fn scratch() -> tempfile::TempDir {
+    let base = Path::new("/dev/shm");
+    if base.is_dir() { tempfile::Builder::new().prefix("cc-test-").tempdir_in(base) } else { tempfile::tempdir() }
+        .expect("scratch dir")
+}
+
+/// The binary under test, run in `cwd`.
+pub fn chunkcache(cwd: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chunkcache"));
+    command.current_dir(cwd).env_remove("CHUNKCACHE_STORE").env("NO_COLOR", "1");
+    command
+}
+
+/// Runs, asserts the exit code, returns the output.
+pub fn run(command: &mut Command, code: i32) -> Output {
+    let output = command.output().expect("binary runs");
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{command:?}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Runs with `--json`, asserts the exit code, parses stdout.
+pub fn run_json(command: &mut Command, code: i32) -> serde_json::Value {
+    let output = run(command.arg("--json"), code);
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+}
+
+/// Stderr as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `file:///...` for a folder.
+pub fn store_url(dir: &Path) -> String {
+    format!("file://{}", dir.display())
+}
+
+/// Everything about a tree that a restore must reproduce: per relative path, the kind, mode,
+/// mtime (ns) and content or link target. The root's own metadata is included.
+pub fn snapshot(root: &Path) -> BTreeMap<Vec<u8>, String> {
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn walk(root: &Path, path: &Path, out: &mut BTreeMap<Vec<u8>, String>) {
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    let relative = path.strip_prefix(root).unwrap().as_os_str().as_bytes().to_vec();
+    let what = if meta.file_type().is_symlink() {
+        format!("link {:?}", std::fs::read_link(path).unwrap())
+    } else if meta.is_dir() {
+        let mut children: Vec<PathBuf> = std::fs::read_dir(path).unwrap().map(|e| e.unwrap().path()).collect();
+        children.sort();
+        for child in children {
+            walk(root, &child, out);
+        }
+        "dir".to_string()
+    } else {
+        format!("file {}", blake3::hash(&std::fs::read(path).unwrap()).to_hex())
+    };
+    let mtime = if meta.file_type().is_symlink() {
+        String::new()
+    } else {
+        format!("{}.{:09}", meta.mtime(), meta.mtime_nsec())
+    };
+    out.insert(relative, format!("{what} mode={:o} mtime={mtime}", meta.mode() & 0o7777));
+}
+
+/// Number of chunk objects in a local store.
+pub fn chunk_objects(store: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let chunks = store.join("chunks");
+    if let Ok(dirs) = std::fs::read_dir(&chunks) {
+        for dir in dirs {
+            for object in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+                found.push(object.unwrap().path());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
