@@ -61,11 +61,8 @@ pub const GRADLE_DEFAULT_EXCLUDES: &[&str] = &[
 
 /// How the patterns of `exclude` and [`GRADLE_DEFAULT_EXCLUDES`] are matched: case-sensitive, `*` and `?` never
 /// match `/` (only `**` spans folders), and a leading `.` needs no literal match.
-pub const EXCLUDE_MATCH_OPTIONS: glob::MatchOptions = glob::MatchOptions {
-    case_sensitive: true,
-    require_literal_separator: true,
-    require_literal_leading_dot: false,
-};
+pub const EXCLUDE_MATCH_OPTIONS: glob::MatchOptions =
+    glob::MatchOptions { case_sensitive: true, require_literal_separator: true, require_literal_leading_dot: false };
 
 /// drone-cache's default for `backend_operation_timeout` (`storage.DefaultOperationTimeout`): 3 minutes.
 pub const DEFAULT_BACKEND_OPERATION_TIMEOUT: Duration = Duration::from_secs(3 * 60);
@@ -241,11 +238,9 @@ impl BlobEndpoint {
             return Err("it is empty".to_owned());
         }
         if suffix.contains(['/', ':', ' ']) || is_ip_or_localhost(suffix) {
-            return Err(
-                "without a scheme it is taken as a DNS suffix, and this looks like a host or a path; \
+            return Err("without a scheme it is taken as a DNS suffix, and this looks like a host or a path; \
                  give a full URL instead"
-                    .to_owned(),
-            );
+                .to_owned());
         }
         Ok(Self::Suffix(suffix.to_owned()))
     }
@@ -265,11 +260,7 @@ impl BlobEndpoint {
                     None => (rest, false),
                 };
                 let host = strip_port(host_port);
-                if !has_path && is_ip_or_localhost(host) {
-                    format!("{url}/{account}")
-                } else {
-                    url.clone()
-                }
+                if !has_path && is_ip_or_localhost(host) { format!("{url}/{account}") } else { url.clone() }
             }
         }
     }
@@ -424,14 +415,8 @@ impl Default for PluginSettings {
             exclude: Vec::new(),
             gradle_default_excludes: true,
             region: None,
-            azure: AzureSettings {
-                max_retry_requests: DEFAULT_AZURE_MAX_RETRY_REQUESTS,
-                ..AzureSettings::default()
-            },
-            s3: S3Settings {
-                acl: DEFAULT_ACL.to_owned(),
-                ..S3Settings::default()
-            },
+            azure: AzureSettings { max_retry_requests: DEFAULT_AZURE_MAX_RETRY_REQUESTS, ..AzureSettings::default() },
+            s3: S3Settings { acl: DEFAULT_ACL.to_owned(), ..S3Settings::default() },
             gcs: GcsSettings::default(),
         }
     }
@@ -466,9 +451,7 @@ pub enum SettingsError {
         expected: &'static str,
     },
     /// An unknown backend.
-    #[error(
-        "{var}={value:?} is not a backend chunkcache supports{hint}: use one of azure, s3, gcs, filesystem"
-    )]
+    #[error("{var}={value:?} is not a backend chunkcache supports{hint}: use one of azure, s3, gcs, filesystem")]
     UnknownBackend {
         /// The variable.
         var: &'static str,
@@ -486,9 +469,7 @@ pub enum SettingsError {
         value: String,
     },
     /// A duration that Go's `time.ParseDuration` would not accept either.
-    #[error(
-        "{var}={value:?} is not a duration ({reason}): write it as Go does, for example 3m, 90s or 1h30m"
-    )]
+    #[error("{var}={value:?} is not a duration ({reason}): write it as Go does, for example 3m, 90s or 1h30m")]
     InvalidDuration {
         /// The variable.
         var: &'static str,
@@ -553,36 +534,21 @@ const DEBUG: &[&str] = &["PLUGIN_DEBUG", "DEBUG"];
 const LOCAL_ROOT: &[&str] = &["PLUGIN_LOCAL_ROOT"];
 const REMOTE_ROOT: &[&str] = &["PLUGIN_REMOTE_ROOT"];
 const FILESYSTEM_CACHE_ROOT: &[&str] = &["PLUGIN_FILESYSTEM_CACHE_ROOT", "FILESYSTEM_CACHE_ROOT"];
-const OPERATION_TIMEOUT: &[&str] = &[
-    "PLUGIN_BACKEND_OPERATION_TIMEOUT",
-    "BACKEND_OPERATION_TIMEOUT",
-];
+const OPERATION_TIMEOUT: &[&str] = &["PLUGIN_BACKEND_OPERATION_TIMEOUT", "BACKEND_OPERATION_TIMEOUT"];
 const EXCLUDE: &[&str] = &["PLUGIN_EXCLUDE"];
 const GRADLE_EXCLUDES: &[&str] = &["PLUGIN_GRADLE_DEFAULT_EXCLUDES"];
 const REGION: &[&str] = &["PLUGIN_REGION", "S3_REGION"];
 const ACCOUNT_NAME: &[&str] = &["PLUGIN_ACCOUNT_NAME", "AZURE_ACCOUNT_NAME"];
 const ACCOUNT_KEY: &[&str] = &["PLUGIN_ACCOUNT_KEY", "AZURE_ACCOUNT_KEY"];
 const SAS_TOKEN: &[&str] = &["PLUGIN_SAS_TOKEN", "AZURE_SAS_TOKEN"];
-const CONTAINER: &[&str] = &[
-    "PLUGIN_CONTAINER",
-    "PLUGIN_BLOB_CONTAINER_NAME",
-    "AZURE_CONTAINER_NAME",
-];
+const CONTAINER: &[&str] = &["PLUGIN_CONTAINER", "PLUGIN_BLOB_CONTAINER_NAME", "AZURE_CONTAINER_NAME"];
 const PLUGIN_ENDPOINT: &[&str] = &["PLUGIN_ENDPOINT"];
 const BLOB_STORAGE_URL: &[&str] = &["AZURE_BLOB_STORAGE_URL"];
 const MAX_RETRY_REQUESTS: &[&str] = &["AZURE_BLOB_MAX_RETRY_REQUESTS"];
 const S3_BUCKET: &[&str] = &["PLUGIN_BUCKET", "S3_BUCKET"];
 const S3_ENDPOINT: &[&str] = &["PLUGIN_ENDPOINT", "S3_ENDPOINT"];
-const ACCESS_KEY: &[&str] = &[
-    "PLUGIN_ACCESS_KEY",
-    "AWS_ACCESS_KEY_ID",
-    "CACHE_AWS_ACCESS_KEY_ID",
-];
-const SECRET_KEY: &[&str] = &[
-    "PLUGIN_SECRET_KEY",
-    "AWS_SECRET_ACCESS_KEY",
-    "CACHE_AWS_SECRET_ACCESS_KEY",
-];
+const ACCESS_KEY: &[&str] = &["PLUGIN_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "CACHE_AWS_ACCESS_KEY_ID"];
+const SECRET_KEY: &[&str] = &["PLUGIN_SECRET_KEY", "AWS_SECRET_ACCESS_KEY", "CACHE_AWS_SECRET_ACCESS_KEY"];
 const PATH_STYLE: &[&str] = &["PLUGIN_PATH_STYLE", "AWS_PLUGIN_PATH_STYLE"];
 const ACL: &[&str] = &["PLUGIN_ACL", "AWS_ACL"];
 const ENCRYPTION: &[&str] = &["PLUGIN_ENCRYPTION", "AWS_ENCRYPTION"];
@@ -600,10 +566,7 @@ impl<'a> EnvReader<'a> {
     /// The first variable of `names` that is set to a non-empty value, with that value.
     fn raw(&self, names: &[&'static str]) -> Option<(&'static str, &'a str)> {
         names.iter().find_map(|&name| {
-            self.env
-                .get(name)
-                .filter(|value| !value.trim().is_empty())
-                .map(|value| (name, value.as_str()))
+            self.env.get(name).filter(|value| !value.trim().is_empty()).map(|value| (name, value.as_str()))
         })
     }
 
@@ -618,30 +581,22 @@ impl<'a> EnvReader<'a> {
     }
 
     fn list(&self, names: &[&'static str]) -> Vec<String> {
-        self.raw(names)
-            .map(|(_, value)| split_list(value))
-            .unwrap_or_default()
+        self.raw(names).map(|(_, value)| split_list(value)).unwrap_or_default()
     }
 
     fn bool(&self, names: &[&'static str], default: bool) -> Result<bool, SettingsError> {
         match self.raw(names) {
             None => Ok(default),
-            Some((var, value)) => parse_bool(value).ok_or_else(|| SettingsError::InvalidBool {
-                var,
-                value: value.to_owned(),
-            }),
+            Some((var, value)) => {
+                parse_bool(value).ok_or_else(|| SettingsError::InvalidBool { var, value: value.to_owned() })
+            }
         }
     }
 }
 
 /// Splits a Drone list setting: comma-separated, items trimmed, empty items dropped.
 fn split_list(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-        .map(str::to_owned)
-        .collect()
+    value.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect()
 }
 
 /// Parses a boolean as Go's `strconv.ParseBool` does (`true`, `t`, `1`, …), plus `yes` and `no`, ignoring case.
@@ -684,46 +639,32 @@ pub fn parse_go_duration(value: &str) -> Result<Duration, String> {
     }
     let mut total: u128 = 0;
     while !rest.is_empty() {
-        let whole_len = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let whole_len = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         let whole = &rest[..whole_len];
         rest = &rest[whole_len..];
         let mut fraction = "";
         if let Some(after_dot) = rest.strip_prefix('.') {
-            let fraction_len = after_dot
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(after_dot.len());
+            let fraction_len = after_dot.find(|c: char| !c.is_ascii_digit()).unwrap_or(after_dot.len());
             fraction = &after_dot[..fraction_len];
             rest = &after_dot[fraction_len..];
         }
         if whole.is_empty() && fraction.is_empty() {
             return Err(format!("expected a number where {rest:?} starts"));
         }
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         if unit.is_empty() {
             return Err(format!(
                 "the number {whole}{} has no unit; Go needs one, such as s, m or h",
-                if fraction.is_empty() {
-                    String::new()
-                } else {
-                    format!(".{fraction}")
-                }
+                if fraction.is_empty() { String::new() } else { format!(".{fraction}") }
             ));
         }
         let Some(&(_, unit_nanos)) = NANOS.iter().find(|(name, _)| *name == unit) else {
             return Err(format!("unknown unit {unit:?}; use ns, us, ms, s, m or h"));
         };
         let too_large = || "it is too large".to_owned();
-        let whole: u128 = if whole.is_empty() {
-            0
-        } else {
-            whole.parse().map_err(|_| too_large())?
-        };
+        let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| too_large())? };
         let mut amount = whole.checked_mul(unit_nanos).ok_or_else(too_large)?;
         // The fraction, to nanosecond precision: digits beyond what the unit can resolve are dropped.
         let mut scale = unit_nanos;
@@ -743,22 +684,14 @@ pub fn parse_go_duration(value: &str) -> Result<Duration, String> {
 }
 
 fn parse_backend(var: &'static str, value: &str) -> Result<Backend, SettingsError> {
-    let unknown = |hint| SettingsError::UnknownBackend {
-        var,
-        value: value.to_owned(),
-        hint,
-    };
+    let unknown = |hint| SettingsError::UnknownBackend { var, value: value.to_owned(), hint };
     match value.trim().to_ascii_lowercase().as_str() {
         "azure" => Ok(Backend::Azure),
         "s3" => Ok(Backend::S3),
         "gcs" => Ok(Backend::Gcs),
         "filesystem" => Ok(Backend::Filesystem),
-        "sftp" => Err(unknown(
-            " (drone-cache's sftp backend has no chunkcache equivalent)",
-        )),
-        "alioss" => Err(unknown(
-            " (for Alibaba OSS, use backend s3 with its S3-compatible endpoint)",
-        )),
+        "sftp" => Err(unknown(" (drone-cache's sftp backend has no chunkcache equivalent)")),
+        "alioss" => Err(unknown(" (for Alibaba OSS, use backend s3 with its S3-compatible endpoint)")),
         _ => Err(unknown("")),
     }
 }
@@ -768,10 +701,7 @@ fn parse_archive_format(var: &'static str, value: &str) -> Result<ArchiveFormat,
         "tar" => Ok(ArchiveFormat::Tar),
         "gzip" => Ok(ArchiveFormat::Gzip),
         "zstd" => Ok(ArchiveFormat::Zstd),
-        _ => Err(SettingsError::UnknownArchiveFormat {
-            var,
-            value: value.to_owned(),
-        }),
+        _ => Err(SettingsError::UnknownArchiveFormat { var, value: value.to_owned() }),
     }
 }
 
@@ -819,26 +749,19 @@ impl PluginSettings {
             None => defaults.archive_format,
         };
         let compression_level = match reader.raw(COMPRESSION_LEVEL) {
-            Some((var, value)) => {
-                value
-                    .trim()
-                    .parse()
-                    .map_err(|_| SettingsError::InvalidInteger {
-                        var,
-                        value: value.to_owned(),
-                        expected: "an integer (-1 for the codec's default level)",
-                    })?
-            }
+            Some((var, value)) => value.trim().parse().map_err(|_| SettingsError::InvalidInteger {
+                var,
+                value: value.to_owned(),
+                expected: "an integer (-1 for the codec's default level)",
+            })?,
             None => defaults.compression_level,
         };
         let backend_operation_timeout = match reader.raw(OPERATION_TIMEOUT) {
-            Some((var, value)) => {
-                parse_go_duration(value).map_err(|reason| SettingsError::InvalidDuration {
-                    var,
-                    value: value.to_owned(),
-                    reason,
-                })?
-            }
+            Some((var, value)) => parse_go_duration(value).map_err(|reason| SettingsError::InvalidDuration {
+                var,
+                value: value.to_owned(),
+                reason,
+            })?,
             None => defaults.backend_operation_timeout,
         };
 
@@ -848,33 +771,22 @@ impl PluginSettings {
         // `endpoint` is shared by S3 and GCS in drone-cache; for Azure it names the blob endpoint and wins over
         // AZURE_BLOB_STORAGE_URL, since it is written in the step itself.
         let blob_endpoint_source = if backend == Backend::Azure {
-            reader
-                .raw(PLUGIN_ENDPOINT)
-                .or_else(|| reader.raw(BLOB_STORAGE_URL))
+            reader.raw(PLUGIN_ENDPOINT).or_else(|| reader.raw(BLOB_STORAGE_URL))
         } else {
             reader.raw(BLOB_STORAGE_URL)
         };
-        let blob_endpoint = match blob_endpoint_source {
-            Some((var, value)) => {
-                BlobEndpoint::parse(value).map_err(|reason| SettingsError::InvalidBlobEndpoint {
-                    var,
-                    value: value.to_owned(),
-                    reason,
-                })?
-            }
-            None => BlobEndpoint::default(),
-        };
+        let blob_endpoint =
+            match blob_endpoint_source {
+                Some((var, value)) => BlobEndpoint::parse(value)
+                    .map_err(|reason| SettingsError::InvalidBlobEndpoint { var, value: value.to_owned(), reason })?,
+                None => BlobEndpoint::default(),
+            };
         let max_retry_requests = match reader.raw(MAX_RETRY_REQUESTS) {
-            Some((var, value)) => {
-                value
-                    .trim()
-                    .parse()
-                    .map_err(|_| SettingsError::InvalidInteger {
-                        var,
-                        value: value.to_owned(),
-                        expected: "a whole number of retries, such as 4",
-                    })?
-            }
+            Some((var, value)) => value.trim().parse().map_err(|_| SettingsError::InvalidInteger {
+                var,
+                value: value.to_owned(),
+                expected: "a whole number of retries, such as 4",
+            })?,
             None => defaults.azure.max_retry_requests,
         };
 
@@ -898,8 +810,7 @@ impl PluginSettings {
                 .map_or(defaults.filesystem_cache_root, PathBuf::from),
             backend_operation_timeout,
             exclude,
-            gradle_default_excludes: reader
-                .bool(GRADLE_EXCLUDES, defaults.gradle_default_excludes)?,
+            gradle_default_excludes: reader.bool(GRADLE_EXCLUDES, defaults.gradle_default_excludes)?,
             region: reader.string(REGION),
             azure: AzureSettings {
                 account_name: reader.string(ACCOUNT_NAME),
@@ -930,16 +841,8 @@ impl PluginSettings {
     /// The exclude patterns to apply to every mount: [`GRADLE_DEFAULT_EXCLUDES`] when `gradle_default_excludes`
     /// is on, then `exclude`. Match them with [`EXCLUDE_MATCH_OPTIONS`].
     pub fn effective_excludes(&self) -> Vec<String> {
-        let defaults = if self.gradle_default_excludes {
-            GRADLE_DEFAULT_EXCLUDES
-        } else {
-            &[]
-        };
-        defaults
-            .iter()
-            .map(|pattern| (*pattern).to_owned())
-            .chain(self.exclude.iter().cloned())
-            .collect()
+        let defaults = if self.gradle_default_excludes { GRADLE_DEFAULT_EXCLUDES } else { &[] };
+        defaults.iter().map(|pattern| (*pattern).to_owned()).chain(self.exclude.iter().cloned()).collect()
     }
 
     /// Checks that the chosen backend has what it needs to connect: Azure an account name and a key or SAS
@@ -949,13 +852,7 @@ impl PluginSettings {
     /// # Errors
     /// [`SettingsError::Missing`] naming the setting and its variables.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        let missing = |setting, vars| {
-            Err(SettingsError::Missing {
-                backend: self.backend,
-                setting,
-                vars,
-            })
-        };
+        let missing = |setting, vars| Err(SettingsError::Missing { backend: self.backend, setting, vars });
         match self.backend {
             Backend::Azure => {
                 if self.azure.account_name.is_none() {
@@ -993,10 +890,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-            .collect()
+        pairs.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect()
     }
 
     fn parse(pairs: &[(&str, &str)]) -> Result<PluginSettings, SettingsError> {
@@ -1016,10 +910,7 @@ mod tests {
         assert!(settings.gradle_default_excludes);
         assert_eq!(settings.filesystem_cache_root, PathBuf::from("/tmp/cache"));
         assert_eq!(settings.backend_operation_timeout, Duration::from_secs(180));
-        assert_eq!(
-            settings.azure.blob_endpoint,
-            BlobEndpoint::Suffix("blob.core.windows.net".into())
-        );
+        assert_eq!(settings.azure.blob_endpoint, BlobEndpoint::Suffix("blob.core.windows.net".into()));
         assert_eq!(settings.azure.max_retry_requests, 4);
         assert_eq!(settings.s3.acl, "private");
     }
@@ -1047,10 +938,7 @@ mod tests {
         assert_eq!(settings.region.as_deref(), Some("us-west-2"));
         assert_eq!(settings.backend, Backend::Azure);
         assert_eq!(settings.azure.account_name.as_deref(), Some("someaccount"));
-        assert_eq!(
-            settings.azure.account_key.as_ref().map(Secret::expose),
-            Some("c2VjcmV0LWtleQ==")
-        );
+        assert_eq!(settings.azure.account_key.as_ref().map(Secret::expose), Some("c2VjcmV0LWtleQ=="));
         assert_eq!(settings.azure.container, None);
         assert_eq!(
             settings.azure.blob_endpoint.account_url("someaccount"),
@@ -1089,25 +977,14 @@ mod tests {
             assert_eq!(settings.debug, expected, "{value}");
         }
         let error = parse(&[("PLUGIN_OVERRIDE", "maybe")]).unwrap_err();
-        assert_eq!(
-            error,
-            SettingsError::InvalidBool {
-                var: "PLUGIN_OVERRIDE",
-                value: "maybe".into()
-            }
-        );
+        assert_eq!(error, SettingsError::InvalidBool { var: "PLUGIN_OVERRIDE", value: "maybe".into() });
         assert!(error.to_string().contains("PLUGIN_OVERRIDE=\"maybe\""));
         assert!(error.to_string().contains("true or false"));
     }
 
     #[test]
     fn empty_values_count_as_unset() {
-        let settings = parse(&[
-            ("PLUGIN_OVERRIDE", ""),
-            ("PLUGIN_BACKEND", " "),
-            ("PLUGIN_CACHE_KEY", ""),
-        ])
-        .unwrap();
+        let settings = parse(&[("PLUGIN_OVERRIDE", ""), ("PLUGIN_BACKEND", " "), ("PLUGIN_CACHE_KEY", "")]).unwrap();
         assert!(settings.override_existing);
         assert_eq!(settings.backend, Backend::S3);
         assert_eq!(settings.cache_key, None);
@@ -1148,27 +1025,16 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(settings.azure.account_name.as_deref(), Some("from-alias"));
-        assert_eq!(
-            settings.azure.account_key.as_ref().map(Secret::expose),
-            Some("alias-key")
-        );
+        assert_eq!(settings.azure.account_key.as_ref().map(Secret::expose), Some("alias-key"));
         // PLUGIN_BLOB_CONTAINER_NAME (the Harness page's `blob_container_name`) outranks the bare alias.
         assert_eq!(settings.azure.container.as_deref(), Some("blob-container"));
         assert_eq!(settings.s3.bucket.as_deref(), Some("s3-bucket"));
         assert_eq!(settings.gcs.bucket.as_deref(), Some("gcs-bucket"));
         assert_eq!(settings.s3.access_key.as_deref(), Some("AKIAEXAMPLE"));
-        assert_eq!(
-            settings.s3.secret_key.as_ref().map(Secret::expose),
-            Some("cache-secret")
-        );
+        assert_eq!(settings.s3.secret_key.as_ref().map(Secret::expose), Some("cache-secret"));
         assert_eq!(settings.region.as_deref(), Some("eu-west-1"));
         assert!(settings.gcs.json_key.is_some());
-        assert!(
-            settings.skip_symlinks
-                && settings.exit_code
-                && settings.debug
-                && settings.s3.path_style
-        );
+        assert!(settings.skip_symlinks && settings.exit_code && settings.debug && settings.s3.path_style);
         assert_eq!(settings.filesystem_cache_root, PathBuf::from("/cache"));
         assert_eq!(settings.backend_operation_timeout, Duration::from_secs(90));
 
@@ -1182,10 +1048,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(settings.azure.account_name.as_deref(), Some("from-plugin"));
-        assert_eq!(
-            settings.azure.container.as_deref(),
-            Some("plugin-container")
-        );
+        assert_eq!(settings.azure.container.as_deref(), Some("plugin-container"));
         assert_eq!(settings.s3.bucket.as_deref(), Some("plugin-bucket"));
         assert_eq!(settings.gcs.bucket.as_deref(), Some("plugin-bucket"));
     }
@@ -1197,64 +1060,28 @@ mod tests {
         assert!(message.contains("PLUGIN_BACKEND=\"dropbox\""), "{message}");
         assert!(message.contains("azure, s3, gcs, filesystem"), "{message}");
 
-        let message = parse(&[("PLUGIN_BACKEND", "sftp")])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            message.contains("sftp backend has no chunkcache equivalent"),
-            "{message}"
-        );
+        let message = parse(&[("PLUGIN_BACKEND", "sftp")]).unwrap_err().to_string();
+        assert!(message.contains("sftp backend has no chunkcache equivalent"), "{message}");
 
-        assert_eq!(
-            parse(&[("PLUGIN_BACKEND", "Azure")]).unwrap().backend,
-            Backend::Azure
-        );
-        assert_eq!(
-            parse(&[("PLUGIN_BACKEND", "gcs")]).unwrap().backend,
-            Backend::Gcs
-        );
-        assert_eq!(
-            parse(&[("PLUGIN_BACKEND", "filesystem")]).unwrap().backend,
-            Backend::Filesystem
-        );
+        assert_eq!(parse(&[("PLUGIN_BACKEND", "Azure")]).unwrap().backend, Backend::Azure);
+        assert_eq!(parse(&[("PLUGIN_BACKEND", "gcs")]).unwrap().backend, Backend::Gcs);
+        assert_eq!(parse(&[("PLUGIN_BACKEND", "filesystem")]).unwrap().backend, Backend::Filesystem);
 
-        let message = parse(&[("PLUGIN_ARCHIVE_FORMAT", "rar")])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            message.contains("PLUGIN_ARCHIVE_FORMAT=\"rar\""),
-            "{message}"
-        );
+        let message = parse(&[("PLUGIN_ARCHIVE_FORMAT", "rar")]).unwrap_err().to_string();
+        assert!(message.contains("PLUGIN_ARCHIVE_FORMAT=\"rar\""), "{message}");
         assert!(message.contains("tar, gzip, zstd"), "{message}");
-        let zstd = parse(&[("PLUGIN_ARCHIVE_FORMAT", "zstd")])
-            .unwrap()
-            .archive_format;
+        let zstd = parse(&[("PLUGIN_ARCHIVE_FORMAT", "zstd")]).unwrap().archive_format;
         assert_eq!(zstd, ArchiveFormat::Zstd);
         assert!(zstd.is_compressed() && !ArchiveFormat::Tar.is_compressed());
     }
 
     #[test]
     fn integers_are_checked() {
-        assert_eq!(
-            parse(&[("PLUGIN_COMPRESSION_LEVEL", " 9 ")])
-                .unwrap()
-                .compression_level,
-            9
-        );
-        let message = parse(&[("PLUGIN_COMPRESSION_LEVEL", "max")])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            message.contains("PLUGIN_COMPRESSION_LEVEL=\"max\" is not an integer"),
-            "{message}"
-        );
-        let message = parse(&[("AZURE_BLOB_MAX_RETRY_REQUESTS", "-1")])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            message.contains("AZURE_BLOB_MAX_RETRY_REQUESTS"),
-            "{message}"
-        );
+        assert_eq!(parse(&[("PLUGIN_COMPRESSION_LEVEL", " 9 ")]).unwrap().compression_level, 9);
+        let message = parse(&[("PLUGIN_COMPRESSION_LEVEL", "max")]).unwrap_err().to_string();
+        assert!(message.contains("PLUGIN_COMPRESSION_LEVEL=\"max\" is not an integer"), "{message}");
+        let message = parse(&[("AZURE_BLOB_MAX_RETRY_REQUESTS", "-1")]).unwrap_err().to_string();
+        assert!(message.contains("AZURE_BLOB_MAX_RETRY_REQUESTS"), "{message}");
     }
 
     #[test]
@@ -1265,10 +1092,7 @@ mod tests {
         assert_eq!(ok("1h30m"), Duration::from_secs(5400));
         assert_eq!(ok("1.5h"), Duration::from_secs(5400));
         assert_eq!(ok("300ms"), Duration::from_millis(300));
-        assert_eq!(
-            ok("2h45m30.5s"),
-            Duration::from_millis((2 * 3600 + 45 * 60 + 30) * 1000 + 500)
-        );
+        assert_eq!(ok("2h45m30.5s"), Duration::from_millis((2 * 3600 + 45 * 60 + 30) * 1000 + 500));
         assert_eq!(ok("1us"), Duration::from_micros(1));
         assert_eq!(ok("1\u{b5}s"), Duration::from_micros(1));
         assert_eq!(ok("10ns"), Duration::from_nanos(10));
@@ -1276,55 +1100,30 @@ mod tests {
         assert_eq!(ok("0"), Duration::ZERO);
         assert_eq!(ok("+5s"), Duration::from_secs(5));
 
-        for bad in [
-            "180",
-            "3 m",
-            "3mins",
-            "-1m",
-            "m",
-            "1.s5",
-            "ms5",
-            "99999999999999999999999999999999999h",
-        ] {
+        for bad in ["180", "3 m", "3mins", "-1m", "m", "1.s5", "ms5", "99999999999999999999999999999999999h"] {
             assert!(parse_go_duration(bad).is_err(), "{bad} should be refused");
         }
-        assert!(
-            parse_go_duration("180")
-                .unwrap_err()
-                .contains("has no unit")
-        );
+        assert!(parse_go_duration("180").unwrap_err().contains("has no unit"));
 
         let error = parse(&[("PLUGIN_BACKEND_OPERATION_TIMEOUT", "5 minutes")]).unwrap_err();
         let message = error.to_string();
-        assert!(
-            message.starts_with("PLUGIN_BACKEND_OPERATION_TIMEOUT=\"5 minutes\" is not a duration"),
-            "{message}"
-        );
+        assert!(message.starts_with("PLUGIN_BACKEND_OPERATION_TIMEOUT=\"5 minutes\" is not a duration"), "{message}");
         assert!(message.contains("1h30m"), "{message}");
     }
 
     #[test]
     fn blob_endpoints() {
         let china = parse(&[("AZURE_BLOB_STORAGE_URL", "blob.core.chinacloudapi.cn")]).unwrap();
-        assert_eq!(
-            china.azure.blob_endpoint.account_url("acct"),
-            "https://acct.blob.core.chinacloudapi.cn"
-        );
+        assert_eq!(china.azure.blob_endpoint.account_url("acct"), "https://acct.blob.core.chinacloudapi.cn");
 
         // `endpoint` names the blob endpoint only for the Azure backend, and then wins.
         let azurite = parse(&[
             ("PLUGIN_BACKEND", "azure"),
-            (
-                "PLUGIN_ENDPOINT",
-                "http://127.0.0.1:10000/devstoreaccount1/",
-            ),
+            ("PLUGIN_ENDPOINT", "http://127.0.0.1:10000/devstoreaccount1/"),
             ("AZURE_BLOB_STORAGE_URL", "blob.core.chinacloudapi.cn"),
         ])
         .unwrap();
-        assert_eq!(
-            azurite.azure.blob_endpoint,
-            BlobEndpoint::Url("http://127.0.0.1:10000/devstoreaccount1".into())
-        );
+        assert_eq!(azurite.azure.blob_endpoint, BlobEndpoint::Url("http://127.0.0.1:10000/devstoreaccount1".into()));
         assert_eq!(
             azurite.azure.blob_endpoint.account_url("devstoreaccount1"),
             "http://127.0.0.1:10000/devstoreaccount1"
@@ -1336,33 +1135,16 @@ mod tests {
 
         // Path-style emulator URLs without a path get the account appended; custom domains do not.
         let bare = BlobEndpoint::parse("http://localhost:10000").unwrap();
-        assert_eq!(
-            bare.account_url("devstoreaccount1"),
-            "http://localhost:10000/devstoreaccount1"
-        );
+        assert_eq!(bare.account_url("devstoreaccount1"), "http://localhost:10000/devstoreaccount1");
         let custom = BlobEndpoint::parse("https://cache.example.com").unwrap();
         assert_eq!(custom.account_url("acct"), "https://cache.example.com");
 
-        for bad in [
-            "127.0.0.1:10000",
-            "localhost",
-            "ftp://host/x",
-            "http://",
-            "a/b",
-        ] {
+        for bad in ["127.0.0.1:10000", "localhost", "ftp://host/x", "http://", "a/b"] {
             assert!(BlobEndpoint::parse(bad).is_err(), "{bad} should be refused");
         }
-        let message = parse(&[("AZURE_BLOB_STORAGE_URL", "127.0.0.1:10000")])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            message.starts_with("AZURE_BLOB_STORAGE_URL=\"127.0.0.1:10000\""),
-            "{message}"
-        );
-        assert!(
-            message.contains("http://127.0.0.1:10000/devstoreaccount1"),
-            "{message}"
-        );
+        let message = parse(&[("AZURE_BLOB_STORAGE_URL", "127.0.0.1:10000")]).unwrap_err().to_string();
+        assert!(message.starts_with("AZURE_BLOB_STORAGE_URL=\"127.0.0.1:10000\""), "{message}");
+        assert!(message.contains("http://127.0.0.1:10000/devstoreaccount1"), "{message}");
     }
 
     #[test]
@@ -1380,13 +1162,9 @@ mod tests {
         .unwrap();
         let debug = format!("{settings:?}");
         let pretty = format!("{settings:#?}");
-        for secret in [
-            "account-key-value-1",
-            "sas-value-2",
-            "secret-key-value-3",
-            "json-key-value-4",
-            "api-key-value-5",
-        ] {
+        for secret in
+            ["account-key-value-1", "sas-value-2", "secret-key-value-3", "json-key-value-4", "api-key-value-5"]
+        {
             assert!(!debug.contains(secret), "{secret} leaked into {debug}");
             assert!(!pretty.contains(secret), "{secret} leaked into {pretty}");
         }
@@ -1398,41 +1176,24 @@ mod tests {
 
     #[test]
     fn validate_names_missing_backend_settings() {
-        let error = parse(&[("PLUGIN_BACKEND", "azure"), ("PLUGIN_ACCOUNT_KEY", "k")])
-            .unwrap()
-            .validate()
-            .unwrap_err();
+        let error = parse(&[("PLUGIN_BACKEND", "azure"), ("PLUGIN_ACCOUNT_KEY", "k")]).unwrap().validate().unwrap_err();
         assert!(error.to_string().contains("PLUGIN_ACCOUNT_NAME"), "{error}");
-        let error = parse(&[("PLUGIN_BACKEND", "azure"), ("PLUGIN_ACCOUNT_NAME", "a")])
-            .unwrap()
-            .validate()
-            .unwrap_err();
+        let error =
+            parse(&[("PLUGIN_BACKEND", "azure"), ("PLUGIN_ACCOUNT_NAME", "a")]).unwrap().validate().unwrap_err();
         assert!(error.to_string().contains("PLUGIN_ACCOUNT_KEY"), "{error}");
-        parse(&[
-            ("PLUGIN_BACKEND", "azure"),
-            ("PLUGIN_ACCOUNT_NAME", "a"),
-            ("AZURE_SAS_TOKEN", "sig"),
-        ])
-        .unwrap()
-        .validate()
-        .unwrap();
-        let error = parse(&[]).unwrap().validate().unwrap_err();
-        assert!(error.to_string().contains("PLUGIN_BUCKET"), "{error}");
-        parse(&[("PLUGIN_BACKEND", "filesystem")])
+        parse(&[("PLUGIN_BACKEND", "azure"), ("PLUGIN_ACCOUNT_NAME", "a"), ("AZURE_SAS_TOKEN", "sig")])
             .unwrap()
             .validate()
             .unwrap();
+        let error = parse(&[]).unwrap().validate().unwrap_err();
+        assert!(error.to_string().contains("PLUGIN_BUCKET"), "{error}");
+        parse(&[("PLUGIN_BACKEND", "filesystem")]).unwrap().validate().unwrap();
     }
 
     #[test]
     fn bad_exclude_globs_are_refused() {
-        let message = parse(&[("PLUGIN_EXCLUDE", "ok/**, a**b")])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            message.contains("PLUGIN_EXCLUDE") && message.contains("\"a**b\""),
-            "{message}"
-        );
+        let message = parse(&[("PLUGIN_EXCLUDE", "ok/**, a**b")]).unwrap_err().to_string();
+        assert!(message.contains("PLUGIN_EXCLUDE") && message.contains("\"a**b\""), "{message}");
     }
 
     #[test]
@@ -1441,20 +1202,14 @@ mod tests {
         let excludes = settings.effective_excludes();
         assert_eq!(excludes.len(), GRADLE_DEFAULT_EXCLUDES.len() + 1);
         assert_eq!(excludes.last().map(String::as_str), Some("build/**"));
-        let settings = parse(&[
-            ("PLUGIN_EXCLUDE", "build/**"),
-            ("PLUGIN_GRADLE_DEFAULT_EXCLUDES", "false"),
-        ])
-        .unwrap();
+        let settings = parse(&[("PLUGIN_EXCLUDE", "build/**"), ("PLUGIN_GRADLE_DEFAULT_EXCLUDES", "false")]).unwrap();
         assert_eq!(settings.effective_excludes(), ["build/**"]);
     }
 
     fn excluded(path: &str) -> bool {
-        GRADLE_DEFAULT_EXCLUDES.iter().any(|pattern| {
-            glob::Pattern::new(pattern)
-                .unwrap()
-                .matches_with(path, EXCLUDE_MATCH_OPTIONS)
-        })
+        GRADLE_DEFAULT_EXCLUDES
+            .iter()
+            .any(|pattern| glob::Pattern::new(pattern).unwrap().matches_with(path, EXCLUDE_MATCH_OPTIONS))
     }
 
     #[test]
@@ -1475,11 +1230,7 @@ mod tests {
             assert!(excluded(path), "{path} should be excluded");
         }
         // Mount root = `<GRADLE_HOME>/caches/`, as on the Harness page.
-        for path in [
-            "modules-2/modules-2.lock",
-            "journal-1/file-access.bin",
-            "8.5/cc-keystore/keystore.bin",
-        ] {
+        for path in ["modules-2/modules-2.lock", "journal-1/file-access.bin", "8.5/cc-keystore/keystore.bin"] {
             assert!(excluded(path), "{path} should be excluded");
         }
         // What the cache is for must stay.
