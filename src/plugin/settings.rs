@@ -354,7 +354,8 @@ pub struct PluginSettings {
     /// `cache_key`: a Go `text/template` (see [`crate::plugin::template`]); `None` when unset or empty, in
     /// which case drone-cache keys the cache by the md5 of the branch name.
     pub cache_key: Option<String>,
-    /// `restore_keys`: key templates tried in order when `cache_key` has no entry. chunkcache's extension.
+    /// `restore_keys`: key templates tried in order when `cache_key` has no entry. chunkcache's extension. Like
+    /// every list, it is split on commas, so a template in it cannot contain one.
     pub restore_keys: Vec<String>,
     /// `backend`, default `s3` as in drone-cache.
     pub backend: Backend,

@@ -2398,6 +2398,73 @@ mod tests {
         assert_eq!(rendered, "-2");
     }
 
+    /// Random templates built from template-ish pieces must give a result or an error, never a panic.
+    #[test]
+    fn arbitrary_templates_never_panic() {
+        const PIECES: &[&str] = &[
+            "{{",
+            "}}",
+            "{{-",
+            "-}}",
+            " ",
+            "\n",
+            ".",
+            ".Repo",
+            ".Name",
+            "$",
+            "\"",
+            "\\",
+            "`",
+            "(",
+            ")",
+            "|",
+            ":=",
+            "checksum",
+            "hashFiles",
+            "epoch",
+            "printf",
+            "if",
+            "else",
+            "end",
+            "with",
+            "\"%s\"",
+            "\"a/*\"",
+            "/*",
+            "*/",
+            "é",
+            "-",
+            "1",
+            "0x",
+            "[",
+            "]",
+            "'",
+            "true",
+            "nil",
+            "x",
+        ];
+        let dir = workspace();
+        let metadata = metadata();
+        let context = context(&metadata, dir.path());
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..20_000 {
+            let mut template = String::new();
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let length = state % 12;
+            for _ in 0..length {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                template.push_str(PIECES[(state % PIECES.len() as u64) as usize]);
+            }
+            if let Ok(parsed) = Template::parse(&template) {
+                let _ = parsed.render(&context);
+                let _ = parsed.render_fallback_prefix(&context);
+            }
+        }
+    }
+
     #[test]
     fn host_platform_uses_go_names() {
         let platform = Platform::host();
