@@ -1,0 +1,312 @@
+//! Storage emulators that the tests start themselves: Azurite (Azure Blob) and moto (S3).
+//!
+//! `scripts/install-test-servers.sh` installs both under `.tools/` in the repository. A test that needs one
+//! calls [`Azurite::start`] or [`Moto::start`] and gets its own server on a free loopback port, with its own
+//! empty storage; dropping the value stops the server and removes its temporary directory. Start-up takes
+//! about 1 s for Azurite and 0.6 s for moto on the 2-core machine, so every test gets a fresh instance
+//! instead of sharing one per process (a shared `static` would never be dropped, and so never stopped).
+//!
+//! No server outlives the test process, even when that process is killed: each server runs under a small
+//! `sh` watchdog whose stdin is a pipe from the test process. Dropping the handle closes the pipe, and so
+//! does the death of the test process for any reason (panic, Ctrl-C, SIGKILL); either way the watchdog sees
+//! end-of-file and terminates the server. Drop then waits for the watchdog, and kills the whole process
+//! group if it does not exit within a few seconds.
+//!
+//! A missing installation is a panic with the command to run, never a silent skip.
+
+use std::fs::File;
+use std::io::Read as _;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// How long a server may take to accept connections before the test fails.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How many times a server is started on a fresh port when it exits during start-up (say, because another
+/// process took the port between our probe and its bind).
+const START_ATTEMPTS: usize = 3;
+
+/// The sh watchdog: keeps the pipe on stdin as fd 3, starts the server (its stdin is /dev/null), and kills it
+/// once the pipe reports end-of-file. It exits with the server's status, so an early crash shows up as the
+/// watchdog exiting.
+const WATCHDOG: &str = r#"exec 3<&0 0</dev/null
+"$@" 3<&- &
+pid=$!
+( read -r _ <&3; kill -TERM "$pid" 2>/dev/null ) &
+exec 3<&-
+wait "$pid""#;
+
+/// The repository's `.tools` directory.
+fn tools_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools")
+}
+
+/// A free TCP port on 127.0.0.1 (bound, read, released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("cannot bind a loopback port").port()
+}
+
+/// A running server process under its watchdog, with its temporary working directory.
+struct Server {
+    name: &'static str,
+    port: u16,
+    child: Child,
+    /// Closing this pipe tells the watchdog to stop the server.
+    watchdog_pipe: Option<ChildStdin>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `binary args…` (the port goes where `args` has `{port}`), on a fresh port, and waits until
+    /// it accepts TCP connections. Panics with the server's output if it does not.
+    fn start(name: &'static str, binary: &Path, args: &[&str]) -> Server {
+        if !binary.is_file() {
+            panic!(
+                "{name} is not installed: run scripts/install-test-servers.sh \
+                 (the README's test command does this); expected {}",
+                binary.display()
+            );
+        }
+        let mut last_failure = String::new();
+        for _ in 0..START_ATTEMPTS {
+            let started = Instant::now();
+            let mut server = Server::spawn(name, binary, args);
+            match server.wait_ready(started) {
+                Ok(()) => {
+                    eprintln!("{name} started on 127.0.0.1:{} in {:.2?}", server.port, started.elapsed());
+                    return server;
+                }
+                Err(Retry(failure)) => last_failure = failure,
+            }
+        }
+        panic!("{last_failure}");
+    }
+
+    fn spawn(name: &'static str, binary: &Path, args: &[&str]) -> Server {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("chunkcache-{}-", name.to_lowercase()))
+            .tempdir()
+            .expect("cannot create a temporary directory");
+        let log = dir.path().join("server.log");
+        let out = File::create(&log).expect("cannot create the server log");
+        let err = out.try_clone().expect("cannot duplicate the server log handle");
+        let port = free_port();
+        let port_text = port.to_string();
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(WATCHDOG)
+            .arg("watchdog")
+            .arg(binary)
+            .args(args.iter().map(|a| a.replace("{port}", &port_text)))
+            .current_dir(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(out)
+            .stderr(err)
+            // Its own process group, so that Drop can kill the server and anything it started.
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({}): {e}", binary.display()));
+        let watchdog_pipe = child.stdin.take();
+        Server { name, port, child, watchdog_pipe, log, _dir: dir }
+    }
+
+    /// Polls until the port accepts a connection. `Err` when the server exited (worth a retry on another
+    /// port); a panic with the server's output when it did not come up within [`START_TIMEOUT`].
+    fn wait_ready(&mut self, started: Instant) -> Result<(), Retry> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(Retry(format!(
+                    "{} exited during start-up ({status}) on port {}; its output:\n{}",
+                    self.name,
+                    self.port,
+                    self.output()
+                )));
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if started.elapsed() > START_TIMEOUT {
+                self.stop();
+                panic!(
+                    "{} did not accept connections on 127.0.0.1:{} within {START_TIMEOUT:?}; its output:\n{}",
+                    self.name,
+                    self.port,
+                    self.output()
+                );
+            }
+            sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// The server's stdout and stderr so far.
+    fn output(&self) -> String {
+        let mut text = String::new();
+        match File::open(&self.log) {
+            Ok(mut f) => {
+                let _ = f.read_to_string(&mut text);
+            }
+            Err(e) => text = format!("(cannot read {}: {e})", self.log.display()),
+        }
+        text
+    }
+
+    /// Stops the server: closes the watchdog's pipe, waits a little, then kills the process group.
+    fn stop(&mut self) {
+        drop(self.watchdog_pipe.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() >= deadline => {
+                    // The process group id is the watchdog's pid (`process_group(0)`).
+                    let _ = Command::new("kill")
+                        .args(["-KILL", "--", &format!("-{}", self.child.id())])
+                        .stderr(Stdio::null())
+                        .status();
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break;
+                }
+                Ok(None) => sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // The temporary directory (`_dir`) is removed when the field drops, right after this.
+        self.stop();
+    }
+}
+
+/// A start attempt that failed, with its explanation.
+struct Retry(String);
+
+/// An Azurite blob service with its own in-memory storage, for one test.
+pub struct Azurite {
+    /// Path-style blob endpoint of the dev account: `http://127.0.0.1:PORT/devstoreaccount1`.
+    pub endpoint: String,
+    /// The emulator's well-known account name.
+    pub account: &'static str,
+    /// The emulator's well-known account key (public, documented by Microsoft).
+    pub key: &'static str,
+    /// The port the blob service listens on.
+    pub port: u16,
+    _server: Server,
+}
+
+impl Azurite {
+    /// Azurite's built-in development account.
+    pub const ACCOUNT: &'static str = "devstoreaccount1";
+    /// Azurite's built-in development account key.
+    pub const KEY: &'static str =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+    /// Starts Azurite's blob service on a free port, in memory, and waits until it accepts connections.
+    ///
+    /// # Panics
+    /// When Azurite is not installed (the message says how to install it) or does not start within 20 s
+    /// (the message holds its output).
+    pub fn start() -> Azurite {
+        let binary = tools_dir().join("azurite/node_modules/.bin/azurite-blob");
+        let server = Server::start(
+            "Azurite",
+            &binary,
+            &[
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                "{port}",
+                "--inMemoryPersistence",
+                "--disableTelemetry",
+                "--skipApiVersionCheck",
+                "--loose",
+                "--silent",
+            ],
+        );
+        Azurite {
+            endpoint: format!("http://127.0.0.1:{}/{}", server.port, Self::ACCOUNT),
+            account: Self::ACCOUNT,
+            key: Self::KEY,
+            port: server.port,
+            _server: server,
+        }
+    }
+
+    /// An Azure storage connection string for this instance.
+    pub fn connection_string(&self) -> String {
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName={};AccountKey={};BlobEndpoint={};",
+            self.account, self.key, self.endpoint
+        )
+    }
+}
+
+/// A moto S3 server with its own in-memory state, for one test. It accepts any credentials.
+pub struct Moto {
+    /// `http://127.0.0.1:PORT` (use path-style addressing).
+    pub endpoint: String,
+    /// A region moto accepts.
+    pub region: &'static str,
+    /// Any access key works; this is the conventional one.
+    pub access_key: &'static str,
+    /// Any secret key works; this is the conventional one.
+    pub secret_key: &'static str,
+    /// The port the server listens on.
+    pub port: u16,
+    _server: Server,
+}
+
+impl Moto {
+    /// Starts `moto_server` on a free port and waits until it accepts connections.
+    ///
+    /// # Panics
+    /// When moto is not installed (the message says how to install it) or does not start within 20 s
+    /// (the message holds its output).
+    pub fn start() -> Moto {
+        let binary = tools_dir().join("moto/bin/moto_server");
+        let server = Server::start("moto", &binary, &["-H", "127.0.0.1", "-p", "{port}"]);
+        Moto {
+            endpoint: format!("http://127.0.0.1:{}", server.port),
+            region: "us-east-1",
+            access_key: "test",
+            secret_key: "test",
+            port: server.port,
+            _server: server,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepts(port: u16) -> bool {
+        TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(500)).is_ok()
+    }
+
+    #[test]
+    fn azurite_starts_and_stops_with_its_handle() {
+        let azurite = Azurite::start();
+        assert!(accepts(azurite.port));
+        assert_eq!(azurite.endpoint, format!("http://127.0.0.1:{}/devstoreaccount1", azurite.port));
+        let port = azurite.port;
+        drop(azurite);
+        assert!(!accepts(port), "Azurite still listens on {port} after drop");
+    }
+
+    #[test]
+    fn moto_starts_and_stops_with_its_handle() {
+        let moto = Moto::start();
+        assert!(accepts(moto.port));
+        let port = moto.port;
+        drop(moto);
+        assert!(!accepts(port), "moto still listens on {port} after drop");
+    }
+}
