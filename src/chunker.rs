@@ -77,11 +77,45 @@ impl ChunkerParams {
         Ok(())
     }
 
-    /// Splits everything `source` yields into content-defined chunks, streaming: at most
-    /// `max_size` bytes are buffered.
-    pub fn chunks<R: Read>(&self, source: R) -> impl Iterator<Item = std::io::Result<Vec<u8>>> {
-        fastcdc::v2020::StreamCDC::new(source, self.min_size as usize, self.avg_size as usize, self.max_size as usize)
-            .map(|chunk| chunk.map(|c| c.data).map_err(std::io::Error::from))
+    /// Splits everything `source` yields into content-defined chunks and hands each to `emit`,
+    /// in order. `buffer` is reused across calls (it grows to `2 × max_size`), so chunking a
+    /// stream allocates nothing per chunk; cut points are exactly FastCDC 2020's.
+    ///
+    /// # Errors
+    /// The first error of `source` or `emit`.
+    pub fn for_each_chunk<R: Read, E: From<std::io::Error>>(
+        &self,
+        mut source: R,
+        buffer: &mut Vec<u8>,
+        mut emit: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let (min, avg, max) = (self.min_size as usize, self.avg_size as usize, self.max_size as usize);
+        let (mask_s, mask_l) = fastcdc::v2020::select_masks(avg, fastcdc::v2020::Normalization::Level1);
+        buffer.resize(2 * max, 0);
+        let (mut start, mut end, mut eof) = (0, 0, false);
+        loop {
+            while !eof && end < buffer.len() {
+                match source.read(&mut buffer[end..]) {
+                    Ok(0) => eof = true,
+                    Ok(n) => end += n,
+                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            // A cut needs up to `max` bytes of look-ahead; short of EOF, wait for more.
+            while end - start >= max || (eof && start < end) {
+                let window = &buffer[start..end];
+                let (_, len) = fastcdc::v2020::cut(window, min, avg, max, mask_s, mask_l, mask_s << 1, mask_l << 1);
+                emit(&window[..len])?;
+                start += len;
+            }
+            if eof {
+                return Ok(());
+            }
+            buffer.copy_within(start..end, 0);
+            end -= start;
+            start = 0;
+        }
     }
 
     /// Groups files (given in stream order as `(path, size)`) into segments, returned as ranges
@@ -124,6 +158,17 @@ mod tests {
         ChunkerParams::with_average(1024)
     }
 
+    fn chunks_of(params: &ChunkerParams, source: impl Read) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        params
+            .for_each_chunk(source, &mut Vec::new(), |chunk| {
+                out.push(chunk.to_vec());
+                Ok::<_, std::io::Error>(())
+            })
+            .unwrap();
+        out
+    }
+
     fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
         let mut state = seed;
         (0..len)
@@ -134,10 +179,22 @@ mod tests {
             .collect()
     }
 
+    /// A reader that returns at most 7 bytes per call, to exercise refills.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(7).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
     proptest! {
         #[test]
         fn chunks_concatenate_back_to_the_input(data in proptest::collection::vec(any::<u8>(), 0..20_000)) {
-            let chunks: Vec<Vec<u8>> = small().chunks(&data[..]).collect::<Result<_, _>>().unwrap();
+            let chunks = chunks_of(&small(), &data[..]);
             prop_assert_eq!(chunks.concat(), data.clone());
             for chunk in &chunks {
                 prop_assert!(!chunk.is_empty() && chunk.len() <= 4096);
@@ -147,9 +204,14 @@ mod tests {
         #[test]
         fn chunking_is_deterministic(seed in any::<u64>(), len in 0usize..50_000) {
             let data = pseudo_random(len, seed);
-            let a: Vec<Vec<u8>> = small().chunks(&data[..]).collect::<Result<_, _>>().unwrap();
-            let b: Vec<Vec<u8>> = small().chunks(std::io::Cursor::new(data.clone())).collect::<Result<_, _>>().unwrap();
-            prop_assert_eq!(a, b);
+            let a = chunks_of(&small(), &data[..]);
+            let b = chunks_of(&small(), Trickle(&data[..]));
+            prop_assert_eq!(&a, &b);
+            // The same cut points as the reference, whole-buffer FastCDC 2020.
+            let reference: Vec<Vec<u8>> = fastcdc::v2020::FastCDC::new(&data, 256, 1024, 4096)
+                .map(|c| data[c.offset..c.offset + c.length].to_vec())
+                .collect();
+            prop_assert_eq!(a, reference);
         }
 
         #[test]
@@ -174,7 +236,7 @@ mod tests {
         let data = pseudo_random(200_000, 7);
         let mut edited = data.clone();
         edited.splice(100_000..100_000, b"inserted bytes".iter().copied());
-        let ids = |d: &[u8]| -> Vec<blake3::Hash> { small().chunks(d).map(|c| blake3::hash(&c.unwrap())).collect() };
+        let ids = |d: &[u8]| -> Vec<blake3::Hash> { chunks_of(&small(), d).iter().map(|c| blake3::hash(c)).collect() };
         let (before, after) = (ids(&data), ids(&edited));
         let shared = after.iter().filter(|id| before.contains(id)).count();
         assert!(shared + 3 >= before.len(), "{shared} of {} chunks kept", before.len());

@@ -7,6 +7,10 @@
 //! codec can change per chunk: incompressible data (jars, zips) is stored raw instead of paying
 //! zstd's cost twice. Decoding verifies the BLAKE3 id of the raw bytes.
 
+use std::cell::RefCell;
+
+use bytes::Bytes;
+
 use crate::chunker::MAX_CHUNK_LIMIT;
 use crate::id::ChunkId;
 
@@ -48,7 +52,7 @@ pub fn encode(raw: &[u8], level: i32) -> Vec<u8> {
     out.extend_from_slice(&[ZSTD, 0, 0, 0]);
     out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
     if looks_compressible(raw) {
-        let compressed = zstd::bulk::compress(raw, level).expect("zstd compression of a buffer");
+        let compressed = compress(raw, level);
         if compressed.len() + raw.len() / 32 < raw.len() {
             out.extend_from_slice(&compressed);
             return out;
@@ -65,7 +69,37 @@ fn looks_compressible(raw: &[u8]) -> bool {
     }
     let start = raw.len() / 2 - PROBE_LEN / 2;
     let sample = &raw[start..start + PROBE_LEN];
-    zstd::bulk::compress(sample, 1).map_or(true, |c| c.len() < PROBE_LEN * 15 / 16)
+    compress(sample, 1).len() < PROBE_LEN * 15 / 16
+}
+
+thread_local! {
+    /// One zstd context per thread and level: creating one allocates megabytes of tables,
+    /// too much to pay per chunk.
+    static COMPRESSORS: RefCell<Vec<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(Vec::new()) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+fn compress(data: &[u8], level: i32) -> Vec<u8> {
+    COMPRESSORS.with_borrow_mut(|compressors| {
+        let index = match compressors.iter().position(|(l, _)| *l == level) {
+            Some(index) => index,
+            None => {
+                compressors.push((level, zstd::bulk::Compressor::new(level).expect("zstd context")));
+                compressors.len() - 1
+            }
+        };
+        compressors[index].1.compress(data).expect("zstd compression of a buffer")
+    })
+}
+
+fn decompress(payload: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with_borrow_mut(|slot| {
+        let decompressor = match slot {
+            Some(decompressor) => decompressor,
+            None => slot.insert(zstd::bulk::Decompressor::new()?),
+        };
+        decompressor.decompress(payload, capacity)
+    })
 }
 
 /// Decodes a store object and verifies it is the chunk named `id`.
@@ -73,7 +107,7 @@ fn looks_compressible(raw: &[u8]) -> bool {
 /// # Errors
 /// [`CorruptChunk`] when the header is malformed, the payload does not decompress to the
 /// recorded length, or the content does not hash to `id`.
-pub fn decode(id: ChunkId, object: &[u8]) -> Result<Vec<u8>, CorruptChunk> {
+pub fn decode(id: ChunkId, object: Bytes) -> Result<Bytes, CorruptChunk> {
     let malformed = |reason: &str| CorruptChunk::Malformed { id, reason: reason.to_string() };
     if object.len() < HEADER_LEN || &object[..4] != MAGIC {
         return Err(malformed("not a chunkcache chunk object (bad header)"));
@@ -82,11 +116,13 @@ pub fn decode(id: ChunkId, object: &[u8]) -> Result<Vec<u8>, CorruptChunk> {
     if raw_len > MAX_CHUNK_LIMIT {
         return Err(malformed("recorded length exceeds the chunk size limit"));
     }
-    let payload = &object[HEADER_LEN..];
     let raw = match object[4] {
-        RAW => payload.to_vec(),
-        ZSTD => zstd::bulk::decompress(payload, raw_len as usize)
-            .map_err(|e| malformed(&format!("zstd payload does not decompress: {e}")))?,
+        // Stored raw: the payload is the chunk, no copy.
+        RAW => object.slice(HEADER_LEN..),
+        ZSTD => Bytes::from(
+            decompress(&object[HEADER_LEN..], raw_len as usize)
+                .map_err(|e| malformed(&format!("zstd payload does not decompress: {e}")))?,
+        ),
         other => return Err(malformed(&format!("unknown codec {other}"))),
     };
     if raw.len() != raw_len as usize {
@@ -121,7 +157,7 @@ mod tests {
         let object = encode(&raw, 3);
         assert_eq!(object[4], ZSTD);
         assert!(object.len() < raw.len() / 10);
-        assert_eq!(decode(ChunkId::of(&raw), &object).unwrap(), raw);
+        assert_eq!(decode(ChunkId::of(&raw), object.into()).unwrap(), raw);
     }
 
     #[test]
@@ -130,7 +166,7 @@ mod tests {
         let object = encode(&raw, 3);
         assert_eq!(object[4], RAW);
         assert_eq!(object.len(), raw.len() + HEADER_LEN);
-        assert_eq!(decode(ChunkId::of(&raw), &object).unwrap(), raw);
+        assert_eq!(decode(ChunkId::of(&raw), object.into()).unwrap(), raw);
     }
 
     #[test]
@@ -140,11 +176,11 @@ mod tests {
         let mut object = encode(&raw, 3);
         let last = object.len() - 1;
         object[last] ^= 1;
-        let err = decode(id, &object).unwrap_err();
+        let err = decode(id, object.into()).unwrap_err();
         assert!(err.to_string().contains(&id.to_string()), "{err}");
-        assert!(decode(id, b"garbage").is_err());
+        assert!(decode(id, Bytes::from_static(b"garbage")).is_err());
         let mut bomb = encode(&raw, 3);
         bomb[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(decode(id, &bomb).unwrap_err().to_string().contains("limit"));
+        assert!(decode(id, bomb.into()).unwrap_err().to_string().contains("limit"));
     }
 }

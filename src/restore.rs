@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use filetime::FileTime;
 use futures::StreamExt;
 use rayon::prelude::*;
@@ -37,6 +38,9 @@ use crate::store::{RequestSnapshot, Store, StoreError};
 
 /// Files are written by this many threads (file creation, not bandwidth, is the cost).
 const WRITERS: usize = 4;
+/// Pieces queued per writer. Each holds its chunk alive, so this bounds memory:
+/// `WRITERS × PIECES_QUEUED + concurrency` chunks at most.
+const PIECES_QUEUED: usize = 8;
 
 /// What the user asked to restore.
 #[derive(Clone, Debug)]
@@ -419,7 +423,7 @@ fn temporary_path(path: &Path) -> PathBuf {
 /// A piece of a chunk for one file.
 struct Piece {
     file: usize,
-    data: Arc<Vec<u8>>,
+    data: Bytes,
     range: std::ops::Range<usize>,
     last: bool,
 }
@@ -436,7 +440,7 @@ async fn write_files(
     let mut senders = Vec::with_capacity(WRITERS);
     let mut writers = Vec::with_capacity(WRITERS);
     for _ in 0..WRITERS {
-        let (sender, receiver) = mpsc::channel::<Piece>(64);
+        let (sender, receiver) = mpsc::channel::<Piece>(PIECES_QUEUED);
         senders.push(sender);
         let (plan, mtimes) = (
             plan.clone(),
@@ -476,7 +480,7 @@ async fn dispatch(
         senders[writer].send(piece).await.is_ok()
     };
     for (index, file) in files.iter().enumerate() {
-        if file.size == 0 && !send(Piece { file: index, data: Arc::default(), range: 0..0, last: true }).await {
+        if file.size == 0 && !send(Piece { file: index, data: Bytes::new(), range: 0..0, last: true }).await {
             return Ok(());
         }
     }
@@ -496,9 +500,9 @@ async fn dispatch(
                 return Err(RestoreError::MissingChunk { id, path: user_of(chunk) });
             };
             let decoded =
-                tokio::task::spawn_blocking(move || codec::decode(id, &object)).await.expect("decode panicked");
+                tokio::task::spawn_blocking(move || codec::decode(id, object)).await.expect("decode panicked");
             match decoded {
-                Ok(raw) => Ok((chunk, Arc::new(raw))),
+                Ok(raw) => Ok((chunk, raw)),
                 Err(source) => Err(RestoreError::Corrupt { source, path: user_of(chunk) }),
             }
         }

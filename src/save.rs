@@ -219,34 +219,45 @@ fn chunk_segment(
 ) -> Result<SegmentChunks, SaveError> {
     let mut reader = SegmentReader { files: files.iter(), current: None, failure: None };
     let mut out = SegmentChunks { chunks: Vec::new(), new: Vec::new() };
-    let mut chunks = params.chunks(&mut reader);
-    while let Some(chunk) = chunks.next() {
-        let data = match chunk {
-            Ok(data) => data,
-            Err(source) => {
-                drop(chunks);
-                return Err(reader
-                    .failure
-                    .take()
-                    .unwrap_or(SaveError::Read { path: PathBuf::from("(segment)"), source }));
-            }
-        };
-        let id = ChunkId::of(&data);
-        let len = data.len() as u32;
-        let fresh = claims.lock().unwrap().try_insert_claim(id);
-        if fresh {
-            let object = codec::encode(&data, level);
-            claims.lock().unwrap().insert(id, object.len() as u32);
-            out.new.push(id);
-            if sender.blocking_send((id, Bytes::from(object))).is_err() {
-                // The uploader stopped: its error is the one to report.
-                return Ok(out);
-            }
-        }
-        out.chunks.push((id, len));
-        progress.advance(u64::from(len));
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    Ok(out)
+    let chunked = BUFFER.with_borrow_mut(|buffer| {
+        params.for_each_chunk(&mut reader, buffer, |data| {
+            let id = ChunkId::of(data);
+            let len = data.len() as u32;
+            if claims.lock().unwrap().try_insert_claim(id) {
+                let object = codec::encode(data, level);
+                claims.lock().unwrap().insert(id, object.len() as u32);
+                out.new.push(id);
+                if sender.blocking_send((id, Bytes::from(object))).is_err() {
+                    // The uploader stopped; its error is the one reported.
+                    return Err(ChunkingStopped::UploaderGone);
+                }
+            }
+            out.chunks.push((id, len));
+            progress.advance(u64::from(len));
+            Ok(())
+        })
+    });
+    match chunked {
+        Ok(()) | Err(ChunkingStopped::UploaderGone) => Ok(out),
+        Err(ChunkingStopped::Io(source)) => {
+            Err(reader.failure.take().unwrap_or(SaveError::Read { path: PathBuf::from("(segment)"), source }))
+        }
+    }
+}
+
+/// Why chunking a segment stopped early.
+enum ChunkingStopped {
+    Io(std::io::Error),
+    UploaderGone,
+}
+
+impl From<std::io::Error> for ChunkingStopped {
+    fn from(err: std::io::Error) -> Self {
+        Self::Io(err)
+    }
 }
 
 trait Claim {

@@ -43,7 +43,7 @@ pub struct StoreConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The backend refused or failed a request.
-    #[error("{operation} {path} in {store} failed")]
+    #[error("{operation} {path} in {store} failed{hint}")]
     Backend {
         /// What we tried.
         operation: &'static str,
@@ -51,6 +51,8 @@ pub enum StoreError {
         path: String,
         /// The store's description (never its credentials).
         store: String,
+        /// How to fix it, when the cause is recognised (starts with `: `), else empty.
+        hint: &'static str,
         /// The backend's error.
         source: object_store::Error,
     },
@@ -183,7 +185,13 @@ impl Store {
     }
 
     fn backend_error(&self, operation: &'static str, path: &Path, source: object_store::Error) -> StoreError {
-        StoreError::Backend { operation, path: path.to_string(), store: self.description.clone(), source }
+        StoreError::Backend {
+            operation,
+            path: path.to_string(),
+            store: self.description.clone(),
+            hint: hint_for(&source),
+            source,
+        }
     }
 
     async fn get_optional(&self, path: &Path) -> Result<Option<Bytes>, StoreError> {
@@ -372,6 +380,36 @@ impl Store {
     /// An invalid key, or backend failures.
     pub async fn mark_used(&self, key: &str) -> Result<(), StoreError> {
         self.put(&keyed_path("used", key)?, Bytes::new(), false).await.map(drop)
+    }
+}
+
+/// A fix for the failures users meet most: wrong credentials, missing container or bucket,
+/// unreachable endpoint. Matched on the backend's own error text, which names the cause.
+fn hint_for(error: &object_store::Error) -> &'static str {
+    let text = format!("{error:?}");
+    if matches!(error, object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. })
+        || [
+            "AuthenticationFailed",
+            "AuthorizationFailure",
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "403 Forbidden",
+        ]
+        .iter()
+        .any(|needle| text.contains(needle))
+    {
+        ": the store refused the credentials; check the account key or SAS token (AZURE_STORAGE_KEY, plugin \
+         account_key) or the AWS keys (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, plugin access_key/secret_key)"
+    } else if ["ContainerNotFound", "NoSuchBucket"].iter().any(|needle| text.contains(needle)) {
+        ": the container or bucket does not exist; create it, or for Azure give an account key so chunkcache \
+         can create it"
+    } else if ["Connection refused", "dns error", "error trying to connect", "tcp connect", "timed out", "Timeout"]
+        .iter()
+        .any(|needle| text.contains(needle))
+    {
+        ": the endpoint cannot be reached; check the endpoint URL, the network and the timeout"
+    } else {
+        ""
     }
 }
 

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The project's test command (README, and .ci/run calls it): installs the emulators the tests
+# start (Azurite from npm, moto from PyPI, locally under .tools/), then runs every check and test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-test-servers.sh
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --locked --lib --bins --tests --examples
+cargo test --locked --doc
