@@ -238,14 +238,6 @@ impl Azurite {
             _server: server,
         }
     }
-
-    /// An Azure storage connection string for this instance.
-    pub fn connection_string(&self) -> String {
-        format!(
-            "DefaultEndpointsProtocol=http;AccountName={};AccountKey={};BlobEndpoint={};",
-            self.account, self.key, self.endpoint
-        )
-    }
 }
 
 /// A moto S3 server with its own in-memory state, for one test. It accepts any credentials.
@@ -308,5 +300,42 @@ mod tests {
         let port = moto.port;
         drop(moto);
         assert!(!accepts(port), "moto still listens on {port} after drop");
+    }
+
+    /// object_store's `PutMode::Create` on S3 sends `If-None-Match: *`; moto must answer the second put with
+    /// 412, which object_store reports as `AlreadyExists`. Chunk uploads rely on this.
+    #[tokio::test]
+    async fn moto_supports_create_if_absent_puts() {
+        use object_store::aws::AmazonS3Builder;
+        use object_store::path::Path as ObjectPath;
+        use object_store::{ObjectStore as _, PutMode, PutPayload};
+
+        let moto = Moto::start();
+        let bucket = "chunkcache-test";
+        // moto accepts an unsigned CreateBucket.
+        let status = reqwest::Client::new()
+            .put(format!("{}/{bucket}", moto.endpoint))
+            .send()
+            .await
+            .expect("CreateBucket request")
+            .status();
+        assert!(status.is_success(), "CreateBucket answered {status}");
+
+        let store = AmazonS3Builder::new()
+            .with_endpoint(&moto.endpoint)
+            .with_allow_http(true)
+            .with_bucket_name(bucket)
+            .with_region(moto.region)
+            .with_access_key_id(moto.access_key)
+            .with_secret_access_key(moto.secret_key)
+            .build()
+            .unwrap();
+        let path = ObjectPath::from("chunks/ab/cd");
+        store.put_opts(&path, PutPayload::from_static(b"one"), PutMode::Create.into()).await.unwrap();
+        let second = store.put_opts(&path, PutPayload::from_static(b"two"), PutMode::Create.into()).await;
+        assert!(
+            matches!(second, Err(object_store::Error::AlreadyExists { .. })),
+            "second create-if-absent put: {second:?}"
+        );
     }
 }
