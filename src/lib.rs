@@ -10,5 +10,6 @@ pub mod plugin;
 pub mod progress;
 pub mod restore;
 pub mod save;
+pub mod secret;
 pub mod store;
 pub mod walk;

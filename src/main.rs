@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     match cli::run(args, &env) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", cli::describe(&err));
             ExitCode::from(cli::EXIT_ERROR)
         }
     }

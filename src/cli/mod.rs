@@ -60,7 +60,7 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct StoreArgs {
-    /// Store URL: file:///PATH or memory:// [env: CHUNKCACHE_STORE]
+    /// Store URL: file:///PATH, az://CONTAINER/PREFIX, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX [env: CHUNKCACHE_STORE]
     #[arg(long, value_name = "URL")]
     store: Option<String>,
     /// Print a machine-readable JSON report on stdout.
@@ -137,6 +137,25 @@ struct ShowArgs {
     key: String,
 }
 
+/// An error and its causes on one line. Causes whose text the previous message already
+/// includes (backend errors often embed their source) are left out.
+pub fn describe(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut previous = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if previous.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+        previous = text;
+    }
+    out
+}
+
 /// Runs one command.
 ///
 /// # Errors
@@ -154,13 +173,17 @@ pub fn run(cli: Cli, env: &BTreeMap<String, String>) -> Result<ExitCode> {
     })
 }
 
-fn open_store(args: &StoreArgs, env: &BTreeMap<String, String>) -> Result<Store> {
+/// Opens the store. Only saves create a missing Azure container: a restore from a missing
+/// container is a miss, not a reason to create one.
+async fn open_store(args: &StoreArgs, env: &BTreeMap<String, String>, for_save: bool) -> Result<Store> {
     let url = args
         .store
         .clone()
         .or_else(|| env.get("CHUNKCACHE_STORE").cloned())
         .unwrap_or_else(|| backend::default_store_url(env));
-    Ok(backend::open(&url)?)
+    let mut options = backend::BackendOptions::from_env(env)?;
+    options.azure.create_container = for_save;
+    Ok(backend::open(&url, &options).await?)
 }
 
 fn concurrency(flag: Option<usize>, env: &BTreeMap<String, String>) -> Result<usize> {
@@ -176,7 +199,7 @@ fn concurrency(flag: Option<usize>, env: &BTreeMap<String, String>) -> Result<us
 }
 
 async fn run_save(args: SaveArgs, env: &BTreeMap<String, String>) -> Result<ExitCode> {
-    let store = open_store(&args.common, env)?;
+    let store = open_store(&args.common, env, true).await?;
     let exclude = output::glob_set(&args.exclude)?;
     let chunker = args
         .chunk_size
@@ -224,7 +247,7 @@ async fn run_save(args: SaveArgs, env: &BTreeMap<String, String>) -> Result<Exit
 }
 
 async fn run_restore(args: RestoreArgs, env: &BTreeMap<String, String>) -> Result<ExitCode> {
-    let store = open_store(&args.common, env)?;
+    let store = open_store(&args.common, env, false).await?;
     let options = RestoreOptions {
         key: args.key,
         fallback_prefixes: args.restore_keys,
@@ -280,7 +303,7 @@ async fn run_restore(args: RestoreArgs, env: &BTreeMap<String, String>) -> Resul
 }
 
 async fn run_list(args: ListArgs, env: &BTreeMap<String, String>) -> Result<ExitCode> {
-    let store = open_store(&args.common, env)?;
+    let store = open_store(&args.common, env, false).await?;
     let manifests = store.list_manifests(&args.prefix).await?;
     if args.common.json {
         print_json(&manifests)?;
@@ -300,7 +323,7 @@ async fn run_list(args: ListArgs, env: &BTreeMap<String, String>) -> Result<Exit
 }
 
 async fn run_show(args: ShowArgs, env: &BTreeMap<String, String>) -> Result<ExitCode> {
-    let store = open_store(&args.common, env)?;
+    let store = open_store(&args.common, env, false).await?;
     let bytes = store.get_manifest(&args.key).await?.with_context(|| {
         format!("no manifest for key {:?} in {}; `chunkcache list` shows the keys", args.key, store.description())
     })?;
