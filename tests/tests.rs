@@ -4,4 +4,6 @@ mod support;
 mod util;
 
 mod azure_admin;
+mod conformance;
+mod remote;
 mod save_restore;

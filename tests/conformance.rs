@@ -1,0 +1,1 @@
+//! Storage conformance suite: the same checks on every backend.

@@ -1,0 +1,1 @@
+//! Save and restore through the binary against real emulators (Azurite, moto).
