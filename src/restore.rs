@@ -60,8 +60,8 @@ pub struct RestoreOptions {
 /// Where restored mounts land.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RestoreTarget {
-    /// Each mount at the path it was saved from (relative paths against the working directory).
-    Original,
+    /// Each mount at the path it was saved from; relative paths are taken against this directory.
+    Original(PathBuf),
     /// Each mount below this directory, at its saved path made relative (`/a/b` → `DIR/a/b`).
     Under(PathBuf),
 }
@@ -223,13 +223,24 @@ async fn find_manifest(
         return Ok(Some((Outcome::Hit, options.key.clone(), bytes)));
     }
     for prefix in &options.fallback_prefixes {
-        for candidate in store.list_manifests(prefix).await? {
+        for candidate in store.list_manifests(prefix).await?.into_iter().filter(|c| at_boundary(prefix, &c.key)) {
             if let Some(bytes) = store.get_manifest(&candidate.key).await? {
                 return Ok(Some((Outcome::FallbackHit, candidate.key, bytes)));
             }
         }
     }
     Ok(None)
+}
+
+/// Whether `key` matches fallback `prefix` at a separator: a prefix that ends in one of
+/// `-_/.:+@` matches any continuation; otherwise the key must end there or continue with a
+/// separator. So `main` matches `main-3f2a` and `main/x` but not `main2-3f2a`.
+pub fn at_boundary(prefix: &str, key: &str) -> bool {
+    const SEPARATORS: &[char] = &['-', '_', '/', '.', ':', '+', '@'];
+    let Some(rest) = key.strip_prefix(prefix) else {
+        return false;
+    };
+    prefix.is_empty() || prefix.ends_with(SEPARATORS) || rest.is_empty() || rest.starts_with(SEPARATORS)
 }
 
 /// Work computed against the local tree, not yet done.
@@ -282,7 +293,7 @@ pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<RestorePlan, 
         .map(|mount| {
             let saved = Path::new(OsStr::from_bytes(&mount.path));
             match target {
-                RestoreTarget::Original => saved.to_path_buf(),
+                RestoreTarget::Original(base) => base.join(saved),
                 RestoreTarget::Under(dir) => dir.join(saved.strip_prefix("/").unwrap_or(saved)),
             }
         })
@@ -625,4 +636,19 @@ fn finish_tree(manifest: &Manifest, plan: &RestorePlan, mirror: bool) -> Result<
         filetime::set_file_mtime(path, file_time(entry.mtime)).map_err(io_error(path))?;
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fallback_prefixes_match_at_separators_only() {
+        assert!(at_boundary("main", "main-3f2a"));
+        assert!(at_boundary("main", "main/linux"));
+        assert!(at_boundary("main", "main"));
+        assert!(!at_boundary("main", "main2-3f2a"));
+        assert!(at_boundary("repo/main-", "repo/main-abc"));
+        assert!(!at_boundary("repo/main-", "repo/other"));
+    }
 }

@@ -35,6 +35,9 @@ pub struct SaveOptions {
     pub key: String,
     /// Roots to save, recorded as given.
     pub mounts: Vec<PathBuf>,
+    /// The directory relative mounts are read from (the working directory for the CLI,
+    /// `local_root` for the plugin).
+    pub root: PathBuf,
     /// Excludes and symlink handling.
     pub walk: WalkOptions,
     /// zstd level for compressible chunks.
@@ -126,7 +129,8 @@ pub async fn save(store: &Store, options: &SaveOptions, progress: &dyn Progress)
     }
     let params = store.config_or_init(options.chunker).await?.chunker;
 
-    let (mounts, walk_options) = (options.mounts.clone(), options.walk.clone());
+    let mounts: Vec<PathBuf> = options.mounts.iter().map(|m| options.root.join(m)).collect();
+    let walk_options = options.walk.clone();
     let scan = tokio::task::spawn_blocking(move || walk::scan(&mounts, &walk_options));
     let known = known_chunks(store, &options.key).await?;
     let scan = scan.await.expect("scan task panicked")?;

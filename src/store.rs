@@ -358,7 +358,14 @@ impl Store {
         bump(&self.requests.list, 1);
         let mut found = Vec::new();
         let mut listing = self.objects.list(Some(&directory));
-        while let Some(meta) = listing.try_next().await.map_err(|e| self.backend_error("LIST", &directory, e))? {
+        loop {
+            let meta = match listing.try_next().await {
+                Ok(Some(meta)) => meta,
+                Ok(None) => break,
+                // A container or bucket that does not exist holds no caches: a miss, not a failure.
+                Err(e) if is_missing_bucket(&e) => return Ok(Vec::new()),
+                Err(e) => return Err(self.backend_error("LIST", &directory, e)),
+            };
             let Some(key) = meta.location.as_ref().strip_prefix("manifests/") else {
                 continue;
             };
@@ -400,7 +407,7 @@ fn hint_for(error: &object_store::Error) -> &'static str {
     {
         ": the store refused the credentials; check the account key or SAS token (AZURE_STORAGE_KEY, plugin \
          account_key) or the AWS keys (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, plugin access_key/secret_key)"
-    } else if ["ContainerNotFound", "NoSuchBucket"].iter().any(|needle| text.contains(needle)) {
+    } else if is_missing_bucket(error) {
         ": the container or bucket does not exist; create it, or for Azure give an account key so chunkcache \
          can create it"
     } else if ["Connection refused", "dns error", "error trying to connect", "tcp connect", "timed out", "Timeout"]
@@ -411,6 +418,11 @@ fn hint_for(error: &object_store::Error) -> &'static str {
     } else {
         ""
     }
+}
+
+fn is_missing_bucket(error: &object_store::Error) -> bool {
+    let text = format!("{error:?}");
+    ["ContainerNotFound", "NoSuchBucket"].iter().any(|needle| text.contains(needle))
 }
 
 fn chunk_path(id: ChunkId) -> Path {

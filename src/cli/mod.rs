@@ -4,6 +4,7 @@
 //! defaults. Data goes to stdout (`--json` for machines), messages to stderr.
 
 mod output;
+mod plugin;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -56,6 +57,12 @@ enum Command {
     List(ListArgs),
     /// Show a manifest's summary.
     Show(ShowArgs),
+    /// Run as a Drone/Harness plugin step: settings come from PLUGIN_* variables, as for
+    /// meltwater/drone-cache (restore, rebuild, mount, cache_key, backend, account_name, …).
+    ///
+    /// A miss or a store failure is logged and the step succeeds unless PLUGIN_EXIT_CODE is true.
+    /// With DRONE_OUTPUT set, cache_hit, cache_key and restored_key are written there.
+    Plugin,
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +113,7 @@ struct RestoreArgs {
     #[arg(long)]
     key: String,
     /// Fallback key prefix when the key is missing (repeatable, tried in order; newest wins).
+    /// `main` matches `main-3f2a` or `main/x` but not `main2-…`.
     #[arg(long = "restore-key", value_name = "PREFIX")]
     restore_keys: Vec<String>,
     /// Also delete files under the restored paths that the cache does not have.
@@ -169,6 +177,7 @@ pub fn run(cli: Cli, env: &BTreeMap<String, String>) -> Result<ExitCode> {
             Command::Restore(args) => run_restore(args, env).await,
             Command::List(args) => run_list(args, env).await,
             Command::Show(args) => run_show(args, env).await,
+            Command::Plugin => plugin::run(env).await,
         }
     })
 }
@@ -211,6 +220,7 @@ async fn run_save(args: SaveArgs, env: &BTreeMap<String, String>) -> Result<Exit
     let options = SaveOptions {
         key: args.key,
         mounts: args.paths,
+        root: PathBuf::from("."),
         walk: WalkOptions { exclude, skip_symlinks: args.skip_symlinks },
         compression_level: args.level,
         concurrency: concurrency(args.concurrency, env)?,
@@ -251,7 +261,7 @@ async fn run_restore(args: RestoreArgs, env: &BTreeMap<String, String>) -> Resul
     let options = RestoreOptions {
         key: args.key,
         fallback_prefixes: args.restore_keys,
-        target: args.destination.map_or(RestoreTarget::Original, RestoreTarget::Under),
+        target: args.destination.map_or(RestoreTarget::Original(PathBuf::from(".")), RestoreTarget::Under),
         mirror: args.mirror,
         concurrency: concurrency(args.concurrency, env)?,
     };

@@ -7,4 +7,5 @@
 //! process environment themselves.
 
 pub mod settings;
+pub mod step;
 pub mod template;

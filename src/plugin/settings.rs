@@ -83,36 +83,7 @@ pub const DEFAULT_AZURE_MAX_RETRY_REQUESTS: u32 = 4;
 /// drone-cache's default S3 and GCS object ACL.
 pub const DEFAULT_ACL: &str = "private";
 
-/// A secret setting (account key, secret key, JSON key, SAS token).
-///
-/// `Debug` and `Display` print `***`, so the settings can be logged whole. Call [`Secret::expose`] only where
-/// the value is handed to the storage client.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret value itself. Never log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use crate::secret::Secret;
 
 /// What the step does: `restore: true` or `rebuild: true`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,324 @@
+//! From settings to work: which store, which key, which mounts (pure; the binary runs it).
+//!
+//! The key is the rendered `cache_key` template (drone-cache's default, the md5 of the branch,
+//! when unset). The store depends on the backend:
+//!
+//! | backend | store |
+//! |---|---|
+//! | `azure` | container `container`, else the key's first path segment (the Harness page's `CONTAINER/pipeline/branch-checksum`, the segment is then not part of the key), else the repository name |
+//! | `s3`, `gcs` | `bucket` |
+//! | `filesystem` | `filesystem_cache_root` |
+//!
+//! and `remote_root`, when set, is a prefix inside it. Fallback prefixes for a restore are the
+//! rendered `restore_keys`, then the cache key's template rendered up to its first
+//! `checksum`/`hashFiles`/`epoch` call (for `pipeline/{{ .Commit.Branch }}-{{ checksum "x" }}`
+//! that is `pipeline/main-`): the newest cache of the same branch.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::backend::{AzureOptions, BackendOptions, GcsOptions, S3Options};
+use crate::plugin::settings::{Backend, PluginSettings, SettingsError, StepMode};
+use crate::plugin::template::{self, Metadata, TemplateError};
+
+/// Work a plugin step has resolved, not yet done.
+#[derive(Debug, Clone)]
+pub struct StepPlan {
+    /// Restore or save.
+    pub mode: StepMode,
+    /// The store URL (never holds credentials).
+    pub store_url: String,
+    /// How to reach it.
+    pub backend: BackendOptions,
+    /// The cache key inside the store.
+    pub key: String,
+    /// Fallback key prefixes for a restore, in order.
+    pub fallback_prefixes: Vec<String>,
+    /// The mounts, as configured.
+    pub mounts: Vec<PathBuf>,
+    /// What relative mounts are relative to.
+    pub root: PathBuf,
+    /// Exclude globs (Gradle defaults first, unless turned off).
+    pub exclude: Vec<String>,
+    /// zstd level for compressible chunks.
+    pub compression_level: i32,
+}
+
+/// Settings that cannot become a step.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// A setting is invalid or missing.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// The key template does not render.
+    #[error("PLUGIN_CACHE_KEY (setting cache_key) does not render")]
+    Template(#[from] TemplateError),
+    /// Neither restore nor rebuild was asked for.
+    #[error(
+        "the step neither restores nor saves: set PLUGIN_RESTORE (restore: true) or PLUGIN_REBUILD (rebuild: true)"
+    )]
+    NoMode,
+    /// A save without mounts.
+    #[error("nothing to cache: set PLUGIN_MOUNT (setting mount) to the folders to cache, e.g. /harness/gradle/caches/")]
+    NoMounts,
+    /// No container could be derived.
+    #[error(
+        "no Azure container: set PLUGIN_CONTAINER (setting container), or start the cache key with one \
+         (CONTAINER/…), or run where DRONE_REPO_NAME is set"
+    )]
+    NoContainer,
+}
+
+/// Resolves a step from its settings and the Drone environment. `workdir` is where templates
+/// read files (`checksum`, `hashFiles`) and what mounts are relative to without `local_root`.
+///
+/// # Errors
+/// [`StepError`] naming the setting to fix.
+pub fn resolve(
+    settings: &PluginSettings,
+    env: &BTreeMap<String, String>,
+    workdir: &Path,
+) -> Result<StepPlan, StepError> {
+    let mode = settings.mode.ok_or(StepError::NoMode)?;
+    settings.validate()?;
+    if settings.mounts.is_empty() && mode == StepMode::Rebuild {
+        return Err(StepError::NoMounts);
+    }
+    let metadata = Metadata::from_env(env);
+    let root = settings.local_root.as_ref().map_or_else(|| workdir.to_path_buf(), |local| workdir.join(local));
+    let (key, fallbacks) = match &settings.cache_key {
+        Some(template_text) => {
+            let key = template::render(template_text, &metadata, &root)?;
+            let fallback = template::render_fallback_prefix(template_text, &metadata, &root)?;
+            (key, fallback)
+        }
+        None => (template::default_cache_key(&metadata), None),
+    };
+    let mut fallback_prefixes =
+        settings.restore_keys.iter().map(|t| template::render(t, &metadata, &root)).collect::<Result<Vec<_>, _>>()?;
+    fallback_prefixes.extend(fallbacks.filter(|f| *f != key));
+
+    let mut backend =
+        BackendOptions { request_timeout: settings.backend_operation_timeout, ..BackendOptions::default() };
+    let remote_root = settings.remote_root.as_deref().map(|r| r.trim_matches('/')).filter(|r| !r.is_empty());
+    let mut key = key;
+    let store_url = match settings.backend {
+        Backend::Azure => {
+            let account = settings.azure.account_name.clone().expect("validated");
+            let container = match &settings.azure.container {
+                Some(container) => container.clone(),
+                None => match key.split_once('/') {
+                    Some((first, rest)) if !first.is_empty() && !rest.is_empty() => {
+                        let container = first.to_string();
+                        key = rest.to_string();
+                        fallback_prefixes = fallback_prefixes
+                            .into_iter()
+                            .filter_map(|p| p.strip_prefix(&format!("{container}/")).map(str::to_string))
+                            .collect();
+                        container
+                    }
+                    _ => container_from_repo(&metadata.repo.name).ok_or(StepError::NoContainer)?,
+                },
+            };
+            backend.max_retries = settings.azure.max_retry_requests as usize;
+            backend.azure = AzureOptions {
+                endpoint: Some(settings.azure.blob_endpoint.account_url(&account)),
+                account: Some(account),
+                key: settings.azure.account_key.clone(),
+                sas: settings.azure.sas_token.clone(),
+                create_container: mode == StepMode::Rebuild,
+            };
+            url_with_root("az", &container, remote_root)
+        }
+        Backend::S3 => {
+            backend.s3 = S3Options {
+                access_key: settings.s3.access_key.clone(),
+                secret_key: settings.s3.secret_key.clone(),
+                region: settings.region.clone(),
+                endpoint: settings.s3.endpoint.clone(),
+                path_style: Some(settings.s3.path_style),
+                aws_env: BTreeMap::new(),
+            };
+            url_with_root("s3", settings.s3.bucket.as_deref().expect("validated"), remote_root)
+        }
+        Backend::Gcs => {
+            backend.gcs = GcsOptions {
+                service_account_json: settings.gcs.json_key.clone(),
+                service_account_path: None,
+                endpoint: settings.gcs.endpoint.clone(),
+            };
+            url_with_root("gs", settings.gcs.bucket.as_deref().expect("validated"), remote_root)
+        }
+        Backend::Filesystem => {
+            let base = workdir.join(&settings.filesystem_cache_root);
+            let base = remote_root.map_or_else(|| base.clone(), |root| base.join(root));
+            format!("file://{}", base.display())
+        }
+    };
+    Ok(StepPlan {
+        mode,
+        store_url,
+        backend,
+        key,
+        fallback_prefixes,
+        mounts: settings.mounts.iter().map(PathBuf::from).collect(),
+        root,
+        exclude: settings.effective_excludes(),
+        compression_level: if settings.compression_level > 0 { settings.compression_level.min(19) } else { 3 },
+    })
+}
+
+fn url_with_root(scheme: &str, bucket: &str, remote_root: Option<&str>) -> String {
+    match remote_root {
+        Some(root) => format!("{scheme}://{bucket}/{root}"),
+        None => format!("{scheme}://{bucket}"),
+    }
+}
+
+/// drone-cache's fallback container: the repository name, made a valid container name
+/// (lowercase letters, digits and single hyphens).
+fn container_from_repo(repo: &str) -> Option<String> {
+    let mut name = String::new();
+    for c in repo.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_alphanumeric() {
+            name.push(c);
+        } else if !name.is_empty() && !name.ends_with('-') {
+            name.push('-');
+        }
+    }
+    let name = name.trim_end_matches('-').to_string();
+    (name.len() >= 3).then_some(name.chars().take(63).collect::<String>().trim_end_matches('-').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// The Harness page's restore step, as the env vars Harness passes a plugin.
+    fn harness(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let mut vars = env(&[
+            ("PLUGIN_RESTORE", "true"),
+            (
+                "PLUGIN_CACHE_KEY",
+                "somecontainer/pipelineid/{{ .Commit.Branch }}-{{ checksum \"gradle-examples/x/build.gradle\" }}",
+            ),
+            ("PLUGIN_ARCHIVE_FORMAT", "gzip"),
+            ("PLUGIN_MOUNT", "/harness/gradle/caches/"),
+            ("PLUGIN_REGION", "us-west-2"),
+            ("PLUGIN_ACCOUNT_KEY", "c2VjcmV0a2V5"),
+            ("PLUGIN_ACCOUNT_NAME", "someaccount"),
+            ("PLUGIN_BACKEND", "azure"),
+            ("DRONE_COMMIT_BRANCH", "main"),
+            ("DRONE_REPO_NAME", "My_Repo"),
+        ]);
+        vars.extend(env(extra));
+        vars
+    }
+
+    fn workdir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("gradle-examples/x")).unwrap();
+        std::fs::write(dir.path().join("gradle-examples/x/build.gradle"), b"plugins { id 'java' }\n").unwrap();
+        dir
+    }
+
+    fn plan(vars: &BTreeMap<String, String>, dir: &Path) -> Result<StepPlan, StepError> {
+        resolve(&PluginSettings::from_env(vars).unwrap(), vars, dir)
+    }
+
+    #[test]
+    fn the_harness_page_resolves_container_from_the_key() {
+        let dir = workdir();
+        let step = plan(&harness(&[]), dir.path()).unwrap();
+        assert_eq!(step.store_url, "az://somecontainer");
+        let md5 = "7cbab2ebb0e7bc1c3f8b2b86c1a86e5d";
+        let rendered =
+            template::render("{{ checksum \"gradle-examples/x/build.gradle\" }}", &Metadata::default(), dir.path())
+                .unwrap();
+        assert_eq!(rendered.len(), md5.len());
+        assert_eq!(step.key, format!("pipelineid/main-{rendered}"));
+        assert_eq!(step.fallback_prefixes, ["pipelineid/main-"]);
+        assert_eq!(step.backend.azure.endpoint.as_deref(), Some("https://someaccount.blob.core.windows.net"));
+        assert!(!step.backend.azure.create_container, "restores never create containers");
+        assert_eq!(step.mounts, [PathBuf::from("/harness/gradle/caches/")]);
+        assert!(step.exclude.iter().any(|e| e == "**/*.lock"));
+        assert!(!format!("{step:?}").contains("c2VjcmV0a2V5"));
+    }
+
+    #[test]
+    fn an_explicit_container_keeps_the_whole_key_and_azurite_endpoints_work() {
+        let dir = workdir();
+        let vars = harness(&[
+            ("PLUGIN_CONTAINER", "explicit"),
+            ("PLUGIN_REBUILD", "true"),
+            ("PLUGIN_RESTORE", "false"),
+            ("AZURE_BLOB_STORAGE_URL", "http://127.0.0.1:10000/devstoreaccount1"),
+            ("PLUGIN_REMOTE_ROOT", "/ci/"),
+        ]);
+        let step = plan(&vars, dir.path()).unwrap();
+        assert_eq!(step.store_url, "az://explicit/ci");
+        assert!(step.key.starts_with("somecontainer/pipelineid/main-"));
+        assert!(step.backend.azure.create_container);
+        assert_eq!(step.backend.azure.endpoint.as_deref(), Some("http://127.0.0.1:10000/devstoreaccount1"));
+    }
+
+    #[test]
+    fn keys_without_a_segment_use_the_repository_name() {
+        let dir = workdir();
+        let step = plan(&harness(&[("PLUGIN_CACHE_KEY", "gradle-{{ .Commit.Branch }}")]), dir.path()).unwrap();
+        assert_eq!(step.store_url, "az://my-repo");
+        assert_eq!(step.key, "gradle-main");
+        let vars = harness(&[("PLUGIN_CACHE_KEY", "flat"), ("DRONE_REPO_NAME", "")]);
+        assert!(matches!(plan(&vars, dir.path()), Err(StepError::NoContainer)));
+    }
+
+    #[test]
+    fn other_backends_and_defaults() {
+        let dir = workdir();
+        let vars = env(&[
+            ("PLUGIN_REBUILD", "true"),
+            ("PLUGIN_MOUNT", "node_modules,.gradle"),
+            ("PLUGIN_BACKEND", "filesystem"),
+            ("PLUGIN_FILESYSTEM_CACHE_ROOT", "/tmp/cache"),
+            ("DRONE_COMMIT_BRANCH", "main"),
+        ]);
+        let step = plan(&vars, dir.path()).unwrap();
+        assert_eq!(step.store_url, "file:///tmp/cache");
+        assert_eq!(step.key, template::default_cache_key(&Metadata::from_env(&vars)));
+        assert_eq!(step.mounts.len(), 2);
+        let s3 = env(&[
+            ("PLUGIN_RESTORE", "true"),
+            ("PLUGIN_BUCKET", "b"),
+            ("PLUGIN_ENDPOINT", "http://127.0.0.1:9000"),
+            ("PLUGIN_PATH_STYLE", "true"),
+            ("PLUGIN_CACHE_KEY", "k"),
+            ("PLUGIN_RESTORE_KEYS", "main,dev"),
+        ]);
+        let step = plan(&s3, dir.path()).unwrap();
+        assert_eq!(step.store_url, "s3://b");
+        assert_eq!(step.backend.s3.path_style, Some(true));
+        assert_eq!(step.fallback_prefixes, ["main", "dev"]);
+    }
+
+    #[test]
+    fn missing_mode_mounts_and_bad_templates_are_explained() {
+        let dir = workdir();
+        let err = plan(&harness(&[("PLUGIN_RESTORE", "false")]), dir.path()).unwrap_err();
+        assert!(err.to_string().contains("PLUGIN_RESTORE"), "{err}");
+        let vars = harness(&[("PLUGIN_RESTORE", "false"), ("PLUGIN_REBUILD", "true"), ("PLUGIN_MOUNT", "")]);
+        assert!(plan(&vars, dir.path()).unwrap_err().to_string().contains("PLUGIN_MOUNT"));
+        let err = plan(&harness(&[("PLUGIN_CACHE_KEY", "{{ .Commit.Branch ")]), dir.path()).unwrap_err();
+        assert!(format!("{:#}", anyhow::Error::from(err)).contains("line"));
+    }
+
+    #[test]
+    fn container_names_are_sanitized() {
+        assert_eq!(container_from_repo("My_Repo.Name").as_deref(), Some("my-repo-name"));
+        assert_eq!(container_from_repo("ab"), None);
+    }
+}
