@@ -1,1 +1,580 @@
 //! Storage conformance suite: the same checks on every backend.
+//!
+//! The checks are written once against [`Store`] and run on `memory://`, a local folder, Azurite
+//! (`az://`) and moto (`s3://`), one test per backend, so a failure names the backend. Every check
+//! opens its own prefix, so request counts start at zero and are asserted exactly. Where the
+//! backend has a place outside chunkcache to look (folder, container, bucket), the object layout is
+//! checked through a raw `object_store` handle too.
+//!
+//! The error tests at the end give Azure and S3 wrong credentials, a closed port and a missing
+//! container or bucket, and require a message that names the cause within seconds.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use chunkcache::backend::{self, BackendOptions};
+use chunkcache::chunker::ChunkerParams;
+use chunkcache::id::ChunkId;
+use chunkcache::secret::Secret;
+use chunkcache::store::{STORE_FORMAT, Store, StoreConfig, StoreError};
+use futures::StreamExt as _;
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt as _};
+
+use crate::support::servers::{Azurite, Moto};
+use crate::util::{noise, scratch};
+
+/// Errors must come back within this, retries included.
+const FAIL_FAST: Duration = Duration::from_secs(15);
+
+/// One backend under test.
+struct Backend {
+    name: &'static str,
+    /// Store URL without the prefix (`az://container`, `file:///dir`); `memory://` has no prefixes.
+    base_url: String,
+    options: BackendOptions,
+    /// The container, bucket or folder itself, bypassing chunkcache; `None` for memory.
+    raw: Option<Arc<dyn ObjectStore>>,
+}
+
+impl Backend {
+    /// A store under `prefix` (for memory: a fresh empty store).
+    async fn open(&self, prefix: &str) -> Store {
+        let url = self.url(prefix);
+        backend::open(&url, &self.options).await.unwrap_or_else(|e| panic!("{}: cannot open {url}: {e}", self.name))
+    }
+
+    fn url(&self, prefix: &str) -> String {
+        if self.raw.is_none() { self.base_url.clone() } else { format!("{}/{prefix}", self.base_url) }
+    }
+
+    /// The raw object at `prefix/path`, if the backend can be looked at directly.
+    async fn raw_object(&self, prefix: &str, path: &str) -> Option<Option<Bytes>> {
+        let raw = self.raw.as_ref()?;
+        let location = ObjectPath::from(format!("{prefix}/{path}"));
+        Some(match raw.get(&location).await {
+            Ok(result) => Some(result.bytes().await.unwrap()),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => panic!("{}: raw GET {location}: {e}", self.name),
+        })
+    }
+}
+
+fn chunk_id(n: u64) -> ChunkId {
+    ChunkId::of(&n.to_le_bytes())
+}
+
+/// Waits until the wall clock is in a new second, so that the next write gets a later
+/// last-modified time even on backends that keep whole seconds (Azure, S3).
+async fn next_second() {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let into_second = Duration::from_nanos(u64::from(now.subsec_nanos()));
+    tokio::time::sleep(Duration::from_secs(1) - into_second + Duration::from_millis(30)).await;
+}
+
+/// Runs every check on one backend.
+async fn conformance(backend: &Backend) {
+    let started = Instant::now();
+    config_is_created_once_and_mismatches_are_refused(backend).await;
+    chunks_are_create_if_absent_and_round_trip(backend).await;
+    racing_chunk_uploads_store_exactly_one(backend).await;
+    chunk_listing_returns_every_chunk(backend).await;
+    manifests_overwrite_and_list_by_string_prefix_newest_first(backend).await;
+    has_manifest_and_mark_used(backend).await;
+    invalid_keys_are_refused_without_requests(backend).await;
+    prefixes_are_isolated_and_persistent(backend).await;
+    eprintln!("{}: conformance suite passed in {:.2?}", backend.name, started.elapsed());
+}
+
+async fn config_is_created_once_and_mismatches_are_refused(backend: &Backend) {
+    let name = backend.name;
+    let store = backend.open("config").await;
+    assert_eq!(store.config().await.unwrap(), None, "{name}: a new store has no config");
+    let created = store.config_or_init(None).await.unwrap();
+    assert_eq!(created, StoreConfig { format: STORE_FORMAT, chunker: ChunkerParams::default() }, "{name}");
+    assert_eq!(store.config().await.unwrap().as_ref(), Some(&created), "{name}");
+    assert_eq!(store.config_or_init(None).await.unwrap(), created, "{name}");
+    assert_eq!(store.config_or_init(Some(ChunkerParams::default())).await.unwrap(), created, "{name}");
+    let err = store.config_or_init(Some(ChunkerParams::with_average(64 * 1024))).await.unwrap_err();
+    assert!(matches!(err, StoreError::ParamsMismatch { .. }), "{name}: {err}");
+    assert!(err.to_string().contains("--chunk-size"), "{name}: {err}");
+    assert_eq!(store.config().await.unwrap().as_ref(), Some(&created), "{name}: a refused request changed the config");
+    let requests = store.requests();
+    // GETs: config, init (miss), config, init, init, refused init, config; one PUT: the creation.
+    assert_eq!((requests.get, requests.put, requests.head, requests.list, requests.delete), (7, 1, 0, 0, 0), "{name}");
+    assert_eq!(requests.bytes_downloaded, 5 * requests.bytes_uploaded, "{name}: {requests:?}");
+    if let Some(raw) = backend.raw_object("config", "chunkcache.json").await {
+        let json: serde_json::Value = serde_json::from_slice(&raw.expect("chunkcache.json under the prefix")).unwrap();
+        assert_eq!(json["format"], STORE_FORMAT, "{name}: {json}");
+    }
+
+    // A new store takes the requested parameters, and a second handle (another process) sees them.
+    let small = ChunkerParams::with_average(64 * 1024);
+    let store = backend.open("config-64k").await;
+    assert_eq!(store.config_or_init(Some(small)).await.unwrap().chunker, small, "{name}");
+    if backend.raw.is_some() {
+        let again = backend.open("config-64k").await;
+        assert_eq!(again.config_or_init(None).await.unwrap().chunker, small, "{name}: reopened");
+        assert!(again.config_or_init(Some(ChunkerParams::default())).await.is_err(), "{name}");
+    }
+
+    // Savers racing to create the config agree on one: each gets it or a mismatch, never a second config.
+    let store = backend.open("config-race").await;
+    let requested: Vec<Option<ChunkerParams>> = (0..8).map(|i| (i % 2 == 1).then_some(small)).collect();
+    let results = futures::future::join_all(requested.iter().map(|r| store.config_or_init(*r))).await;
+    let stored = store.config().await.unwrap().expect("config after the race");
+    for (request, result) in requested.iter().zip(results) {
+        let wanted = request.unwrap_or_default();
+        match result {
+            Ok(config) => {
+                assert_eq!(config, stored, "{name}: a racer got a config that is not the stored one");
+                assert_eq!(config.chunker, wanted, "{name}");
+            }
+            Err(StoreError::ParamsMismatch { store_params, .. }) => {
+                assert_eq!(store_params, stored.chunker, "{name}");
+                assert_ne!(wanted, stored.chunker, "{name}: refused although it asked for the stored parameters");
+            }
+            Err(e) => panic!("{name}: racing config_or_init failed: {e}"),
+        }
+    }
+}
+
+async fn chunks_are_create_if_absent_and_round_trip(backend: &Backend) {
+    let name = backend.name;
+    let store = backend.open("chunks").await;
+    assert!(store.list_chunks().await.unwrap().is_empty(), "{name}");
+    // Sizes from one byte to the default maximum chunk (4 MiB).
+    let sizes = [1usize, 7, 1000, 65_536, 300_001, 4 << 20];
+    let chunks: Vec<(ChunkId, Bytes)> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| {
+            let data = noise(size, i as u64 + 100);
+            (ChunkId::of(&data), Bytes::from(data))
+        })
+        .collect();
+    for (id, object) in &chunks {
+        assert!(store.put_chunk(*id, object.clone()).await.unwrap(), "{name}: first put of {id} reported existing");
+    }
+    let (first_id, first) = chunks[0].clone();
+    assert!(!store.put_chunk(first_id, Bytes::from_static(b"other")).await.unwrap(), "{name}: second put created");
+    for (id, object) in &chunks {
+        let got = store.get_chunk(*id).await.unwrap().unwrap_or_else(|| panic!("{name}: {id} missing"));
+        assert!(got == *object, "{name}: {id} came back different ({} bytes, put {})", got.len(), object.len());
+    }
+    assert_eq!(store.get_chunk(chunk_id(u64::MAX)).await.unwrap(), None, "{name}: missing chunk");
+    let listed = store.list_chunks().await.unwrap();
+    let expected: HashMap<ChunkId, u32> = chunks.iter().map(|(id, o)| (*id, o.len() as u32)).collect();
+    assert_eq!(listed, expected, "{name}: list_chunks");
+
+    let total: u64 = sizes.iter().map(|&s| s as u64).sum();
+    let requests = store.requests();
+    assert_eq!((requests.put, requests.get, requests.list, requests.head), (7, 7, 2, 0), "{name}: {requests:?}");
+    assert_eq!(requests.bytes_uploaded, total, "{name}: the refused put must not count as uploaded");
+    assert_eq!(requests.bytes_downloaded, total, "{name}");
+
+    if backend.raw.is_some() {
+        let hex = first_id.to_hex();
+        let raw = backend.raw_object("chunks", &format!("chunks/{}/{hex}", &hex[..2])).await.unwrap();
+        assert_eq!(raw, Some(first), "{name}: chunk object not at chunks/<2 hex>/<64 hex> under the prefix");
+        // Objects that are not chunks (wrong names) under chunks/ are not listed.
+        let raw_store = backend.raw.as_ref().unwrap();
+        for stray in ["chunks/ab/not-a-chunk", "chunks/README"] {
+            let location = ObjectPath::from(format!("{prefix}/{stray}", prefix = "chunks"));
+            raw_store.put(&location, Bytes::from_static(b"x").into()).await.unwrap();
+        }
+        assert_eq!(store.list_chunks().await.unwrap(), expected, "{name}: stray objects listed as chunks");
+    }
+}
+
+async fn racing_chunk_uploads_store_exactly_one(backend: &Backend) {
+    let name = backend.name;
+    let store = backend.open("chunk-race").await;
+    let id = chunk_id(7);
+    let payloads: Vec<Bytes> = (0..8u64).map(|i| Bytes::from(noise(10_000, i + 1))).collect();
+    let results = futures::future::join_all(payloads.iter().map(|p| store.put_chunk(id, p.clone()))).await;
+    let winners: Vec<usize> = results
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.unwrap_or_else(|e| panic!("{name}: racing put failed: {e}")).then_some(i))
+        .collect();
+    assert_eq!(winners.len(), 1, "{name}: {} of 8 racing create-if-absent puts created the chunk", winners.len());
+    let stored = store.get_chunk(id).await.unwrap().unwrap();
+    assert!(stored == payloads[winners[0]], "{name}: the stored chunk is not the winner's");
+    assert_eq!(store.requests().bytes_uploaded, 10_000, "{name}");
+}
+
+async fn chunk_listing_returns_every_chunk(backend: &Backend) {
+    let name = backend.name;
+    let store = backend.open("many-chunks").await;
+    // More than one S3 listing page (1000 keys).
+    const COUNT: u64 = 1100;
+    let started = Instant::now();
+    let created: Vec<bool> = futures::stream::iter(0..COUNT)
+        .map(|n| {
+            let store = store.clone();
+            async move { store.put_chunk(chunk_id(n), Bytes::from(n.to_string())).await.unwrap() }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(created.iter().all(|c| *c), "{name}");
+    let uploaded = started.elapsed();
+    let listed = store.list_chunks().await.unwrap();
+    assert_eq!(listed.len() as u64, COUNT, "{name}: list_chunks");
+    for n in 0..COUNT {
+        assert_eq!(listed.get(&chunk_id(n)), Some(&(n.to_string().len() as u32)), "{name}: chunk {n}");
+    }
+    let requests = store.requests();
+    assert_eq!((requests.put, requests.list, requests.get), (COUNT, 1, 0), "{name}: one LIST call however many pages");
+    eprintln!("{name}: {COUNT} chunk puts in {uploaded:.2?}, listed in {:.2?}", started.elapsed() - uploaded);
+}
+
+async fn manifests_overwrite_and_list_by_string_prefix_newest_first(backend: &Backend) {
+    let name = backend.name;
+    let store = backend.open("manifests").await;
+    let keys = |infos: Vec<chunkcache::store::ManifestInfo>| infos.into_iter().map(|m| m.key).collect::<Vec<_>>();
+    assert!(store.list_manifests("").await.unwrap().is_empty(), "{name}");
+    assert_eq!(store.get_manifest("repo/main-1").await.unwrap(), None, "{name}");
+
+    for key in ["repo/main-1", "repo/main2-1", "repo/dev-1", "other", "repo/deeper/main-1"] {
+        store.put_manifest(key, format!("manifest of {key}").into_bytes()).await.unwrap();
+    }
+    next_second().await;
+    store.put_manifest("repo/main-2", b"second".to_vec()).await.unwrap();
+    next_second().await;
+    // Overwriting makes repo/main-1 the newest.
+    let rewritten = noise(50_000, 5);
+    store.put_manifest("repo/main-1", rewritten.clone()).await.unwrap();
+    assert_eq!(store.get_manifest("repo/main-1").await.unwrap().as_deref(), Some(&rewritten[..]), "{name}");
+    assert_eq!(store.get_manifest("repo/main2-1").await.unwrap().as_deref(), Some(&b"manifest of repo/main2-1"[..]));
+
+    let main = store.list_manifests("repo/main").await.unwrap();
+    // A plain string prefix: `repo/main` matches `repo/main2-1` too, and it is the oldest.
+    assert_eq!(keys(main.clone()), ["repo/main-1", "repo/main-2", "repo/main2-1"], "{name}: newest first: {main:?}");
+    assert_eq!(main[0].size, 50_000, "{name}");
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    for info in &main {
+        assert!((now_ms - info.modified_ms).abs() < 120_000, "{name}: implausible modified time {info:?}");
+    }
+    assert!(main[0].modified_ms > main[1].modified_ms, "{name}: {main:?}");
+    assert_eq!(keys(store.list_manifests("repo/main-").await.unwrap()), ["repo/main-1", "repo/main-2"], "{name}");
+    assert_eq!(keys(store.list_manifests("repo/main2").await.unwrap()), ["repo/main2-1"], "{name}");
+    assert_eq!(keys(store.list_manifests("repo/ma").await.unwrap()).len(), 3, "{name}");
+    assert_eq!(keys(store.list_manifests("repo/deeper/").await.unwrap()), ["repo/deeper/main-1"], "{name}");
+    assert_eq!(keys(store.list_manifests("repo/").await.unwrap()).len(), 5, "{name}");
+    assert!(store.list_manifests("nothing/here").await.unwrap().is_empty(), "{name}");
+    assert!(store.list_manifests("repo/mainx").await.unwrap().is_empty(), "{name}");
+    let all = keys(store.list_manifests("").await.unwrap());
+    assert_eq!(all[..2], ["repo/main-1", "repo/main-2"], "{name}: {all:?}");
+    let all: BTreeSet<String> = all.into_iter().collect();
+    let expected = ["other", "repo/deeper/main-1", "repo/dev-1", "repo/main-1", "repo/main-2", "repo/main2-1"];
+    assert_eq!(all, expected.iter().map(|k| k.to_string()).collect(), "{name}");
+
+    let requests = store.requests();
+    assert_eq!((requests.put, requests.get, requests.list, requests.head), (7, 3, 10, 0), "{name}: {requests:?}");
+    if backend.raw.is_some() {
+        let raw = backend.raw_object("manifests", "manifests/repo/main-1").await.unwrap();
+        assert_eq!(raw.as_deref(), Some(&rewritten[..]), "{name}: manifest not at manifests/<key>");
+    }
+}
+
+async fn has_manifest_and_mark_used(backend: &Backend) {
+    let name = backend.name;
+    let store = backend.open("used").await;
+    assert!(!store.has_manifest("repo/main-1").await.unwrap(), "{name}");
+    store.put_manifest("repo/main-1", b"m".to_vec()).await.unwrap();
+    assert!(store.has_manifest("repo/main-1").await.unwrap(), "{name}");
+    assert!(!store.has_manifest("repo").await.unwrap(), "{name}: a key's parent \"directory\" is no manifest");
+    assert!(!store.has_manifest("repo/main").await.unwrap(), "{name}: a key's string prefix is no manifest");
+
+    store.mark_used("repo/main-1").await.unwrap();
+    store.mark_used("repo/main-1").await.unwrap();
+    let requests = store.requests();
+    assert_eq!((requests.put, requests.head, requests.get), (3, 4, 0), "{name}: {requests:?}");
+    assert_eq!(requests.bytes_uploaded, 1, "{name}: markers are empty");
+    // Markers are not manifests.
+    let listed: Vec<String> = store.list_manifests("").await.unwrap().into_iter().map(|m| m.key).collect();
+    assert_eq!(listed, ["repo/main-1"], "{name}");
+    if backend.raw.is_some() {
+        let marker = backend.raw_object("used", "used/repo/main-1").await.unwrap();
+        assert_eq!(marker.as_deref(), Some(&b""[..]), "{name}: marker not at used/<key>");
+    }
+}
+
+async fn invalid_keys_are_refused_without_requests(backend: &Backend) {
+    let name = backend.name;
+    let store = backend.open("bad-keys").await;
+    for key in ["", "/a", "a/", "a//b", "a/../b", "./a", "a\nb"] {
+        let check = |result: Result<(), StoreError>, what: &str| match result {
+            Err(StoreError::InvalidKey { .. }) => {}
+            other => panic!("{name}: {what}({key:?}) gave {other:?}"),
+        };
+        check(store.put_manifest(key, b"m".to_vec()).await, "put_manifest");
+        check(store.get_manifest(key).await.map(drop), "get_manifest");
+        check(store.has_manifest(key).await.map(drop), "has_manifest");
+        check(store.mark_used(key).await, "mark_used");
+    }
+    assert_eq!(store.requests(), Default::default(), "{name}: invalid keys were sent");
+}
+
+async fn prefixes_are_isolated_and_persistent(backend: &Backend) {
+    if backend.raw.is_none() {
+        return;
+    }
+    let name = backend.name;
+    let a = backend.open("iso/a").await;
+    a.config_or_init(None).await.unwrap();
+    assert!(a.put_chunk(chunk_id(1), Bytes::from_static(b"chunk")).await.unwrap());
+    a.put_manifest("k", b"manifest".to_vec()).await.unwrap();
+
+    let b = backend.open("iso/b").await;
+    assert_eq!(b.config().await.unwrap(), None, "{name}");
+    assert!(b.list_chunks().await.unwrap().is_empty(), "{name}");
+    assert!(b.list_manifests("").await.unwrap().is_empty(), "{name}");
+    assert_eq!(b.get_manifest("k").await.unwrap(), None, "{name}");
+    // A prefix that only shares a string prefix with another sees nothing of it either.
+    let sibling = backend.open("iso/a2").await;
+    assert!(sibling.list_chunks().await.unwrap().is_empty(), "{name}");
+    assert!(sibling.list_manifests("").await.unwrap().is_empty(), "{name}");
+
+    // A new handle on the same prefix (another process) sees everything, and a trailing slash is the same prefix.
+    for prefix in ["iso/a", "iso/a/"] {
+        let again = backend.open(prefix).await;
+        assert!(again.config().await.unwrap().is_some(), "{name}: {prefix}");
+        assert_eq!(again.list_chunks().await.unwrap().len(), 1, "{name}: {prefix}");
+        assert_eq!(again.get_manifest("k").await.unwrap().as_deref(), Some(&b"manifest"[..]), "{name}: {prefix}");
+        assert!(!again.put_chunk(chunk_id(1), Bytes::from_static(b"again")).await.unwrap(), "{name}: {prefix}");
+    }
+}
+
+// ---- the backends -----------------------------------------------------------------------------------------
+
+fn azure_options(azurite: &Azurite) -> BackendOptions {
+    let mut options = BackendOptions::default();
+    options.azure.account = Some(azurite.account.to_string());
+    options.azure.key = Some(Secret::new(azurite.key));
+    options.azure.endpoint = Some(azurite.endpoint.clone());
+    options.azure.create_container = true;
+    options
+}
+
+fn raw_azure(azurite: &Azurite, container: &str) -> Arc<dyn ObjectStore> {
+    let raw = MicrosoftAzureBuilder::new()
+        .with_account(azurite.account)
+        .with_access_key(azurite.key)
+        .with_endpoint(azurite.endpoint.clone())
+        .with_allow_http(true)
+        .with_container_name(container)
+        .build()
+        .unwrap();
+    Arc::new(raw)
+}
+
+fn s3_options(moto: &Moto) -> BackendOptions {
+    let mut options = BackendOptions::default();
+    options.s3.access_key = Some(moto.access_key.to_string());
+    options.s3.secret_key = Some(Secret::new(moto.secret_key));
+    options.s3.region = Some(moto.region.to_string());
+    options.s3.endpoint = Some(moto.endpoint.clone());
+    options.s3.path_style = Some(true);
+    options
+}
+
+fn raw_s3(moto: &Moto, bucket: &str) -> Arc<dyn ObjectStore> {
+    let raw = AmazonS3Builder::new()
+        .with_endpoint(&moto.endpoint)
+        .with_allow_http(true)
+        .with_bucket_name(bucket)
+        .with_region(moto.region)
+        .with_access_key_id(moto.access_key)
+        .with_secret_access_key(moto.secret_key)
+        .build()
+        .unwrap();
+    Arc::new(raw)
+}
+
+/// Creates a bucket in moto (it accepts an unsigned CreateBucket).
+async fn create_bucket(moto: &Moto, bucket: &str) {
+    let response = reqwest::Client::new().put(format!("{}/{bucket}", moto.endpoint)).send().await.unwrap();
+    assert!(response.status().is_success(), "CreateBucket {bucket}: {}", response.status());
+}
+
+/// A loopback port nothing listens on (bound a moment ago, then released).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory() {
+    let backend =
+        Backend { name: "memory", base_url: "memory://".into(), options: BackendOptions::default(), raw: None };
+    conformance(&backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn local_folder() {
+    let dir = scratch();
+    let root = dir.path().join("store root");
+    std::fs::create_dir_all(&root).unwrap();
+    let backend = Backend {
+        name: "file",
+        base_url: format!("file://{}", root.display()),
+        options: BackendOptions::default(),
+        raw: Some(Arc::new(LocalFileSystem::new_with_prefix(&root).unwrap())),
+    };
+    conformance(&backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azurite() {
+    let azurite = Azurite::start();
+    // open() creates the container: it does not exist before.
+    let backend = Backend {
+        name: "azure",
+        base_url: "az://conformance".into(),
+        options: azure_options(&azurite),
+        raw: Some(raw_azure(&azurite, "conformance")),
+    };
+    conformance(&backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn moto() {
+    let moto = Moto::start();
+    create_bucket(&moto, "conformance").await;
+    let backend = Backend {
+        name: "s3",
+        base_url: "s3://conformance".into(),
+        options: s3_options(&moto),
+        raw: Some(raw_s3(&moto, "conformance")),
+    };
+    conformance(&backend).await;
+}
+
+// ---- errors -------------------------------------------------------------------------------------------------
+
+/// Runs `attempt`, asserts it fails within [`FAIL_FAST`], and returns the message.
+async fn fails_fast<T: std::fmt::Debug, E: std::fmt::Display>(
+    what: &str,
+    attempt: impl Future<Output = Result<T, E>>,
+) -> String {
+    let started = Instant::now();
+    let result = attempt.await;
+    let elapsed = started.elapsed();
+    let message = match result {
+        Ok(value) => panic!("{what}: succeeded with {value:?}"),
+        Err(e) => e.to_string(),
+    };
+    assert!(elapsed < FAIL_FAST, "{what}: took {elapsed:?}: {message}");
+    eprintln!("{what}: failed after {elapsed:.2?}: {message}");
+    message
+}
+
+const WRONG_AZURE_KEY: &str =
+    "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3ODk6Kw==";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_wrong_key_is_reported_as_such() {
+    let azurite = Azurite::start();
+    let mut options = azure_options(&azurite);
+    backend::open("az://exists/ci", &options).await.unwrap();
+    options.azure.key = Some(Secret::new(WRONG_AZURE_KEY));
+
+    // Saves open with container creation: refused there.
+    let message = fails_fast("azure open, wrong key", backend::open("az://exists/ci", &options)).await;
+    assert!(message.contains("account key is wrong"), "{message}");
+    assert!(!message.contains(WRONG_AZURE_KEY) && !message.contains(azurite.key), "{message}");
+
+    // Restores open without: refused at the first request.
+    options.azure.create_container = false;
+    let store = backend::open("az://exists/ci", &options).await.unwrap();
+    let message = fails_fast("azure config, wrong key", store.config_or_init(None)).await;
+    assert!(message.contains("refused the credentials") && message.contains("AZURE_STORAGE_KEY"), "{message}");
+    assert!(!message.contains(WRONG_AZURE_KEY) && !message.contains(azurite.key), "{message}");
+    let message = fails_fast("azure list, wrong key", store.list_chunks()).await;
+    assert!(message.contains("refused the credentials"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_unreachable_endpoint_is_named() {
+    let port = closed_port();
+    let mut options = BackendOptions::default();
+    options.azure.account = Some(Azurite::ACCOUNT.into());
+    options.azure.key = Some(Secret::new(Azurite::KEY));
+    options.azure.endpoint = Some(format!("http://127.0.0.1:{port}/{}", Azurite::ACCOUNT));
+    let endpoint = format!("127.0.0.1:{port}");
+
+    let message = fails_fast("azure open, closed port", backend::open("az://cache/ci", &options)).await;
+    assert!(message.contains(&endpoint), "{message}");
+
+    options.azure.create_container = false;
+    let store = backend::open("az://cache/ci", &options).await.unwrap();
+    let message = fails_fast("azure config, closed port", store.config_or_init(None)).await;
+    assert!(message.contains(&endpoint) && message.contains("cannot be reached"), "{message}");
+    assert!(!message.contains(Azurite::KEY), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_missing_container_is_named() {
+    let azurite = Azurite::start();
+    let mut options = azure_options(&azurite);
+    options.azure.create_container = false;
+    let store = backend::open("az://missing/ci", &options).await.unwrap();
+    let message = fails_fast("azure save, missing container", store.config_or_init(None)).await;
+    assert!(message.contains("\"missing\"") && message.contains("does not exist"), "{message}");
+    // Reads see an empty store: a restore from a container nothing was saved to is a miss.
+    assert_eq!(store.get_manifest("k").await.unwrap(), None);
+    assert!(store.list_manifests("").await.unwrap().is_empty());
+    assert!(!store.has_manifest("k").await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_wrong_credentials_are_reported_as_such() {
+    let moto = Moto::start();
+    create_bucket(&moto, "locked").await;
+    // From now on moto checks every request against its IAM users; there are none.
+    let response =
+        reqwest::Client::new().post(format!("{}/moto-api/reset-auth", moto.endpoint)).body("0").send().await.unwrap();
+    assert!(response.status().is_success(), "moto reset-auth: {}", response.status());
+    let mut options = s3_options(&moto);
+    options.s3.access_key = Some("AKIAWRONGWRONGWRONG1".into());
+    options.s3.secret_key = Some(Secret::new("wrong-secret-wrong-secret-wrong-secret"));
+    let store = backend::open("s3://locked/ci", &options).await.unwrap();
+    let message = fails_fast("s3 config, wrong credentials", store.config_or_init(None)).await;
+    assert!(message.contains("refused the credentials") && message.contains("AWS_ACCESS_KEY_ID"), "{message}");
+    assert!(!message.contains("wrong-secret-wrong-secret"), "{message}");
+    let message = fails_fast("s3 list, wrong credentials", store.list_chunks()).await;
+    assert!(message.contains("refused the credentials"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_unreachable_endpoint_is_named() {
+    let port = closed_port();
+    let mut options = BackendOptions::default();
+    options.s3.access_key = Some("test".into());
+    options.s3.secret_key = Some(Secret::new("test"));
+    options.s3.region = Some("us-east-1".into());
+    options.s3.endpoint = Some(format!("http://127.0.0.1:{port}"));
+    let store = backend::open("s3://cache/ci", &options).await.unwrap();
+    let message = fails_fast("s3 config, closed port", store.config_or_init(None)).await;
+    assert!(message.contains(&format!("127.0.0.1:{port}")) && message.contains("cannot be reached"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_missing_bucket_is_named() {
+    let moto = Moto::start();
+    let store = backend::open("s3://missing/ci", &s3_options(&moto)).await.unwrap();
+    let message = fails_fast("s3 save, missing bucket", store.config_or_init(None)).await;
+    assert!(message.contains("\"missing\"") && message.contains("does not exist"), "{message}");
+    let message = fails_fast("s3 list, missing bucket", store.list_chunks()).await;
+    assert!(message.contains("does not exist"), "{message}");
+    // A restore's first read sees no manifest: the exact key is a miss.
+    assert_eq!(store.get_manifest("k").await.unwrap(), None);
+    assert!(!store.has_manifest("k").await.unwrap());
+}
