@@ -1,9 +1,12 @@
 //! Integration tests: one binary, one module per area.
 
+#[path = "../fixtures/gradle.rs"]
+mod gradle;
 mod support;
 mod util;
 
 mod azure_admin;
 mod conformance;
+mod plugin;
 mod remote;
 mod save_restore;

@@ -108,3 +108,21 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// Asserts two snapshots are equal, printing only the entries that differ.
+#[track_caller]
+pub fn assert_same_tree(actual: &BTreeMap<Vec<u8>, String>, expected: &BTreeMap<Vec<u8>, String>) {
+    let mut differences = Vec::new();
+    for key in actual.keys().chain(expected.keys()).collect::<std::collections::BTreeSet<_>>() {
+        let (a, e) = (actual.get(key), expected.get(key));
+        if a != e {
+            differences.push(format!("{:?}: got {a:?}, expected {e:?}", String::from_utf8_lossy(key)));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} entries differ:\n{}",
+        differences.len(),
+        differences[..differences.len().min(20)].join("\n")
+    );
+}
