@@ -93,7 +93,7 @@ fn big_manifest() -> Manifest {
     let mut offset = 0;
     for d in 0..2_000u64 {
         let dir = format!("caches/transforms-3/{d:040x}/transformed");
-        let mut paths = vec![(format!("{dir}"), None)];
+        let mut paths = vec![(dir.clone(), None)];
         for f in 0..50u64 {
             paths.push((format!("{dir}/com/example/Class{f}.class"), Some(2_000 + f * 10)));
         }

@@ -214,8 +214,7 @@ fn apply_connection_string(azure: &mut AzureOptions, connection: &str) -> Result
 
 /// Azurite's well-known development account (public, documented by Microsoft).
 const AZURITE_ACCOUNT: &str = "devstoreaccount1";
-const AZURITE_KEY: &str =
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 /// The default store when none is given: `$XDG_CACHE_HOME/chunkcache/store`, else
 /// `$HOME/.cache/chunkcache/store`, else `/tmp/chunkcache/store`.

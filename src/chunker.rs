@@ -65,7 +65,7 @@ impl ChunkerParams {
         if !(256..=(1 << 28)).contains(&avg_size) {
             return Err(format!("average chunk size {avg_size} is outside 256 B..256 MiB"));
         }
-        if max_size > MAX_CHUNK_LIMIT || max_size < 1024 {
+        if !(1024..=MAX_CHUNK_LIMIT).contains(&max_size) {
             return Err(format!("max chunk size {max_size} is outside 1 KiB..64 MiB"));
         }
         if !(min_size < avg_size && avg_size < max_size) {

@@ -393,10 +393,8 @@ fn prepare_tree(manifest: &Manifest, plan: &RestorePlan) -> Result<u64, RestoreE
         }
         // A mount root may sit below directories that do not exist yet (DEST, or a fresh
         // machine); everything else has its parent in the manifest.
-        if entry.path.is_empty() {
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                fs::create_dir_all(parent).map_err(io_error(parent))?;
-            }
+        if let Some(parent) = path.parent().filter(|p| entry.path.is_empty() && !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(io_error(parent))?;
         }
         match &entry.kind {
             EntryKind::Dir => match fs::create_dir(path) {
@@ -566,13 +564,18 @@ fn write_pieces(
     let result = (|| {
         while let Some(piece) = receiver.blocking_recv() {
             let job = &plan.files[piece.file];
-            if !open.contains_key(&piece.file) {
-                let temporary = temporary_path(&job.path);
-                let file =
-                    OpenOptions::new().write(true).create_new(true).open(&temporary).map_err(io_error(&job.path))?;
-                open.insert(piece.file, (file, temporary));
-            }
-            let (file, _) = open.get_mut(&piece.file).expect("opened above");
+            let (file, _) = match open.entry(piece.file) {
+                std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    let temporary = temporary_path(&job.path);
+                    let file = OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&temporary)
+                        .map_err(io_error(&job.path))?;
+                    slot.insert((file, temporary))
+                }
+            };
             file.write_all(&piece.data[piece.range]).map_err(io_error(&job.path))?;
             if piece.last {
                 let (file, temporary) = open.remove(&piece.file).expect("opened above");

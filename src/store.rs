@@ -53,8 +53,8 @@ pub enum StoreError {
         store: String,
         /// How to fix it, when the cause is recognised (starts with `: `), else empty.
         hint: &'static str,
-        /// The backend's error.
-        source: object_store::Error,
+        /// The backend's error (boxed: it is large and errors are rare).
+        source: Box<object_store::Error>,
     },
     /// The store was written by a newer chunkcache.
     #[error("{store} has store format {found}, but this chunkcache supports up to {STORE_FORMAT}: upgrade chunkcache")]
@@ -190,7 +190,7 @@ impl Store {
             path: path.to_string(),
             store: self.description.clone(),
             hint: hint_for(&source),
-            source,
+            source: Box::new(source),
         }
     }
 

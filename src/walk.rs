@@ -187,7 +187,7 @@ mod tests {
         std::fs::write(root.join("b/c/x.lock"), b"").unwrap();
         std::os::unix::fs::symlink("../a.txt", root.join("b/link")).unwrap();
         let scan_paths = |options: &WalkOptions| -> Vec<String> {
-            scan(&[root.clone()], options)
+            scan(std::slice::from_ref(&root), options)
                 .unwrap()
                 .entries
                 .iter()
@@ -199,7 +199,7 @@ mod tests {
         exclude.add(globset::Glob::new("**/*.lock").unwrap());
         let options = WalkOptions { exclude: Some(exclude.build().unwrap()), skip_symlinks: true };
         assert_eq!(scan_paths(&options), ["", "a.txt", "b", "b/c"]);
-        let entries = scan(&[root.clone()], &WalkOptions::default()).unwrap().entries;
+        let entries = scan(std::slice::from_ref(&root), &WalkOptions::default()).unwrap().entries;
         assert_eq!(entries[1].kind, ScannedKind::File(5));
         assert_eq!(entries[5].kind, ScannedKind::Symlink(b"../a.txt".to_vec()));
     }
