@@ -178,12 +178,11 @@ async fn chunks_are_create_if_absent_and_round_trip(backend: &Backend) {
     assert_eq!(requests.bytes_uploaded, total, "{name}: the refused put must not count as uploaded");
     assert_eq!(requests.bytes_downloaded, total, "{name}");
 
-    if backend.raw.is_some() {
+    if let Some(raw_store) = &backend.raw {
         let hex = first_id.to_hex();
         let raw = backend.raw_object("chunks", &format!("chunks/{}/{hex}", &hex[..2])).await.unwrap();
         assert_eq!(raw, Some(first), "{name}: chunk object not at chunks/<2 hex>/<64 hex> under the prefix");
         // Objects that are not chunks (wrong names) under chunks/ are not listed.
-        let raw_store = backend.raw.as_ref().unwrap();
         for stray in ["chunks/ab/not-a-chunk", "chunks/README"] {
             let location = ObjectPath::from(format!("{prefix}/{stray}", prefix = "chunks"));
             raw_store.put(&location, Bytes::from_static(b"x").into()).await.unwrap();

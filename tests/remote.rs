@@ -1,1 +1,271 @@
 //! Save and restore through the binary against real emulators (Azurite, moto).
+//!
+//! Each test starts its own emulator and passes credentials to the binary only through the child's
+//! environment (inherited `AWS_*`, `AZURE_*`, `GOOGLE_*` and `CHUNKCACHE_*` variables are removed), so the
+//! binary never looks for cloud credentials elsewhere and only talks to loopback.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use filetime::FileTime;
+use serde_json::Value;
+
+use crate::support::servers::{Azurite, Moto};
+use crate::util::{chunkcache, noise, run, run_json, scratch, snapshot, stderr};
+
+/// Average chunk size of the stores these tests create: small, so that upload counts are sharp.
+const CHUNK_SIZE: &str = "64K";
+/// The largest chunk at that average (4 × 64 KiB).
+const MAX_CHUNK: u64 = 256 * 1024;
+
+/// A running emulator and how the binary reaches it.
+struct Remote {
+    name: &'static str,
+    /// Store URL, e.g. `az://cache/ci`.
+    url: String,
+    /// The only credential variables the binary sees.
+    env: Vec<(&'static str, String)>,
+    _server: Box<dyn std::any::Any>,
+}
+
+impl Remote {
+    fn azure(azurite: Azurite) -> Remote {
+        Remote {
+            name: "azure",
+            url: "az://cache/ci".into(),
+            env: vec![
+                ("AZURE_STORAGE_ACCOUNT", azurite.account.to_string()),
+                ("AZURE_STORAGE_KEY", azurite.key.to_string()),
+                ("AZURE_STORAGE_ENDPOINT", azurite.endpoint.clone()),
+            ],
+            _server: Box::new(azurite),
+        }
+    }
+
+    fn s3(moto: Moto) -> Remote {
+        create_bucket(&moto, "cache");
+        Remote {
+            name: "s3",
+            url: "s3://cache/ci".into(),
+            env: vec![
+                ("AWS_ACCESS_KEY_ID", moto.access_key.to_string()),
+                ("AWS_SECRET_ACCESS_KEY", moto.secret_key.to_string()),
+                ("AWS_REGION", moto.region.to_string()),
+                ("AWS_ENDPOINT_URL", moto.endpoint.clone()),
+            ],
+            _server: Box::new(moto),
+        }
+    }
+
+    /// `chunkcache ARGS… --store URL` in `cwd`, with this remote's credentials and no inherited ones.
+    fn command(&self, cwd: &Path, args: &[&str]) -> Command {
+        let mut command = isolated(cwd);
+        command.args(args).args(["--store", &self.url]).envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+    }
+}
+
+/// The binary in `cwd` without any inherited credential or chunkcache variable.
+fn isolated(cwd: &Path) -> Command {
+    let mut command = chunkcache(cwd);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if ["AWS_", "AZURE_", "GOOGLE_", "CHUNKCACHE_"].iter().any(|p| name.starts_with(p)) {
+            command.env_remove(&*name);
+        }
+    }
+    command
+}
+
+/// Creates a bucket in moto with an unsigned `PUT /BUCKET`, which moto accepts.
+fn create_bucket(moto: &Moto, bucket: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let url = format!("{}/{bucket}", moto.endpoint);
+    let status = runtime.block_on(async { reqwest::Client::new().put(&url).send().await.unwrap().status() });
+    assert!(status.is_success(), "CreateBucket {bucket}: {status}");
+}
+
+/// Asserts two snapshots are equal, printing only the entries that differ.
+#[track_caller]
+fn assert_same_tree(what: &str, actual: &BTreeMap<Vec<u8>, String>, expected: &BTreeMap<Vec<u8>, String>) {
+    let mut differences = Vec::new();
+    for key in actual.keys().chain(expected.keys()).collect::<std::collections::BTreeSet<_>>() {
+        let (a, e) = (actual.get(key), expected.get(key));
+        if a != e {
+            differences.push(format!("{:?}: got {a:?}, expected {e:?}", String::from_utf8_lossy(key)));
+        }
+    }
+    assert!(differences.is_empty(), "{what}: {} entries differ:\n{}", differences.len(), differences.join("\n"));
+}
+
+/// About 4 MB of distinct content (`noise` seeds differ in more than the lowest bit) in nested directories, with an executable, a symlink and an empty directory.
+fn build_tree(tree: &Path) {
+    fs::create_dir_all(tree.join("lib")).unwrap();
+    fs::create_dir_all(tree.join("src/deep")).unwrap();
+    fs::create_dir_all(tree.join("bin")).unwrap();
+    fs::create_dir_all(tree.join("empty/nested")).unwrap();
+    fs::write(tree.join("lib/a.jar"), noise(1_500_000, 11)).unwrap();
+    fs::write(tree.join("lib/b.jar"), noise(800_000, 13)).unwrap();
+    fs::write(tree.join("lib/c.jar"), noise(900_000, 15)).unwrap();
+    fs::write(tree.join("src/deep/x.bin"), noise(600_000, 17)).unwrap();
+    fs::write(tree.join("src/main.rs"), b"fn main() {}\n").unwrap();
+    fs::write(tree.join("src/notes.txt"), b"to be deleted\n").unwrap();
+    fs::write(tree.join("bin/tool.sh"), b"#!/bin/sh\necho tool\n").unwrap();
+    fs::set_permissions(tree.join("bin/tool.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("../lib/a.jar", tree.join("bin/a.jar")).unwrap();
+    for (i, entry) in ["lib/a.jar", "src/main.rs", "bin", "empty/nested", ""].iter().enumerate() {
+        let time = FileTime::from_unix_time(1_700_000_000 + i as i64, 987_654_321 - i as u32);
+        filetime::set_file_mtime(tree.join(entry), time).unwrap();
+    }
+}
+
+fn number(report: &Value, field: &str) -> u64 {
+    report[field].as_u64().unwrap_or_else(|| panic!("no {field} in {report}"))
+}
+
+fn requests(report: &Value) -> (u64, u64, u64, u64) {
+    let r = &report["requests"];
+    let n = |f: &str| r[f].as_u64().unwrap_or_else(|| panic!("no requests.{f} in {report}"));
+    (n("put"), n("get"), n("head"), n("list"))
+}
+
+/// The whole cycle: cold save, restore, unchanged save, incremental save, incremental mirror restore.
+fn save_restore_cycle(remote: &Remote) {
+    let name = remote.name;
+    let dir = scratch();
+    let work = dir.path().join("work");
+    let tree = work.join("tree");
+    build_tree(&tree);
+    let saved_k1 = snapshot(&tree);
+
+    // Cold save: everything is new; the config, every chunk and the manifest are uploaded.
+    let started = Instant::now();
+    let cold = run_json(&mut remote.command(&work, &["save", "--key", "k1", "--chunk-size", CHUNK_SIZE, "tree"]), 0);
+    eprintln!("{name}: cold save in {:.2?}: {}", started.elapsed(), cold["requests"]);
+    assert_eq!((number(&cold, "files"), number(&cold, "symlinks")), (7, 1), "{name}: {cold}");
+    let chunks = number(&cold, "unique_chunks");
+    assert!(chunks >= 30, "{name}: 3.8 MB at 64 KiB average gave {chunks} chunks");
+    assert_eq!(number(&cold, "new_chunks"), chunks, "{name}: {cold}");
+    let (put, _, head, _) = requests(&cold);
+    assert_eq!(put, chunks + 2, "{name}: config + chunks + manifest: {cold}");
+    assert_eq!(head, 0, "{name}: {cold}");
+
+    // Restore into a fresh directory: byte-exact, with modes, mtimes, the symlink and the empty dirs.
+    let out = dir.path().join("out");
+    let restored = run_json(remote.command(&work, &["restore", "--key", "k1"]).arg(&out), 0);
+    assert_eq!(restored["outcome"], "hit", "{name}: {restored}");
+    assert_eq!(number(&restored, "chunks_fetched"), chunks, "{name}: {restored}");
+    assert_same_tree(&format!("{name}: restore of k1"), &snapshot(&out.join("tree")), &saved_k1);
+
+    // An unchanged tree saved again uploads only the manifest, and needs no listing or HEAD.
+    let started = Instant::now();
+    let unchanged = run_json(&mut remote.command(&work, &["save", "--key", "k1", "tree"]), 0);
+    eprintln!("{name}: unchanged save in {:.2?}: {}", started.elapsed(), unchanged["requests"]);
+    assert_eq!((number(&unchanged, "new_chunks"), number(&unchanged, "new_bytes")), (0, 0), "{name}: {unchanged}");
+    let (put, _, head, list) = requests(&unchanged);
+    assert_eq!((put, head, list), (1, 0, 0), "{name}: only the manifest: {unchanged}");
+
+    // Change one file, add one, delete one; save under a new key.
+    fs::write(tree.join("src/deep/x.bin"), noise(600_000, 41)).unwrap();
+    fs::write(tree.join("lib/new.jar"), noise(200_000, 51)).unwrap();
+    fs::remove_file(tree.join("src/notes.txt")).unwrap();
+    let saved_k2 = snapshot(&tree);
+    let started = Instant::now();
+    let warm = run_json(&mut remote.command(&work, &["save", "--key", "k2", "tree"]), 0);
+    eprintln!("{name}: warm save in {:.2?}: new_chunks {} {}", started.elapsed(), warm["new_chunks"], warm["requests"]);
+    let (new_chunks, new_bytes) = (number(&warm, "new_chunks"), number(&warm, "new_bytes"));
+    // 800 KB of new data, plus at most the chunks that straddle the edited files' edges.
+    let changed_bytes = 800_000;
+    assert!(new_bytes >= changed_bytes && new_bytes <= changed_bytes + 4 * MAX_CHUNK, "{name}: {warm}");
+    assert!(new_chunks > 0 && new_chunks <= 30 && new_chunks * 2 < chunks, "{name}: {new_chunks} new of {chunks}");
+    let (put, _, head, list) = requests(&warm);
+    assert_eq!(put, new_chunks + 1, "{name}: new chunks + manifest: {warm}");
+    assert_eq!(head, 0, "{name}: {warm}");
+    assert_eq!(list, 1, "{name}: a new key lists the store once: {warm}");
+
+    // Restore k2 over the k1 restore: only the changed and added files are written.
+    let mirrored = run_json(remote.command(&work, &["restore", "--mirror", "--key", "k2"]).arg(&out), 0);
+    assert_eq!(mirrored["outcome"], "hit", "{name}: {mirrored}");
+    assert_eq!(number(&mirrored, "files_written"), 2, "{name}: {mirrored}");
+    assert_eq!(number(&mirrored, "removed"), 1, "{name}: the deleted file goes: {mirrored}");
+    let fetched = number(&mirrored, "chunks_fetched");
+    // Every chunk a written file needs holds new bytes, so it is one of the new chunks.
+    assert!(fetched > 0 && fetched <= new_chunks, "{name}: fetched {fetched}, {new_chunks} new: {mirrored}");
+    assert_same_tree(&format!("{name}: mirror restore of k2"), &snapshot(&out.join("tree")), &saved_k2);
+
+    // And the new key, unchanged, costs one manifest upload too.
+    let again = run_json(&mut remote.command(&work, &["save", "--key", "k2", "tree"]), 0);
+    let (put, _, head, list) = requests(&again);
+    assert_eq!((number(&again, "new_chunks"), put, head, list), (0, 1, 0, 0), "{name}: {again}");
+}
+
+#[test]
+fn azure_save_restore_cycle() {
+    save_restore_cycle(&Remote::azure(Azurite::start()));
+}
+
+#[test]
+fn s3_save_restore_cycle() {
+    save_restore_cycle(&Remote::s3(Moto::start()));
+}
+
+#[test]
+fn azure_connection_string_is_enough() {
+    let azurite = Azurite::start();
+    let connection = format!(
+        "DefaultEndpointsProtocol=http;AccountName={};AccountKey={};BlobEndpoint={};",
+        azurite.account, azurite.key, azurite.endpoint
+    );
+    let dir = scratch();
+    let work = dir.path().join("work");
+    build_tree(&work.join("tree"));
+    let saved = snapshot(&work.join("tree"));
+    let with_connection = |args: &[&str]| {
+        let mut command = isolated(&work);
+        command.args(args).args(["--store", "az://from-connection/ci"]);
+        command.env("AZURE_STORAGE_CONNECTION_STRING", &connection);
+        command
+    };
+    let report = run_json(&mut with_connection(&["save", "--key", "k", "tree"]), 0);
+    assert_eq!(number(&report, "files"), 7, "{report}");
+    let out = dir.path().join("out");
+    let restored = run_json(with_connection(&["restore", "--key", "k"]).arg(&out), 0);
+    assert_eq!(restored["outcome"], "hit", "{restored}");
+    assert_same_tree("connection string restore", &snapshot(&out.join("tree")), &saved);
+}
+
+#[test]
+fn azure_wrong_key_fails_clearly_without_printing_it() {
+    let azurite = Azurite::start();
+    let dir = scratch();
+    let work = dir.path().join("work");
+    build_tree(&work.join("tree"));
+    // Valid base64 of the right length, but not the account's key.
+    let wrong = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3ODk6Kw==";
+    let mut remote = Remote::azure(azurite);
+    for (name, value) in &mut remote.env {
+        if *name == "AZURE_STORAGE_KEY" {
+            *value = wrong.to_string();
+        }
+    }
+
+    let started = Instant::now();
+    let output = run(&mut remote.command(&work, &["save", "--key", "k", "tree"]), 1);
+    let elapsed = started.elapsed();
+    let message = stderr(&output);
+    assert!(elapsed < Duration::from_secs(15), "save with a wrong key took {elapsed:?}: {message}");
+    assert!(message.contains("account key is wrong"), "{message}");
+    assert!(!message.contains(wrong) && !message.contains(Azurite::KEY), "{message}");
+    assert!(output.stdout.is_empty(), "nothing on stdout on failure");
+
+    // A restore does not create containers: its first read is refused.
+    let output = run(remote.command(&work, &["restore", "--key", "k"]).arg(dir.path().join("out")), 1);
+    let message = stderr(&output);
+    assert!(message.contains("refused the credentials") && message.contains("AZURE_STORAGE_KEY"), "{message}");
+    assert!(!message.contains(wrong), "{message}");
+    assert!(!dir.path().join("out").exists(), "a failed restore created its destination");
+}
