@@ -123,23 +123,24 @@ async fn config_is_created_once_and_mismatches_are_refused(backend: &Backend) {
         assert!(again.config_or_init(Some(ChunkerParams::default())).await.is_err(), "{name}");
     }
 
-    // Savers racing to create the config agree on one: each gets it or a mismatch, never a second config.
+    // Savers racing to create the config agree on one: those that asked for nothing or for the stored
+    // parameters get it, those that asked for others a mismatch; a refused racer never leaves its own config.
     let store = backend.open("config-race").await;
-    let requested: Vec<Option<ChunkerParams>> = (0..8).map(|i| (i % 2 == 1).then_some(small)).collect();
+    let requested: Vec<Option<ChunkerParams>> =
+        (0..9).map(|i| [None, Some(small), Some(ChunkerParams::default())][i % 3]).collect();
     let results = futures::future::join_all(requested.iter().map(|r| store.config_or_init(*r))).await;
     let stored = store.config().await.unwrap().expect("config after the race");
     for (request, result) in requested.iter().zip(results) {
-        let wanted = request.unwrap_or_default();
-        match result {
-            Ok(config) => {
+        match (request, result) {
+            (_, Ok(config)) => {
                 assert_eq!(config, stored, "{name}: a racer got a config that is not the stored one");
-                assert_eq!(config.chunker, wanted, "{name}");
+                assert!(request.is_none_or(|r| r == stored.chunker), "{name}: {request:?} accepted, {stored:?} stored");
             }
-            Err(StoreError::ParamsMismatch { store_params, .. }) => {
+            (Some(wanted), Err(StoreError::ParamsMismatch { store_params, .. })) => {
                 assert_eq!(store_params, stored.chunker, "{name}");
-                assert_ne!(wanted, stored.chunker, "{name}: refused although it asked for the stored parameters");
+                assert_ne!(*wanted, stored.chunker, "{name}: refused although it asked for the stored parameters");
             }
-            Err(e) => panic!("{name}: racing config_or_init failed: {e}"),
+            (_, Err(e)) => panic!("{name}: racing config_or_init({request:?}) failed: {e}"),
         }
     }
 }
