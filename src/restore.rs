@@ -41,6 +41,8 @@ const WRITERS: usize = 4;
 /// Pieces queued per writer. Each holds its chunk alive, so this bounds memory:
 /// `WRITERS × PIECES_QUEUED + concurrency` chunks at most.
 const PIECES_QUEUED: usize = 8;
+/// Memory for chunks that recur later in the stream, so they are fetched once.
+const KEPT_BYTES: usize = 64 << 20;
 
 /// What the user asked to restore.
 #[derive(Clone, Debug)]
@@ -190,7 +192,6 @@ pub async fn restore(
     report.files_unchanged = summary.files - plan.files.len() as u64;
     report.files_written = plan.files.len() as u64;
     report.bytes_written = plan.files.iter().map(|f| f.size).sum();
-    report.chunks_fetched = plan.chunks.len() as u64;
 
     let plan = Arc::new(plan);
     {
@@ -200,7 +201,7 @@ pub async fn restore(
             .expect("preparing panicked")?;
     }
     progress.phase("restoring", report.bytes_written);
-    write_files(store, &manifest, &plan, options.concurrency.max(1), progress).await?;
+    report.chunks_fetched = write_files(store, &manifest, &plan, options.concurrency.max(1), progress).await?;
     let (plan_for_finish, manifest_for_finish, mirror) = (plan.clone(), manifest.clone(), options.mirror);
     report.removed += tokio::task::spawn_blocking(move || finish_tree(&manifest_for_finish, &plan_for_finish, mirror))
         .await
@@ -280,6 +281,10 @@ pub struct FileJob {
     pub offset: u64,
     /// Length.
     pub size: u64,
+    /// Permission bits to set.
+    pub mode: u32,
+    /// Modification time to set.
+    pub mtime: Timestamp,
 }
 
 /// Compares the manifest with the local tree.
@@ -318,9 +323,14 @@ pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<RestorePlan, 
         .enumerate()
         .filter(|(index, _)| matches!(actions[*index], Action::Create | Action::Replace))
         .filter_map(|(index, entry)| match entry.kind {
-            EntryKind::File { size, offset } => {
-                Some(FileJob { entry: index, path: paths[index].clone(), offset, size })
-            }
+            EntryKind::File { size, offset } => Some(FileJob {
+                entry: index,
+                path: paths[index].clone(),
+                offset,
+                size,
+                mode: entry.mode,
+                mtime: entry.mtime,
+            }),
             _ => None,
         })
         .collect();
@@ -416,8 +426,32 @@ fn prepare_tree(manifest: &Manifest, plan: &RestorePlan) -> Result<u64, RestoreE
             EntryKind::File { .. } => {}
         }
     }
+    Ok(removed + remove_stale_staging_files(plan)?)
+}
+
+/// Removes staging files a killed restore left in the directories this one writes files into
+/// (they never carry a final name, but they take space). Two restores into the same tree at
+/// once are not supported, so any staging file found here is stale.
+fn remove_stale_staging_files(plan: &RestorePlan) -> Result<u64, RestoreError> {
+    let parents: HashSet<&Path> = plan.files.iter().filter_map(|f| f.path.parent()).collect();
+    let mut removed = 0;
+    for parent in parents {
+        for child in fs::read_dir(parent).map_err(io_error(parent))? {
+            let child = child.map_err(io_error(parent))?;
+            if is_staging_name(child.file_name().as_bytes()) {
+                fs::remove_file(child.path()).map_err(io_error(&child.path()))?;
+                removed += 1;
+            }
+        }
+    }
     Ok(removed)
 }
+
+fn is_staging_name(name: &[u8]) -> bool {
+    name.starts_with(b".") && name.windows(STAGING_MARK.len()).any(|w| w == STAGING_MARK)
+}
+
+const STAGING_MARK: &[u8] = b".ccpart-";
 
 /// A sibling name for staging `path`, unique to this process.
 fn temporary_path(path: &Path) -> PathBuf {
@@ -425,7 +459,8 @@ fn temporary_path(path: &Path) -> PathBuf {
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut name = b".".to_vec();
     name.extend_from_slice(path.file_name().map_or(&b"root"[..], OsStrExt::as_bytes));
-    name.extend_from_slice(format!(".ccpart-{}-{n}", std::process::id()).as_bytes());
+    name.extend_from_slice(STAGING_MARK);
+    name.extend_from_slice(format!("{}-{n}", std::process::id()).as_bytes());
     path.with_file_name(OsStr::from_bytes(&name))
 }
 
@@ -437,28 +472,23 @@ struct Piece {
     last: bool,
 }
 
-/// Fetches the planned chunks in stream order and feeds the writers.
+/// Fetches the planned chunks in stream order and feeds the writers. Returns the number of
+/// chunks downloaded.
 async fn write_files(
     store: &Store,
     manifest: &Manifest,
     plan: &Arc<RestorePlan>,
     concurrency: usize,
     progress: &dyn Progress,
-) -> Result<(), RestoreError> {
+) -> Result<u64, RestoreError> {
     let offsets = manifest.chunk_offsets();
     let mut senders = Vec::with_capacity(WRITERS);
     let mut writers = Vec::with_capacity(WRITERS);
     for _ in 0..WRITERS {
         let (sender, receiver) = mpsc::channel::<Piece>(PIECES_QUEUED);
         senders.push(sender);
-        let (plan, mtimes) = (
-            plan.clone(),
-            plan.files
-                .iter()
-                .map(|f| (manifest.entries[f.entry].mode, manifest.entries[f.entry].mtime))
-                .collect::<Vec<_>>(),
-        );
-        writers.push(tokio::task::spawn_blocking(move || write_pieces(&plan, &mtimes, receiver)));
+        let plan = plan.clone();
+        writers.push(tokio::task::spawn_blocking(move || write_pieces(&plan, receiver)));
     }
     let dispatched = dispatch(store, manifest, plan, &offsets, concurrency, &senders, progress).await;
     drop(senders);
@@ -470,7 +500,8 @@ async fn write_files(
         }
     }
     // A fetch error stops the writers, so it comes first; else the first writer error.
-    dispatched.and(written)
+    let fetched = dispatched?;
+    written.map(|()| fetched)
 }
 
 async fn dispatch(
@@ -481,7 +512,7 @@ async fn dispatch(
     concurrency: usize,
     senders: &[mpsc::Sender<Piece>],
     progress: &dyn Progress,
-) -> Result<(), RestoreError> {
+) -> Result<u64, RestoreError> {
     let files = &plan.files;
     let send = |piece: Piece| async {
         let writer = piece.file % WRITERS;
@@ -490,7 +521,7 @@ async fn dispatch(
     };
     for (index, file) in files.iter().enumerate() {
         if file.size == 0 && !send(Piece { file: index, data: Bytes::new(), range: 0..0, last: true }).await {
-            return Ok(());
+            return Ok(0);
         }
     }
     let user_of = |chunk: usize| {
@@ -501,26 +532,51 @@ async fn dispatch(
             .map_or_else(PathBuf::new, |f| f.path.clone())
     };
     let user_of = &user_of;
-    let mut fetches = futures::stream::iter(plan.chunks.iter().map(|&chunk| {
+    // A chunk that recurs (duplicate files, repeated content) is fetched once, at its first
+    // use, and kept until its last use within a memory budget; past the budget it is fetched
+    // again. First uses are fetched ahead, `concurrency` at a time, in stream order.
+    let mut first_use: HashMap<ChunkId, usize> = HashMap::new();
+    let mut last_use: HashMap<ChunkId, usize> = HashMap::new();
+    for &chunk in &plan.chunks {
+        let id = manifest.chunks[chunk].id;
+        first_use.entry(id).or_insert(chunk);
+        last_use.insert(id, chunk);
+    }
+    let fetched = std::sync::atomic::AtomicU64::new(0);
+    let fetch = |chunk: usize| {
         let store = store.clone();
         let id = manifest.chunks[chunk].id;
+        let fetched = &fetched;
         async move {
+            fetched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let Some(object) = store.get_chunk(id).await? else {
                 return Err(RestoreError::MissingChunk { id, path: user_of(chunk) });
             };
             let decoded =
                 tokio::task::spawn_blocking(move || codec::decode(id, object)).await.expect("decode panicked");
-            match decoded {
-                Ok(raw) => Ok((chunk, raw)),
-                Err(source) => Err(RestoreError::Corrupt { source, path: user_of(chunk) }),
-            }
+            decoded.map_err(|source| RestoreError::Corrupt { source, path: user_of(chunk) })
         }
-    }))
-    .buffered(concurrency);
+    };
+    let firsts = plan.chunks.iter().copied().filter(|&chunk| first_use[&manifest.chunks[chunk].id] == chunk);
+    let mut ahead = futures::stream::iter(firsts.map(fetch)).buffered(concurrency);
+    let (mut kept, mut kept_bytes) = (HashMap::<ChunkId, Bytes>::new(), 0usize);
     let mut next_file = 0;
     let mut active: Vec<usize> = Vec::new();
-    while let Some(fetched) = fetches.next().await {
-        let (chunk, data) = fetched?;
+    for &chunk in &plan.chunks {
+        let id = manifest.chunks[chunk].id;
+        let data = match kept.get(&id) {
+            Some(data) => data.clone(),
+            None if first_use[&id] == chunk => ahead.next().await.expect("one fetch per first use")?,
+            None => fetch(chunk).await?,
+        };
+        if last_use[&id] == chunk {
+            if let Some(dropped) = kept.remove(&id) {
+                kept_bytes -= dropped.len();
+            }
+        } else if !kept.contains_key(&id) && kept_bytes + data.len() <= KEPT_BYTES {
+            kept_bytes += data.len();
+            kept.insert(id, data.clone());
+        }
         let (start, end) = (offsets[chunk], offsets[chunk + 1]);
         while next_file < files.len() && files[next_file].offset < end {
             if files[next_file].size > 0 {
@@ -541,7 +597,7 @@ async fn dispatch(
                 };
                 progress.advance(to - from);
                 if !send(piece).await {
-                    return Ok(());
+                    return Ok(fetched.load(std::sync::atomic::Ordering::Relaxed));
                 }
             }
             if job.offset + job.size > end {
@@ -550,16 +606,12 @@ async fn dispatch(
         }
         active = still_active;
     }
-    Ok(())
+    Ok(fetched.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 /// One writer thread: appends pieces to temporary files, and on a file's last piece sets its
 /// mode and mtime and renames it into place. On failure, removes its temporary files.
-fn write_pieces(
-    plan: &RestorePlan,
-    meta: &[(u32, Timestamp)],
-    mut receiver: mpsc::Receiver<Piece>,
-) -> Result<(), RestoreError> {
+fn write_pieces(plan: &RestorePlan, mut receiver: mpsc::Receiver<Piece>) -> Result<(), RestoreError> {
     let mut open: HashMap<usize, (File, PathBuf)> = HashMap::new();
     let result = (|| {
         while let Some(piece) = receiver.blocking_recv() {
@@ -579,7 +631,7 @@ fn write_pieces(
             file.write_all(&piece.data[piece.range]).map_err(io_error(&job.path))?;
             if piece.last {
                 let (file, temporary) = open.remove(&piece.file).expect("opened above");
-                let (mode, mtime) = meta[piece.file];
+                let (mode, mtime) = (job.mode, job.mtime);
                 let finish = || -> std::io::Result<()> {
                     file.set_permissions(fs::Permissions::from_mode(mode))?;
                     filetime::set_file_handle_times(&file, Some(file_time(mtime)), Some(file_time(mtime)))?;

@@ -158,19 +158,12 @@ pub async fn save(store: &Store, options: &SaveOptions, progress: &dyn Progress)
     let segments_chunks = chunked?;
 
     let stored_lengths = claims.into_inner().unwrap();
-    let mut new_chunks = 0;
-    let mut new_bytes = 0;
+    // Each id is claimed by one segment only, so these count distinct uploads.
+    let new_chunks = segments_chunks.iter().map(|segment| segment.new.len() as u64).sum();
+    let new_bytes = segments_chunks.iter().flat_map(|segment| &segment.new).map(|&(_, len)| u64::from(len)).sum();
     let chunks: Vec<ChunkRef> = segments_chunks
         .into_iter()
-        .flat_map(|segment| {
-            for chunk in &segment.chunks {
-                if segment.new.contains(&chunk.0) {
-                    new_chunks += 1;
-                    new_bytes += u64::from(chunk.1);
-                }
-            }
-            segment.chunks
-        })
+        .flat_map(|segment| segment.chunks)
         .map(|(id, len)| ChunkRef { id, len, stored_len: stored_lengths.get(&id).copied().unwrap_or(0) })
         .collect();
     let manifest = build_manifest(options, started_at_ms, params, &scan.entries, chunks);
@@ -210,7 +203,7 @@ async fn known_chunks(store: &Store, key: &str) -> Result<HashMap<ChunkId, u32>,
 /// The chunks of one segment, in order, and which of them this save uploads.
 struct SegmentChunks {
     chunks: Vec<(ChunkId, u32)>,
-    new: Vec<ChunkId>,
+    new: Vec<(ChunkId, u32)>,
 }
 
 fn chunk_segment(
@@ -233,7 +226,7 @@ fn chunk_segment(
             if claims.lock().unwrap().try_insert_claim(id) {
                 let object = codec::encode(data, level);
                 claims.lock().unwrap().insert(id, object.len() as u32);
-                out.new.push(id);
+                out.new.push((id, len));
                 if sender.blocking_send((id, Bytes::from(object))).is_err() {
                     // The uploader stopped; its error is the one reported.
                     return Err(ChunkingStopped::UploaderGone);

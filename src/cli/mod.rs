@@ -70,6 +70,19 @@ struct StoreArgs {
     /// Store URL: file:///PATH, az://CONTAINER/PREFIX, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX [env: CHUNKCACHE_STORE]
     #[arg(long, value_name = "URL")]
     store: Option<String>,
+    /// Endpoint of the store's service: Azure blob endpoint (Azurite:
+    /// http://127.0.0.1:10000/devstoreaccount1), S3-compatible or GCS emulator URL.
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+    /// S3 region (overrides AWS_REGION).
+    #[arg(long)]
+    region: Option<String>,
+    /// S3 path-style requests (ENDPOINT/BUCKET/KEY), as MinIO and moto need.
+    #[arg(long)]
+    path_style: bool,
+    /// Seconds one store request may take before it is retried or fails.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    timeout: u64,
     /// Print a machine-readable JSON report on stdout.
     #[arg(long)]
     json: bool,
@@ -192,6 +205,16 @@ async fn open_store(args: &StoreArgs, env: &BTreeMap<String, String>, for_save: 
         .unwrap_or_else(|| backend::default_store_url(env));
     let mut options = backend::BackendOptions::from_env(env)?;
     options.azure.create_container = for_save;
+    options.request_timeout = std::time::Duration::from_secs(args.timeout.max(1));
+    if let Some(endpoint) = &args.endpoint {
+        options.azure.endpoint = Some(endpoint.clone());
+        options.s3.endpoint = Some(endpoint.clone());
+        options.gcs.endpoint = Some(endpoint.clone());
+    }
+    options.s3.region = args.region.clone();
+    if args.path_style {
+        options.s3.path_style = Some(true);
+    }
     Ok(backend::open(&url, &options).await?)
 }
 
