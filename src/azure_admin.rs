@@ -120,7 +120,10 @@ pub enum AzureAdminError {
         timeout: Duration,
     },
     /// The request could not be sent or its answer not read (DNS, connection refused, TLS, ...).
-    #[error("creating Azure container {container:?} in storage account {account:?} at {endpoint} failed: {detail}")]
+    #[error(
+        "creating Azure container {container:?} in storage account {account:?} at {endpoint} failed: {detail}; \
+         check the endpoint URL and that it can be reached"
+    )]
     Request {
         /// The endpoint, without any query string or user info.
         endpoint: String,
