@@ -7,7 +7,8 @@
 //!   whole even when it moves to another path, an edit elsewhere cannot shift its boundaries,
 //!   and an edit to it costs itself, not the neighbours it would share a chunk with;
 //! - runs of smaller files are concatenated, so 10^5 tiny files become a few hundred chunks, not
-//!   10^5 objects;
+//!   10^5 objects, and cut with a quarter of the average chunk size, because there a changed
+//!   file costs the whole chunk around it;
 //! - a run of small files ends after a file whose path hash meets a mask. The boundary is
 //!   content-defined, so inserting a file only disturbs its own segment, and segments can be
 //!   chunked in parallel.
@@ -30,6 +31,13 @@ pub const MAX_CHUNK_LIMIT: u32 = 64 << 20;
 /// CHANGELOG's Performance entry): with the threshold at the average chunk size (1 MiB) a warm save
 /// uploaded 110 MiB, with 1/16 of it 73 MiB, with 1/64 71 MiB (and 25 % more objects).
 const SEPARATE_FILE_DIVISOR: u32 = 16;
+
+/// Segments of several small files are chunked with `avg_size / SMALL_FILES_DIVISOR`.
+///
+/// On the same fixture and 512 KiB chunks, the warm save uploaded 65.5 MiB chunking them
+/// like large files, 63.9 MiB with half the average and 61.7 MiB with a quarter (restic: 64.1
+/// MiB), for 8 % and 26 % more objects.
+const SMALL_FILES_DIVISOR: u32 = 4;
 
 /// A run of small files ends after a file whose path hash has these low bits all zero:
 /// on average one file in 256. With Gradle-like trees that averages a few MiB per segment,
@@ -63,6 +71,13 @@ impl ChunkerParams {
     /// Parameters for an average chunk size, with min = avg/4 and max = 4·avg.
     pub fn with_average(avg_size: u32) -> Self {
         Self { min_size: avg_size / 4, avg_size, max_size: avg_size.saturating_mul(4) }
+    }
+
+    /// The parameters for a segment of `files` files: runs of small files are cut finer (see
+    /// [`SMALL_FILES_DIVISOR`]); a lone file uses these parameters. A pure function of the
+    /// store's parameters, so every writer still cuts alike.
+    pub fn for_segment(&self, files: usize) -> Self {
+        if files > 1 { Self::with_average((self.avg_size / SMALL_FILES_DIVISOR).max(256) & !1) } else { *self }
     }
 
     /// Checks the parameters against FastCDC's limits and our own.
@@ -260,6 +275,17 @@ mod tests {
         let segments = small().segments(files);
         assert!(segments.contains(&(1..2)), "{segments:?}");
         assert_eq!(segments[0], 0..1);
+    }
+
+    #[test]
+    fn small_file_segments_are_cut_finer_with_valid_parameters() {
+        for avg in [256, 1024, 64 << 10, 512 << 10, 1 << 20] {
+            let params = ChunkerParams::with_average(avg);
+            assert_eq!(params.for_segment(1), params);
+            let small = params.for_segment(2);
+            assert!(small.avg_size <= params.avg_size && small.validate().is_ok(), "{avg}: {small:?}");
+        }
+        assert_eq!(ChunkerParams::default().for_segment(50).avg_size, 128 << 10);
     }
 
     #[test]

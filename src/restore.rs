@@ -656,39 +656,54 @@ fn write_pieces(plan: &RestorePlan, mut receiver: mpsc::Receiver<Piece>) -> Resu
 /// mtimes, deepest first (writing into a directory changes its mtime). Returns entries removed.
 fn finish_tree(manifest: &Manifest, plan: &RestorePlan, mirror: bool) -> Result<u64, RestoreError> {
     let mut removed = 0;
-    if mirror {
-        let known: HashSet<&Path> = plan.paths.iter().map(PathBuf::as_path).collect();
-        for (entry, path) in manifest.entries.iter().zip(&plan.paths) {
-            if !matches!(entry.kind, EntryKind::Dir) {
-                continue;
-            }
-            for child in fs::read_dir(path).map_err(io_error(path))? {
-                let child = child.map_err(io_error(path))?.path();
-                if known.contains(child.as_path()) {
-                    continue;
-                }
-                let is_dir = fs::symlink_metadata(&child).map_err(io_error(&child))?.is_dir();
-                if is_dir { fs::remove_dir_all(&child) } else { fs::remove_file(&child) }.map_err(io_error(&child))?;
-                removed += 1;
-            }
-        }
-    }
-    let changed: HashSet<(u32, &[u8])> = manifest
+    let is_dir = |index: usize| matches!(manifest.entries[index].kind, EntryKind::Dir);
+    let mut changed: HashSet<(u32, &[u8])> = manifest
         .entries
         .iter()
         .zip(&plan.actions)
         .filter(|(_, action)| **action != Action::Keep)
         .map(|(entry, _)| (entry.mount, parent_of(&entry.path)))
         .collect();
-    for ((entry, path), action) in manifest.entries.iter().zip(&plan.paths).zip(&plan.actions).rev() {
-        if !matches!(entry.kind, EntryKind::Dir) {
-            continue;
+    if mirror {
+        let known: HashSet<(u32, &[u8])> = manifest.entries.iter().map(|e| (e.mount, e.path.as_slice())).collect();
+        // Listing is the cost (one per directory), so it runs in parallel; removing is rare.
+        let strays = manifest
+            .entries
+            .par_iter()
+            .zip(plan.paths.par_iter())
+            .filter(|(entry, _)| matches!(entry.kind, EntryKind::Dir))
+            .map(|(entry, path)| {
+                let mut found = Vec::new();
+                for child in fs::read_dir(path).map_err(io_error(path))? {
+                    let child = child.map_err(io_error(path))?;
+                    let mut relative = entry.path.clone();
+                    if !relative.is_empty() {
+                        relative.push(b'/');
+                    }
+                    relative.extend_from_slice(child.file_name().as_bytes());
+                    if !known.contains(&(entry.mount, relative.as_slice())) {
+                        found.push((entry, child.path()));
+                    }
+                }
+                Ok(found)
+            })
+            .collect::<Result<Vec<_>, RestoreError>>()?;
+        for (entry, child) in strays.into_iter().flatten() {
+            let child_is_dir = fs::symlink_metadata(&child).map_err(io_error(&child))?.is_dir();
+            if child_is_dir { fs::remove_dir_all(&child) } else { fs::remove_file(&child) }
+                .map_err(io_error(&child))?;
+            removed += 1;
+            changed.insert((entry.mount, entry.path.as_slice()));
         }
-        if *action == Action::Keep && !mirror && !changed.contains(&(entry.mount, entry.path.as_slice())) {
+    }
+    for (index, (entry, path)) in manifest.entries.iter().zip(&plan.paths).enumerate().rev() {
+        if !is_dir(index)
+            || (plan.actions[index] == Action::Keep && !changed.contains(&(entry.mount, entry.path.as_slice())))
+        {
             continue;
         }
         fs::set_permissions(path, fs::Permissions::from_mode(entry.mode)).map_err(io_error(path))?;
-        filetime::set_file_mtime(path, file_time(entry.mtime)).map_err(io_error(path))?;
+        filetime::set_file_times(path, file_time(entry.mtime), file_time(entry.mtime)).map_err(io_error(path))?;
     }
     Ok(removed)
 }

@@ -220,7 +220,7 @@ fn chunk_segment(
         static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     let chunked = BUFFER.with_borrow_mut(|buffer| {
-        params.for_each_chunk(&mut reader, buffer, |data| {
+        params.for_segment(files.len()).for_each_chunk(&mut reader, buffer, |data| {
             let id = ChunkId::of(data);
             let len = data.len() as u32;
             if claims.lock().unwrap().try_insert_claim(id) {

@@ -141,6 +141,11 @@ async fn the_harness_azure_page_works_as_written() {
     assert!(key.starts_with("pipelineid/main-") && key.len() == "pipelineid/main-".len() + 32, "{key}");
     let chunks_gen0 = chunk_count(&azurite).await;
 
+    // `override: false` skips a save whose key exists, before any work.
+    let skipped = ws.step(&azurite, "PLUGIN_REBUILD", &[("PLUGIN_OVERRIDE", "false")]);
+    assert_code(&skipped, 0);
+    assert!(stderr(&skipped).contains("already exists and override is false"), "{}", stderr(&skipped));
+
     // 3. A clean workspace restores it byte for byte; the excluded lock file is not restored.
     fs::remove_dir_all(ws.gradle.join("caches")).unwrap();
     let hit = ws.step(&azurite, "PLUGIN_RESTORE", &[]);
