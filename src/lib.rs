@@ -19,7 +19,7 @@
 //! std::fs::write(work.path().join("cache/sub/file.txt"), b"hello, cache")?;
 //!
 //! let store = backend::open("memory://", &backend::BackendOptions::default()).await?;
-//! let saved = save::save(
+//! let report = save::save(
 //!     &store,
 //!     &save::SaveOptions {
 //!         key: "example/main".into(),
@@ -34,7 +34,7 @@
 //!     &NoProgress,
 //! )
 //! .await?;
-//! assert_eq!((saved.files, saved.bytes), (1, 12));
+//! assert_eq!((report.saved.files, report.saved.bytes), (1, 12));
 //!
 //! let target = work.path().join("restored");
 //! let restored = restore::restore(

@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use crate::chunker::ChunkerParams;
 use crate::codec;
 use crate::id::ChunkId;
-use crate::manifest::{ChunkRef, Entry, EntryKind, Manifest, Mount};
+use crate::manifest::{ChunkRef, Entry, EntryKind, Manifest, ManifestSummary, Mount};
 use crate::progress::Progress;
 use crate::store::{RequestSnapshot, Store, StoreError, keyed_path};
 use crate::walk::{self, ScannedEntry, ScannedKind, WalkError, WalkOptions};
@@ -57,18 +57,9 @@ pub struct SaveReport {
     pub key: String,
     /// True if the key existed and `skip_if_exists` was set: nothing was done.
     pub skipped_existing: bool,
-    /// Regular files saved.
-    pub files: u64,
-    /// Directories saved.
-    pub dirs: u64,
-    /// Symlinks saved.
-    pub symlinks: u64,
-    /// Bytes of file content.
-    pub bytes: u64,
-    /// Chunk references in the manifest.
-    pub chunks: u64,
-    /// Distinct chunks.
-    pub unique_chunks: u64,
+    /// What was saved: files, directories, symlinks, bytes, chunks (zero when skipped).
+    #[serde(flatten)]
+    pub saved: ManifestSummary,
     /// Chunks the store did not have before (as far as this save knew).
     pub new_chunks: u64,
     /// Raw bytes of the new chunks.
@@ -173,12 +164,7 @@ pub async fn save(store: &Store, options: &SaveOptions, progress: &dyn Progress)
     Ok(SaveReport {
         key: options.key.clone(),
         skipped_existing: false,
-        files: summary.files,
-        dirs: summary.dirs,
-        symlinks: summary.symlinks,
-        bytes: summary.bytes,
-        chunks: summary.chunks,
-        unique_chunks: summary.unique_chunks,
+        saved: summary,
         new_chunks,
         new_bytes,
         dedup_percent: if summary.bytes == 0 { 100.0 } else { 100.0 * (1.0 - new_bytes as f64 / summary.bytes as f64) },

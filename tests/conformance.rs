@@ -20,7 +20,6 @@ use chunkcache::id::ChunkId;
 use chunkcache::secret::Secret;
 use chunkcache::store::{STORE_FORMAT, Store, StoreConfig, StoreError};
 use futures::StreamExt as _;
-use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
@@ -386,19 +385,6 @@ fn s3_options(moto: &Moto) -> BackendOptions {
     options
 }
 
-fn raw_s3(moto: &Moto, bucket: &str) -> Arc<dyn ObjectStore> {
-    let raw = AmazonS3Builder::new()
-        .with_endpoint(&moto.endpoint)
-        .with_allow_http(true)
-        .with_bucket_name(bucket)
-        .with_region(moto.region)
-        .with_access_key_id(moto.access_key)
-        .with_secret_access_key(moto.secret_key)
-        .build()
-        .unwrap();
-    Arc::new(raw)
-}
-
 /// Creates a bucket in moto (it accepts an unsigned CreateBucket).
 async fn create_bucket(moto: &Moto, bucket: &str) {
     let response = reqwest::Client::new().put(format!("{}/{bucket}", moto.endpoint)).send().await.unwrap();
@@ -452,7 +438,7 @@ async fn moto() {
         name: "s3",
         base_url: "s3://conformance".into(),
         options: s3_options(&moto),
-        raw: Some(raw_s3(&moto, "conformance")),
+        raw: Some(moto.object_store("conformance")),
     };
     conformance(&backend).await;
 }

@@ -264,9 +264,9 @@ async fn run_save(args: SaveArgs, env: &BTreeMap<String, String>) -> Result<Exit
         eprintln!(
             "saved {:?}: {} files, {}, {} chunks ({} new, {} uploaded), dedup {:.1}%, {:.1}s",
             report.key,
-            report.files,
-            human_bytes(report.bytes),
-            report.chunks,
+            report.saved.files,
+            human_bytes(report.saved.bytes),
+            report.saved.chunks,
             report.new_chunks,
             human_bytes(report.requests.bytes_uploaded),
             report.dedup_percent,

@@ -273,6 +273,20 @@ impl Moto {
             _server: server,
         }
     }
+
+    /// A raw `object_store` client for `bucket` on this server, to look under chunkcache's API.
+    pub fn object_store(&self, bucket: &str) -> std::sync::Arc<dyn object_store::ObjectStore> {
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_bucket_name(bucket)
+            .with_region(self.region)
+            .with_access_key_id(self.access_key)
+            .with_secret_access_key(self.secret_key)
+            .build()
+            .unwrap();
+        std::sync::Arc::new(store)
+    }
 }
 
 #[cfg(test)]
@@ -306,7 +320,6 @@ mod tests {
     /// 412, which object_store reports as `AlreadyExists`. Chunk uploads rely on this.
     #[tokio::test]
     async fn moto_supports_create_if_absent_puts() {
-        use object_store::aws::AmazonS3Builder;
         use object_store::path::Path as ObjectPath;
         use object_store::{ObjectStore as _, PutMode, PutPayload};
 
@@ -321,15 +334,7 @@ mod tests {
             .status();
         assert!(status.is_success(), "CreateBucket answered {status}");
 
-        let store = AmazonS3Builder::new()
-            .with_endpoint(&moto.endpoint)
-            .with_allow_http(true)
-            .with_bucket_name(bucket)
-            .with_region(moto.region)
-            .with_access_key_id(moto.access_key)
-            .with_secret_access_key(moto.secret_key)
-            .build()
-            .unwrap();
+        let store = moto.object_store(bucket);
         let path = ObjectPath::from("chunks/ab/cd");
         store.put_opts(&path, PutPayload::from_static(b"one"), PutMode::Create.into()).await.unwrap();
         let second = store.put_opts(&path, PutPayload::from_static(b"two"), PutMode::Create.into()).await;
