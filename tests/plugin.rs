@@ -136,9 +136,11 @@ async fn the_harness_azure_page_works_as_written() {
     };
     let save = ws.step(&azurite, "PLUGIN_REBUILD", &[]);
     assert_code(&save, 0);
-    assert!(stderr(&save).contains("saved \"pipelineid/main-"), "{}", stderr(&save));
+    assert!(stderr(&save).contains("saved \"gradle-examples/pipelineid/main-"), "{}", stderr(&save));
     let key = ws.outputs()["cache_key"].clone();
-    assert!(key.starts_with("pipelineid/main-") && key.len() == "pipelineid/main-".len() + 32, "{key}");
+    // The container came from the key; keys are namespaced by the repository (remote_root).
+    let prefix = "gradle-examples/pipelineid/main-";
+    assert!(key.starts_with(prefix) && key.len() == prefix.len() + 32, "{key}");
     let chunks_gen0 = chunk_count(&azurite).await;
 
     // `override: false` skips a save whose key exists, before any work.

@@ -9,7 +9,9 @@
 //! | `s3`, `gcs` | `bucket` |
 //! | `filesystem` | `filesystem_cache_root` |
 //!
-//! and `remote_root`, when set, is a prefix inside it. Fallback prefixes for a restore are the
+//! Keys are namespaced by `remote_root`, by default the repository name (as in drone-cache), so
+//! two repositories sharing a bucket never restore each other's caches while their chunks still
+//! dedup across both. Fallback prefixes for a restore are the
 //! rendered `restore_keys`, then the cache key's template rendered up to its first
 //! `checksum`/`hashFiles`/`epoch` call (for `pipeline/{{ .Commit.Branch }}-{{ checksum "x" }}`
 //! that is `pipeline/main-`): the newest cache of the same branch.
@@ -100,7 +102,6 @@ pub fn resolve(
 
     let mut backend =
         BackendOptions { request_timeout: settings.backend_operation_timeout, ..BackendOptions::default() };
-    let remote_root = settings.remote_root.as_deref().map(|r| r.trim_matches('/')).filter(|r| !r.is_empty());
     let mut key = key;
     let store_url = match settings.backend {
         Backend::Azure => {
@@ -128,7 +129,7 @@ pub fn resolve(
                 sas: settings.azure.sas_token.clone(),
                 create_container: mode == StepMode::Rebuild,
             };
-            url_with_root("az", &container, remote_root)
+            format!("az://{container}")
         }
         Backend::S3 => {
             backend.s3 = S3Options {
@@ -139,7 +140,7 @@ pub fn resolve(
                 path_style: Some(settings.s3.path_style),
                 aws_env: BTreeMap::new(),
             };
-            url_with_root("s3", settings.s3.bucket.as_deref().expect("validated"), remote_root)
+            format!("s3://{}", settings.s3.bucket.as_deref().expect("validated"))
         }
         Backend::Gcs => {
             backend.gcs = GcsOptions {
@@ -147,14 +148,17 @@ pub fn resolve(
                 service_account_path: None,
                 endpoint: settings.gcs.endpoint.clone(),
             };
-            url_with_root("gs", settings.gcs.bucket.as_deref().expect("validated"), remote_root)
+            format!("gs://{}", settings.gcs.bucket.as_deref().expect("validated"))
         }
         Backend::Filesystem => {
-            let base = workdir.join(&settings.filesystem_cache_root);
-            let base = remote_root.map_or_else(|| base.clone(), |root| base.join(root));
-            format!("file://{}", base.display())
+            format!("file://{}", workdir.join(&settings.filesystem_cache_root).display())
         }
     };
+    let namespace = settings.remote_root.as_deref().unwrap_or(&metadata.repo.name).trim_matches('/');
+    if !namespace.is_empty() {
+        key = format!("{namespace}/{key}");
+        fallback_prefixes = fallback_prefixes.into_iter().map(|prefix| format!("{namespace}/{prefix}")).collect();
+    }
     Ok(StepPlan {
         mode,
         store_url,
@@ -166,13 +170,6 @@ pub fn resolve(
         exclude: settings.effective_excludes(),
         compression_level: if settings.compression_level > 0 { settings.compression_level.min(19) } else { 3 },
     })
-}
-
-fn url_with_root(scheme: &str, bucket: &str, remote_root: Option<&str>) -> String {
-    match remote_root {
-        Some(root) => format!("{scheme}://{bucket}/{root}"),
-        None => format!("{scheme}://{bucket}"),
-    }
 }
 
 /// drone-cache's fallback container: the repository name, made a valid container name
@@ -241,8 +238,8 @@ mod tests {
             template::render("{{ checksum \"gradle-examples/x/build.gradle\" }}", &Metadata::default(), dir.path())
                 .unwrap();
         assert_eq!(rendered.len(), md5.len());
-        assert_eq!(step.key, format!("pipelineid/main-{rendered}"));
-        assert_eq!(step.fallback_prefixes, ["pipelineid/main-"]);
+        assert_eq!(step.key, format!("My_Repo/pipelineid/main-{rendered}"));
+        assert_eq!(step.fallback_prefixes, ["My_Repo/pipelineid/main-"]);
         assert_eq!(step.backend.azure.endpoint.as_deref(), Some("https://someaccount.blob.core.windows.net"));
         assert!(!step.backend.azure.create_container, "restores never create containers");
         assert_eq!(step.mounts, [PathBuf::from("/harness/gradle/caches/")]);
@@ -261,8 +258,8 @@ mod tests {
             ("PLUGIN_REMOTE_ROOT", "/ci/"),
         ]);
         let step = plan(&vars, dir.path()).unwrap();
-        assert_eq!(step.store_url, "az://explicit/ci");
-        assert!(step.key.starts_with("somecontainer/pipelineid/main-"));
+        assert_eq!(step.store_url, "az://explicit");
+        assert!(step.key.starts_with("ci/somecontainer/pipelineid/main-"), "{}", step.key);
         assert!(step.backend.azure.create_container);
         assert_eq!(step.backend.azure.endpoint.as_deref(), Some("http://127.0.0.1:10000/devstoreaccount1"));
     }
@@ -272,7 +269,7 @@ mod tests {
         let dir = workdir();
         let step = plan(&harness(&[("PLUGIN_CACHE_KEY", "gradle-{{ .Commit.Branch }}")]), dir.path()).unwrap();
         assert_eq!(step.store_url, "az://my-repo");
-        assert_eq!(step.key, "gradle-main");
+        assert_eq!(step.key, "My_Repo/gradle-main");
         let vars = harness(&[("PLUGIN_CACHE_KEY", "flat"), ("DRONE_REPO_NAME", "")]);
         assert!(matches!(plan(&vars, dir.path()), Err(StepError::NoContainer)));
     }
@@ -314,6 +311,17 @@ mod tests {
         assert!(plan(&vars, dir.path()).unwrap_err().to_string().contains("PLUGIN_MOUNT"));
         let err = plan(&harness(&[("PLUGIN_CACHE_KEY", "{{ .Commit.Branch ")]), dir.path()).unwrap_err();
         assert!(format!("{:#}", anyhow::Error::from(err)).contains("line"));
+    }
+
+    #[test]
+    fn repositories_sharing_a_bucket_get_their_own_keys() {
+        let dir = workdir();
+        let repo =
+            |name: &str| env(&[("PLUGIN_RESTORE", "true"), ("PLUGIN_BUCKET", "shared"), ("DRONE_REPO_NAME", name)]);
+        let (a, b) = (plan(&repo("api"), dir.path()).unwrap(), plan(&repo("web"), dir.path()).unwrap());
+        assert_eq!(a.store_url, b.store_url);
+        assert_ne!(a.key, b.key);
+        assert!(a.key.starts_with("api/") && b.key.starts_with("web/"));
     }
 
     #[test]
