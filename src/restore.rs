@@ -69,7 +69,7 @@ pub enum RestoreTarget {
 }
 
 /// How the key was found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The exact key.
@@ -77,11 +77,12 @@ pub enum Outcome {
     /// A key matching a fallback prefix.
     FallbackHit,
     /// Nothing matched; nothing was written.
+    #[default]
     Miss,
 }
 
 /// What a restore did.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct RestoreReport {
     /// Hit, fallback hit or miss.
     pub outcome: Outcome,
@@ -160,21 +161,7 @@ pub async fn restore(
     progress: &dyn Progress,
 ) -> Result<RestoreReport, RestoreError> {
     let clock = Instant::now();
-    let mut report = RestoreReport {
-        outcome: Outcome::Miss,
-        key: options.key.clone(),
-        restored_key: None,
-        files: 0,
-        bytes: 0,
-        files_written: 0,
-        files_unchanged: 0,
-        bytes_written: 0,
-        chunks_fetched: 0,
-        removed: 0,
-        warnings: Vec::new(),
-        requests: RequestSnapshot::default(),
-        elapsed_ms: 0,
-    };
+    let mut report = RestoreReport { key: options.key.clone(), ..RestoreReport::default() };
     let Some((outcome, key, bytes)) = find_manifest(store, options).await? else {
         report.requests = store.requests();
         report.elapsed_ms = clock.elapsed().as_millis() as u64;
