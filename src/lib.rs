@@ -45,6 +45,7 @@
 //!         target: restore::RestoreTarget::Under(target.clone()),
 //!         mirror: false,
 //!         concurrency: 4,
+//!         only_mounts: None,
 //!     },
 //!     &NoProgress,
 //! )

@@ -58,6 +58,18 @@ pub struct Mount {
     pub path: Vec<u8>,
 }
 
+impl Mount {
+    /// A mount as recorded: the path as given, without trailing slashes (`caches/` and
+    /// `caches` are the same mount).
+    pub fn from_path(path: &std::path::Path) -> Self {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = path.as_os_str().as_bytes();
+        let trimmed = bytes.len() - bytes.iter().rev().take_while(|&&b| b == b'/').count();
+        let path = if trimmed == 0 { bytes[..1.min(bytes.len())].to_vec() } else { bytes[..trimmed].to_vec() };
+        Self { path }
+    }
+}
+
 /// One chunk of the stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRef {
@@ -269,6 +281,19 @@ impl Manifest {
         Ok(())
     }
 
+    /// Drops the entries of mounts `keep` rejects (the chunk list stays whole). Returns the
+    /// dropped mounts' paths.
+    pub fn retain_mounts(&mut self, keep: impl Fn(&Mount) -> bool) -> Vec<String> {
+        let kept: Vec<bool> = self.mounts.iter().map(&keep).collect();
+        self.entries.retain(|entry| kept[entry.mount as usize]);
+        self.mounts
+            .iter()
+            .zip(&kept)
+            .filter(|(_, kept)| !**kept)
+            .map(|(mount, _)| String::from_utf8_lossy(&mount.path).into_owned())
+            .collect()
+    }
+
     /// The start offset of every chunk in the stream, plus the total length at the end.
     pub fn chunk_offsets(&self) -> Vec<u64> {
         let mut offsets = Vec::with_capacity(self.chunks.len() + 1);
@@ -434,6 +459,18 @@ pub(crate) mod tests {
         let mut manifest = sample();
         manifest.entries[1].kind = EntryKind::File { size: 10, offset: 1495 };
         assert!(manifest.validate().unwrap_err().contains("outside"));
+    }
+
+    #[test]
+    fn mounts_normalize_and_can_be_filtered() {
+        assert_eq!(Mount::from_path(std::path::Path::new("caches/")).path, b"caches");
+        assert_eq!(Mount::from_path(std::path::Path::new("/")).path, b"/");
+        let mut manifest = sample();
+        manifest.mounts.push(Mount { path: b"other".to_vec() });
+        manifest.entries.push(Entry { mount: 1, path: Vec::new(), ..manifest.entries[0].clone() });
+        let dropped = manifest.retain_mounts(|m| m.path == b"caches");
+        assert_eq!(dropped, ["other"]);
+        assert!(manifest.entries.iter().all(|e| e.mount == 0) && manifest.entries.len() == 5);
     }
 
     #[test]

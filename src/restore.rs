@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 
 use crate::codec::{self, CorruptChunk};
 use crate::id::ChunkId;
-use crate::manifest::{Entry, EntryKind, Manifest, ManifestError, Timestamp, chunk_span, parent_of};
+use crate::manifest::{Entry, EntryKind, Manifest, ManifestError, Mount, Timestamp, chunk_span, parent_of};
 use crate::progress::Progress;
 use crate::store::{RequestSnapshot, Store, StoreError};
 
@@ -57,6 +57,10 @@ pub struct RestoreOptions {
     pub mirror: bool,
     /// Chunk downloads in flight at once.
     pub concurrency: usize,
+    /// Restore only these mounts (as given to `save`); the cache's other mounts are skipped
+    /// with a warning. `None` restores every mount. The plugin passes its `mount` setting, so a
+    /// cache can never write outside the folders the step names.
+    pub only_mounts: Option<Vec<PathBuf>>,
 }
 
 /// Where restored mounts land.
@@ -167,7 +171,16 @@ pub async fn restore(
         report.elapsed_ms = clock.elapsed().as_millis() as u64;
         return Ok(report);
     };
-    let manifest = Arc::new(Manifest::decode(&key, &bytes)?);
+    let mut manifest = Manifest::decode(&key, &bytes)?;
+    if let Some(only) = &options.only_mounts {
+        let allowed: Vec<Mount> = only.iter().map(|m| Mount::from_path(m)).collect();
+        for skipped in manifest.retain_mounts(|mount| allowed.contains(mount)) {
+            report
+                .warnings
+                .push(format!("skipped the cache's mount {skipped:?}: it is not one of the mounts to restore"));
+        }
+    }
+    let manifest = Arc::new(manifest);
     let summary = manifest.summary();
     (report.outcome, report.restored_key, report.files, report.bytes) =
         (outcome, Some(key.clone()), summary.files, summary.bytes);

@@ -355,18 +355,10 @@ fn build_manifest(
         finished_at_ms: now_ms(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         chunker,
-        mounts: options.mounts.iter().map(|m| Mount { path: mount_bytes(m) }).collect(),
+        mounts: options.mounts.iter().map(|m| Mount::from_path(m)).collect(),
         chunks,
         entries,
     }
-}
-
-/// A mount as recorded: the path as given, without trailing slashes.
-fn mount_bytes(mount: &std::path::Path) -> Vec<u8> {
-    use std::os::unix::ffi::OsStrExt;
-    let bytes = mount.as_os_str().as_bytes();
-    let trimmed = bytes.len() - bytes.iter().rev().take_while(|&&b| b == b'/').count();
-    if trimmed == 0 { bytes[..1.min(bytes.len())].to_vec() } else { bytes[..trimmed].to_vec() }
 }
 
 fn file_size(entry: &ScannedEntry) -> u64 {

@@ -214,3 +214,25 @@ fn bad_settings_always_fail_with_the_variable_named() {
     assert_code(&template, 1);
     assert!(stderr(&template).contains("PLUGIN_CACHE_KEY"), "{}", stderr(&template));
 }
+
+#[test]
+fn a_restore_writes_only_into_the_mounts_the_step_names() {
+    let azurite = Azurite::start();
+    let ws = Workspace::new();
+    ws.set_build_gradle("x");
+    fs::create_dir_all(ws.gradle.join("caches/modules-2")).unwrap();
+    fs::write(ws.gradle.join("caches/modules-2/a.bin"), b"cached").unwrap();
+    assert_code(&ws.step(&azurite, "PLUGIN_REBUILD", &[]), 0);
+    fs::remove_dir_all(ws.gradle.join("caches")).unwrap();
+
+    let elsewhere = format!("{}/other/", ws.root.display());
+    let restore = ws.step(&azurite, "PLUGIN_RESTORE", &[("PLUGIN_MOUNT", &elsewhere)]);
+    assert_code(&restore, 0);
+    assert!(stderr(&restore).contains("skipped the cache's mount"), "{}", stderr(&restore));
+    assert!(!ws.gradle.join("caches").exists(), "a mount the step does not name was restored");
+
+    // The same mount written with or without a trailing slash is the same mount.
+    let mount = format!("{}/caches", ws.gradle.display());
+    assert_code(&ws.step(&azurite, "PLUGIN_RESTORE", &[("PLUGIN_MOUNT", &mount)]), 0);
+    assert_eq!(fs::read(ws.gradle.join("caches/modules-2/a.bin")).unwrap(), b"cached");
+}

@@ -287,6 +287,7 @@ async fn run_restore(args: RestoreArgs, env: &BTreeMap<String, String>) -> Resul
         target: args.destination.map_or(RestoreTarget::Original(PathBuf::from(".")), RestoreTarget::Under),
         mirror: args.mirror,
         concurrency: concurrency(args.concurrency, env)?,
+        only_mounts: None,
     };
     let progress = CliProgress::new(args.common.json);
     let report = restore::restore(&store, &options, &progress)

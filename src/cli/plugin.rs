@@ -68,6 +68,7 @@ async fn restore_step(plan: &StepPlan) -> Result<(Outputs, Option<String>)> {
         target: RestoreTarget::Original(plan.root.clone()),
         mirror: false,
         concurrency: 16,
+        only_mounts: (!plan.mounts.is_empty()).then(|| plan.mounts.clone()),
     };
     let progress = CliProgress::new(false);
     let report = restore::restore(&store, &options, &progress).await?;
