@@ -167,8 +167,7 @@ async fn the_harness_azure_page_works_as_written() {
     let key_gen1 = ws.outputs()["cache_key"].clone();
     assert_ne!(key_gen1, key);
     let new_chunks = chunk_count(&azurite).await - chunks_gen0;
-    let reported: usize =
-        stderr(&save).split(" new chunks").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+    let reported: usize = stderr(&save).split(" new, ").next().unwrap().rsplit('(').next().unwrap().parse().unwrap();
     assert_eq!(reported, new_chunks, "{}", stderr(&save));
     assert!(new_chunks > 0 && new_chunks * 2 < chunks_gen0, "{new_chunks} new of {chunks_gen0}");
 

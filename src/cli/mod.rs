@@ -20,7 +20,7 @@ use chunkcache::store::Store;
 use chunkcache::walk::WalkOptions;
 use clap::{Args, Parser, Subcommand};
 
-use output::{CliProgress, human_bytes, print_json};
+use output::{CliProgress, human_bytes, print_json, print_warnings, restore_details, save_summary};
 
 /// Exit code for errors.
 pub const EXIT_ERROR: u8 = 1;
@@ -261,17 +261,7 @@ async fn run_save(args: SaveArgs, env: &BTreeMap<String, String>) -> Result<Exit
     if report.skipped_existing {
         eprintln!("key {:?} already exists in {}; skipped", report.key, store.description());
     } else {
-        eprintln!(
-            "saved {:?}: {} files, {}, {} chunks ({} new, {} uploaded), dedup {:.1}%, {:.1}s",
-            report.key,
-            report.saved.files,
-            human_bytes(report.saved.bytes),
-            report.saved.chunks,
-            report.new_chunks,
-            human_bytes(report.requests.bytes_uploaded),
-            report.dedup_percent,
-            report.elapsed_ms as f64 / 1000.0
-        );
+        eprintln!("{}", save_summary(&report));
     }
     for skipped in &report.skipped_special {
         eprintln!("warning: skipped {skipped}: sockets, FIFOs and devices cannot be cached");
@@ -297,20 +287,9 @@ async fn run_restore(args: RestoreArgs, env: &BTreeMap<String, String>) -> Resul
     if args.common.json {
         print_json(&report)?;
     }
-    for warning in &report.warnings {
-        eprintln!("warning: {warning}");
-    }
+    print_warnings(&report.warnings);
     let restored = report.restored_key.as_deref().unwrap_or_default();
-    let details = format!(
-        "{} files ({} written, {} unchanged, {} removed), {} chunks fetched ({}), {:.1}s",
-        report.files,
-        report.files_written,
-        report.files_unchanged,
-        report.removed,
-        report.chunks_fetched,
-        human_bytes(report.requests.bytes_downloaded),
-        report.elapsed_ms as f64 / 1000.0
-    );
+    let details = restore_details(&report);
     Ok(match report.outcome {
         Outcome::Hit => {
             eprintln!("cache hit: {restored:?}: {details}");

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chunkcache::progress::Progress;
+use chunkcache::restore::RestoreReport;
+use chunkcache::save::SaveReport;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Progress for the CLI: a bar when stderr is a terminal (and output is not JSON), nothing
@@ -103,6 +105,43 @@ pub fn glob_set(patterns: &[String]) -> Result<Option<globset::GlobSet>> {
         );
     }
     Ok(Some(builder.build()?))
+}
+
+/// The one line a save ends with.
+pub fn save_summary(report: &SaveReport) -> String {
+    format!(
+        "saved {:?}: {} files, {}, {} chunks ({} new, {} uploaded), dedup {:.1}%, {:.1}s",
+        report.key,
+        report.saved.files,
+        human_bytes(report.saved.bytes),
+        report.saved.chunks,
+        report.new_chunks,
+        human_bytes(report.requests.bytes_uploaded),
+        report.dedup_percent,
+        report.elapsed_ms as f64 / 1000.0
+    )
+}
+
+/// What a restore did, for the line it ends with.
+pub fn restore_details(report: &RestoreReport) -> String {
+    format!(
+        "{} files, {} ({} written, {} unchanged, {} removed), {} chunks fetched ({}), {:.1}s",
+        report.files,
+        human_bytes(report.bytes),
+        report.files_written,
+        report.files_unchanged,
+        report.removed,
+        report.chunks_fetched,
+        human_bytes(report.requests.bytes_downloaded),
+        report.elapsed_ms as f64 / 1000.0
+    )
+}
+
+/// Prints a report's warnings on stderr.
+pub fn print_warnings(warnings: &[String]) {
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
 }
 
 /// Writes `value` as pretty JSON on stdout.

@@ -17,7 +17,7 @@ use chunkcache::restore::{self, Outcome, RestoreOptions, RestoreTarget};
 use chunkcache::save::{self, SaveOptions};
 use chunkcache::walk::WalkOptions;
 
-use super::output::{CliProgress, glob_set, human_bytes};
+use super::output::{CliProgress, glob_set, print_warnings, restore_details, save_summary};
 use super::{EXIT_ERROR, describe};
 
 /// Runs the step described by the `PLUGIN_*` variables in `env`.
@@ -73,19 +73,9 @@ async fn restore_step(plan: &StepPlan) -> Result<(Outputs, Option<String>)> {
     let progress = CliProgress::new(false);
     let report = restore::restore(&store, &options, &progress).await?;
     progress.finish();
-    for warning in &report.warnings {
-        eprintln!("warning: {warning}");
-    }
+    print_warnings(&report.warnings);
     let restored = report.restored_key.clone().unwrap_or_default();
-    let details = format!(
-        "{} files, {} ({} files written, {} fetched in {} chunks), {:.1}s",
-        report.files,
-        human_bytes(report.bytes),
-        report.files_written,
-        human_bytes(report.requests.bytes_downloaded),
-        report.chunks_fetched,
-        report.elapsed_ms as f64 / 1000.0
-    );
+    let details = restore_details(&report);
     let mut miss = None;
     match report.outcome {
         Outcome::Hit => eprintln!("cache hit: restored {restored:?}: {details}"),
@@ -130,16 +120,7 @@ async fn save_step(plan: &StepPlan, override_existing: bool) -> Result<(Outputs,
     if report.skipped_existing {
         eprintln!("cache key {:?} already exists and override is false: nothing saved", plan.key);
     } else {
-        eprintln!(
-            "saved {:?}: {} files, {}, {} new chunks ({} uploaded), dedup {:.1}%, {:.1}s",
-            plan.key,
-            report.saved.files,
-            human_bytes(report.saved.bytes),
-            report.new_chunks,
-            human_bytes(report.requests.bytes_uploaded),
-            report.dedup_percent,
-            report.elapsed_ms as f64 / 1000.0
-        );
+        eprintln!("{}", save_summary(&report));
     }
     Ok((Vec::new(), None))
 }
