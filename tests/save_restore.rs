@@ -455,3 +455,89 @@ fn duplicate_content_is_uploaded_and_fetched_once() {
     assert_eq!(restored["chunks_fetched"].as_u64().unwrap(), stored, "{restored}");
     assert_eq!(snapshot(&out.join("tree")), snapshot(&work.join("tree")));
 }
+
+mod property {
+    //! Any tree of files, directories and symlinks survives save → restore exactly.
+
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    use chunkcache::backend::{self, BackendOptions};
+    use chunkcache::progress::NoProgress;
+    use chunkcache::restore::{self, RestoreOptions, RestoreTarget};
+    use chunkcache::save::{self, SaveOptions};
+    use proptest::prelude::*;
+
+    use crate::util::{noise, scratch, snapshot};
+
+    #[derive(Debug, Clone)]
+    enum Node {
+        File { size: usize, seed: u64, mode: u32 },
+        Dir,
+        Link(String),
+    }
+
+    fn tree() -> impl Strategy<Value = Vec<(String, Node)>> {
+        let name = "[a-zA-Z0-9 ._é-]{1,8}".prop_filter("not . or ..", |n| n != "." && n != "..");
+        let node = prop_oneof![
+            4 => (0usize..300_000, any::<u64>(), prop::sample::select(vec![0o644, 0o600, 0o755, 0o400]))
+                .prop_map(|(size, seed, mode)| Node::File { size, seed, mode }),
+            1 => Just(Node::Dir),
+            1 => "[a-z/.]{1,12}".prop_map(Node::Link),
+        ];
+        prop::collection::vec((prop::collection::vec(name, 1..4).prop_map(|p| p.join("/")), node), 0..40)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn restore_reproduces_what_was_saved(nodes in tree()) {
+            let dir = scratch();
+            let root = dir.path().join("src/tree");
+            fs::create_dir_all(&root).unwrap();
+            for (path, node) in &nodes {
+                let target = root.join(path);
+                // Skip nodes whose parent is already a file or link in this random tree.
+                if target.parent().is_some_and(|p| p.symlink_metadata().is_ok_and(|m| !m.is_dir())) || target.symlink_metadata().is_ok() {
+                    continue;
+                }
+                fs::create_dir_all(target.parent().unwrap()).unwrap();
+                match node {
+                    Node::File { size, seed, mode } => {
+                        fs::write(&target, noise(*size, *seed)).unwrap();
+                        fs::set_permissions(&target, fs::Permissions::from_mode(*mode)).unwrap();
+                    }
+                    Node::Dir => fs::create_dir_all(&target).unwrap(),
+                    Node::Link(to) => std::os::unix::fs::symlink(to, &target).unwrap(),
+                }
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let restored = dir.path().join("dst");
+            runtime.block_on(async {
+                let store = backend::open("memory://", &BackendOptions::default()).await.unwrap();
+                let save_options = SaveOptions {
+                    key: "k".into(),
+                    mounts: vec!["tree".into()],
+                    root: dir.path().join("src"),
+                    walk: Default::default(),
+                    compression_level: 1,
+                    concurrency: 4,
+                    chunker: Some(chunkcache::chunker::ChunkerParams::with_average(16 << 10)),
+                    skip_if_exists: false,
+                };
+                save::save(&store, &save_options, &NoProgress).await.unwrap();
+                let restore_options = RestoreOptions {
+                    key: "k".into(),
+                    fallback_prefixes: vec![],
+                    target: RestoreTarget::Under(restored.clone()),
+                    mirror: false,
+                    concurrency: 4,
+                    only_mounts: None,
+                };
+                restore::restore(&store, &restore_options, &NoProgress).await.unwrap();
+            });
+            prop_assert_eq!(snapshot(&restored.join("tree")), snapshot(&root));
+        }
+    }
+}
