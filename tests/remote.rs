@@ -269,3 +269,148 @@ fn azure_wrong_key_fails_clearly_without_printing_it() {
     assert!(!message.contains(wrong), "{message}");
     assert!(!dir.path().join("out").exists(), "a failed restore created its destination");
 }
+
+/// `YYYY-MM-DDThh:mm:ssZ` in UTC, the form SAS `st`/`se` take.
+fn iso8601_utc(time: std::time::SystemTime) -> String {
+    let secs = time.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days, as in src/azure_admin.rs.
+    let z = days + 719_468;
+    let (era, doe) = (z / 146_097, z % 146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// An account SAS for the blob service (`ss=b`, `srt=sco`), valid for an hour, signed with the account key
+/// as "Create an account SAS" describes for version 2020-12-06 and later. Returned as the query string a
+/// user copies from the portal: every value form-encoded (`sig`'s `+`, `/`, `=` and the times' `:`).
+fn account_sas(account: &str, key_base64: &str, permissions: &str) -> String {
+    use base64::Engine as _;
+    const VERSION: &str = "2021-08-06";
+    let expiry = iso8601_utc(std::time::SystemTime::now() + Duration::from_secs(3600));
+    let (services, resource_types) = ("b", "sco");
+    // account, permissions, services, resource types, start, expiry, IP, protocol, version, encryption scope,
+    // each followed by a newline.
+    let string_to_sign =
+        format!("{account}\n{permissions}\n{services}\n{resource_types}\n\n{expiry}\n\n\n{VERSION}\n\n");
+    let key = base64::engine::general_purpose::STANDARD.decode(key_base64).unwrap();
+    let signature = chunkcache::azure_admin::sign(&key, &string_to_sign);
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("sv", VERSION)
+        .append_pair("ss", services)
+        .append_pair("srt", resource_types)
+        .append_pair("sp", permissions)
+        .append_pair("se", &expiry)
+        .append_pair("sig", &signature)
+        .finish()
+}
+
+#[test]
+fn iso8601_utc_dates() {
+    let at = |s: u64| iso8601_utc(std::time::UNIX_EPOCH + Duration::from_secs(s));
+    // Expected values from Python's datetime.fromtimestamp(t, timezone.utc).
+    assert_eq!(at(0), "1970-01-01T00:00:00Z");
+    assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+    assert_eq!(at(1_709_251_199), "2024-02-29T23:59:59Z");
+}
+
+/// A SAS token alone (no account key anywhere in the binary's environment) saves and restores, with or
+/// without a leading `?`, encoded or not; a read-only one restores but cannot save; a forged one is refused.
+/// Neither the key nor the signature is ever printed.
+#[test]
+fn azure_sas_token_without_key() {
+    let azurite = Azurite::start();
+    // A SAS cannot create containers, and chunkcache only creates them with the key: create it here.
+    let endpoint = url::Url::parse(&azurite.endpoint).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let created = runtime
+        .block_on(chunkcache::azure_admin::ensure_container(
+            &endpoint,
+            azurite.account,
+            azurite.key,
+            "sas",
+            Duration::from_secs(10),
+        ))
+        .unwrap();
+    assert!(created, "the container was new");
+
+    let dir = scratch();
+    let work = dir.path().join("work");
+    build_tree(&work.join("tree"));
+    let saved = snapshot(&work.join("tree"));
+    let with_sas = |sas: &str, args: &[&str]| {
+        let mut command = isolated(&work);
+        command.args(args).args(["--store", "az://sas/ci"]);
+        command.env("AZURE_STORAGE_ACCOUNT", azurite.account);
+        command.env("AZURE_STORAGE_SAS_TOKEN", sas);
+        command.env("AZURE_STORAGE_ENDPOINT", &azurite.endpoint);
+        command
+    };
+    let no_secrets = |what: &str, output: &std::process::Output, sas: &str| {
+        let signature = sas.rsplit_once("sig=").unwrap().1;
+        let decoded = signature.replace("%2B", "+").replace("%2F", "/").replace("%3D", "=");
+        for text in [String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)] {
+            assert!(!text.contains(azurite.key), "{what} printed the account key: {text}");
+            assert!(!text.contains(signature) && !text.contains(&decoded), "{what} printed the SAS signature: {text}");
+        }
+    };
+
+    let full = account_sas(azurite.account, azurite.key, "rwdlac");
+    let output = run(&mut with_sas(&full, &["save", "--key", "k", "--chunk-size", CHUNK_SIZE, "tree", "--json"]), 0);
+    no_secrets("save", &output, &full);
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((number(&report, "files"), number(&report, "symlinks")), (7, 1), "{report}");
+    assert_eq!(number(&report, "new_chunks"), number(&report, "unique_chunks"), "{report}");
+
+    // The same token with the leading `?` the portal sometimes shows.
+    let out = dir.path().join("out");
+    let output = run(with_sas(&format!("?{full}"), &["restore", "--key", "k", "--json"]).arg(&out), 0);
+    no_secrets("restore", &output, &full);
+    let restored: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(restored["outcome"], "hit", "{restored}");
+    assert_eq!(restored["warnings"], serde_json::json!([]), "{restored}");
+    assert_same_tree("SAS restore", &snapshot(&out.join("tree")), &saved);
+
+    // Read and list only: a restore works, and only recording the use (a write) is refused, as a warning.
+    // This one is given unencoded (`se=…T12:00:00Z&sig=…=`), as some tools print it.
+    let read_only = account_sas(azurite.account, azurite.key, "rl");
+    let read_only: String = url::form_urlencoded::parse(read_only.as_bytes())
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    assert!(read_only.contains(':') && read_only.ends_with('='), "{read_only}");
+    let out = dir.path().join("out-read-only");
+    let output = run(with_sas(&read_only, &["restore", "--key", "k", "--json"]).arg(&out), 0);
+    no_secrets("read-only restore", &output, &read_only);
+    let restored: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(restored["outcome"], "hit", "{restored}");
+    assert_same_tree("read-only SAS restore", &snapshot(&out.join("tree")), &saved);
+    let warnings = restored["warnings"].to_string();
+    assert!(warnings.contains("could not record that \\\"k\\\" was used"), "{restored}");
+
+    // A save needs writes: it fails, says the credentials were refused, and prints nothing on stdout.
+    fs::write(work.join("tree/lib/new.jar"), noise(100_000, 61)).unwrap();
+    let output = run(&mut with_sas(&read_only, &["save", "--key", "k2", "tree"]), 1);
+    no_secrets("read-only save", &output, &read_only);
+    let message = stderr(&output);
+    assert!(message.contains("the store refused the credentials") && message.contains("SAS token"), "{message}");
+    assert!(message.contains("AuthorizationPermissionMismatch"), "Azure's reason is kept: {message}");
+    assert!(output.stdout.is_empty(), "nothing on stdout on failure");
+
+    // A well-formed SAS signed with another key is refused on the first read: Azurite checks signatures.
+    let forged = account_sas(
+        azurite.account,
+        "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3ODk6Kw==",
+        "rwdlac",
+    );
+    let output = run(with_sas(&forged, &["restore", "--key", "k"]).arg(dir.path().join("out-forged")), 1);
+    no_secrets("forged restore", &output, &forged);
+    let message = stderr(&output);
+    assert!(message.contains("the store refused the credentials"), "{message}");
+    assert!(!dir.path().join("out-forged").exists(), "a failed restore created its destination");
+}
