@@ -394,19 +394,28 @@ impl Store {
 /// unreachable endpoint. Matched on the backend's own error text, which names the cause.
 fn hint_for(error: &object_store::Error) -> &'static str {
     let text = format!("{error:?}");
-    if matches!(error, object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. })
-        || [
-            "AuthenticationFailed",
-            "AuthorizationFailure",
-            "InvalidAccessKeyId",
-            "SignatureDoesNotMatch",
-            "403 Forbidden",
-        ]
+    if ["AuthorizationPermissionMismatch", "AuthorizationResourceTypeMismatch", "AuthorizationServiceMismatch"]
         .iter()
         .any(|needle| text.contains(needle))
     {
-        ": the store refused the credentials; check the account key or SAS token (AZURE_STORAGE_KEY, plugin \
-         account_key) or the AWS keys (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, plugin access_key/secret_key)"
+        ": the store refused the credentials for this operation: they are valid but lack a permission it \
+         needs (a SAS token used for saves needs sp=racwl); check AZURE_STORAGE_SAS_TOKEN (plugin sas_token)"
+    } else if matches!(
+        error,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    ) || [
+        "AuthenticationFailed",
+        "AuthorizationFailure",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "403 Forbidden",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
+    {
+        ": the store refused the credentials; check the account key or SAS token (AZURE_STORAGE_KEY or \
+         AZURE_STORAGE_SAS_TOKEN, plugin account_key or sas_token) or the AWS keys \
+         (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, plugin access_key/secret_key)"
     } else if is_missing_bucket(error) {
         ": the container or bucket does not exist; create it, or for Azure give an account key so chunkcache \
          can create it"
