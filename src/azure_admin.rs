@@ -418,7 +418,7 @@ fn http_date(time: SystemTime) -> String {
 }
 
 /// (year, month 1–12, day 1–31) of the day `days` after 1970-01-01 (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468;
     let era = z / 146_097;
     let doe = z % 146_097;
