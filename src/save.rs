@@ -91,6 +91,12 @@ pub enum SaveError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The tree cannot be represented (a bug, or a tree changing under the save).
+    #[error("the saved tree would not restore ({reason}); nothing was committed")]
+    Invalid {
+        /// The rule the manifest would break.
+        reason: String,
+    },
     /// A file changed size while it was being saved.
     #[error("{path} changed while it was being saved; save again once nothing writes to it")]
     FileChanged {
@@ -158,6 +164,9 @@ pub async fn save(store: &Store, options: &SaveOptions, progress: &dyn Progress)
         .map(|(id, len)| ChunkRef { id, len, stored_len: stored_lengths.get(&id).copied().unwrap_or(0) })
         .collect();
     let manifest = build_manifest(options, started_at_ms, params, &scan.entries, chunks);
+    // What restores will check, checked before committing: a manifest no restore accepts must
+    // never become the key's latest.
+    manifest.validate().map_err(|reason| SaveError::Invalid { reason })?;
     let summary = manifest.summary();
     store.put_manifest(&options.key, manifest.encode()).await?;
 

@@ -88,10 +88,19 @@ pub fn scan(mounts: &[PathBuf], options: &WalkOptions) -> Result<Scan, WalkError
     let entries = Mutex::new(Vec::new());
     let skipped = Mutex::new(Vec::new());
     let errors = Mutex::new(Vec::new());
-    for (index, root) in mounts.iter().enumerate() {
-        if std::fs::symlink_metadata(root).is_err() {
-            return Err(WalkError::MissingMount { path: root.clone() });
-        }
+    for (index, given) in mounts.iter().enumerate() {
+        let Ok(metadata) = std::fs::symlink_metadata(given) else {
+            return Err(WalkError::MissingMount { path: given.clone() });
+        };
+        // A mount that is itself a symlink (a cache folder linked to another disk) is followed:
+        // the cache is what it points to. Symlinks below it are recorded, never followed.
+        let resolved;
+        let root = if metadata.file_type().is_symlink() {
+            resolved = std::fs::canonicalize(given).map_err(|_| WalkError::MissingMount { path: given.clone() })?;
+            &resolved
+        } else {
+            given
+        };
         WalkBuilder::new(root).standard_filters(false).follow_links(false).threads(2).build_parallel().run(|| {
             Box::new(|result| {
                 let entry = match result {
@@ -202,6 +211,21 @@ mod tests {
         let entries = scan(std::slice::from_ref(&root), &WalkOptions::default()).unwrap().entries;
         assert_eq!(entries[1].kind, ScannedKind::File(5));
         assert_eq!(entries[5].kind, ScannedKind::Symlink(b"../a.txt".to_vec()));
+    }
+
+    #[test]
+    fn a_mount_that_is_a_symlink_is_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("real/sub")).unwrap();
+        std::fs::write(dir.path().join("real/sub/f"), b"x").unwrap();
+        std::os::unix::fs::symlink("real", dir.path().join("link")).unwrap();
+        let entries = scan(&[dir.path().join("link")], &WalkOptions::default()).unwrap().entries;
+        let paths: Vec<&[u8]> = entries.iter().map(|e| e.path.as_slice()).collect();
+        assert_eq!(paths, [&b""[..], b"sub", b"sub/f"]);
+        assert_eq!(entries[0].kind, ScannedKind::Dir);
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink("nowhere", &dangling).unwrap();
+        assert!(matches!(scan(&[dangling], &WalkOptions::default()), Err(WalkError::MissingMount { .. })));
     }
 
     #[test]
