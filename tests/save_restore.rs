@@ -557,3 +557,17 @@ mod property {
         }
     }
 }
+
+#[test]
+fn a_symlinked_mount_saves_what_it_points_to() {
+    let dir = scratch();
+    let (work, store) = (dir.path().join("work"), dir.path().join("store"));
+    fs::create_dir_all(work.join("disk/gradle/caches")).unwrap();
+    fs::write(work.join("disk/gradle/caches/a.bin"), b"on another disk").unwrap();
+    std::os::unix::fs::symlink("disk/gradle", work.join("gradle-home")).unwrap();
+    run(chunkcache(&work).args(["save", "--key", "k", "--store", &store_url(&store), "gradle-home"]), 0);
+    let out = dir.path().join("out");
+    run(chunkcache(&work).args(["restore", "--key", "k", "--store", &store_url(&store)]).arg(&out), 0);
+    assert!(out.join("gradle-home").symlink_metadata().unwrap().is_dir());
+    assert_eq!(fs::read(out.join("gradle-home/caches/a.bin")).unwrap(), b"on another disk");
+}
