@@ -235,3 +235,32 @@ fn a_restore_writes_only_into_the_mounts_the_step_names() {
     assert_code(&ws.step(&azurite, "PLUGIN_RESTORE", &[("PLUGIN_MOUNT", &mount)]), 0);
     assert_eq!(fs::read(ws.gradle.join("caches/modules-2/a.bin")).unwrap(), b"cached");
 }
+
+#[test]
+fn the_filesystem_backend_with_relative_mounts_and_local_root() {
+    let dir = scratch();
+    let (workspace, cache_root) = (dir.path().join("drone/src"), dir.path().join("cache"));
+    fs::create_dir_all(workspace.join("project/.gradle/caches")).unwrap();
+    fs::write(workspace.join("project/.gradle/caches/dep.jar"), b"jar bytes").unwrap();
+    let step = |mode: &str| {
+        let mut command = chunkcache(&workspace);
+        command.arg("plugin").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).envs([
+            (mode, "true"),
+            ("PLUGIN_BACKEND", "filesystem"),
+            ("PLUGIN_FILESYSTEM_CACHE_ROOT", cache_root.to_str().unwrap()),
+            ("PLUGIN_LOCAL_ROOT", "project"),
+            ("PLUGIN_MOUNT", ".gradle/caches"),
+            ("PLUGIN_CACHE_KEY", "gradle-{{ .Commit.Branch }}"),
+            ("DRONE_REPO_NAME", "app"),
+            ("DRONE_COMMIT_BRANCH", "dev"),
+        ]);
+        command.output().unwrap()
+    };
+    assert_code(&step("PLUGIN_REBUILD"), 0);
+    assert!(cache_root.join("manifests/app/gradle-dev").is_file(), "keys are namespaced by the repository");
+    fs::remove_dir_all(workspace.join("project/.gradle")).unwrap();
+    let restored = step("PLUGIN_RESTORE");
+    assert_code(&restored, 0);
+    assert!(stderr(&restored).contains("cache hit"), "{}", stderr(&restored));
+    assert_eq!(fs::read(workspace.join("project/.gradle/caches/dep.jar")).unwrap(), b"jar bytes");
+}
