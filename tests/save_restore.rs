@@ -8,7 +8,9 @@ use std::path::Path;
 
 use filetime::FileTime;
 
-use crate::util::{chunk_objects, chunkcache, noise, run, run_json, scratch, snapshot, stderr, store_url};
+use crate::util::{
+    chunk_objects, chunkcache, chunkcache_on, noise, run, run_json, scratch, snapshot, stderr, store_url,
+};
 
 /// A tree with every kind of entry a restore must reproduce.
 fn odd_tree(root: &Path) {
@@ -40,23 +42,19 @@ fn round_trip_is_byte_exact_with_modes_mtimes_symlinks_and_odd_names() {
     odd_tree(&work.join("tree"));
     let before = snapshot(&work.join("tree"));
     // A 64 KiB average makes big.bin span several max-size (256 KiB) chunks.
-    let report = run_json(
-        chunkcache(&work).args(["save", "--key", "k", "--chunk-size", "64K", "--store", &store_url(&store), "tree"]),
-        0,
-    );
+    let report = run_json(&mut chunkcache_on(&work, &store, &["save", "--key", "k", "--chunk-size", "64K", "tree"]), 0);
     assert_eq!(report["files"], 7);
     assert_eq!(report["symlinks"], 3);
     assert!(report["chunks"].as_u64().unwrap() >= 5, "{report}");
 
     let out = dir.path().join("out");
-    let restored =
-        run_json(chunkcache(&work).args(["restore", "--key", "k", "--store", &store_url(&store)]).arg(&out), 0);
+    let restored = run_json(chunkcache_on(&work, &store, &["restore", "--key", "k"]).arg(&out), 0);
     assert_eq!(restored["outcome"], "hit");
     assert_eq!(snapshot(&out.join("tree")), before);
 
     // Restoring to the original path (no DEST) after deleting it reproduces it too.
     fs::remove_dir_all(work.join("tree")).unwrap();
-    run(chunkcache(&work).args(["restore", "--key", "k", "--store", &store_url(&store)]), 0);
+    run(&mut chunkcache_on(&work, &store, &["restore", "--key", "k"]), 0);
     assert_eq!(snapshot(&work.join("tree")), before);
 }
 
@@ -71,12 +69,12 @@ fn many_small_files_share_chunks() {
         }
         fs::write(sub.join(format!("f{i}.class")), format!("class {i} {{ constant pool {} }}", i * 7919)).unwrap();
     }
-    let report = run_json(chunkcache(&work).args(["save", "--key", "small", "--store", &store_url(&store), "tree"]), 0);
+    let report = run_json(&mut chunkcache_on(&work, &store, &["save", "--key", "small", "tree"]), 0);
     assert_eq!(report["files"], 100_000);
     let objects = chunk_objects(&store).len();
     assert!(objects < 1_000, "100k small files became {objects} chunk objects");
     let out = dir.path().join("out");
-    run(chunkcache(&work).args(["restore", "--key", "small", "--store", &store_url(&store)]).arg(&out), 0);
+    run(chunkcache_on(&work, &store, &["restore", "--key", "small"]).arg(&out), 0);
     assert_eq!(
         fs::read(out.join("tree/123/f99623.class")).unwrap(),
         format!("class 99623 {{ constant pool {} }}", 99623u64 * 7919).as_bytes()
@@ -126,26 +124,23 @@ fn incremental_restore_rewrites_only_changed_files_and_mirror_removes_extras() {
     for i in 0..30u64 {
         fs::write(tree.join(format!("d/f{i}")), noise(200_000, i + 1)).unwrap();
     }
-    run(chunkcache(&work).args(["save", "--key", "k", "--store", &store_url(&store), "tree"]), 0);
+    run(&mut chunkcache_on(&work, &store, &["save", "--key", "k", "tree"]), 0);
     let saved = snapshot(&tree);
     let out = dir.path().join("out");
-    run(chunkcache(&work).args(["restore", "--key", "k", "--store", &store_url(&store)]).arg(&out), 0);
+    run(chunkcache_on(&work, &store, &["restore", "--key", "k"]).arg(&out), 0);
 
     // Damage the restored copy: change a file, delete one, add an extra file and directory.
     fs::write(out.join("tree/d/f1"), b"local edit").unwrap();
     fs::remove_file(out.join("tree/d/f2")).unwrap();
     fs::write(out.join("tree/d/extra"), b"not in cache").unwrap();
     fs::create_dir_all(out.join("tree/extra-dir/x")).unwrap();
-    let again = run_json(chunkcache(&work).args(["restore", "--key", "k", "--store", &store_url(&store)]).arg(&out), 0);
+    let again = run_json(chunkcache_on(&work, &store, &["restore", "--key", "k"]).arg(&out), 0);
     assert_eq!(again["files_written"], 2, "{again}");
     assert_eq!(again["files_unchanged"], 28, "{again}");
     assert!(again["chunks_fetched"].as_u64().unwrap() <= 4, "{again}");
     assert!(out.join("tree/d/extra").exists(), "without --mirror extras stay");
 
-    let mirrored = run_json(
-        chunkcache(&work).args(["restore", "--mirror", "--key", "k", "--store", &store_url(&store)]).arg(&out),
-        0,
-    );
+    let mirrored = run_json(chunkcache_on(&work, &store, &["restore", "--mirror", "--key", "k"]).arg(&out), 0);
     assert_eq!(mirrored["files_written"], 0);
     assert_eq!(mirrored["removed"], 2);
     assert_eq!(snapshot(&out.join("tree")), saved);
@@ -157,41 +152,30 @@ fn hit_fallback_and_miss_are_distinct() {
     let (work, store) = (dir.path().join("work"), dir.path().join("store"));
     fs::create_dir_all(work.join("tree")).unwrap();
     fs::write(work.join("tree/f"), b"one").unwrap();
-    run(chunkcache(&work).args(["save", "--key", "repo/main-aaa", "--store", &store_url(&store), "tree"]), 0);
+    run(&mut chunkcache_on(&work, &store, &["save", "--key", "repo/main-aaa", "tree"]), 0);
     fs::write(work.join("tree/f"), b"two").unwrap();
-    run(chunkcache(&work).args(["save", "--key", "repo/main-bbb", "--store", &store_url(&store), "tree"]), 0);
-    run(chunkcache(&work).args(["save", "--key", "repo/main2-ccc", "--store", &store_url(&store), "tree"]), 0);
+    run(&mut chunkcache_on(&work, &store, &["save", "--key", "repo/main-bbb", "tree"]), 0);
+    run(&mut chunkcache_on(&work, &store, &["save", "--key", "repo/main2-ccc", "tree"]), 0);
 
     let out = dir.path().join("out");
-    let hit = run_json(
-        chunkcache(&work).args(["restore", "--key", "repo/main-aaa", "--store", &store_url(&store)]).arg(&out),
-        0,
-    );
+    let hit = run_json(chunkcache_on(&work, &store, &["restore", "--key", "repo/main-aaa"]).arg(&out), 0);
     assert_eq!(hit["restored_key"], "repo/main-aaa");
     assert_eq!(fs::read(out.join("tree/f")).unwrap(), b"one");
 
     let fallback = run(
-        chunkcache(&work)
-            .args([
-                "restore",
-                "--key",
-                "repo/main-zzz",
-                "--restore-key",
-                "repo/nope-",
-                "--restore-key",
-                "repo/main-",
-                "--store",
-                &store_url(&store),
-            ])
-            .arg(&out),
+        chunkcache_on(
+            &work,
+            &store,
+            &["restore", "--key", "repo/main-zzz", "--restore-key", "repo/nope-", "--restore-key", "repo/main-"],
+        )
+        .arg(&out),
         3,
     );
     assert!(stderr(&fallback).contains("fallback hit: restored \"repo/main-bbb\""), "{}", stderr(&fallback));
     assert_eq!(fs::read(out.join("tree/f")).unwrap(), b"two");
 
     let miss = run(
-        chunkcache(&work)
-            .args(["restore", "--key", "other", "--restore-key", "x-", "--store", &store_url(&store)])
+        chunkcache_on(&work, &store, &["restore", "--key", "other", "--restore-key", "x-"])
             .arg(dir.path().join("none")),
         4,
     );
@@ -205,7 +189,7 @@ fn corrupt_or_missing_chunks_are_named_and_never_land() {
     let (work, store) = (dir.path().join("work"), dir.path().join("store"));
     fs::create_dir_all(work.join("tree")).unwrap();
     fs::write(work.join("tree/data.bin"), noise(50_000, 5)).unwrap();
-    run(chunkcache(&work).args(["save", "--key", "k", "--store", &store_url(&store), "tree"]), 0);
+    run(&mut chunkcache_on(&work, &store, &["save", "--key", "k", "tree"]), 0);
     let objects = chunk_objects(&store);
     assert_eq!(objects.len(), 1);
     let mut object = fs::read(&objects[0]).unwrap();
@@ -214,7 +198,7 @@ fn corrupt_or_missing_chunks_are_named_and_never_land() {
     fs::write(&objects[0], &object).unwrap();
 
     let out = dir.path().join("out");
-    let failed = run(chunkcache(&work).args(["restore", "--key", "k", "--store", &store_url(&store)]).arg(&out), 1);
+    let failed = run(chunkcache_on(&work, &store, &["restore", "--key", "k"]).arg(&out), 1);
     let message = stderr(&failed);
     let name = objects[0].file_name().unwrap().to_str().unwrap();
     assert!(message.contains("corrupt") && message.contains(&name[..12]) && message.contains("data.bin"), "{message}");
@@ -222,7 +206,7 @@ fn corrupt_or_missing_chunks_are_named_and_never_land() {
     assert!(leftovers.is_empty(), "nothing may land, found {leftovers:?}");
 
     fs::remove_file(&objects[0]).unwrap();
-    let failed = run(chunkcache(&work).args(["restore", "--key", "k", "--store", &store_url(&store)]).arg(&out), 1);
+    let failed = run(chunkcache_on(&work, &store, &["restore", "--key", "k"]).arg(&out), 1);
     assert!(stderr(&failed).contains("missing from the store"), "{}", stderr(&failed));
 }
 
@@ -264,13 +248,12 @@ fn hostile_manifests_are_rejected_before_anything_is_written() {
         fs::create_dir_all(store.join("manifests")).unwrap();
         fs::write(store.join("manifests").join(key), manifest.encode()).unwrap();
         let out = dir.path().join("out");
-        let failed =
-            run(chunkcache(dir.path()).args(["restore", "--key", key, "--store", &store_url(&store)]).arg(&out), 1);
+        let failed = run(chunkcache_on(dir.path(), &store, &["restore", "--key", key]).arg(&out), 1);
         assert!(stderr(&failed).contains("is invalid"), "{key}: {}", stderr(&failed));
         assert!(!out.exists(), "{key}: nothing may be written");
     }
     fs::write(store.join("manifests/garbage"), b"CCMANIFEST\x01\x00not zstd").unwrap();
-    let failed = run(chunkcache(dir.path()).args(["restore", "--key", "garbage", "--store", &store_url(&store)]), 1);
+    let failed = run(&mut chunkcache_on(dir.path(), &store, &["restore", "--key", "garbage"]), 1);
     assert!(stderr(&failed).contains("corrupt"), "{}", stderr(&failed));
 }
 
@@ -280,26 +263,20 @@ fn store_config_guards_chunker_params_and_format() {
     let (work, store) = (dir.path().join("work"), dir.path().join("store"));
     fs::create_dir_all(work.join("tree")).unwrap();
     fs::write(work.join("tree/f"), b"x").unwrap();
-    run(
-        chunkcache(&work).args(["save", "--key", "a", "--chunk-size", "64K", "--store", &store_url(&store), "tree"]),
-        0,
-    );
+    run(&mut chunkcache_on(&work, &store, &["save", "--key", "a", "--chunk-size", "64K", "tree"]), 0);
     let config: serde_json::Value = serde_json::from_slice(&fs::read(store.join("chunkcache.json")).unwrap()).unwrap();
     assert_eq!(config["chunker"]["avg_size"], 65536);
-    let mismatch = run(
-        chunkcache(&work).args(["save", "--key", "b", "--chunk-size", "128K", "--store", &store_url(&store), "tree"]),
-        1,
-    );
+    let mismatch = run(&mut chunkcache_on(&work, &store, &["save", "--key", "b", "--chunk-size", "128K", "tree"]), 1);
     assert!(stderr(&mismatch).contains("chunker parameters"), "{}", stderr(&mismatch));
     // Without --chunk-size a client takes the store's parameters.
-    run(chunkcache(&work).args(["save", "--key", "b", "--store", &store_url(&store), "tree"]), 0);
+    run(&mut chunkcache_on(&work, &store, &["save", "--key", "b", "tree"]), 0);
 
     fs::write(
         store.join("chunkcache.json"),
         br#"{"format": 99, "chunker": {"min_size": 16384, "avg_size": 65536, "max_size": 262144}}"#,
     )
     .unwrap();
-    let newer = run(chunkcache(&work).args(["save", "--key", "c", "--store", &store_url(&store), "tree"]), 1);
+    let newer = run(&mut chunkcache_on(&work, &store, &["save", "--key", "c", "tree"]), 1);
     assert!(stderr(&newer).contains("upgrade chunkcache"), "{}", stderr(&newer));
 }
 
@@ -309,8 +286,7 @@ fn bad_input_gets_clear_errors_and_commits_nothing() {
     let (work, store) = (dir.path().join("work"), dir.path().join("store"));
     fs::create_dir_all(work.join("tree")).unwrap();
     fs::write(work.join("tree/f"), b"x").unwrap();
-    let missing =
-        run(chunkcache(&work).args(["save", "--key", "k", "--store", &store_url(&store), "tree", "no-such-dir"]), 1);
+    let missing = run(&mut chunkcache_on(&work, &store, &["save", "--key", "k", "tree", "no-such-dir"]), 1);
     assert!(
         stderr(&missing).contains("no-such-dir") && stderr(&missing).contains("check the mount path"),
         "{}",
@@ -318,18 +294,15 @@ fn bad_input_gets_clear_errors_and_commits_nothing() {
     );
     assert!(!store.join("manifests/k").exists());
 
-    let bad_key = run(chunkcache(&work).args(["save", "--key", "a/../b", "--store", &store_url(&store), "tree"]), 1);
+    let bad_key = run(&mut chunkcache_on(&work, &store, &["save", "--key", "a/../b", "tree"]), 1);
     assert!(stderr(&bad_key).contains("invalid cache key"), "{}", stderr(&bad_key));
 
-    run(chunkcache(&work).args(["save", "--key", "k", "--store", &store_url(&store), "tree"]), 0);
+    run(&mut chunkcache_on(&work, &store, &["save", "--key", "k", "tree"]), 0);
     fs::write(dir.path().join("a-file"), b"").unwrap();
-    let unwritable = run(
-        chunkcache(&work).args(["restore", "--key", "k", "--store", &store_url(&store)]).arg(dir.path().join("a-file")),
-        1,
-    );
+    let unwritable = run(chunkcache_on(&work, &store, &["restore", "--key", "k"]).arg(dir.path().join("a-file")), 1);
     assert!(stderr(&unwritable).contains("cannot write"), "{}", stderr(&unwritable));
 
-    let no_key = run(chunkcache(&work).args(["show", "--key", "nope", "--store", &store_url(&store)]), 1);
+    let no_key = run(&mut chunkcache_on(&work, &store, &["show", "--key", "nope"]), 1);
     assert!(stderr(&no_key).contains("chunkcache list"), "{}", stderr(&no_key));
 }
 
@@ -339,13 +312,13 @@ fn list_and_show_report_keys() {
     let (work, store) = (dir.path().join("work"), dir.path().join("store"));
     fs::create_dir_all(work.join("tree")).unwrap();
     fs::write(work.join("tree/f"), noise(10_000, 3)).unwrap();
-    run(chunkcache(&work).args(["save", "--key", "team/one", "--store", &store_url(&store), "tree"]), 0);
-    run(chunkcache(&work).args(["save", "--key", "team/two", "--store", &store_url(&store), "tree"]), 0);
-    let listed = run_json(chunkcache(&work).args(["list", "--store", &store_url(&store)]), 0);
+    run(&mut chunkcache_on(&work, &store, &["save", "--key", "team/one", "tree"]), 0);
+    run(&mut chunkcache_on(&work, &store, &["save", "--key", "team/two", "tree"]), 0);
+    let listed = run_json(&mut chunkcache_on(&work, &store, &["list"]), 0);
     let keys: Vec<&str> = listed.as_array().unwrap().iter().map(|m| m["key"].as_str().unwrap()).collect();
     assert_eq!(keys.len(), 2);
     assert!(keys.contains(&"team/one") && keys.contains(&"team/two"));
-    let shown = run_json(chunkcache(&work).args(["show", "--key", "team/two", "--store", &store_url(&store)]), 0);
+    let shown = run_json(&mut chunkcache_on(&work, &store, &["show", "--key", "team/two"]), 0);
     assert_eq!(shown["summary"]["files"], 1);
     assert_eq!(shown["summary"]["bytes"], 10_000);
     assert_eq!(shown["mounts"][0], "tree");
@@ -375,17 +348,15 @@ fn a_killed_save_commits_no_manifest() {
     let dir = scratch();
     let (work, store) = (dir.path().join("work"), dir.path().join("store"));
     big_tree(&work.join("tree"));
-    let mut child = chunkcache(&work)
-        .args(["save", "--key", "k", "--concurrency", "1", "--store", &store_url(&store), "tree"])
-        .spawn()
-        .unwrap();
+    let mut child =
+        chunkcache_on(&work, &store, &["save", "--key", "k", "--concurrency", "1", "tree"]).spawn().unwrap();
     wait_for(|| !chunk_objects(&store).is_empty());
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!store.join("manifests/k").exists(), "a killed save must leave no manifest");
     // The chunks it did upload are reused by the next save.
     let uploaded_before = chunk_objects(&store).len();
-    let report = run_json(chunkcache(&work).args(["save", "--key", "k", "--store", &store_url(&store), "tree"]), 0);
+    let report = run_json(&mut chunkcache_on(&work, &store, &["save", "--key", "k", "tree"]), 0);
     assert!(
         report["unique_chunks"].as_u64().unwrap() - report["new_chunks"].as_u64().unwrap()
             >= uploaded_before as u64 - 1
@@ -397,13 +368,10 @@ fn a_killed_restore_leaves_no_partial_file_under_a_final_name() {
     let dir = scratch();
     let (work, store) = (dir.path().join("work"), dir.path().join("store"));
     big_tree(&work.join("tree"));
-    run(chunkcache(&work).args(["save", "--key", "k", "--store", &store_url(&store), "tree"]), 0);
+    run(&mut chunkcache_on(&work, &store, &["save", "--key", "k", "tree"]), 0);
     let out = dir.path().join("out");
-    let mut child = chunkcache(&work)
-        .args(["restore", "--key", "k", "--concurrency", "1", "--store", &store_url(&store)])
-        .arg(&out)
-        .spawn()
-        .unwrap();
+    let mut child =
+        chunkcache_on(&work, &store, &["restore", "--key", "k", "--concurrency", "1"]).arg(&out).spawn().unwrap();
     // Files are written in path order: kill once the first directory has a file.
     wait_for(|| fs::read_dir(out.join("tree/d0")).is_ok_and(|mut d| d.next().is_some()));
     child.kill().unwrap();
@@ -426,7 +394,7 @@ fn a_killed_restore_leaves_no_partial_file_under_a_final_name() {
     }
     assert!(checked < 64, "the restore finished before it was killed; nothing was tested");
     // Restoring again completes the tree.
-    run(chunkcache(&work).args(["restore", "--key", "k", "--store", &store_url(&store)]).arg(&out), 0);
+    run(chunkcache_on(&work, &store, &["restore", "--key", "k"]).arg(&out), 0);
     assert_eq!(snapshot(&out.join("tree")), snapshot(&work.join("tree")));
 }
 
@@ -439,10 +407,7 @@ fn duplicate_content_is_uploaded_and_fetched_once() {
     fs::write(work.join("tree/repeated.bin"), block.repeat(4)).unwrap();
     fs::write(work.join("tree/a.jar"), noise(700_000, 78)).unwrap();
     fs::write(work.join("tree/copy/a.jar"), noise(700_000, 78)).unwrap();
-    let saved = run_json(
-        chunkcache(&work).args(["save", "--key", "k", "--chunk-size", "64K", "--store", &store_url(&store), "tree"]),
-        0,
-    );
+    let saved = run_json(&mut chunkcache_on(&work, &store, &["save", "--key", "k", "--chunk-size", "64K", "tree"]), 0);
     let stored = chunk_objects(&store).len() as u64;
     assert_eq!(saved["new_chunks"].as_u64().unwrap(), stored, "{saved}");
     assert_eq!(saved["unique_chunks"].as_u64().unwrap(), stored);
@@ -450,8 +415,7 @@ fn duplicate_content_is_uploaded_and_fetched_once() {
     assert_eq!(saved["requests"]["put"].as_u64().unwrap(), stored + 2, "config + chunks + manifest");
 
     let out = dir.path().join("out");
-    let restored =
-        run_json(chunkcache(&work).args(["restore", "--key", "k", "--store", &store_url(&store)]).arg(&out), 0);
+    let restored = run_json(chunkcache_on(&work, &store, &["restore", "--key", "k"]).arg(&out), 0);
     assert_eq!(restored["chunks_fetched"].as_u64().unwrap(), stored, "{restored}");
     assert_eq!(snapshot(&out.join("tree")), snapshot(&work.join("tree")));
 }
@@ -565,9 +529,9 @@ fn a_symlinked_mount_saves_what_it_points_to() {
     fs::create_dir_all(work.join("disk/gradle/caches")).unwrap();
     fs::write(work.join("disk/gradle/caches/a.bin"), b"on another disk").unwrap();
     std::os::unix::fs::symlink("disk/gradle", work.join("gradle-home")).unwrap();
-    run(chunkcache(&work).args(["save", "--key", "k", "--store", &store_url(&store), "gradle-home"]), 0);
+    run(&mut chunkcache_on(&work, &store, &["save", "--key", "k", "gradle-home"]), 0);
     let out = dir.path().join("out");
-    run(chunkcache(&work).args(["restore", "--key", "k", "--store", &store_url(&store)]).arg(&out), 0);
+    run(chunkcache_on(&work, &store, &["restore", "--key", "k"]).arg(&out), 0);
     assert!(out.join("gradle-home").symlink_metadata().unwrap().is_dir());
     assert_eq!(fs::read(out.join("gradle-home/caches/a.bin")).unwrap(), b"on another disk");
 }

@@ -20,6 +20,13 @@ pub fn chunkcache(cwd: &Path) -> Command {
     command
 }
 
+/// The binary in `cwd` with `args`, on the local store folder `store`.
+pub fn chunkcache_on(cwd: &Path, store: &Path, args: &[&str]) -> Command {
+    let mut command = chunkcache(cwd);
+    command.args(args).arg("--store").arg(store_url(store));
+    command
+}
+
 /// Runs, asserts the exit code, returns the output.
 pub fn run(command: &mut Command, code: i32) -> Output {
     let output = command.output().expect("binary runs");
