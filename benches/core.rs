@@ -12,20 +12,14 @@ use chunkcache::manifest::{ChunkRef, Entry, EntryKind, Manifest, Mount, Timestam
 use chunkcache::restore::{RestoreTarget, plan};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
-const MIB: usize = 1 << 20;
+/// The integration tests' helpers, for their deterministic `noise`.
+#[allow(dead_code)]
+#[path = "../tests/util.rs"]
+mod util;
 
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+use util::noise;
+
+const MIB: usize = 1 << 20;
 
 /// Class-file-like bytes: repeated identifiers with some variation; compresses ~4×.
 fn text_like(len: usize) -> Vec<u8> {
