@@ -281,17 +281,30 @@ impl Manifest {
         Ok(())
     }
 
-    /// Drops the entries of mounts `keep` rejects (the chunk list stays whole). Returns the
-    /// dropped mounts' paths.
+    /// Drops the mounts `keep` rejects and their entries, renumbering the rest (the chunk list
+    /// stays whole). Returns the dropped mounts' paths.
     pub fn retain_mounts(&mut self, keep: impl Fn(&Mount) -> bool) -> Vec<String> {
-        let kept: Vec<bool> = self.mounts.iter().map(&keep).collect();
-        self.entries.retain(|entry| kept[entry.mount as usize]);
-        self.mounts
-            .iter()
-            .zip(&kept)
-            .filter(|(_, kept)| !**kept)
-            .map(|(mount, _)| String::from_utf8_lossy(&mount.path).into_owned())
-            .collect()
+        let mut renumbered = Vec::with_capacity(self.mounts.len());
+        let mut dropped = Vec::new();
+        let mut kept = Vec::with_capacity(self.mounts.len());
+        for mount in std::mem::take(&mut self.mounts) {
+            if keep(&mount) {
+                renumbered.push(Some(kept.len() as u32));
+                kept.push(mount);
+            } else {
+                renumbered.push(None);
+                dropped.push(String::from_utf8_lossy(&mount.path).into_owned());
+            }
+        }
+        self.mounts = kept;
+        self.entries.retain_mut(|entry| match renumbered[entry.mount as usize] {
+            Some(index) => {
+                entry.mount = index;
+                true
+            }
+            None => false,
+        });
+        dropped
     }
 
     /// The start offset of every chunk in the stream, plus the total length at the end.
@@ -468,9 +481,10 @@ pub(crate) mod tests {
         let mut manifest = sample();
         manifest.mounts.push(Mount { path: b"other".to_vec() });
         manifest.entries.push(Entry { mount: 1, path: Vec::new(), ..manifest.entries[0].clone() });
-        let dropped = manifest.retain_mounts(|m| m.path == b"caches");
-        assert_eq!(dropped, ["other"]);
-        assert!(manifest.entries.iter().all(|e| e.mount == 0) && manifest.entries.len() == 5);
+        let dropped = manifest.retain_mounts(|m| m.path == b"other");
+        assert_eq!(dropped, ["caches"]);
+        assert_eq!(manifest.mounts, [Mount { path: b"other".to_vec() }]);
+        assert!(manifest.entries.iter().all(|e| e.mount == 0) && manifest.entries.len() == 1);
     }
 
     #[test]

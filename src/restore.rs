@@ -13,18 +13,18 @@
 //! directories of the manifest). On disk, every directory of the manifest is made a real
 //! directory before anything is written into it, so no write goes through a symlink.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use filetime::FileTime;
 use futures::StreamExt;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -32,8 +32,9 @@ use tokio::sync::mpsc;
 
 use crate::codec::{self, CorruptChunk};
 use crate::id::ChunkId;
-use crate::manifest::{Entry, EntryKind, Manifest, ManifestError, Mount, Timestamp, chunk_span, parent_of};
+use crate::manifest::{ChunkRef, Entry, EntryKind, Manifest, ManifestError, Mount, Timestamp, chunk_span, parent_of};
 use crate::progress::Progress;
+use crate::safe_fs::{self, Resolver};
 use crate::store::{RequestSnapshot, Store, StoreError};
 
 /// Files are written by this many threads (file creation, not bandwidth, is the cost).
@@ -141,6 +142,21 @@ pub enum RestoreError {
         /// A file that needs it.
         path: PathBuf,
     },
+    /// A chunk decoded to another length than the manifest records: the manifest is damaged.
+    #[error(
+        "chunk {id} holds {actual} bytes but the manifest of {key:?} says {expected}: the manifest is damaged; \
+         save the cache again to replace it"
+    )]
+    WrongLength {
+        /// The chunk.
+        id: ChunkId,
+        /// The key whose manifest names it.
+        key: String,
+        /// The length the manifest records.
+        expected: u32,
+        /// The length of the verified chunk.
+        actual: usize,
+    },
     /// A local file-system operation failed.
     #[error("cannot write {path}")]
     Io {
@@ -194,18 +210,22 @@ pub async fn restore(
     report.bytes_written = plan.files.iter().map(|f| f.size).sum();
 
     let plan = Arc::new(plan);
-    {
-        let (plan, manifest_for_prepare) = (plan.clone(), manifest.clone());
-        report.removed += tokio::task::spawn_blocking(move || prepare_tree(&manifest_for_prepare, &plan))
+    let roots = {
+        let (plan, manifest, target) = (plan.clone(), manifest.clone(), options.target.clone());
+        let (roots, removed) = tokio::task::spawn_blocking(move || prepare_tree(&manifest, &plan, &target))
             .await
             .expect("preparing panicked")?;
-    }
+        report.removed += removed;
+        roots
+    };
     progress.phase("restoring", report.bytes_written);
-    report.chunks_fetched = write_files(store, &manifest, &plan, options.concurrency.max(1), progress).await?;
+    report.chunks_fetched =
+        write_files(store, &key, &manifest, &plan, &roots, options.concurrency.max(1), progress).await?;
     let (plan_for_finish, manifest_for_finish, mirror) = (plan.clone(), manifest.clone(), options.mirror);
-    report.removed += tokio::task::spawn_blocking(move || finish_tree(&manifest_for_finish, &plan_for_finish, mirror))
-        .await
-        .expect("finishing panicked")?;
+    report.removed +=
+        tokio::task::spawn_blocking(move || finish_tree(&manifest_for_finish, &plan_for_finish, &roots, mirror))
+            .await
+            .expect("finishing panicked")?;
 
     if let Err(err) = store.mark_used(&key).await {
         report.warnings.push(format!("could not record that {key:?} was used (GC may expire it early): {err}"));
@@ -247,8 +267,10 @@ pub fn at_boundary(prefix: &str, key: &str) -> bool {
 /// Work computed against the local tree, not yet done.
 #[derive(Debug)]
 pub struct RestorePlan {
-    /// The on-disk path of every manifest entry, by entry index.
+    /// The on-disk path of every manifest entry, by entry index (for messages).
     pub paths: Vec<PathBuf>,
+    /// The index of every entry's parent directory entry; `None` for a mount root.
+    pub parents: Vec<Option<usize>>,
     /// What to do per entry, by entry index.
     pub actions: Vec<Action>,
     /// Files to write, sorted by stream offset.
@@ -275,7 +297,7 @@ pub enum Action {
 pub struct FileJob {
     /// Entry index.
     pub entry: usize,
-    /// Final path.
+    /// Final path (for messages).
     pub path: PathBuf,
     /// Stream extent start.
     pub offset: u64,
@@ -287,22 +309,14 @@ pub struct FileJob {
     pub mtime: Timestamp,
 }
 
-/// Compares the manifest with the local tree.
+/// Compares the manifest with the local tree. Planning only reads; what it sees through a
+/// path is advice, never trusted by execution, which reaches every entry through directory
+/// handles that refuse symlinks ([`crate::safe_fs`]).
 ///
 /// # Errors
 /// [`RestoreError::Io`] when a target cannot be inspected.
 pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<RestorePlan, RestoreError> {
-    let roots: Vec<PathBuf> = manifest
-        .mounts
-        .iter()
-        .map(|mount| {
-            let saved = Path::new(OsStr::from_bytes(&mount.path));
-            match target {
-                RestoreTarget::Original(base) => base.join(saved),
-                RestoreTarget::Under(dir) => dir.join(saved.strip_prefix("/").unwrap_or(saved)),
-            }
-        })
-        .collect();
+    let roots: Vec<PathBuf> = manifest.mounts.iter().map(|mount| mount_root(target, mount)).collect();
     let paths: Vec<PathBuf> = manifest
         .entries
         .iter()
@@ -311,12 +325,28 @@ pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<RestorePlan, 
             if e.path.is_empty() { root.clone() } else { root.join(OsStr::from_bytes(&e.path)) }
         })
         .collect();
-    let actions = manifest
+    let index_of: HashMap<(u32, &[u8]), usize> =
+        manifest.entries.iter().enumerate().map(|(index, e)| ((e.mount, e.path.as_slice()), index)).collect();
+    let parents: Vec<Option<usize>> = manifest
+        .entries
+        .iter()
+        .map(|e| (!e.path.is_empty()).then(|| index_of[&(e.mount, parent_of(&e.path))]))
+        .collect();
+    let follow_roots = matches!(target, RestoreTarget::Original(_));
+    let mut actions = manifest
         .entries
         .par_iter()
         .zip(paths.par_iter())
-        .map(|(entry, path)| compare(entry, path))
+        .map(|(entry, path)| compare(entry, path, follow_roots && entry.path.is_empty()))
         .collect::<Result<Vec<_>, _>>()?;
+    // What was seen below a folder that is missing or in the way (a file, or a symlink that a
+    // path lookup went through) says nothing about the restored tree: all of it is created.
+    // Parents come before their children in the manifest's order.
+    for index in 0..actions.len() {
+        if parents[index].is_some_and(|parent| matches!(actions[parent], Action::Create | Action::Replace)) {
+            actions[index] = Action::Create;
+        }
+    }
     let mut files: Vec<FileJob> = manifest
         .entries
         .iter()
@@ -339,15 +369,31 @@ pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<RestorePlan, 
     let mut chunks: Vec<usize> = files.iter().flat_map(|f| chunk_span(&offsets, f.offset, f.size)).collect();
     chunks.sort_unstable();
     chunks.dedup();
-    Ok(RestorePlan { paths, actions, files, chunks })
+    Ok(RestorePlan { paths, parents, actions, files, chunks })
 }
 
-fn compare(entry: &Entry, path: &Path) -> Result<Action, RestoreError> {
-    // A mount root may be a symlink to a directory (the user's own layout); nothing below may.
-    let found = if entry.path.is_empty() { fs::metadata(path) } else { fs::symlink_metadata(path) };
+/// Where a mount's root lands on disk.
+fn mount_root(target: &RestoreTarget, mount: &Mount) -> PathBuf {
+    let saved = Path::new(OsStr::from_bytes(&mount.path));
+    match target {
+        RestoreTarget::Original(base) => base.join(saved),
+        RestoreTarget::Under(dir) => dir.join(saved.strip_prefix("/").unwrap_or(saved)),
+    }
+}
+
+fn compare(entry: &Entry, path: &Path, follow: bool) -> Result<Action, RestoreError> {
+    // A mount root restored where it was saved from may be the user's own symlink to a
+    // directory; nothing else is looked at through a link.
+    let found = if follow { fs::metadata(path) } else { fs::symlink_metadata(path) };
     let found = match found {
         Ok(found) => found,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Action::Create),
+        Err(err)
+            if err.kind() == std::io::ErrorKind::NotFound
+                || err.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error())
+                || err.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) =>
+        {
+            return Ok(Action::Create);
+        }
         Err(err) => return Err(io_error(path)(err)),
     };
     let same_meta = found.mode() & 0o7777 == entry.mode && mtime_of(&found) == entry.mtime;
@@ -377,91 +423,181 @@ fn mtime_of(metadata: &fs::Metadata) -> Timestamp {
     Timestamp { secs: metadata.mtime(), nanos: metadata.mtime_nsec() as u32 }
 }
 
-fn file_time(mtime: Timestamp) -> FileTime {
-    FileTime::from_unix_time(mtime.secs, mtime.nanos)
-}
-
-/// Removes what is in the way, then creates directories and symlinks, parents first.
-/// Returns the number of entries removed.
-fn prepare_tree(manifest: &Manifest, plan: &RestorePlan) -> Result<u64, RestoreError> {
+/// Opens every mount root (creating what is missing), then removes what is in the way and
+/// creates directories and symlinks, parents first, all through directory handles that
+/// refuse symlinks. Returns the root handles, by mount, and the number of entries removed.
+fn prepare_tree(
+    manifest: &Manifest,
+    plan: &RestorePlan,
+    target: &RestoreTarget,
+) -> Result<(Arc<Vec<OwnedFd>>, u64), RestoreError> {
     let mut removed = 0;
-    for ((entry, path), action) in manifest.entries.iter().zip(&plan.paths).zip(&plan.actions) {
-        if *action == Action::Replace {
-            let existing = fs::symlink_metadata(path).map_err(io_error(path))?;
-            // Files and symlinks are replaced by rename; a directory in the way must go, and a
-            // non-directory where a directory belongs.
-            if existing.is_dir() {
-                fs::remove_dir_all(path).map_err(io_error(path))?;
-                removed += 1;
-            } else if matches!(entry.kind, EntryKind::Dir) {
-                fs::remove_file(path).map_err(io_error(path))?;
-                removed += 1;
-            }
+    let mut roots = Vec::with_capacity(manifest.mounts.len());
+    for (index, entry) in manifest.entries.iter().enumerate().filter(|(_, e)| e.path.is_empty()) {
+        let path = &plan.paths[index];
+        if plan.actions[index] == Action::Replace {
+            removed += 1;
         }
-        if !matches!(action, Action::Create | Action::Replace) {
+        let root = open_root(target, &manifest.mounts[entry.mount as usize], path, plan.actions[index])
+            .map_err(io_error(path))?;
+        roots.push(root);
+    }
+    let roots = Arc::new(roots);
+    let mut resolver = Resolver::new(roots.clone());
+    let at = |index: usize| (manifest.entries[index].mount, manifest.entries[index].path.as_slice());
+    // Folders that stay but get new contents may have been saved read-only: make them
+    // writable while working; `finish_tree` sets their saved mode again.
+    let receiving: BTreeSet<usize> = changed_parents(plan).collect();
+    for &index in receiving.iter().filter(|&&index| matches!(plan.actions[index], Action::Keep | Action::Touch)) {
+        let (mount, path) = at(index);
+        resolver
+            .with_dir(mount, path, |dir| safe_fs::make_owner_accessible(dir))
+            .map_err(io_error(&plan.paths[index]))?;
+    }
+    for (index, entry) in manifest.entries.iter().enumerate() {
+        let action = plan.actions[index];
+        if entry.path.is_empty() || !matches!(action, Action::Create | Action::Replace) {
             continue;
         }
-        // A mount root may sit below directories that do not exist yet (DEST, or a fresh
-        // machine); everything else has its parent in the manifest.
-        if let Some(parent) = path.parent().filter(|p| entry.path.is_empty() && !p.as_os_str().is_empty()) {
-            fs::create_dir_all(parent).map_err(io_error(parent))?;
-        }
-        match &entry.kind {
-            EntryKind::Dir => match fs::create_dir(path) {
-                Err(err) if err.kind() != std::io::ErrorKind::AlreadyExists || !path.is_dir() => {
-                    return Err(io_error(path)(err));
+        let name = safe_fs::file_name(&entry.path);
+        resolver
+            .with_dir(entry.mount, parent_of(&entry.path), |dir| {
+                if action == Action::Replace {
+                    // Files and symlinks are replaced by rename; a directory in the way must
+                    // go, and anything else where a directory belongs.
+                    let is_dir = safe_fs::stat(dir, name)?.is_some_and(|found| safe_fs::is_dir(&found));
+                    if is_dir != matches!(entry.kind, EntryKind::Dir) {
+                        safe_fs::remove_any(dir, name)?;
+                        removed += 1;
+                    }
                 }
-                _ => {}
-            },
-            EntryKind::Symlink { target } => {
-                let temporary = temporary_path(path);
-                std::os::unix::fs::symlink(OsStr::from_bytes(target), &temporary).map_err(io_error(path))?;
-                let mtime = file_time(entry.mtime);
-                filetime::set_symlink_file_times(&temporary, mtime, mtime).map_err(io_error(path))?;
-                fs::rename(&temporary, path).map_err(|err| {
-                    let _ = fs::remove_file(&temporary);
-                    io_error(path)(err)
-                })?;
+                match &entry.kind {
+                    EntryKind::Dir => safe_fs::make_dir(dir, name),
+                    EntryKind::Symlink { target } => {
+                        let staging = staged(|staging| safe_fs::make_symlink(dir, staging, target, entry.mtime))?.0;
+                        safe_fs::rename(dir, &staging, name).inspect_err(|_| {
+                            let _ = safe_fs::remove_file(dir, &staging);
+                        })
+                    }
+                    EntryKind::File { .. } => Ok(()),
+                }
+            })
+            .map_err(io_error(&plan.paths[index]))?;
+    }
+    removed += remove_stale_staging_files(manifest, plan, &mut resolver)?;
+    Ok((roots, removed))
+}
+
+/// The directories whose contents a restore changes (the parents of entries not kept).
+fn changed_parents(plan: &RestorePlan) -> impl Iterator<Item = usize> + '_ {
+    plan.actions.iter().zip(&plan.parents).filter(|(action, _)| **action != Action::Keep).filter_map(|(_, p)| *p)
+}
+
+/// Opens a mount's root directory, making it a directory first if it is not one.
+///
+/// Restored where it was saved from, the root is the user's own path and may go through their
+/// symlinks. Restored under a destination, every component below the destination is a real
+/// directory or is refused.
+fn open_root(target: &RestoreTarget, mount: &Mount, path: &Path, action: Action) -> std::io::Result<OwnedFd> {
+    match target {
+        RestoreTarget::Original(_) => {
+            if action == Action::Replace {
+                // A file, or a link to one: unlinking never follows.
+                fs::remove_file(path)?;
             }
-            EntryKind::File { .. } => {}
+            fs::create_dir_all(path)?;
+            safe_fs::open_dir_path(path)
+        }
+        RestoreTarget::Under(destination) => {
+            fs::create_dir_all(destination)?;
+            let mut directory = safe_fs::open_dir_path(destination)?;
+            let components: Vec<&[u8]> =
+                mount.path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").collect();
+            for (position, name) in components.iter().enumerate() {
+                match safe_fs::stat(directory.as_fd(), name)? {
+                    Some(found) if safe_fs::is_dir(&found) => {}
+                    Some(_) if position + 1 < components.len() => {
+                        return Err(std::io::Error::other(format!(
+                            "{:?} below the destination is not a directory; refusing to restore through it",
+                            String::from_utf8_lossy(name)
+                        )));
+                    }
+                    Some(_) => {
+                        safe_fs::remove_any(directory.as_fd(), name)?;
+                        safe_fs::make_dir(directory.as_fd(), name)?;
+                    }
+                    None => safe_fs::make_dir(directory.as_fd(), name)?,
+                }
+                directory = safe_fs::open_dir(directory.as_fd(), name)?;
+            }
+            Ok(directory)
         }
     }
-    Ok(removed + remove_stale_staging_files(plan)?)
 }
 
 /// Removes staging files a killed restore left in the directories this one writes files into
 /// (they never carry a final name, but they take space). Two restores into the same tree at
-/// once are not supported, so any staging file found here is stale.
-fn remove_stale_staging_files(plan: &RestorePlan) -> Result<u64, RestoreError> {
-    let parents: HashSet<&Path> = plan.files.iter().filter_map(|f| f.path.parent()).collect();
+/// once are not supported, so any staging file found here is stale. A name the manifest has is
+/// never a staging file.
+fn remove_stale_staging_files(
+    manifest: &Manifest,
+    plan: &RestorePlan,
+    resolver: &mut Resolver,
+) -> Result<u64, RestoreError> {
+    let known: HashSet<(u32, &[u8])> = manifest.entries.iter().map(|e| (e.mount, e.path.as_slice())).collect();
+    let parents: BTreeSet<usize> = plan.files.iter().filter_map(|f| plan.parents[f.entry]).collect();
     let mut removed = 0;
     for parent in parents {
-        for child in fs::read_dir(parent).map_err(io_error(parent))? {
-            let child = child.map_err(io_error(parent))?;
-            if is_staging_name(child.file_name().as_bytes()) {
-                fs::remove_file(child.path()).map_err(io_error(&child.path()))?;
-                removed += 1;
-            }
-        }
+        let entry = &manifest.entries[parent];
+        resolver
+            .with_dir(entry.mount, &entry.path, |dir| {
+                for name in safe_fs::list(dir)?.into_iter().filter(|name| is_staging_name(name)) {
+                    if !known.contains(&(entry.mount, child_path(&entry.path, &name).as_slice())) {
+                        safe_fs::remove_file(dir, &name)?;
+                        removed += 1;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(io_error(&plan.paths[parent]))?;
     }
     Ok(removed)
 }
 
-fn is_staging_name(name: &[u8]) -> bool {
-    name.starts_with(b".") && name.windows(STAGING_MARK.len()).any(|w| w == STAGING_MARK)
+fn child_path(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut path = parent.to_vec();
+    if !path.is_empty() {
+        path.push(b'/');
+    }
+    path.extend_from_slice(name);
+    path
 }
 
-const STAGING_MARK: &[u8] = b".ccpart-";
+const STAGING_PREFIX: &str = ".ccpart-";
 
-/// A sibling name for staging `path`, unique to this process.
-fn temporary_path(path: &Path) -> PathBuf {
+/// Whether `name` is exactly a staging name: `.ccpart-PID-N`.
+fn is_staging_name(name: &[u8]) -> bool {
+    let Some(rest) = name.strip_prefix(STAGING_PREFIX.as_bytes()) else {
+        return false;
+    };
+    let mut parts = rest.split(|&b| b == b'-');
+    let number = |part: Option<&[u8]>| part.is_some_and(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
+    number(parts.next()) && number(parts.next()) && parts.next().is_none()
+}
+
+/// Creates a staging entry with `create`, under a name unique to this process that fits any
+/// file system (at most 29 bytes, whatever the final name's length). A name that is taken (a
+/// cached file can look like one) is skipped. Returns the name and what `create` made.
+fn staged<T>(mut create: impl FnMut(&[u8]) -> std::io::Result<T>) -> std::io::Result<(Vec<u8>, T)> {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut name = b".".to_vec();
-    name.extend_from_slice(path.file_name().map_or(&b"root"[..], OsStrExt::as_bytes));
-    name.extend_from_slice(STAGING_MARK);
-    name.extend_from_slice(format!("{}-{n}", std::process::id()).as_bytes());
-    path.with_file_name(OsStr::from_bytes(&name))
+    loop {
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("{STAGING_PREFIX}{}-{n}", std::process::id()).into_bytes();
+        match create(&name) {
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            result => return result.map(|made| (name, made)),
+        }
+    }
 }
 
 /// A piece of a chunk for one file.
@@ -476,21 +612,22 @@ struct Piece {
 /// chunks downloaded.
 async fn write_files(
     store: &Store,
-    manifest: &Manifest,
+    key: &str,
+    manifest: &Arc<Manifest>,
     plan: &Arc<RestorePlan>,
+    roots: &Arc<Vec<OwnedFd>>,
     concurrency: usize,
     progress: &dyn Progress,
 ) -> Result<u64, RestoreError> {
-    let offsets = manifest.chunk_offsets();
     let mut senders = Vec::with_capacity(WRITERS);
     let mut writers = Vec::with_capacity(WRITERS);
     for _ in 0..WRITERS {
         let (sender, receiver) = mpsc::channel::<Piece>(PIECES_QUEUED);
         senders.push(sender);
-        let plan = plan.clone();
-        writers.push(tokio::task::spawn_blocking(move || write_pieces(&plan, receiver)));
+        let (manifest, plan, roots) = (manifest.clone(), plan.clone(), roots.clone());
+        writers.push(tokio::task::spawn_blocking(move || write_pieces(&manifest, &plan, roots, receiver)));
     }
-    let dispatched = dispatch(store, manifest, plan, &offsets, concurrency, &senders, progress).await;
+    let dispatched = dispatch(store, key, manifest, plan, concurrency, &senders, progress).await;
     drop(senders);
     let mut written = Ok(());
     for writer in writers {
@@ -506,13 +643,14 @@ async fn write_files(
 
 async fn dispatch(
     store: &Store,
+    key: &str,
     manifest: &Manifest,
     plan: &RestorePlan,
-    offsets: &[u64],
     concurrency: usize,
     senders: &[mpsc::Sender<Piece>],
     progress: &dyn Progress,
 ) -> Result<u64, RestoreError> {
+    let offsets = &manifest.chunk_offsets();
     let files = &plan.files;
     let send = |piece: Piece| async {
         let writer = piece.file % WRITERS;
@@ -545,7 +683,7 @@ async fn dispatch(
     let fetched = std::sync::atomic::AtomicU64::new(0);
     let fetch = |chunk: usize| {
         let store = store.clone();
-        let id = manifest.chunks[chunk].id;
+        let ChunkRef { id, len, .. } = manifest.chunks[chunk];
         let fetched = &fetched;
         async move {
             fetched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -554,7 +692,11 @@ async fn dispatch(
             };
             let decoded =
                 tokio::task::spawn_blocking(move || codec::decode(id, object)).await.expect("decode panicked");
-            decoded.map_err(|source| RestoreError::Corrupt { source, path: user_of(chunk) })
+            let data = decoded.map_err(|source| RestoreError::Corrupt { source, path: user_of(chunk) })?;
+            if data.len() != len as usize {
+                return Err(RestoreError::WrongLength { id, key: key.to_string(), expected: len, actual: data.len() });
+            }
+            Ok(data)
         }
     };
     let firsts = plan.chunks.iter().copied().filter(|&chunk| first_use[&manifest.chunks[chunk].id] == chunk);
@@ -609,101 +751,111 @@ async fn dispatch(
     Ok(fetched.load(std::sync::atomic::Ordering::Relaxed))
 }
 
-/// One writer thread: appends pieces to temporary files, and on a file's last piece sets its
-/// mode and mtime and renames it into place. On failure, removes its temporary files.
-fn write_pieces(plan: &RestorePlan, mut receiver: mpsc::Receiver<Piece>) -> Result<(), RestoreError> {
-    let mut open: HashMap<usize, (File, PathBuf)> = HashMap::new();
+/// One writer thread: appends pieces to staging files, and on a file's last piece sets its
+/// mode and mtime and renames it into place. On failure, removes its staging files.
+fn write_pieces(
+    manifest: &Manifest,
+    plan: &RestorePlan,
+    roots: Arc<Vec<OwnedFd>>,
+    mut receiver: mpsc::Receiver<Piece>,
+) -> Result<(), RestoreError> {
+    let mut resolver = Resolver::new(roots);
+    let mut open: HashMap<usize, (File, Vec<u8>)> = HashMap::new();
+    let parent_of_job = |job: &FileJob| {
+        let entry = &manifest.entries[job.entry];
+        (entry.mount, parent_of(&entry.path))
+    };
     let result = (|| {
         while let Some(piece) = receiver.blocking_recv() {
             let job = &plan.files[piece.file];
+            let (mount, parent) = parent_of_job(job);
             let (file, _) = match open.entry(piece.file) {
                 std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
                 std::collections::hash_map::Entry::Vacant(slot) => {
-                    let temporary = temporary_path(&job.path);
-                    let file = OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .open(&temporary)
+                    let (staging, file) = resolver
+                        .with_dir(mount, parent, |dir| staged(|name| safe_fs::create_file(dir, name)))
                         .map_err(io_error(&job.path))?;
-                    slot.insert((file, temporary))
+                    slot.insert((file, staging))
                 }
             };
             file.write_all(&piece.data[piece.range]).map_err(io_error(&job.path))?;
             if piece.last {
-                let (file, temporary) = open.remove(&piece.file).expect("opened above");
-                let (mode, mtime) = (job.mode, job.mtime);
-                let finish = || -> std::io::Result<()> {
-                    file.set_permissions(fs::Permissions::from_mode(mode))?;
-                    filetime::set_file_handle_times(&file, Some(file_time(mtime)), Some(file_time(mtime)))?;
-                    drop(file);
-                    fs::rename(&temporary, &job.path)
-                };
-                if let Err(err) = finish() {
-                    let _ = fs::remove_file(&temporary);
-                    return Err(io_error(&job.path)(err));
-                }
+                let (file, staging) = open.remove(&piece.file).expect("opened above");
+                let name = safe_fs::file_name(&manifest.entries[job.entry].path);
+                resolver
+                    .with_dir(mount, parent, |dir| {
+                        safe_fs::set_mode_and_mtime(&file, job.mode, job.mtime)
+                            .and_then(|()| {
+                                drop(file);
+                                safe_fs::rename(dir, &staging, name)
+                            })
+                            .inspect_err(|_| {
+                                let _ = safe_fs::remove_file(dir, &staging);
+                            })
+                    })
+                    .map_err(io_error(&job.path))?;
             }
         }
         Ok(())
     })();
-    for (_, (_, temporary)) in open.drain() {
-        let _ = fs::remove_file(temporary);
+    for (file, (_, staging)) in open.drain() {
+        let (mount, parent) = parent_of_job(&plan.files[file]);
+        let _ = resolver.with_dir(mount, parent, |dir| safe_fs::remove_file(dir, &staging));
     }
     result
 }
 
 /// With `mirror`, removes entries the manifest does not have; then sets directory modes and
 /// mtimes, deepest first (writing into a directory changes its mtime). Returns entries removed.
-fn finish_tree(manifest: &Manifest, plan: &RestorePlan, mirror: bool) -> Result<u64, RestoreError> {
+fn finish_tree(
+    manifest: &Manifest,
+    plan: &RestorePlan,
+    roots: &Arc<Vec<OwnedFd>>,
+    mirror: bool,
+) -> Result<u64, RestoreError> {
     let mut removed = 0;
-    let is_dir = |index: usize| matches!(manifest.entries[index].kind, EntryKind::Dir);
-    let mut changed: HashSet<(u32, &[u8])> = manifest
-        .entries
-        .iter()
-        .zip(&plan.actions)
-        .filter(|(_, action)| **action != Action::Keep)
-        .map(|(entry, _)| (entry.mount, parent_of(&entry.path)))
-        .collect();
+    let mut resolver = Resolver::new(roots.clone());
+    let mut changed: HashSet<usize> = changed_parents(plan).collect();
     if mirror {
         let known: HashSet<(u32, &[u8])> = manifest.entries.iter().map(|e| (e.mount, e.path.as_slice())).collect();
         // Listing is the cost (one per directory), so it runs in parallel; removing is rare.
         let strays = manifest
             .entries
             .par_iter()
-            .zip(plan.paths.par_iter())
-            .filter(|(entry, _)| matches!(entry.kind, EntryKind::Dir))
-            .map(|(entry, path)| {
-                let mut found = Vec::new();
-                for child in fs::read_dir(path).map_err(io_error(path))? {
-                    let child = child.map_err(io_error(path))?;
-                    let mut relative = entry.path.clone();
-                    if !relative.is_empty() {
-                        relative.push(b'/');
-                    }
-                    relative.extend_from_slice(child.file_name().as_bytes());
-                    if !known.contains(&(entry.mount, relative.as_slice())) {
-                        found.push((entry, child.path()));
-                    }
-                }
-                Ok(found)
-            })
+            .enumerate()
+            .filter(|(_, entry)| matches!(entry.kind, EntryKind::Dir))
+            .map_init(
+                || Resolver::new(roots.clone()),
+                |resolver, (index, entry)| {
+                    let names = resolver.with_dir(entry.mount, &entry.path, safe_fs::list);
+                    let names = names.map_err(io_error(&plan.paths[index]))?;
+                    Ok(names
+                        .into_iter()
+                        .filter(|name| !known.contains(&(entry.mount, child_path(&entry.path, name).as_slice())))
+                        .map(|name| (index, name))
+                        .collect::<Vec<_>>())
+                },
+            )
             .collect::<Result<Vec<_>, RestoreError>>()?;
-        for (entry, child) in strays.into_iter().flatten() {
-            let child_is_dir = fs::symlink_metadata(&child).map_err(io_error(&child))?.is_dir();
-            if child_is_dir { fs::remove_dir_all(&child) } else { fs::remove_file(&child) }
-                .map_err(io_error(&child))?;
+        for (index, name) in strays.into_iter().flatten() {
+            let entry = &manifest.entries[index];
+            resolver
+                .with_dir(entry.mount, &entry.path, |dir| {
+                    safe_fs::make_owner_accessible(dir)?;
+                    safe_fs::remove_any(dir, &name)
+                })
+                .map_err(io_error(&plan.paths[index].join(OsStr::from_bytes(&name))))?;
             removed += 1;
-            changed.insert((entry.mount, entry.path.as_slice()));
+            changed.insert(index);
         }
     }
-    for (index, (entry, path)) in manifest.entries.iter().zip(&plan.paths).enumerate().rev() {
-        if !is_dir(index)
-            || (plan.actions[index] == Action::Keep && !changed.contains(&(entry.mount, entry.path.as_slice())))
-        {
+    for (index, entry) in manifest.entries.iter().enumerate().rev() {
+        if !matches!(entry.kind, EntryKind::Dir) || (plan.actions[index] == Action::Keep && !changed.contains(&index)) {
             continue;
         }
-        fs::set_permissions(path, fs::Permissions::from_mode(entry.mode)).map_err(io_error(path))?;
-        filetime::set_file_times(path, file_time(entry.mtime), file_time(entry.mtime)).map_err(io_error(path))?;
+        resolver
+            .with_dir(entry.mount, &entry.path, |dir| safe_fs::set_mode_and_mtime(dir, entry.mode, entry.mtime))
+            .map_err(io_error(&plan.paths[index]))?;
     }
     Ok(removed)
 }
@@ -720,5 +872,46 @@ mod tests {
         assert!(!at_boundary("main", "main2-3f2a"));
         assert!(at_boundary("repo/main-", "repo/main-abc"));
         assert!(!at_boundary("repo/main-", "repo/other"));
+    }
+
+    /// A folder swapped for a symlink between planning and execution (or planned wrongly by
+    /// any bug) is never written, chmod'ed or emptied through: execution reaches entries only
+    /// through handles that refuse links.
+    #[test]
+    fn execution_never_goes_through_a_symlink_even_when_the_plan_did_not_see_it() {
+        use crate::manifest::tests::sample;
+        let scratch = tempfile::tempdir().unwrap();
+        let (target, outside) = (scratch.path().join("out"), scratch.path().join("outside"));
+        let mut manifest = sample();
+        manifest.entries.retain(|e| matches!(e.kind, EntryKind::Dir | EntryKind::Symlink { .. }));
+        manifest.entries.push(Entry { path: b"d/sub".to_vec(), ..manifest.entries[1].clone() });
+        manifest.validate().unwrap();
+        fs::create_dir_all(target.join("caches/d")).unwrap();
+        let target = RestoreTarget::Under(target);
+        let plan = plan(&manifest, &target).unwrap();
+        assert_eq!(plan.actions[3], Action::Create, "d/sub is missing");
+
+        let restored_d = scratch.path().join("out/caches/d");
+        fs::remove_dir(&restored_d).unwrap();
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("victim"), b"keep").unwrap();
+        std::os::unix::fs::symlink(&outside, &restored_d).unwrap();
+
+        let failed = prepare_tree(&manifest, &plan, &target).unwrap_err();
+        assert!(failed.to_string().contains("caches/d"), "{failed}");
+        let roots = Arc::new(vec![safe_fs::open_dir_path(&scratch.path().join("out/caches")).unwrap()]);
+        assert!(finish_tree(&manifest, &plan, &roots, true).is_err());
+        let left: Vec<_> = fs::read_dir(&outside).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, ["victim"], "nothing created or removed outside");
+        assert_eq!(fs::metadata(&outside).unwrap().mode() & 0o7777, 0o755, "mode untouched");
+    }
+
+    #[test]
+    fn staging_names_are_short_and_exact() {
+        let (name, ()) = staged(|_| Ok(())).unwrap();
+        assert!(is_staging_name(&name) && name.len() <= 29, "{}", String::from_utf8_lossy(&name));
+        for cached in [&b".a.ccpart-1"[..], b".ccpart-1", b".ccpart-1-2-3", b".ccpart-x-1", b"ccpart-1-2"] {
+            assert!(!is_staging_name(cached), "{}", String::from_utf8_lossy(cached));
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Test utilities: the real binary, temporary trees on tmpfs, and tree snapshots.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -132,4 +133,30 @@ pub fn assert_same_tree(actual: &BTreeMap<Vec<u8>, String>, expected: &BTreeMap<
         differences.len(),
         differences[..differences.len().min(20)].join("\n")
     );
+}
+
+/// Runs `f` on the local store folder `store` through the library, as a hostile or damaged
+/// store's writer would (paths follow whatever key encoding the store uses).
+pub fn on_store<T>(store: &Path, f: impl AsyncFnOnce(&chunkcache::store::Store) -> T) -> T {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let store = chunkcache::backend::open(&store_url(store), &Default::default()).await.unwrap();
+        f(&store).await
+    })
+}
+
+/// Rewrites the manifest of `key` in the local store `store` with `edit` (re-encoded, so it
+/// passes the integrity check, as a hostile writer's would).
+pub fn edit_manifest(store: &Path, key: &str, edit: impl FnOnce(&mut chunkcache::manifest::Manifest)) {
+    on_store(store, async |store| {
+        let bytes = store.get_manifest(key).await.unwrap().expect("manifest exists");
+        let mut manifest = chunkcache::manifest::Manifest::decode(key, &bytes).unwrap();
+        edit(&mut manifest);
+        store.put_manifest(key, manifest.encode()).await.unwrap();
+    });
+}
+
+/// Whether a file name is a restore's staging name.
+pub fn is_staging(name: &OsStr) -> bool {
+    name.as_bytes().windows(6).any(|w| w == b"ccpart")
 }
