@@ -135,7 +135,7 @@ pub enum RestoreError {
         path: PathBuf,
     },
     /// A chunk failed verification; nothing of it was written.
-    #[error("{source} (needed for {path}); nothing of it was written")]
+    #[error("{source} (needed for {path}); nothing of it was written; save the cache again to repair it")]
     Corrupt {
         /// What failed.
         source: CorruptChunk,
@@ -687,12 +687,21 @@ async fn dispatch(
         let fetched = &fetched;
         async move {
             fetched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // A chunk found missing or corrupt is recorded (best effort) so that the next save
+            // uploads it again: "save the cache again to repair it" is then true.
             let Some(object) = store.get_chunk(id).await? else {
+                let _ = store.mark_damaged(id).await;
                 return Err(RestoreError::MissingChunk { id, path: user_of(chunk) });
             };
             let decoded =
                 tokio::task::spawn_blocking(move || codec::decode(id, object)).await.expect("decode panicked");
-            let data = decoded.map_err(|source| RestoreError::Corrupt { source, path: user_of(chunk) })?;
+            let data = match decoded {
+                Ok(data) => data,
+                Err(source) => {
+                    let _ = store.mark_damaged(id).await;
+                    return Err(RestoreError::Corrupt { source, path: user_of(chunk) });
+                }
+            };
             if data.len() != len as usize {
                 return Err(RestoreError::WrongLength { id, key: key.to_string(), expected: len, actual: data.len() });
             }

@@ -7,11 +7,11 @@
 //! uploaded only after every chunk it names is in the store: it is the commit point, so a
 //! save that fails or is killed leaves no manifest behind.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -129,7 +129,10 @@ pub async fn save(store: &Store, options: &SaveOptions, progress: &dyn Progress)
     let mounts: Vec<PathBuf> = options.mounts.iter().map(|m| options.root.join(m)).collect();
     let walk_options = options.walk.clone();
     let scan = tokio::task::spawn_blocking(move || walk::scan(&mounts, &walk_options));
-    let known = known_chunks(store, &options.key).await?;
+    let mut known = known_chunks(store, &options.key).await?;
+    // Chunks a restore found missing or corrupt are uploaded again, replacing what is there.
+    let damaged: Arc<HashSet<ChunkId>> = Arc::new(store.damaged_chunks().await?.into_iter().collect());
+    known.retain(|id, _| !damaged.contains(id));
     let scan = scan.await.expect("scan task panicked")?;
 
     let files: Vec<&ScannedEntry> =
@@ -138,7 +141,7 @@ pub async fn save(store: &Store, options: &SaveOptions, progress: &dyn Progress)
     let segments = params.segments(files.iter().map(|e| (e.path.as_slice(), file_size(e))));
 
     let (sender, receiver) = mpsc::channel(options.concurrency.max(1) * 2);
-    let uploader = tokio::spawn(upload_all(store.clone(), receiver, options.concurrency.max(1)));
+    let uploader = tokio::spawn(upload_all(store.clone(), receiver, options.concurrency.max(1), damaged.clone()));
     let claims = Mutex::new(known);
     progress.phase("saving", total_bytes);
     let chunked = tokio::task::block_in_place(|| {
@@ -158,6 +161,8 @@ pub async fn save(store: &Store, options: &SaveOptions, progress: &dyn Progress)
     // Each id is claimed by one segment only, so these count distinct uploads.
     let new_chunks = segments_chunks.iter().map(|segment| segment.new.len() as u64).sum();
     let new_bytes = segments_chunks.iter().flat_map(|segment| &segment.new).map(|&(_, len)| u64::from(len)).sum();
+    let repaired: HashSet<ChunkId> =
+        segments_chunks.iter().flat_map(|segment| &segment.new).map(|&(id, _)| id).collect();
     let chunks: Vec<ChunkRef> = segments_chunks
         .into_iter()
         .flat_map(|segment| segment.chunks)
@@ -169,6 +174,10 @@ pub async fn save(store: &Store, options: &SaveOptions, progress: &dyn Progress)
     manifest.validate().map_err(|reason| SaveError::Invalid { reason })?;
     let summary = manifest.summary();
     store.put_manifest(&options.key, manifest.encode()).await?;
+    for &id in damaged.iter().filter(|id| repaired.contains(id)) {
+        // Best effort: a marker left behind only costs the next save one more upload.
+        let _ = store.clear_damaged(id).await;
+    }
 
     Ok(SaveReport {
         key: options.key.clone(),
@@ -317,19 +326,37 @@ async fn upload_all(
     store: Store,
     mut receiver: mpsc::Receiver<(ChunkId, Bytes)>,
     concurrency: usize,
+    damaged: Arc<HashSet<ChunkId>>,
 ) -> Result<(), StoreError> {
     let mut in_flight = JoinSet::new();
     while let Some((id, object)) = receiver.recv().await {
         while in_flight.len() >= concurrency {
             in_flight.join_next().await.expect("set is not empty").expect("upload task panicked")?;
         }
-        let store = store.clone();
-        in_flight.spawn(async move { store.put_chunk(id, object).await });
+        let (store, replace) = (store.clone(), damaged.contains(&id));
+        in_flight.spawn(async move { upload_chunk(&store, id, object, replace).await });
     }
     while let Some(done) = in_flight.join_next().await {
         done.expect("upload task panicked")?;
     }
     Ok(())
+}
+
+/// Uploads one chunk: create-if-absent, or a replacement of an object known to be damaged.
+async fn upload_chunk(store: &Store, id: ChunkId, object: Bytes, replace: bool) -> Result<(), StoreError> {
+    if replace {
+        return store.replace_chunk(id, object).await;
+    }
+    if store.put_chunk(id, object.clone()).await? {
+        return Ok(());
+    }
+    // Already there (a concurrent save, or a chunk this save did not know of). Create-if-absent
+    // keeps whatever is there, so check it is sound before the manifest relies on it.
+    let sound = match store.get_chunk(id).await? {
+        Some(existing) => codec::decode(id, existing).is_ok(),
+        None => false,
+    };
+    if sound { Ok(()) } else { store.replace_chunk(id, object).await }
 }
 
 fn build_manifest(

@@ -8,6 +8,8 @@
 //! manifests/<cache key>      the latest manifest of a key, written last (the commit point)
 //! used/<cache key>           empty marker rewritten by every restore: its last-modified time is
 //!                            the key's "last used", readable for all keys with one listing
+//! damaged/<64 hex>           empty marker: a restore found this chunk missing or corrupt, so the
+//!                            next save uploads it again instead of trusting the store has it
 //! ```
 //! All I/O goes through `object_store`, so local folders, memory, Azure, S3 and GCS share one
 //! code path. Chunk uploads are create-if-absent puts, so concurrent savers never clobber each
@@ -388,6 +390,61 @@ impl Store {
     pub async fn mark_used(&self, key: &str) -> Result<(), StoreError> {
         self.put(&keyed_path("used", key)?, Bytes::new(), false).await.map(drop)
     }
+
+    /// Replaces a chunk object (one that is missing or found damaged) with `object`.
+    ///
+    /// # Errors
+    /// Backend failures.
+    pub async fn replace_chunk(&self, id: ChunkId, object: Bytes) -> Result<(), StoreError> {
+        self.put(&chunk_path(id), object, false).await.map(drop)
+    }
+
+    /// Records that chunk `id` was found missing or corrupt, so the next save uploads it again
+    /// instead of trusting that the store holds it.
+    ///
+    /// # Errors
+    /// Backend failures.
+    pub async fn mark_damaged(&self, id: ChunkId) -> Result<(), StoreError> {
+        self.put(&damaged_path(id), Bytes::new(), false).await.map(drop)
+    }
+
+    /// The chunks recorded as damaged, from one listing (normally empty).
+    ///
+    /// # Errors
+    /// Backend failures.
+    pub async fn damaged_chunks(&self) -> Result<Vec<ChunkId>, StoreError> {
+        bump(&self.requests.list, 1);
+        let prefix = Path::from(DAMAGED);
+        let mut listing = self.objects.list(Some(&prefix));
+        let mut ids = Vec::new();
+        loop {
+            match listing.try_next().await {
+                Ok(Some(meta)) => ids.extend(meta.location.filename().and_then(ChunkId::from_hex)),
+                Ok(None) => return Ok(ids),
+                Err(e) if is_missing_bucket(&e) => return Ok(ids),
+                Err(e) => return Err(self.backend_error("LIST", &prefix, e)),
+            }
+        }
+    }
+
+    /// Forgets that chunk `id` was damaged (it has been uploaded again).
+    ///
+    /// # Errors
+    /// Backend failures.
+    pub async fn clear_damaged(&self, id: ChunkId) -> Result<(), StoreError> {
+        bump(&self.requests.delete, 1);
+        let path = damaged_path(id);
+        match self.objects.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.backend_error("DELETE", &path, e)),
+        }
+    }
+}
+
+const DAMAGED: &str = "damaged";
+
+fn damaged_path(id: ChunkId) -> Path {
+    Path::from(format!("{DAMAGED}/{}", id.to_hex()))
 }
 
 /// A fix for the failures users meet most: wrong credentials, missing container or bucket,

@@ -6,7 +6,9 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
-use crate::util::{assert_same_tree, chunkcache_on, edit_manifest, is_staging, noise, run, scratch, snapshot, stderr};
+use crate::util::{
+    assert_same_tree, chunk_objects, chunkcache_on, edit_manifest, is_staging, noise, run, scratch, snapshot, stderr,
+};
 
 /// `work/tree` with a folder `d` of a few files and a subfolder.
 fn small_tree(work: &Path) {
@@ -177,4 +179,56 @@ fn an_unprivileged_restore_works_over_read_only_folders_it_created() {
     assert!(failed.status.success(), "{}", stderr(&failed));
     assert_same_tree(&snapshot(&out.join("tree")), &snapshot(&work.join("tree")));
     assert!(staging_files(&out).is_empty());
+}
+
+#[test]
+fn a_save_repairs_what_a_restore_found_missing_or_corrupt() {
+    let dir = scratch();
+    let (work, store) = (dir.path().join("work"), dir.path().join("store"));
+    fs::create_dir_all(work.join("tree")).unwrap();
+    fs::write(work.join("tree/data.bin"), noise(50_000, 7)).unwrap();
+    run(&mut chunkcache_on(&work, &store, &["save", "--key", "k", "tree"]), 0);
+    let object = chunk_objects(&store).pop().unwrap();
+    let good = fs::read(&object).unwrap();
+    for damage in ["corrupt", "missing"] {
+        if damage == "corrupt" {
+            let mut bad = good.clone();
+            *bad.last_mut().unwrap() ^= 1;
+            fs::write(&object, bad).unwrap();
+        } else {
+            fs::remove_file(&object).unwrap();
+        }
+        let out = dir.path().join(format!("out-{damage}"));
+        let failed = run(chunkcache_on(&work, &store, &["restore", "--key", "k"]).arg(&out), 1);
+        assert!(stderr(&failed).contains("save the cache again to repair it"), "{}", stderr(&failed));
+        // The advice is true: the same save of the same tree uploads the chunk again.
+        let saved = crate::util::run_json(&mut chunkcache_on(&work, &store, &["save", "--key", "k", "tree"]), 0);
+        assert_eq!(saved["new_chunks"], 1, "{damage}: {saved}");
+        run(chunkcache_on(&work, &store, &["restore", "--key", "k"]).arg(&out), 0);
+        assert_same_tree(&snapshot(&out.join("tree")), &snapshot(&work.join("tree")));
+        assert_eq!(fs::read(&object).unwrap(), good);
+    }
+}
+
+#[test]
+fn a_corrupt_object_met_by_create_if_absent_is_replaced() {
+    let dir = scratch();
+    let (work, store) = (dir.path().join("work"), dir.path().join("store"));
+    fs::create_dir_all(work.join("a")).unwrap();
+    fs::create_dir_all(work.join("b")).unwrap();
+    fs::write(work.join("a/shared.bin"), noise(50_000, 9)).unwrap();
+    fs::write(work.join("b/own.bin"), noise(40_000, 10)).unwrap();
+    run(&mut chunkcache_on(&work, &store, &["save", "--key", "a", "a"]), 0);
+    let shared = chunk_objects(&store).pop().unwrap();
+    run(&mut chunkcache_on(&work, &store, &["save", "--key", "b", "b"]), 0);
+    let mut bad = fs::read(&shared).unwrap();
+    *bad.last_mut().unwrap() ^= 1;
+    fs::write(&shared, bad).unwrap();
+    // Key b's previous manifest does not know the shared chunk, so its save meets the
+    // existing (corrupt) object on create-if-absent, and must not let it stand.
+    fs::copy(work.join("a/shared.bin"), work.join("b/shared.bin")).unwrap();
+    run(&mut chunkcache_on(&work, &store, &["save", "--key", "b", "b"]), 0);
+    let out = dir.path().join("out");
+    run(chunkcache_on(&work, &store, &["restore", "--key", "b"]).arg(&out), 0);
+    assert_same_tree(&snapshot(&out.join("b")), &snapshot(&work.join("b")));
 }
