@@ -51,6 +51,10 @@ enum Command {
     Save(SaveArgs),
     /// Restore a cache key (or the newest key matching a fallback prefix).
     ///
+    /// Without DEST, every path goes back where it was saved from, absolute paths included: the
+    /// cache decides where files land, so do that only with a store whose writers you trust.
+    /// With DEST, nothing is written outside DEST.
+    ///
     /// Exit status: 0 exact hit, 3 fallback hit, 4 miss, 1 error.
     Restore(RestoreArgs),
     /// List cache keys with their size and age.
@@ -135,7 +139,8 @@ struct RestoreArgs {
     /// Downloads in flight at once [env: CHUNKCACHE_CONCURRENCY].
     #[arg(long)]
     concurrency: Option<usize>,
-    /// Restore under this directory instead of the saved paths.
+    /// Restore under this directory instead of the saved paths (`/a/b` lands in `DEST/a/b`);
+    /// nothing is written outside it, whatever the store holds.
     #[arg(value_name = "DEST")]
     destination: Option<PathBuf>,
 }
