@@ -1,6 +1,7 @@
 //! Test utilities: the real binary, temporary trees on tmpfs, and tree snapshots.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,13 @@ pub fn run_json(command: &mut Command, code: i32) -> serde_json::Value {
 /// Stderr as text.
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Whether `name` is a restore's staging file, which never carries a final name. Today staging
+/// names look like `.NAME.ccpart-PID-N`; any name containing `ccpart` counts, so that the check
+/// survives a change of the exact form.
+pub fn is_staging_name(name: &OsStr) -> bool {
+    name.as_bytes().windows(b"ccpart".len()).any(|window| window == b"ccpart")
 }
 
 /// `file:///...` for a folder.
