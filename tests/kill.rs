@@ -2,9 +2,9 @@
 //! local store (issue 7, guarantee 3 of the README).
 //!
 //! A trial starts a save or a restore, sends SIGKILL after a delay drawn from a seeded generator
-//! across the command's whole run time (0 to 1.2 times the median of unkilled runs, so kills land
-//! in every phase, and some runs complete), checks what the killed command left, then re-runs it
-//! and checks the result byte for byte. The trees are Gradle-like (thousands of small files, a few
+//! across the command's whole run time (0 to 1.2 times an unkilled run, timed again every ten
+//! trials, so kills land in every phase and some runs complete), checks what the killed command
+//! left, then re-runs it and checks the result byte for byte. The trees are Gradle-like (thousands of small files, a few
 //! multi-MB jars) in two versions that share most entries, so a mix of versions or a half-written
 //! file shows. Each test prints its seed (set `KILL_SEED` to replay the same delays) and one line
 //! of figures (`cargo test --test tests kill -- --nocapture`).
@@ -15,6 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use filetime::FileTime;
@@ -27,6 +28,10 @@ const TRIALS: usize = 50;
 /// Rounds of the two-saves race.
 const RACE_ROUNDS: usize = 30;
 
+/// Held by each test of this module for its whole run, so that the unkilled runs the delays come
+/// from are timed under the load the trials see (not while another of these tests starts or ends).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 /// The size of a generated tree.
 struct Shape {
     small_files: u64,
@@ -34,9 +39,10 @@ struct Shape {
     jar_bytes: usize,
 }
 
-/// 5,000 small files (7 MB) and 20 MB of jars: a debug build saves or restores it in ~150-400 ms on
-/// tmpfs, long enough for kills to land in the walk, chunking, upload, fetch and write phases.
-const KILL_TREE: Shape = Shape { small_files: 5_000, jars: 5, jar_bytes: 4_000_000 };
+/// 4,000 small files (6 MB) and 16 MB of jars: a debug build saves or restores it in ~150-300 ms on
+/// tmpfs (2 cores), long enough for kills to land in the walk, chunking, upload, fetch and write
+/// phases, small enough for 50 trials of each.
+const KILL_TREE: Shape = Shape { small_files: 4_000, jars: 4, jar_bytes: 4_000_000 };
 
 /// A smaller tree, so that the race can run many rounds.
 const RACE_TREE: Shape = Shape { small_files: 1_500, jars: 3, jar_bytes: 2_000_000 };
@@ -227,17 +233,37 @@ fn kill_after(command: &mut Command, delay: Duration) -> Ended {
     }
 }
 
-/// The median wall time of three runs of `once`.
-fn median_time(mut once: impl FnMut()) -> Duration {
-    let mut times: Vec<Duration> = (0..3)
-        .map(|_| {
-            let start = Instant::now();
-            once();
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[1]
+/// How long an unkilled run takes, re-measured as the trials go: the machine's load drifts
+/// (other tests, other work), and delays drawn from a stale figure would mostly kill early or
+/// mostly complete.
+#[derive(Default)]
+struct RunTime {
+    samples: Vec<Duration>,
+}
+
+impl RunTime {
+    /// Every this many trials, one more unkilled run is timed.
+    const REMEASURE_EVERY: usize = 10;
+
+    /// Times one unkilled run.
+    fn measure(&mut self, run_once: impl FnOnce()) {
+        let start = Instant::now();
+        run_once();
+        self.samples.push(start.elapsed());
+    }
+
+    /// The samples, for the figures: `7 runs, 136-268 ms`.
+    fn describe(&self) -> String {
+        let (min, max) = (self.samples.iter().min().unwrap(), self.samples.iter().max().unwrap());
+        format!("{} runs, {}-{} ms", self.samples.len(), min.as_millis(), max.as_millis())
+    }
+
+    /// The median of the last three samples.
+    fn estimate(&self) -> Duration {
+        let mut last: Vec<Duration> = self.samples.iter().rev().take(3).copied().collect();
+        last.sort();
+        last[last.len() / 2]
+    }
 }
 
 /// Copies a folder of files and folders (a local store).
@@ -253,14 +279,25 @@ fn copy_folder(from: &Path, to: &Path) {
     }
 }
 
-/// Restores `key` into `dest`: `Some(snapshot of the mount)` on a hit, `None` on a miss (exit 4).
-fn restore_if_visible(work: &Path, store: &Path, key: &str, dest: &Path) -> Option<BTreeMap<Vec<u8>, String>> {
+/// Restores `key` into `dest` with `--mirror`: `Some(snapshot of the mount)` on a hit, `None` on a
+/// miss (exit 4); any other exit fails the test, naming `context`.
+fn restore_if_visible(
+    work: &Path,
+    store: &Path,
+    key: &str,
+    dest: &Path,
+    context: &str,
+) -> Option<BTreeMap<Vec<u8>, String>> {
     let output = chunkcache_on(work, store, &["restore", "--mirror", "--key", key]).arg(dest).output().unwrap();
     match output.status.code() {
         Some(0) => Some(snapshot(&dest.join("tree"))),
         Some(4) => None,
         _ => {
-            panic!("restore of {key:?} failed: {}\nstderr: {}", output.status, String::from_utf8_lossy(&output.stderr))
+            panic!(
+                "{context}: restore of {key:?} failed: {}\nstderr: {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            )
         }
     }
 }
@@ -276,6 +313,7 @@ enum SaveStart {
 
 #[test]
 fn killed_saves_publish_no_unfinished_manifest_and_rerun_cleanly() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = scratch();
     let dir = dir.path();
     let work: Vec<PathBuf> = (0..2).map(|v| dir.join(format!("work{v}"))).collect();
@@ -294,30 +332,32 @@ fn killed_saves_publish_no_unfinished_manifest_and_rerun_cleanly() {
         }
     };
     let save = |store: &Path| chunkcache_on(&work[1], store, &["save", "--key", "k", "tree"]);
-    let measured = [SaveStart::Empty, SaveStart::OverOlder].map(|start| {
-        let store = dir.join("measure");
-        median_time(|| {
+    let mut run_times = [RunTime::default(), RunTime::default()];
+    let measure = |run_times: &mut [RunTime; 2]| {
+        for start in [SaveStart::Empty, SaveStart::OverOlder] {
+            let store = dir.join("measure");
             prepare(start, &store);
-            run(&mut save(&store), 0);
-        })
-    });
+            run_times[start as usize].measure(|| drop(run(&mut save(&store), 0)));
+        }
+    };
+    measure(&mut run_times);
+    measure(&mut run_times);
     let mut delays = Delays::new("save kill trials");
-    println!(
-        "save kill trials: unkilled saves take {:?} into an empty store, {:?} over the older save",
-        measured[0], measured[1]
-    );
 
     let (mut killed, mut visible, mut killed_visible, mut older_kept, mut reused) = (0, 0, 0, 0, 0);
     for trial in 0..TRIALS {
+        if trial % RunTime::REMEASURE_EVERY == 0 {
+            measure(&mut run_times);
+        }
         let start = if trial % 2 == 0 { SaveStart::Empty } else { SaveStart::OverOlder };
         let (store, out) = (dir.join(format!("store{trial}")), dir.join(format!("out{trial}")));
         prepare(start, &store);
-        let delay = delays.up_to(measured[start as usize].mul_f64(1.2));
+        let delay = delays.up_to(run_times[start as usize].estimate().mul_f64(1.2));
         let ended = kill_after(&mut save(&store), delay);
         let context = format!("trial {trial} ({start:?}, killed after {delay:?}, {ended:?})");
 
         // What is visible under the key is the older save or the complete newer one, nothing else.
-        match restore_if_visible(&work[1], &store, "k", &out) {
+        match restore_if_visible(&work[1], &store, "k", &out, &context) {
             Some(tree) if tree == expected[1] => {
                 visible += 1;
                 if ended == Ended::Killed {
@@ -346,7 +386,7 @@ fn killed_saves_publish_no_unfinished_manifest_and_rerun_cleanly() {
         if start == SaveStart::Empty && ended == Ended::Killed && new < unique {
             reused += 1;
         }
-        let rerun = restore_if_visible(&work[1], &store, "k", &out);
+        let rerun = restore_if_visible(&work[1], &store, "k", &out, &context);
         assert!(rerun.is_some(), "{context}: the re-run save left no manifest");
         if rerun.as_ref() != Some(&expected[1]) {
             println!("{context}: after the re-run the key restores something other than the saved tree");
@@ -355,11 +395,16 @@ fn killed_saves_publish_no_unfinished_manifest_and_rerun_cleanly() {
         fs::remove_dir_all(&store).unwrap();
         fs::remove_dir_all(&out).unwrap();
     }
+    fs::remove_dir_all(dir.join("measure")).unwrap();
+    println!(
+        "save kill trials: unkilled saves took {} into an empty store, {} over the older save",
+        run_times[0].describe(),
+        run_times[1].describe()
+    );
     println!(
         "save kill trials: {TRIALS} (killed {killed}, completed {}), visible manifests {visible} ({killed_visible} \
          from saves killed after their commit point), all restored exact; {older_kept} killed saves over the older \
-         save left it intact; re-runs {TRIALS}/{TRIALS} ok, {reused} \
-         reused chunks a killed save had uploaded",
+         save left it intact; re-runs {TRIALS}/{TRIALS} ok, {reused} reused chunks a killed save had uploaded",
         TRIALS - killed
     );
     // Delays are uniform over 1.2 unkilled runs, so about 5 in 6 should land; the machine's load
@@ -381,6 +426,7 @@ enum RestoreInto {
 
 #[test]
 fn killed_restores_leave_no_partial_file_and_rerun_exactly() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = scratch();
     let dir = dir.path();
     let work: Vec<PathBuf> = (0..2).map(|v| dir.join(format!("work{v}"))).collect();
@@ -393,6 +439,7 @@ fn killed_restores_leave_no_partial_file_and_rerun_exactly() {
     let versions: Vec<_> = work.iter().map(|w| contents(&w.join("tree"))).collect();
     let only_newer = allowed_contents(&[&versions[1]]);
     let either = allowed_contents(&[&versions[0], &versions[1]]);
+    let newer_files = versions[1].values().filter(|what| what.starts_with("file")).count();
 
     // The in-place destination flips between the versions: each trial mirrors the other one in.
     let in_place = dir.join("in-place");
@@ -407,29 +454,30 @@ fn killed_restores_leave_no_partial_file_and_rerun_exactly() {
         command
     };
     run(&mut restore(0, RestoreInto::OtherVersion, &in_place), 0);
-    let measured_empty = median_time(|| {
+    let mut run_times = [RunTime::default(), RunTime::default()];
+    let measure = |run_times: &mut [RunTime; 2], in_place_version: &mut usize| {
         let _ = fs::remove_dir_all(dir.join("measure"));
-        run(&mut restore(1, RestoreInto::Empty, &dir.join("measure")), 0);
-    });
-    let measured_in_place = median_time(|| {
-        in_place_version = 1 - in_place_version;
-        run(&mut restore(in_place_version, RestoreInto::OtherVersion, &in_place), 0);
-    });
-    fs::remove_dir_all(dir.join("measure")).unwrap();
+        run_times[RestoreInto::Empty as usize]
+            .measure(|| drop(run(&mut restore(1, RestoreInto::Empty, &dir.join("measure")), 0)));
+        *in_place_version = 1 - *in_place_version;
+        run_times[RestoreInto::OtherVersion as usize]
+            .measure(|| drop(run(&mut restore(*in_place_version, RestoreInto::OtherVersion, &in_place), 0)));
+    };
+    measure(&mut run_times, &mut in_place_version);
+    measure(&mut run_times, &mut in_place_version);
     let mut delays = Delays::new("restore kill trials");
-    println!(
-        "restore kill trials: unkilled restores take {measured_empty:?} into an empty folder, {measured_in_place:?} \
-         over the other version"
-    );
 
     let (mut killed, mut staging_left, mut mid_write) = (0, 0, 0);
     for trial in 0..TRIALS {
+        if trial % RunTime::REMEASURE_EVERY == 0 {
+            measure(&mut run_times, &mut in_place_version);
+        }
         let into = if trial % 2 == 0 { RestoreInto::Empty } else { RestoreInto::OtherVersion };
-        let (version, dest, allowed, measured) = match into {
-            RestoreInto::Empty => (1, dir.join(format!("out{trial}")), &only_newer, measured_empty),
-            RestoreInto::OtherVersion => (1 - in_place_version, in_place.clone(), &either, measured_in_place),
+        let (version, dest, allowed) = match into {
+            RestoreInto::Empty => (1, dir.join(format!("out{trial}")), &only_newer),
+            RestoreInto::OtherVersion => (1 - in_place_version, in_place.clone(), &either),
         };
-        let delay = delays.up_to(measured.mul_f64(1.2));
+        let delay = delays.up_to(run_times[into as usize].estimate().mul_f64(1.2));
         let ended = kill_after(&mut restore(version, into, &dest), delay);
         let context = format!("trial {trial} ({into:?}, v{version}, killed after {delay:?}, {ended:?})");
 
@@ -443,8 +491,7 @@ fn killed_restores_leave_no_partial_file_and_rerun_exactly() {
         if ended == Ended::Killed {
             killed += 1;
             staging_left += usize::from(leftovers.staging > 0);
-            let total = versions[1].values().filter(|what| what.starts_with("file")).count();
-            if into == RestoreInto::Empty && leftovers.final_files > 0 && leftovers.final_files < total {
+            if into == RestoreInto::Empty && leftovers.final_files > 0 && leftovers.final_files < newer_files {
                 mid_write += 1;
             }
         }
@@ -461,6 +508,12 @@ fn killed_restores_leave_no_partial_file_and_rerun_exactly() {
             RestoreInto::OtherVersion => in_place_version = version,
         }
     }
+    fs::remove_dir_all(dir.join("measure")).unwrap();
+    println!(
+        "restore kill trials: unkilled restores took {} into an empty folder, {} over the other version",
+        run_times[0].describe(),
+        run_times[1].describe()
+    );
     println!(
         "restore kill trials: {TRIALS} (killed {killed}, completed {}; {} into an empty folder, {} over the other \
          version), no partial file under a final name; {mid_write} kills into an empty folder landed mid-write, \
@@ -477,6 +530,7 @@ fn killed_restores_leave_no_partial_file_and_rerun_exactly() {
 
 #[test]
 fn two_saves_of_one_key_at_once_end_as_one_tree_never_a_mix() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = scratch();
     let dir = dir.path();
     let work: Vec<PathBuf> = (0..2).map(|v| dir.join(format!("work{v}"))).collect();
@@ -487,7 +541,8 @@ fn two_saves_of_one_key_at_once_end_as_one_tree_never_a_mix() {
     let mut delays = Delays::new("two saves at once");
 
     // Even rounds race on a fresh store (config, chunks and manifest all contended), odd rounds on
-    // a store that already holds both trees' chunks and one of them under the key.
+    // one store kept across rounds, which from its second round on holds both trees' chunks and
+    // one of them under the key. Which version starts first alternates every two rounds.
     let mut won = [0; 2];
     let shared = dir.join("shared");
     for round in 0..RACE_ROUNDS {
@@ -510,7 +565,8 @@ fn two_saves_of_one_key_at_once_end_as_one_tree_never_a_mix() {
             );
         }
         let out = dir.join(format!("out{round}"));
-        let restored = restore_if_visible(&work[0], &store, "k", &out).expect("a manifest after two saves");
+        let restored = restore_if_visible(&work[0], &store, "k", &out, &format!("round {round}"))
+            .expect("a manifest after two saves");
         match expected.iter().position(|tree| *tree == restored) {
             Some(version) => won[version] += 1,
             None => {
