@@ -535,17 +535,17 @@ fn open_root(target: &RestoreTarget, mount: &Mount, path: &Path, action: Action)
     }
 }
 
-/// Removes staging files a killed restore left in the directories this one writes files into
+/// Removes staging files and links a killed restore left in the directories this one changes
 /// (they never carry a final name, but they take space). Two restores into the same tree at
-/// once are not supported, so any staging file found here is stale. A name the manifest has is
-/// never a staging file.
+/// once are not supported, so any staging entry found here is stale. A name the manifest has
+/// is never a staging entry.
 fn remove_stale_staging_files(
     manifest: &Manifest,
     plan: &RestorePlan,
     resolver: &mut Resolver,
 ) -> Result<u64, RestoreError> {
     let known: HashSet<(u32, &[u8])> = manifest.entries.iter().map(|e| (e.mount, e.path.as_slice())).collect();
-    let parents: BTreeSet<usize> = plan.files.iter().filter_map(|f| plan.parents[f.entry]).collect();
+    let parents: BTreeSet<usize> = changed_parents(plan).collect();
     let mut removed = 0;
     for parent in parents {
         let entry = &manifest.entries[parent];

@@ -7,7 +7,8 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
 use crate::util::{
-    assert_same_tree, chunk_objects, chunkcache_on, edit_manifest, is_staging, noise, run, scratch, snapshot, stderr,
+    assert_same_tree, chunk_objects, chunkcache_on, edit_manifest, is_staging_name, noise, run, scratch, snapshot,
+    stderr,
 };
 
 /// `work/tree` with a folder `d` of a few files and a subfolder.
@@ -33,7 +34,7 @@ fn walk_files(root: &Path, found: &mut Vec<std::path::PathBuf>) {
 fn staging_files(root: &Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
     walk_files(root, &mut found);
-    found.retain(|path| is_staging(path.file_name().unwrap()));
+    found.retain(|path| is_staging_name(path.file_name().unwrap()));
     found
 }
 

@@ -52,6 +52,12 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Whether `name` is a restore's staging file, which never carries a final name (`.ccpart-PID-N`;
+/// any name containing `ccpart` counts, so that the check survives a change of the exact form).
+pub fn is_staging_name(name: &OsStr) -> bool {
+    name.as_bytes().windows(b"ccpart".len()).any(|window| window == b"ccpart")
+}
+
 /// `file:///...` for a folder.
 pub fn store_url(dir: &Path) -> String {
     format!("file://{}", dir.display())
@@ -154,9 +160,4 @@ pub fn edit_manifest(store: &Path, key: &str, edit: impl FnOnce(&mut chunkcache:
         edit(&mut manifest);
         store.put_manifest(key, manifest.encode()).await.unwrap();
     });
-}
-
-/// Whether a file name is a restore's staging name.
-pub fn is_staging(name: &OsStr) -> bool {
-    name.as_bytes().windows(6).any(|w| w == b"ccpart")
 }
