@@ -8,10 +8,12 @@
 //! | `s3://BUCKET/PREFIX` | S3 and compatibles (moto, MinIO) | `AWS_*` |
 //! | `gs://BUCKET/PREFIX` | Google Cloud Storage | service-account JSON |
 //!
-//! Every remote client retries throttling, 5xx, timeouts and dropped connections with backoff,
-//! applies a per-request timeout, and keeps idle pooled connections for less than Azurite's 5 s
-//! keep-alive (it closes idle connections and the next request on them fails). Descriptions in
-//! messages name the container and account, never a credential.
+//! Every store retries transient failures (throttling, 5xx, timeouts, dropped connections, bodies
+//! cut short) with backoff, in one place: [`crate::retry::RetryStore`], which [`Store::with_retry`]
+//! puts over every backend. `object_store`'s own HTTP retries are turned off so that nothing is
+//! retried twice. Remote clients apply a per-request timeout, and keep idle pooled connections for
+//! less than Azurite's 5 s keep-alive (it closes idle connections and the next request on them
+//! fails). Descriptions in messages name the container and account, never a credential.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,8 +26,9 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{ClientOptions, ObjectStore, RetryConfig};
 
+use crate::retry::RetryPolicy;
 use crate::secret::Secret;
 use crate::store::Store;
 
@@ -119,7 +122,8 @@ pub struct BackendOptions {
     pub gcs: GcsOptions,
     /// Timeout of one request.
     pub request_timeout: Duration,
-    /// Retries per request (throttling, 5xx, timeouts, resets).
+    /// Retries of a request that failed transiently (throttling, 5xx, timeouts, resets, bodies
+    /// cut short); see [`BackendOptions::retry_policy`].
     pub max_retries: usize,
 }
 
@@ -140,6 +144,16 @@ fn first<'a>(env: &'a BTreeMap<String, String>, names: &[&str]) -> Option<&'a St
 }
 
 impl BackendOptions {
+    /// How requests are retried: `max_retries` retries after the first attempt, with the default
+    /// backoff, and no new attempt once two request timeouts have passed.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: u32::try_from(self.max_retries).unwrap_or(u32::MAX).saturating_add(1),
+            max_elapsed: self.request_timeout.saturating_mul(2),
+            ..RetryPolicy::default()
+        }
+    }
+
     /// Reads credentials from the usual variables: `AZURE_STORAGE_ACCOUNT(_NAME)`,
     /// `AZURE_STORAGE_(ACCOUNT_)KEY`, `AZURE_STORAGE_SAS_TOKEN`, `AZURE_STORAGE_ENDPOINT`,
     /// `AZURE_STORAGE_CONNECTION_STRING`; `AWS_*`; `GOOGLE_SERVICE_ACCOUNT(_KEY)`,
@@ -236,13 +250,13 @@ pub fn default_store_url(env: &BTreeMap<String, String>) -> String {
 pub async fn open(url: &str, options: &BackendOptions) -> Result<Store, BackendError> {
     let invalid = |reason: &str| BackendError::InvalidUrl { url: url.to_string(), reason: reason.to_string() };
     if url == "memory://" {
-        return Ok(Store::new(Arc::new(InMemory::new()), "memory://"));
+        return Ok(Store::with_retry(Arc::new(InMemory::new()), "memory://", options.retry_policy()));
     }
     let Some((scheme, rest)) = url.split_once("://") else {
-        return open_local(Path::new(url));
+        return open_local(Path::new(url), options);
     };
     if scheme == "file" {
-        return open_local(Path::new(rest));
+        return open_local(Path::new(rest), options);
     }
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     let prefix = prefix.trim_matches('/');
@@ -262,10 +276,10 @@ pub async fn open(url: &str, options: &BackendOptions) -> Result<Store, BackendE
     let description = if prefix.is_empty() { description } else { format!("{description} under {prefix:?}") };
     let backend: Arc<dyn ObjectStore> =
         if prefix.is_empty() { backend } else { Arc::new(PrefixStore::new(backend, prefix)) };
-    Ok(Store::new(backend, description))
+    Ok(Store::with_retry(backend, description, options.retry_policy()))
 }
 
-fn open_local(path: &Path) -> Result<Store, BackendError> {
+fn open_local(path: &Path, options: &BackendOptions) -> Result<Store, BackendError> {
     if path.as_os_str().is_empty() {
         return Err(BackendError::InvalidUrl { url: String::new(), reason: "the path is empty".into() });
     }
@@ -273,24 +287,18 @@ fn open_local(path: &Path) -> Result<Store, BackendError> {
     let path = std::path::absolute(path).map_err(local)?;
     std::fs::create_dir_all(&path).map_err(local)?;
     let backend = LocalFileSystem::new_with_prefix(&path).map_err(|e| local(std::io::Error::other(e)))?;
-    Ok(Store::new(Arc::new(backend), format!("file://{}", path.display())))
+    Ok(Store::with_retry(Arc::new(backend), format!("file://{}", path.display()), options.retry_policy()))
 }
 
+/// The HTTP client settings of every remote backend. `object_store`'s own retries are off: every
+/// retry decision is [`crate::retry::RetryStore`]'s, so no request is retried by two loops at once.
 fn client_options(options: &BackendOptions, allow_http: bool) -> (ClientOptions, RetryConfig) {
     let client = ClientOptions::new()
         .with_allow_http(allow_http)
         .with_timeout(options.request_timeout)
         .with_connect_timeout(Duration::from_secs(5))
         .with_pool_idle_timeout(Duration::from_secs(3));
-    let retry = RetryConfig {
-        backoff: BackoffConfig {
-            init_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(3),
-            base: 2.0,
-        },
-        max_retries: options.max_retries,
-        retry_timeout: options.request_timeout * 3,
-    };
+    let retry = RetryConfig { max_retries: 0, retry_timeout: options.request_timeout, ..RetryConfig::default() };
     (client, retry)
 }
 
@@ -330,8 +338,15 @@ async fn open_azure(container: &str, options: &BackendOptions) -> Result<(Arc<dy
     };
     let backend = builder.build().map_err(|source| BackendError::Client { store: description.clone(), source })?;
     if let (Some(key), true) = (&azure.key, azure.create_container) {
-        crate::azure_admin::ensure_container(&endpoint_url, &account, key.expose(), container, options.request_timeout)
-            .await?;
+        crate::azure_admin::ensure_container_with(
+            &endpoint_url,
+            &account,
+            key.expose(),
+            container,
+            options.request_timeout,
+            &options.retry_policy(),
+        )
+        .await?;
     }
     Ok((Arc::new(backend), description))
 }
