@@ -8,6 +8,7 @@ mod util;
 mod azure_admin;
 mod conformance;
 mod endpoints;
+mod faults;
 mod plugin;
 mod remote;
 mod save_restore;
