@@ -146,12 +146,11 @@ impl RetryPolicy {
     }
 }
 
-/// A uniformly distributed number in `[0, 1)`, from the standard library's randomly keyed hasher
-/// (jitter needs no better randomness, and no dependency).
+/// A uniformly distributed number in `[0, 1)`, from the standard library's randomly keyed hasher:
+/// each `RandomState` has new keys (jitter needs no better randomness, and no dependency).
 fn random_fraction() -> f64 {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(Instant::now().elapsed().as_nanos());
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+    let hash = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    (hash >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// How many attempts an operation took, and how long.
@@ -292,11 +291,6 @@ impl<T: ObjectStore + ?Sized> RetryStore<T> {
     /// Wraps `inner`.
     pub fn new(inner: Arc<T>, policy: RetryPolicy) -> Self {
         Self { inner, policy }
-    }
-
-    /// The policy in force.
-    pub fn policy(&self) -> &RetryPolicy {
-        &self.policy
     }
 }
 
@@ -862,6 +856,8 @@ mod tests {
             assert!(pause >= full / 2 && pause <= full, "retry {retry}: {pause:?} of {full:?}");
         }
         assert!(policy.backoff(u32::MAX) <= policy.max_backoff);
+        let pauses: std::collections::BTreeSet<Duration> = (0..20).map(|_| policy.backoff(3)).collect();
+        assert!(pauses.len() > 10, "jitter spreads retries: {pauses:?}");
     }
 
     #[test]
