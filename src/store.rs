@@ -120,9 +120,8 @@ pub enum StoreError {
 
 /// A backend error with its one-line summary: the error's causes joined with `: ` (a cause whose
 /// text the one before already holds is left out, and so are `object_store`'s "Generic … error"
-/// wrappers), an XML error body reduced to its `<Code>` and
-/// the first line of its `<Message>`, whitespace collapsed, and the whole cut at
-/// [`BackendCause::MAX_LEN`] characters.
+/// wrappers), an XML error body reduced to its `<Code>` and the first line of its `<Message>`,
+/// whitespace collapsed, and the whole cut at [`BackendCause::MAX_LEN`] characters.
 #[derive(Debug)]
 pub struct BackendCause {
     summary: String,
