@@ -6,6 +6,10 @@
 //! (`PUT {endpoint}/{container}?restype=container`), signed with the account key as described in
 //! [Authorize with Shared Key](https://learn.microsoft.com/en-us/rest/api/storageservices/authorize-with-shared-key).
 //!
+//! The request is retried on transient failures (timeouts, connections that fail or break, HTTP 5xx,
+//! 429 and 408) with the policy every other store request follows ([`crate::retry::RetryPolicy`]); a
+//! 409 ContainerAlreadyExists after a retry means an earlier attempt, or someone else, created it.
+//!
 //! The signing pieces are pure functions ([`string_to_sign`], [`sign`]) so that they can be tested against
 //! known vectors without a server. Nothing here ever formats the account key: errors name the account and
 //! the container, never the key.
@@ -22,6 +26,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha2::Sha256;
 use url::Url;
+
+use crate::retry::RetryPolicy;
 
 /// The storage service version sent in `x-ms-version` (the one `object_store` 0.14 uses too).
 pub const AZURE_STORAGE_VERSION: &str = "2023-11-03";
@@ -136,7 +142,24 @@ pub enum AzureAdminError {
     },
 }
 
-/// Creates `container` in the storage account if it does not exist yet.
+/// Creates `container` in the storage account if it does not exist yet, retrying transient failures
+/// with the default [`RetryPolicy`] (no new attempt after twice `timeout`); see [`ensure_container_with`].
+///
+/// # Errors
+/// As [`ensure_container_with`].
+pub async fn ensure_container(
+    endpoint: &Url,
+    account: &str,
+    key_base64: &str,
+    container: &str,
+    timeout: Duration,
+) -> Result<bool, AzureAdminError> {
+    let policy = RetryPolicy { max_elapsed: timeout.saturating_mul(2), ..RetryPolicy::default() };
+    ensure_container_with(endpoint, account, key_base64, container, timeout, &policy).await
+}
+
+/// Creates `container` in the storage account if it does not exist yet, retrying transient failures
+/// as `policy` says.
 ///
 /// `endpoint` is the account's blob endpoint: `https://ACCOUNT.blob.core.windows.net` (or a sovereign
 /// cloud's), or a path-style emulator endpoint such as `http://127.0.0.1:10000/devstoreaccount1`. A trailing
@@ -154,12 +177,16 @@ pub enum AzureAdminError {
 ///   or with Azure's "Server failed to authenticate the request" message, as Azurite does);
 /// - [`AzureAdminError::Status`] for any other unexpected status, such as 409 ContainerBeingDeleted;
 /// - [`AzureAdminError::Timeout`] / [`AzureAdminError::Request`] when no answer arrives.
-pub async fn ensure_container(
+///
+/// Transient failures (timeouts, failed or broken connections, HTTP 5xx, 429, 408) are only returned once
+/// `policy` gives up; the error is that of the last attempt.
+pub async fn ensure_container_with(
     endpoint: &Url,
     account: &str,
     key_base64: &str,
     container: &str,
     timeout: Duration,
+    policy: &RetryPolicy,
 ) -> Result<bool, AzureAdminError> {
     validate_container_name(container).map_err(|problem| AzureAdminError::InvalidContainerName {
         account: account.to_owned(),
@@ -175,11 +202,6 @@ pub async fn ensure_container(
         container: container.to_owned(),
         problem,
     })?;
-
-    let date = http_date(SystemTime::now());
-    let headers = [("Content-Length", "0"), ("x-ms-date", date.as_str()), ("x-ms-version", AZURE_STORAGE_VERSION)];
-    let signature = sign(&key, &string_to_sign("PUT", &url, account, &headers));
-    let authorization = format!("SharedKey {account}:{signature}");
 
     let request_error = |e: reqwest::Error| {
         if e.is_timeout() {
@@ -199,12 +221,39 @@ pub async fn ensure_container(
         }
     };
     let client = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build().map_err(request_error)?;
-    let mut request = client.put(url.clone()).body(Vec::<u8>::new());
-    for (name, value) in headers {
-        request = request.header(name, value);
-    }
-    let response = request.header("Authorization", authorization).send().await.map_err(request_error)?;
+    let attempt = |_| async {
+        // Signed per attempt: the signature covers the date, which Azure checks.
+        let date = http_date(SystemTime::now());
+        let headers = [("Content-Length", "0"), ("x-ms-date", date.as_str()), ("x-ms-version", AZURE_STORAGE_VERSION)];
+        let signature = sign(&key, &string_to_sign("PUT", &url, account, &headers));
+        let mut request = client.put(url.clone()).body(Vec::<u8>::new());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let response = request
+            .header("Authorization", format!("SharedKey {account}:{signature}"))
+            .send()
+            .await
+            .map_err(request_error)?;
+        outcome(response, account, container).await
+    };
+    policy.run(attempt, AzureAdminError::is_transient).await.map_err(|(last, _attempts)| last)
+}
 
+impl AzureAdminError {
+    /// Whether another attempt may succeed: no answer (timeout, connection failed or broken), or
+    /// HTTP 5xx, 429 or 408.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Timeout { .. } | Self::Request { .. } => true,
+            Self::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            _ => false,
+        }
+    }
+}
+
+/// What one Create Container answer means: created, already there, or which error.
+async fn outcome(response: reqwest::Response, account: &str, container: &str) -> Result<bool, AzureAdminError> {
     let status = response.status().as_u16();
     if status == 201 {
         return Ok(true);
@@ -590,6 +639,94 @@ mod tests {
         assert!(matches!(err, AzureAdminError::Request { .. } | AzureAdminError::Timeout { .. }), "{msg}");
         assert!(msg.contains("devstoreaccount1") && msg.contains("\"cache\""), "{msg}");
         assert!(!msg.contains(DEV_KEY), "{msg}");
+    }
+
+    /// A one-shot HTTP server on loopback: each connection gets the next scripted answer (`None`:
+    /// the connection is closed without one) and is then closed. Returns the endpoint and a handle
+    /// that yields the number of requests served.
+    async fn scripted_server(answers: Vec<Option<&'static str>>) -> (Url, tokio::task::JoinHandle<usize>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = url(&format!("http://{}/devstoreaccount1", listener.local_addr().unwrap()));
+        let server = tokio::spawn(async move {
+            let mut served = 0;
+            for answer in answers {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = socket.read(&mut buffer).await.unwrap();
+                    assert!(n > 0, "the client closed the connection mid-request");
+                    request.extend_from_slice(&buffer[..n]);
+                }
+                served += 1;
+                if let Some(answer) = answer {
+                    let response = format!("{answer}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    socket.write_all(response.as_bytes()).await.unwrap();
+                }
+                socket.shutdown().await.unwrap();
+            }
+            served
+        });
+        (endpoint, server)
+    }
+
+    fn fast() -> RetryPolicy {
+        RetryPolicy { initial_backoff: Duration::from_millis(1), ..RetryPolicy::default() }
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried() {
+        let (endpoint, server) =
+            scripted_server(vec![None, Some("HTTP/1.1 503 Service Unavailable"), Some("HTTP/1.1 201 Created")]).await;
+        let created =
+            ensure_container_with(&endpoint, "devstoreaccount1", DEV_KEY, "cache", Duration::from_secs(5), &fast())
+                .await
+                .unwrap();
+        assert!(created);
+        assert_eq!(server.await.unwrap(), 3, "a dropped connection and a 503, then the creation");
+
+        // The first attempt's answer was lost; the retry finds the container: it exists, as asked.
+        let (endpoint, server) = scripted_server(vec![
+            Some("HTTP/1.1 500 Internal Server Error"),
+            Some("HTTP/1.1 409 Conflict\r\nx-ms-error-code: ContainerAlreadyExists"),
+        ])
+        .await;
+        let created =
+            ensure_container_with(&endpoint, "devstoreaccount1", DEV_KEY, "cache", Duration::from_secs(5), &fast())
+                .await
+                .unwrap();
+        assert!(!created);
+        assert_eq!(server.await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn permanent_failures_are_not_retried() {
+        for (answer, expected) in [
+            ("HTTP/1.1 403 Forbidden\r\nx-ms-error-code: AuthenticationFailed", "account key is wrong"),
+            ("HTTP/1.1 409 Conflict\r\nx-ms-error-code: ContainerBeingDeleted", "ContainerBeingDeleted"),
+            ("HTTP/1.1 400 Bad Request\r\nx-ms-error-code: InvalidHeaderValue", "InvalidHeaderValue"),
+        ] {
+            let (endpoint, server) = scripted_server(vec![Some(answer)]).await;
+            let err =
+                ensure_container_with(&endpoint, "devstoreaccount1", DEV_KEY, "cache", Duration::from_secs(5), &fast())
+                    .await
+                    .unwrap_err();
+            assert!(err.to_string().contains(expected), "{answer}: {err}");
+            assert_eq!(server.await.unwrap(), 1, "{answer}: one request");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dead_server_is_given_up_on_after_the_policy_attempts() {
+        let (endpoint, server) = scripted_server(vec![Some("HTTP/1.1 503 Service Unavailable"); 3]).await;
+        let policy = RetryPolicy { max_attempts: 3, ..fast() };
+        let err =
+            ensure_container_with(&endpoint, "devstoreaccount1", DEV_KEY, "cache", Duration::from_secs(5), &policy)
+                .await
+                .unwrap_err();
+        assert!(matches!(err, AzureAdminError::Status { status: 503, .. }), "{err}");
+        assert_eq!(server.await.unwrap(), 3);
     }
 
     #[test]

@@ -8,10 +8,12 @@
 //! | `s3://BUCKET/PREFIX` | S3 and compatibles (moto, MinIO) | `AWS_*` |
 //! | `gs://BUCKET/PREFIX` | Google Cloud Storage | service-account JSON |
 //!
-//! Every remote client retries throttling, 5xx, timeouts and dropped connections with backoff,
-//! applies a per-request timeout, and keeps idle pooled connections for less than Azurite's 5 s
-//! keep-alive (it closes idle connections and the next request on them fails). Descriptions in
-//! messages name the container and account, never a credential.
+//! Every store retries transient failures (throttling, 5xx, timeouts, dropped connections, bodies
+//! cut short) with backoff, in one place: [`crate::retry::RetryStore`], which [`Store::with_retry`]
+//! puts over every backend. `object_store`'s own HTTP retries are turned off so that nothing is
+//! retried twice. Remote clients apply a per-request timeout, and keep idle pooled connections for
+//! less than Azurite's 5 s keep-alive (it closes idle connections and the next request on them
+//! fails). Descriptions in messages name the container and account, never a credential.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,8 +26,9 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{ClientOptions, ObjectStore, RetryConfig};
 
+use crate::retry::RetryPolicy;
 use crate::secret::Secret;
 use crate::store::Store;
 
@@ -38,6 +41,18 @@ pub enum BackendError {
         /// The URL (store URLs never hold credentials).
         url: String,
         /// What is wrong and what is accepted.
+        reason: String,
+    },
+    /// An endpoint is not an http(s) URL with a host.
+    #[error("invalid {what} {value:?} (from {from}): {reason}")]
+    InvalidEndpoint {
+        /// Which endpoint (`S3 endpoint`, `Azure blob endpoint`, `GCS endpoint`).
+        what: &'static str,
+        /// The value, with any user info left out.
+        value: String,
+        /// The variables, flags or settings it can come from.
+        from: String,
+        /// What is wrong, and the right spelling.
         reason: String,
     },
     /// A local store folder could not be created.
@@ -119,7 +134,8 @@ pub struct BackendOptions {
     pub gcs: GcsOptions,
     /// Timeout of one request.
     pub request_timeout: Duration,
-    /// Retries per request (throttling, 5xx, timeouts, resets).
+    /// Retries of a request that failed transiently (throttling, 5xx, timeouts, resets, bodies
+    /// cut short); see [`BackendOptions::retry_policy`].
     pub max_retries: usize,
 }
 
@@ -140,6 +156,16 @@ fn first<'a>(env: &'a BTreeMap<String, String>, names: &[&str]) -> Option<&'a St
 }
 
 impl BackendOptions {
+    /// How requests are retried: `max_retries` retries after the first attempt, with the default
+    /// backoff, and no new attempt once two request timeouts have passed.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: u32::try_from(self.max_retries).unwrap_or(u32::MAX).saturating_add(1),
+            max_elapsed: self.request_timeout.saturating_mul(2),
+            ..RetryPolicy::default()
+        }
+    }
+
     /// Reads credentials from the usual variables: `AZURE_STORAGE_ACCOUNT(_NAME)`,
     /// `AZURE_STORAGE_(ACCOUNT_)KEY`, `AZURE_STORAGE_SAS_TOKEN`, `AZURE_STORAGE_ENDPOINT`,
     /// `AZURE_STORAGE_CONNECTION_STRING`; `AWS_*`; `GOOGLE_SERVICE_ACCOUNT(_KEY)`,
@@ -228,6 +254,58 @@ pub fn default_store_url(env: &BTreeMap<String, String>) -> String {
     format!("file://{}", base.join("chunkcache/store").display())
 }
 
+/// The schemes a store URL may have, as the unknown-scheme error lists them.
+const SCHEMES: &str = "file, memory, az (or azure), s3 and gs: file:///PATH, memory://, az://CONTAINER/PREFIX, \
+                       s3://BUCKET/PREFIX or gs://BUCKET/PREFIX";
+
+/// Checks an endpoint URL before any client sees it: `object_store` panics on some malformed
+/// ones (`minio:9000`, without a scheme, reaches an `expect` in its request signing). Returns it
+/// normalised, without a trailing `/`, as the clients take it.
+///
+/// `what` names the endpoint and `from` where it can come from, for the message.
+///
+/// # Errors
+/// [`BackendError::InvalidEndpoint`] when `value` is not an `http` or `https` URL with a host; a
+/// value without a scheme gets the right spelling (`http://minio:9000`) in the message.
+pub fn endpoint_url(value: &str, what: &'static str, from: impl Into<String>) -> Result<url::Url, BackendError> {
+    let shown = match value.rsplit_once('@') {
+        Some((_, host)) => format!("…@{host}"),
+        None => value.to_string(),
+    };
+    let from = from.into();
+    let invalid =
+        |reason: String| BackendError::InvalidEndpoint { what, value: shown.clone(), from: from.clone(), reason };
+    let trimmed = value.trim();
+    if !trimmed.contains("://") {
+        return Err(invalid(format!(
+            "it has no scheme: write http://{shown} (or https://{shown} for TLS)",
+            shown = shown.trim()
+        )));
+    }
+    let url = url::Url::parse(trimmed).map_err(|e| invalid(format!("it is not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(format!("the scheme {:?} is not http or https", url.scheme())));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("it has no host".into()));
+    }
+    Ok(url)
+}
+
+/// An endpoint URL as the `object_store` builders take it: normalised, without a trailing `/`.
+fn endpoint_text(url: &url::Url) -> String {
+    url.as_str().trim_end_matches('/').to_string()
+}
+
+/// How drone-cache reads its S3 `endpoint` setting, for the plugin: a value without a scheme
+/// (`minio:9000`, as drone-cache's own tests write it) means plain `http://` (drone-cache sets the
+/// AWS SDK's `DisableSSL` unless the value starts with `https://`, and the SDK then adds `http://`).
+/// Anything with a scheme is returned as it is.
+pub fn drone_cache_endpoint(value: &str) -> String {
+    let value = value.trim();
+    if value.contains("://") { value.to_string() } else { format!("http://{value}") }
+}
+
 /// Opens the store a URL names. For Azure with a shared key, a missing container is created
 /// (as drone-cache does) unless `create_container` is off.
 ///
@@ -236,13 +314,23 @@ pub fn default_store_url(env: &BTreeMap<String, String>) -> String {
 pub async fn open(url: &str, options: &BackendOptions) -> Result<Store, BackendError> {
     let invalid = |reason: &str| BackendError::InvalidUrl { url: url.to_string(), reason: reason.to_string() };
     if url == "memory://" {
-        return Ok(Store::new(Arc::new(InMemory::new()), "memory://"));
+        return Ok(Store::with_retry(Arc::new(InMemory::new()), "memory://", options.retry_policy()));
     }
     let Some((scheme, rest)) = url.split_once("://") else {
-        return open_local(Path::new(url));
+        return open_local(Path::new(url), options);
     };
-    if scheme == "file" {
-        return open_local(Path::new(rest));
+    match scheme {
+        "file" => return open_local(Path::new(rest), options),
+        "az" | "azure" | "s3" | "gs" => {}
+        "memory" => return Err(invalid("a memory store has no container or path: write memory://")),
+        other => {
+            let suggestion = ["file", "memory", "az", "azure", "s3", "gs"]
+                .into_iter()
+                .find(|known| edit_distance(&other.to_ascii_lowercase(), known) <= 2.min(known.len() - 1))
+                .map(|known| format!(" (did you mean {known}://?)"))
+                .unwrap_or_default();
+            return Err(invalid(&format!("unknown scheme {other:?}{suggestion}; the valid schemes are {SCHEMES}")));
+        }
     }
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     let prefix = prefix.trim_matches('/');
@@ -250,22 +338,33 @@ pub async fn open(url: &str, options: &BackendOptions) -> Result<Store, BackendE
         return Err(invalid("the container or bucket name is missing, e.g. az://my-container/ci-cache"));
     }
     let (backend, description): (Arc<dyn ObjectStore>, String) = match scheme {
-        "az" | "azure" => open_azure(bucket, options).await?,
         "s3" => open_s3(bucket, options)?,
         "gs" => open_gcs(bucket, options)?,
-        other => {
-            return Err(invalid(&format!(
-                "unknown scheme {other:?}; use file:///PATH, az://CONTAINER/PREFIX, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX"
-            )));
-        }
+        _ => open_azure(bucket, options).await?,
     };
     let description = if prefix.is_empty() { description } else { format!("{description} under {prefix:?}") };
     let backend: Arc<dyn ObjectStore> =
         if prefix.is_empty() { backend } else { Arc::new(PrefixStore::new(backend, prefix)) };
-    Ok(Store::new(backend, description))
+    Ok(Store::with_retry(backend, description, options.retry_policy()))
 }
 
-fn open_local(path: &Path) -> Result<Store, BackendError> {
+/// Levenshtein distance, for "did you mean" suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+fn open_local(path: &Path, options: &BackendOptions) -> Result<Store, BackendError> {
     if path.as_os_str().is_empty() {
         return Err(BackendError::InvalidUrl { url: String::new(), reason: "the path is empty".into() });
     }
@@ -273,24 +372,18 @@ fn open_local(path: &Path) -> Result<Store, BackendError> {
     let path = std::path::absolute(path).map_err(local)?;
     std::fs::create_dir_all(&path).map_err(local)?;
     let backend = LocalFileSystem::new_with_prefix(&path).map_err(|e| local(std::io::Error::other(e)))?;
-    Ok(Store::new(Arc::new(backend), format!("file://{}", path.display())))
+    Ok(Store::with_retry(Arc::new(backend), format!("file://{}", path.display()), options.retry_policy()))
 }
 
+/// The HTTP client settings of every remote backend. `object_store`'s own retries are off: every
+/// retry decision is [`crate::retry::RetryStore`]'s, so no request is retried by two loops at once.
 fn client_options(options: &BackendOptions, allow_http: bool) -> (ClientOptions, RetryConfig) {
     let client = ClientOptions::new()
         .with_allow_http(allow_http)
         .with_timeout(options.request_timeout)
         .with_connect_timeout(Duration::from_secs(5))
         .with_pool_idle_timeout(Duration::from_secs(3));
-    let retry = RetryConfig {
-        backoff: BackoffConfig {
-            init_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(3),
-            base: 2.0,
-        },
-        max_retries: options.max_retries,
-        retry_timeout: options.request_timeout * 3,
-    };
+    let retry = RetryConfig { max_retries: 0, retry_timeout: options.request_timeout, ..RetryConfig::default() };
     (client, retry)
 }
 
@@ -302,12 +395,20 @@ async fn open_azure(container: &str, options: &BackendOptions) -> Result<(Arc<dy
              (plugin: account_name) or AZURE_STORAGE_CONNECTION_STRING"
         )));
     };
-    let endpoint = azure.endpoint.clone().unwrap_or_else(|| format!("https://{account}.blob.core.windows.net"));
-    let endpoint_url = url::Url::parse(&endpoint).map_err(|e| {
-        BackendError::Config(format!(
-            "Azure blob endpoint {endpoint:?} is not a URL ({e}); e.g. https://{account}.blob.core.windows.net"
-        ))
-    })?;
+    let endpoint_url = match &azure.endpoint {
+        Some(endpoint) => endpoint_url(
+            endpoint,
+            "Azure blob endpoint",
+            "--endpoint, AZURE_STORAGE_ENDPOINT, the connection string's BlobEndpoint, or the plugin's endpoint \
+             or AZURE_BLOB_STORAGE_URL",
+        )?,
+        None => endpoint_url(
+            &format!("https://{account}.blob.core.windows.net"),
+            "Azure blob endpoint",
+            format!("the account name {account:?}"),
+        )?,
+    };
+    let endpoint = endpoint_text(&endpoint_url);
     let description = format!("Azure container {container:?} (account {account:?} at {endpoint})");
     let (client, retry) = client_options(options, endpoint_url.scheme() == "http");
     let mut builder = MicrosoftAzureBuilder::new()
@@ -330,18 +431,37 @@ async fn open_azure(container: &str, options: &BackendOptions) -> Result<(Arc<dy
     };
     let backend = builder.build().map_err(|source| BackendError::Client { store: description.clone(), source })?;
     if let (Some(key), true) = (&azure.key, azure.create_container) {
-        crate::azure_admin::ensure_container(&endpoint_url, &account, key.expose(), container, options.request_timeout)
-            .await?;
+        crate::azure_admin::ensure_container_with(
+            &endpoint_url,
+            &account,
+            key.expose(),
+            container,
+            options.request_timeout,
+            &options.retry_policy(),
+        )
+        .await?;
     }
     Ok((Arc::new(backend), description))
 }
 
 fn open_s3(bucket: &str, options: &BackendOptions) -> Result<(Arc<dyn ObjectStore>, String), BackendError> {
+    use object_store::aws::AmazonS3ConfigKey;
     let s3 = &options.s3;
     let mut builder = AmazonS3Builder::new();
+    let mut env_endpoint = None;
     for (name, value) in &s3.aws_env {
-        if let Ok(key) = name.to_ascii_lowercase().parse::<object_store::aws::AmazonS3ConfigKey>() {
-            builder = builder.with_config(key, value.expose());
+        if let Ok(key) = name.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+            let value = match key {
+                AmazonS3ConfigKey::Endpoint | AmazonS3ConfigKey::S3Endpoint | AmazonS3ConfigKey::StsEndpoint => {
+                    let url = endpoint_text(&endpoint_url(value.expose(), "S3 endpoint", name.as_str())?);
+                    if key != AmazonS3ConfigKey::StsEndpoint {
+                        env_endpoint = Some(url.clone());
+                    }
+                    url
+                }
+                _ => value.expose().to_string(),
+            };
+            builder = builder.with_config(key, value);
         }
     }
     builder = builder.with_bucket_name(bucket);
@@ -354,7 +474,12 @@ fn open_s3(bucket: &str, options: &BackendOptions) -> Result<(Arc<dyn ObjectStor
     if let Some(region) = &s3.region {
         builder = builder.with_region(region);
     }
-    let endpoint = s3.endpoint.clone().or_else(|| s3.aws_env.get("AWS_ENDPOINT_URL").map(|e| e.expose().to_string()));
+    let endpoint = match &s3.endpoint {
+        Some(endpoint) => {
+            Some(endpoint_text(&endpoint_url(endpoint, "S3 endpoint", "--endpoint or the plugin's endpoint setting")?))
+        }
+        None => env_endpoint,
+    };
     if let Some(endpoint) = &endpoint {
         builder = builder.with_endpoint(endpoint);
     }
@@ -382,11 +507,23 @@ fn open_gcs(bucket: &str, options: &BackendOptions) -> Result<(Arc<dyn ObjectSto
     } else if let Some(path) = &gcs.service_account_path {
         builder = builder.with_service_account_path(path.display().to_string());
     }
-    if let Some(endpoint) = &gcs.endpoint {
+    let endpoint = gcs
+        .endpoint
+        .as_deref()
+        .map(|endpoint| {
+            endpoint_url(
+                endpoint,
+                "GCS endpoint",
+                "--endpoint, CHUNKCACHE_GCS_ENDPOINT or the plugin's endpoint setting",
+            )
+        })
+        .transpose()?
+        .map(|url| endpoint_text(&url));
+    if let Some(endpoint) = &endpoint {
         builder = builder.with_base_url(endpoint);
     }
     let description = format!("GCS bucket {bucket:?}");
-    let (client, retry) = client_options(options, gcs.endpoint.as_deref().is_some_and(|e| e.starts_with("http://")));
+    let (client, retry) = client_options(options, endpoint.as_deref().is_some_and(|e| e.starts_with("http://")));
     let backend = builder
         .with_client_options(client)
         .with_retry(retry)
@@ -421,6 +558,109 @@ mod tests {
         options.azure.account = Some("acct".into());
         let err = open("az://c/p", &options).await.unwrap_err().to_string();
         assert!(err.contains("AZURE_STORAGE_KEY") && err.contains("\"acct\""), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_mistyped_scheme_is_named_with_the_valid_ones() {
+        let options = BackendOptions::default();
+        let err = open("fiel:///x", &options).await.unwrap_err().to_string();
+        assert!(err.contains("unknown scheme \"fiel\" (did you mean file://?)"), "{err}");
+        assert!(err.contains("file, memory, az (or azure), s3 and gs"), "{err}");
+        assert!(!err.contains("container or bucket name is missing"), "{err}");
+        let err = open("gcs://bucket/ci", &options).await.unwrap_err().to_string();
+        assert!(err.contains("did you mean gs://?"), "{err}");
+        let err = open("ftp://host/x", &options).await.unwrap_err().to_string();
+        assert!(err.contains("unknown scheme \"ftp\";") && !err.contains("did you mean"), "{err}");
+        let err = open("memory://x", &options).await.unwrap_err().to_string();
+        assert!(err.contains("write memory://"), "{err}");
+        let err = open("s3:///x", &options).await.unwrap_err().to_string();
+        assert!(err.contains("bucket name is missing"), "{err}");
+    }
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("fiel", "file"), 2);
+        assert_eq!(edit_distance("gcs", "gs"), 1);
+        assert_eq!(edit_distance("", "az"), 2);
+        assert_eq!(edit_distance("azure", "azure"), 0);
+    }
+
+    fn s3_options(endpoint: Option<&str>, aws_env: &[(&str, &str)]) -> BackendOptions {
+        let mut options = BackendOptions { max_retries: 0, ..BackendOptions::default() };
+        options.s3 = S3Options {
+            access_key: Some("id".into()),
+            secret_key: Some(Secret::new("secret")),
+            region: Some("us-east-1".into()),
+            endpoint: endpoint.map(str::to_string),
+            path_style: Some(true),
+            aws_env: aws_env.iter().map(|(k, v)| (k.to_string(), Secret::new(*v))).collect(),
+        };
+        options
+    }
+
+    #[tokio::test]
+    async fn endpoints_without_a_scheme_are_refused_with_the_right_spelling() {
+        let err = open("s3://b", &s3_options(Some("minio:9000"), &[])).await.unwrap_err().to_string();
+        assert!(err.contains("invalid S3 endpoint \"minio:9000\""), "{err}");
+        assert!(err.contains("--endpoint or the plugin's endpoint setting"), "{err}");
+        assert!(err.contains("write http://minio:9000 (or https://minio:9000 for TLS)"), "{err}");
+
+        let err = open("s3://b", &s3_options(None, &[("AWS_ENDPOINT_URL", "minio:9000")])).await.unwrap_err();
+        assert!(err.to_string().contains("(from AWS_ENDPOINT_URL)"), "{err}");
+        let err = open("s3://b", &s3_options(None, &[("AWS_ENDPOINT", "ftp://minio")])).await.unwrap_err();
+        assert!(err.to_string().contains("(from AWS_ENDPOINT): the scheme \"ftp\" is not http or https"), "{err}");
+
+        let mut options = BackendOptions::from_env(&env(&[
+            ("AZURE_STORAGE_ACCOUNT", "acct"),
+            ("AZURE_STORAGE_KEY", "c2VjcmV0"),
+            ("AZURE_STORAGE_ENDPOINT", "azurite:10000"),
+        ]))
+        .unwrap();
+        let err = open("az://c", &options).await.unwrap_err().to_string();
+        assert!(err.contains("invalid Azure blob endpoint \"azurite:10000\""), "{err}");
+        assert!(err.contains("AZURE_STORAGE_ENDPOINT") && err.contains("http://azurite:10000"), "{err}");
+        options.azure.account = Some("bad account".into());
+        options.azure.endpoint = None;
+        let err = open("az://c", &options).await.unwrap_err().to_string();
+        assert!(err.contains("(from the account name \"bad account\")"), "{err}");
+
+        let options = BackendOptions::from_env(&env(&[("CHUNKCACHE_GCS_ENDPOINT", "localhost:4443")])).unwrap();
+        let err = open("gs://b", &options).await.unwrap_err().to_string();
+        assert!(err.contains("invalid GCS endpoint") && err.contains("CHUNKCACHE_GCS_ENDPOINT"), "{err}");
+        assert!(err.contains("http://localhost:4443"), "{err}");
+    }
+
+    #[test]
+    fn endpoint_urls_are_checked_and_normalised() {
+        let ok = |value| endpoint_text(&endpoint_url(value, "S3 endpoint", "test").unwrap());
+        assert_eq!(ok("http://minio:9000"), "http://minio:9000");
+        assert_eq!(ok(" HTTPS://Example.com:443/ "), "https://example.com");
+        assert_eq!(ok("http://127.0.0.1:10000/devstoreaccount1/"), "http://127.0.0.1:10000/devstoreaccount1");
+        let err = |value| endpoint_url(value, "S3 endpoint", "test").unwrap_err().to_string();
+        assert!(err("http://").contains("not a URL"), "{}", err("http://"));
+        assert!(err("file:///x").contains("no host") || err("file:///x").contains("not http"));
+        let secret = err("user:hunter2@minio:9000");
+        assert!(!secret.contains("hunter2") && secret.contains("minio:9000"), "{secret}");
+    }
+
+    #[test]
+    fn the_plugin_reads_a_scheme_less_endpoint_as_drone_cache_does() {
+        assert_eq!(drone_cache_endpoint("minio:9000"), "http://minio:9000");
+        assert_eq!(drone_cache_endpoint(" 127.0.0.1:9000 "), "http://127.0.0.1:9000");
+        assert_eq!(drone_cache_endpoint("https://s3.example.com"), "https://s3.example.com");
+        assert_eq!(drone_cache_endpoint("http://minio:9000"), "http://minio:9000");
+    }
+
+    #[tokio::test]
+    async fn odd_but_valid_endpoints_reach_the_network_instead_of_panicking() {
+        // A trailing space and an upper-case scheme once reached object_store's request signing
+        // as they were, where an invalid URI is a panic.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        for endpoint in [format!("HTTP://127.0.0.1:{port} "), format!("http://127.0.0.1:{port}/")] {
+            let store = open("s3://bucket/ci", &s3_options(Some(&endpoint), &[])).await.unwrap();
+            let err = store.config().await.unwrap_err().to_string();
+            assert!(err.contains("cannot be reached"), "{endpoint:?}: {err}");
+        }
     }
 
     #[test]

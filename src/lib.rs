@@ -65,6 +65,7 @@ pub mod manifest;
 pub mod plugin;
 pub mod progress;
 pub mod restore;
+pub mod retry;
 pub mod safe_fs;
 pub mod save;
 pub mod secret;

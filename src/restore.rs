@@ -30,12 +30,12 @@ use rayon::prelude::*;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::codec::{self, CorruptChunk};
+use crate::codec::CorruptChunk;
 use crate::id::ChunkId;
 use crate::manifest::{ChunkRef, Entry, EntryKind, Manifest, ManifestError, Mount, Timestamp, chunk_span, parent_of};
 use crate::progress::Progress;
 use crate::safe_fs::{self, Resolver};
-use crate::store::{RequestSnapshot, Store, StoreError};
+use crate::store::{ChunkReadError, RequestSnapshot, Store, StoreError};
 
 /// Files are written by this many threads (file creation, not bandwidth, is the cost).
 const WRITERS: usize = 4;
@@ -689,18 +689,17 @@ async fn dispatch(
             fetched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             // A chunk found missing or corrupt is recorded (best effort) so that the next save
             // uploads it again: "save the cache again to repair it" is then true.
-            let Some(object) = store.get_chunk(id).await? else {
-                let _ = store.mark_damaged(id).await;
-                return Err(RestoreError::MissingChunk { id, path: user_of(chunk) });
-            };
-            let decoded =
-                tokio::task::spawn_blocking(move || codec::decode(id, object)).await.expect("decode panicked");
-            let data = match decoded {
-                Ok(data) => data,
-                Err(source) => {
+            let data = match store.get_chunk_verified(id).await {
+                Ok(Some(data)) => data,
+                Ok(None) => {
+                    let _ = store.mark_damaged(id).await;
+                    return Err(RestoreError::MissingChunk { id, path: user_of(chunk) });
+                }
+                Err(ChunkReadError::Corrupt(source)) => {
                     let _ = store.mark_damaged(id).await;
                     return Err(RestoreError::Corrupt { source, path: user_of(chunk) });
                 }
+                Err(ChunkReadError::Store(err)) => return Err(err.into()),
             };
             if data.len() != len as usize {
                 return Err(RestoreError::WrongLength { id, key: key.to_string(), expected: len, actual: data.len() });

@@ -25,7 +25,7 @@ use crate::codec;
 use crate::id::ChunkId;
 use crate::manifest::{ChunkRef, Entry, EntryKind, Manifest, ManifestSummary, Mount};
 use crate::progress::Progress;
-use crate::store::{RequestSnapshot, Store, StoreError, keyed_path};
+use crate::store::{ChunkReadError, RequestSnapshot, Store, StoreError, keyed_path};
 use crate::walk::{self, ScannedEntry, ScannedKind, WalkError, WalkOptions};
 
 /// What the user asked to save.
@@ -352,9 +352,10 @@ async fn upload_chunk(store: &Store, id: ChunkId, object: Bytes, replace: bool) 
     }
     // Already there (a concurrent save, or a chunk this save did not know of). Create-if-absent
     // keeps whatever is there, so check it is sound before the manifest relies on it.
-    let sound = match store.get_chunk(id).await? {
-        Some(existing) => codec::decode(id, existing).is_ok(),
-        None => false,
+    let sound = match store.get_chunk_verified(id).await {
+        Ok(found) => found.is_some(),
+        Err(ChunkReadError::Corrupt(_)) => false,
+        Err(ChunkReadError::Store(err)) => return Err(err),
     };
     if sound { Ok(()) } else { store.replace_chunk(id, object).await }
 }

@@ -14,19 +14,37 @@
 //! All I/O goes through `object_store`, so local folders, memory, Azure, S3 and GCS share one
 //! code path. Chunk uploads are create-if-absent puts, so concurrent savers never clobber each
 //! other and a chunk, once written, never changes.
+//!
+//! Every backend is wrapped the same way, whatever it is ([`Store::with_retry`]):
+//!
+//! ```text
+//! Store ─▶ RetryStore (retries transient failures, reads GET bodies whole) ─▶ CountingStore ─▶ backend
+//! ```
+//! The counter sits below the retries, so [`Store::requests`] counts every attempt that was sent.
+//! Backend errors are reported on one line ([`BackendCause`]): an XML error body is reduced to its
+//! `<Code>` and the first line of its `<Message>`.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use async_trait::async_trait;
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::stream::BoxStream;
+use futures::{StreamExt as _, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{
+    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::chunker::ChunkerParams;
+use crate::codec::{self, CorruptChunk};
 use crate::id::ChunkId;
+use crate::retry::{RetryPolicy, RetryStore};
 
 /// The store layout version this build writes, and the newest it can use.
 pub const STORE_FORMAT: u16 = 1;
@@ -44,8 +62,10 @@ pub struct StoreConfig {
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The backend refused or failed a request.
-    #[error("{operation} {path} in {store} failed{hint}")]
+    /// The backend refused or failed a request. The message is one line: the backend's error
+    /// comes summarised ([`BackendCause`]), not as a source chain that may end in a server's
+    /// multi-line XML.
+    #[error("{operation} {path} in {store} failed: {cause}{hint}")]
     Backend {
         /// What we tried.
         operation: &'static str,
@@ -53,10 +73,10 @@ pub enum StoreError {
         path: String,
         /// The store's description (never its credentials).
         store: String,
-        /// How to fix it, when the cause is recognised (starts with `: `), else empty.
+        /// How to fix it, when the cause is recognised (starts with `; `), else empty.
         hint: &'static str,
-        /// The backend's error (boxed: it is large and errors are rare).
-        source: Box<object_store::Error>,
+        /// The backend's error, and its one-line summary.
+        cause: BackendCause,
     },
     /// The store was written by a newer chunkcache.
     #[error("{store} has store format {found}, but this chunkcache supports up to {STORE_FORMAT}: upgrade chunkcache")]
@@ -100,6 +120,102 @@ pub enum StoreError {
     },
 }
 
+/// A backend error with its one-line summary: the error's causes joined with `: ` (a cause whose
+/// text the one before already holds is left out, and so are `object_store`'s "Generic … error"
+/// wrappers), an XML error body reduced to its `<Code>` and the first line of its `<Message>`,
+/// whitespace collapsed, and the whole cut at [`BackendCause::MAX_LEN`] characters.
+#[derive(Debug)]
+pub struct BackendCause {
+    summary: String,
+    error: Box<object_store::Error>,
+}
+
+impl BackendCause {
+    /// The longest summary kept, in characters.
+    pub const MAX_LEN: usize = 600;
+
+    /// Summarises `error`.
+    pub fn new(error: object_store::Error) -> Self {
+        let mut summary = String::new();
+        let mut previous = String::new();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        while let Some(current) = cause {
+            // "Generic S3 error: {source}" only adds the backend's name: its source says the rest.
+            let generic = matches!(current.downcast_ref(), Some(object_store::Error::Generic { .. }));
+            let text = if generic { String::new() } else { one_line(&current.to_string()) };
+            if !text.is_empty() && !previous.contains(&text) {
+                if !summary.is_empty() {
+                    summary.push_str(": ");
+                }
+                summary.push_str(&text);
+                previous = text;
+            }
+            cause = current.source();
+        }
+        if summary.chars().count() > Self::MAX_LEN {
+            summary = summary.chars().take(Self::MAX_LEN).collect::<String>() + "…";
+        }
+        Self { summary, error: Box::new(error) }
+    }
+
+    /// The backend's error itself.
+    pub fn error(&self) -> &object_store::Error {
+        &self.error
+    }
+}
+
+impl fmt::Display for BackendCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.summary)
+    }
+}
+
+/// `text` on one line: an XML error body (`<?xml …><Error><Code>…</Code><Message>…</Message>…`)
+/// becomes `Code: first line of the message`, and runs of whitespace become one space.
+fn one_line(text: &str) -> String {
+    let text = match text.find("<?xml").or_else(|| text.find("<Error")) {
+        Some(start) => {
+            let body = &text[start..];
+            let code = xml_element(body, "Code");
+            let message = xml_element(body, "Message").and_then(|m| m.lines().next()).map(str::trim);
+            let summary = match (code, message) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (Some(code), None) => code.to_string(),
+                (None, Some(message)) => message.to_string(),
+                (None, None) => "(an XML error body without a code)".to_string(),
+            };
+            let before = text[..start].trim_end_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
+            format!("{before} {summary}")
+        }
+        None => text.to_string(),
+    };
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The text between the first `<tag>` and the following `</tag>`.
+fn xml_element<'a>(body: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let start = body.find(&open)? + open.len();
+    let end = body[start..].find(&format!("</{tag}>"))? + start;
+    Some(body[start..end].trim()).filter(|s| !s.is_empty())
+}
+
+/// A chunk that could not be read: the store failed, or the chunk stayed corrupt when read again.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkReadError {
+    /// The store failed or refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The chunk failed verification on each of [`CHUNK_READS`] reads.
+    #[error(transparent)]
+    Corrupt(#[from] CorruptChunk),
+}
+
+/// How many times [`Store::get_chunk_verified`] reads a chunk that fails verification before it
+/// reports it corrupt. A body cut short without any error (a proxy that rewrote the length, say)
+/// can only be noticed by the content check, so it is read again rather than reported at once.
+pub const CHUNK_READS: u32 = 3;
+
 /// Requests sent, by kind, and payload bytes moved.
 #[derive(Debug, Default)]
 pub struct RequestCounts {
@@ -115,19 +231,19 @@ pub struct RequestCounts {
 /// A copy of [`RequestCounts`] for reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RequestSnapshot {
-    /// PUT requests (chunks, manifests, markers, config).
+    /// PUT requests (chunks, manifests, markers, config), retries included.
     pub put: u64,
-    /// GET requests.
+    /// GET requests, retries included.
     pub get: u64,
-    /// HEAD requests.
+    /// HEAD requests, retries included.
     pub head: u64,
-    /// LIST calls (a call may fetch several pages).
+    /// LIST calls (a call may fetch several pages), retries included.
     pub list: u64,
-    /// DELETE requests.
+    /// Objects deleted (S3 deletes up to 1000 in one request), retries included.
     pub delete: u64,
-    /// Payload bytes uploaded.
+    /// Payload bytes of successful uploads.
     pub bytes_uploaded: u64,
-    /// Payload bytes downloaded.
+    /// Payload bytes downloaded, partial bodies of failed attempts included.
     pub bytes_downloaded: u64,
 }
 
@@ -171,9 +287,18 @@ pub struct Store {
 }
 
 impl Store {
-    /// Wraps a backend. `description` names it in messages and must not hold secrets.
-    pub fn new(objects: Arc<dyn ObjectStore>, description: impl Into<String>) -> Self {
-        Self { objects, description: description.into(), requests: Arc::default() }
+    /// Wraps a backend with the default [`RetryPolicy`]. `description` names it in messages and
+    /// must not hold secrets.
+    pub fn new(backend: Arc<dyn ObjectStore>, description: impl Into<String>) -> Self {
+        Self::with_retry(backend, description, RetryPolicy::default())
+    }
+
+    /// Wraps a backend: retries (`policy`) over request counting over `backend` (see the module
+    /// docs). Every store is built this way, [`crate::backend::open`]'s included.
+    pub fn with_retry(backend: Arc<dyn ObjectStore>, description: impl Into<String>, policy: RetryPolicy) -> Self {
+        let requests = Arc::<RequestCounts>::default();
+        let counted = Arc::new(CountingStore { inner: backend, counts: Arc::clone(&requests) });
+        Self { objects: Arc::new(RetryStore::new(counted, policy)), description: description.into(), requests }
     }
 
     /// How the store is named in messages.
@@ -192,38 +317,30 @@ impl Store {
             path: path.to_string(),
             store: self.description.clone(),
             hint: hint_for(&source),
-            source: Box::new(source),
+            cause: BackendCause::new(source),
         }
     }
 
     async fn get_optional(&self, path: &Path) -> Result<Option<Bytes>, StoreError> {
-        bump(&self.requests.get, 1);
         let result = match self.objects.get(path).await {
             Ok(result) => result.bytes().await,
             Err(e) => Err(e),
         };
         match result {
-            Ok(bytes) => {
-                bump(&self.requests.bytes_downloaded, bytes.len() as u64);
-                Ok(Some(bytes))
-            }
+            Ok(bytes) => Ok(Some(bytes)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.backend_error("GET", path, e)),
         }
     }
 
     /// Puts an object; with `create_only`, an existing object is left alone and `Ok(false)`
-    /// returned.
+    /// returned. A create whose retry meets the object also returns `Ok(false)`: an earlier
+    /// attempt may have created it, or another writer did; either way it is there.
     async fn put(&self, path: &Path, payload: Bytes, create_only: bool) -> Result<bool, StoreError> {
-        bump(&self.requests.put, 1);
-        let len = payload.len() as u64;
         let mode = if create_only { PutMode::Create } else { PutMode::Overwrite };
         let options = PutOptions { mode, ..PutOptions::default() };
         match self.objects.put_opts(path, PutPayload::from_bytes(payload), options).await {
-            Ok(_) => {
-                bump(&self.requests.bytes_uploaded, len);
-                Ok(true)
-            }
+            Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. })
                 if create_only =>
             {
@@ -287,7 +404,6 @@ impl Store {
     /// # Errors
     /// Backend failures.
     pub async fn list_chunks(&self) -> Result<HashMap<ChunkId, u32>, StoreError> {
-        bump(&self.requests.list, 1);
         let prefix = Path::from("chunks");
         let mut ids = HashMap::new();
         let mut listing = self.objects.list(Some(&prefix));
@@ -315,6 +431,31 @@ impl Store {
         self.get_optional(&chunk_path(id)).await
     }
 
+    /// Downloads a chunk and decodes it, verifying its BLAKE3 id; `None` if the store lacks it.
+    /// A chunk that fails verification is read again, up to [`CHUNK_READS`] reads in all, before
+    /// it is reported corrupt: a response cut short without an error is only caught here.
+    ///
+    /// # Errors
+    /// [`ChunkReadError::Store`] for backend failures, [`ChunkReadError::Corrupt`] when every
+    /// read failed verification.
+    pub async fn get_chunk_verified(&self, id: ChunkId) -> Result<Option<Bytes>, ChunkReadError> {
+        let mut reads = 1;
+        loop {
+            let Some(object) = self.get_chunk(id).await? else {
+                return Ok(None);
+            };
+            // Decompressing and hashing up to a few MiB: off the async workers.
+            let decoded = tokio::task::spawn_blocking(move || codec::decode(id, object))
+                .await
+                .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
+            match decoded {
+                Ok(raw) => return Ok(Some(raw)),
+                Err(_) if reads < CHUNK_READS => reads += 1,
+                Err(corrupt) => return Err(corrupt.into()),
+            }
+        }
+    }
+
     /// Writes (replaces) the manifest of `key`, atomically.
     ///
     /// # Errors
@@ -337,7 +478,6 @@ impl Store {
     /// An invalid key, or backend failures.
     pub async fn has_manifest(&self, key: &str) -> Result<bool, StoreError> {
         let path = keyed_path("manifests", key)?;
-        bump(&self.requests.head, 1);
         match self.objects.head(&path).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
@@ -357,7 +497,6 @@ impl Store {
         };
         let directory = Path::parse(&directory)
             .map_err(|e| StoreError::InvalidKey { key: prefix.to_string(), reason: e.to_string() })?;
-        bump(&self.requests.list, 1);
         let mut found = Vec::new();
         let mut listing = self.objects.list(Some(&directory));
         loop {
@@ -447,6 +586,109 @@ fn damaged_path(id: ChunkId) -> Path {
     Path::from(format!("{DAMAGED}/{}", id.to_hex()))
 }
 
+/// Counts the requests sent to the backend it wraps, by kind, and the payload bytes moved
+/// ([`RequestCounts`]). It sits below [`RetryStore`], so each attempt counts. Multipart uploads,
+/// copies and renames, which chunkcache does not use, pass through uncounted.
+#[derive(Debug)]
+struct CountingStore {
+    inner: Arc<dyn ObjectStore>,
+    counts: Arc<RequestCounts>,
+}
+
+impl fmt::Display for CountingStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CountingStore({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for CountingStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        bump(&self.counts.put, 1);
+        let len = payload.content_length() as u64;
+        let result = self.inner.put_opts(location, payload, opts).await?;
+        bump(&self.counts.bytes_uploaded, len);
+        Ok(result)
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+        let head = options.head;
+        bump(if head { &self.counts.head } else { &self.counts.get }, 1);
+        let result = self.inner.get_opts(location, options).await?;
+        if head {
+            return Ok(result);
+        }
+        let payload = match result.payload {
+            GetResultPayload::Stream(stream) => {
+                let counts = Arc::clone(&self.counts);
+                GetResultPayload::Stream(
+                    stream.inspect_ok(move |piece| bump(&counts.bytes_downloaded, piece.len() as u64)).boxed(),
+                )
+            }
+            file @ GetResultPayload::File(..) => {
+                bump(&self.counts.bytes_downloaded, result.range.end - result.range.start);
+                file
+            }
+        };
+        Ok(GetResult { payload, ..result })
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
+        bump(&self.counts.get, 1);
+        let parts = self.inner.get_ranges(location, ranges).await?;
+        bump(&self.counts.bytes_downloaded, parts.iter().map(|part| part.len() as u64).sum());
+        Ok(parts)
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        let counts = Arc::clone(&self.counts);
+        self.inner.delete_stream(locations.inspect_ok(move |_| bump(&counts.delete, 1)).boxed())
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        bump(&self.counts.list, 1);
+        self.inner.list(prefix)
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        bump(&self.counts.list, 1);
+        self.inner.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        bump(&self.counts.list, 1);
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> object_store::Result<()> {
+        self.inner.rename_opts(from, to, options).await
+    }
+}
+
 /// A fix for the failures users meet most: wrong credentials, missing container or bucket,
 /// unreachable endpoint. Matched on the backend's own error text, which names the cause.
 fn hint_for(error: &object_store::Error) -> &'static str {
@@ -455,7 +697,7 @@ fn hint_for(error: &object_store::Error) -> &'static str {
         .iter()
         .any(|needle| text.contains(needle))
     {
-        ": the store refused the credentials for this operation: they are valid but lack a permission it \
+        "; the store refused the credentials for this operation: they are valid but lack a permission it \
          needs (a SAS token used for saves needs sp=racwl); check AZURE_STORAGE_SAS_TOKEN (plugin sas_token)"
     } else if matches!(
         error,
@@ -470,17 +712,17 @@ fn hint_for(error: &object_store::Error) -> &'static str {
     .iter()
     .any(|needle| text.contains(needle))
     {
-        ": the store refused the credentials; check the account key or SAS token (AZURE_STORAGE_KEY or \
+        "; the store refused the credentials; check the account key or SAS token (AZURE_STORAGE_KEY or \
          AZURE_STORAGE_SAS_TOKEN, plugin account_key or sas_token) or the AWS keys \
          (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, plugin access_key/secret_key)"
     } else if is_missing_bucket(error) {
-        ": the container or bucket does not exist; create it, or for Azure give an account key so chunkcache \
+        "; the container or bucket does not exist; create it, or for Azure give an account key so chunkcache \
          can create it"
     } else if ["Connection refused", "dns error", "error trying to connect", "tcp connect", "timed out", "Timeout"]
         .iter()
         .any(|needle| text.contains(needle))
     {
-        ": the endpoint cannot be reached; check the endpoint URL, the network and the timeout"
+        "; the endpoint cannot be reached; check the endpoint URL, the network and the timeout"
     } else {
         ""
     }
@@ -559,6 +801,137 @@ mod tests {
         assert_eq!(store.list_manifests("").await.unwrap().len(), 4);
         assert!(store.has_manifest("other").await.unwrap());
         assert!(!store.has_manifest("repo").await.unwrap());
+    }
+
+    /// Memory, with scripted faults on GETs: resets before the request, then bodies cut short
+    /// with a consistent length (which only the chunk's hash can catch).
+    #[derive(Debug, Default)]
+    struct Faulty {
+        inner: InMemory,
+        resets: AtomicU64,
+        truncations: AtomicU64,
+    }
+
+    fn take(counter: &AtomicU64) -> bool {
+        counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
+    }
+
+    impl fmt::Display for Faulty {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("Faulty")
+        }
+    }
+
+    #[async_trait]
+    impl ObjectStore for Faulty {
+        async fn put_opts(&self, l: &Path, p: PutPayload, o: PutOptions) -> object_store::Result<PutResult> {
+            self.inner.put_opts(l, p, o).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            l: &Path,
+            o: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            self.inner.put_multipart_opts(l, o).await
+        }
+
+        async fn get_opts(&self, l: &Path, o: GetOptions) -> object_store::Result<GetResult> {
+            if take(&self.resets) {
+                let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+                return Err(object_store::Error::Generic { store: "Faulty", source: Box::new(reset) });
+            }
+            let result = self.inner.get_opts(l, o).await?;
+            if !take(&self.truncations) {
+                return Ok(result);
+            }
+            let mut meta = result.meta.clone();
+            let body = result.bytes().await?;
+            let short = body.slice(..body.len() - 1);
+            meta.size = short.len() as u64;
+            Ok(GetResult {
+                range: 0..meta.size,
+                meta,
+                payload: GetResultPayload::Stream(futures::stream::iter([Ok(short)]).boxed()),
+                attributes: Default::default(),
+                extensions: Default::default(),
+            })
+        }
+
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<Path>>,
+        ) -> BoxStream<'static, object_store::Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    fn faulty() -> (Store, Arc<Faulty>) {
+        let faulty = Arc::new(Faulty::default());
+        let policy = RetryPolicy { initial_backoff: std::time::Duration::from_millis(1), ..RetryPolicy::default() };
+        (Store::with_retry(Arc::clone(&faulty) as Arc<dyn ObjectStore>, "faulty memory", policy), faulty)
+    }
+
+    #[tokio::test]
+    async fn a_chunk_cut_short_is_read_again_before_it_is_called_corrupt() {
+        let (store, faulty) = faulty();
+        let raw = b"some chunk content".repeat(100);
+        let id = ChunkId::of(&raw);
+        store.put_chunk(id, codec::encode(&raw, 3).into()).await.unwrap();
+
+        faulty.truncations.store(CHUNK_READS as u64 - 1, Ordering::Relaxed);
+        assert_eq!(store.get_chunk_verified(id).await.unwrap().as_deref(), Some(&raw[..]));
+        assert_eq!(store.requests().get, u64::from(CHUNK_READS));
+
+        faulty.truncations.store(CHUNK_READS as u64, Ordering::Relaxed);
+        let err = store.get_chunk_verified(id).await.unwrap_err();
+        assert!(matches!(err, ChunkReadError::Corrupt(_)), "{err}");
+        assert!(err.to_string().contains(&id.to_string()), "{err}");
+        assert_eq!(store.requests().get, 2 * u64::from(CHUNK_READS));
+
+        assert_eq!(store.get_chunk_verified(ChunkId::of(b"absent")).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn retried_requests_are_counted() {
+        let (store, faulty) = faulty();
+        store.put_manifest("k", b"manifest".to_vec()).await.unwrap();
+        faulty.resets.store(2, Ordering::Relaxed);
+        assert_eq!(store.get_manifest("k").await.unwrap().as_deref(), Some(&b"manifest"[..]));
+        let requests = store.requests();
+        assert_eq!((requests.put, requests.get, requests.bytes_downloaded), (1, 3, 8), "{requests:?}");
+    }
+
+    #[test]
+    fn backend_errors_are_one_line_without_the_xml_body() {
+        let body = "Error performing GET http://127.0.0.1:10000/devstoreaccount1/c/manifests/k in 2ms - Server \
+                    returned non-2xx status code: 403 Forbidden: \u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
+                    <Error>\n  <Code>AuthorizationFailure</Code>\n  <Message>Server failed to authenticate the \
+                    request.\nRequestId:6a1f\nTime:2026-01-01T00:00:00Z</Message>\n</Error>";
+        let error = object_store::Error::PermissionDenied { path: "manifests/k".into(), source: body.into() };
+        let message = memory().backend_error("GET", &Path::from("manifests/k"), error).to_string();
+        assert!(!message.contains('\n'), "{message}");
+        let reason = "403 Forbidden: AuthorizationFailure: Server failed to authenticate the request.";
+        assert!(message.contains(reason), "{message}");
+        assert!(message.contains("http://127.0.0.1:10000/devstoreaccount1/c/manifests/k"), "{message}");
+        assert!(!message.contains("RequestId") && !message.contains("<"), "{message}");
+        assert!(message.ends_with("plugin access_key/secret_key)"), "the hint comes last: {message}");
+
+        let long = object_store::Error::Generic { store: "S3", source: "x\n".repeat(5000).into() };
+        let message = memory().backend_error("PUT", &Path::from("p"), long).to_string();
+        assert!(!message.contains('\n') && message.chars().count() < BackendCause::MAX_LEN + 100, "{message}");
     }
 
     #[test]

@@ -272,6 +272,7 @@ fn azure_wrong_key_fails_clearly_without_printing_it() {
     let message = stderr(&output);
     assert!(elapsed < Duration::from_secs(15), "save with a wrong key took {elapsed:?}: {message}");
     assert!(message.contains("account key is wrong"), "{message}");
+    assert_eq!(message.trim_end().lines().count(), 1, "one line: {message}");
     assert!(!message.contains(wrong) && !message.contains(Azurite::KEY), "{message}");
     assert!(output.stdout.is_empty(), "nothing on stdout on failure");
 
@@ -280,6 +281,10 @@ fn azure_wrong_key_fails_clearly_without_printing_it() {
     let message = stderr(&output);
     assert!(message.contains("refused the credentials") && message.contains("AZURE_STORAGE_KEY"), "{message}");
     assert!(!message.contains(wrong), "{message}");
+    // Azurite's 403 body is multi-line XML: only its code and the first line of its message remain.
+    assert_eq!(message.trim_end().lines().count(), 1, "one line: {message}");
+    assert!(message.contains("403 Forbidden: AuthorizationFailure: Server failed to authenticate"), "{message}");
+    assert!(!message.contains('<') && !message.contains("RequestId"), "{message}");
     assert!(!dir.path().join("out").exists(), "a failed restore created its destination");
 }
 
@@ -405,6 +410,7 @@ fn azure_sas_token_without_key() {
     let message = stderr(&output);
     assert!(message.contains("the store refused the credentials") && message.contains("SAS token"), "{message}");
     assert!(message.contains("AuthorizationPermissionMismatch"), "Azure's reason is kept: {message}");
+    assert_eq!(message.trim_end().lines().count(), 1, "one line: {message}");
     assert!(output.stdout.is_empty(), "nothing on stdout on failure");
 
     // A well-formed SAS signed with another key is refused on the first read: Azurite checks signatures.

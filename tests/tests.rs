@@ -7,6 +7,8 @@ mod util;
 
 mod azure_admin;
 mod conformance;
+mod endpoints;
+mod faults;
 mod hostile;
 mod kill;
 mod plugin;

@@ -3,14 +3,22 @@
 //! Settings errors always fail the step: a misconfigured cache should be fixed, not ignored.
 //! A miss, or a store failure at run time, is logged and the step succeeds, as with
 //! drone-cache, unless `exit_code` is true. Results go to `DRONE_OUTPUT` for later steps.
+//!
+//! No panic ends the step with Rust's exit code 101: the step runs as its own task, and a panic
+//! in it is reported as an internal error that follows `exit_code` like any store failure (a
+//! panic while reading the settings fails the step, as an invalid setting does). The panic hook
+//! prints one line with the code location only: a panic message could quote a setting.
+//!
+//! An S3 `endpoint` without a scheme means `http://`, as in drone-cache
+//! ([`backend::drone_cache_endpoint`]).
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
-use chunkcache::backend;
+use anyhow::{Context, Result, anyhow};
+use chunkcache::backend::{self, BackendError};
 use chunkcache::plugin::settings::{PluginSettings, StepMode};
 use chunkcache::plugin::step::{self, StepPlan};
 use chunkcache::restore::{self, Outcome, RestoreOptions, RestoreTarget};
@@ -25,26 +33,65 @@ use super::{EXIT_ERROR, describe};
 /// # Errors
 /// Invalid settings; run-time failures are errors only with `exit_code: true`.
 pub async fn run(env: &BTreeMap<String, String>) -> Result<ExitCode> {
+    std::panic::set_hook(Box::new(report_panic));
+    let env = env.clone();
+    isolated(async move { run_step(&env).await }).await
+}
+
+/// Reports a panic on one line, with where it happened but without its message.
+fn report_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+    eprintln!(
+        "error: internal error{location}: a bug in chunkcache, please report it (its message is not shown, \
+         since it could quote a setting)"
+    );
+}
+
+/// Runs `work` as a task of its own, so that a panic in it becomes an error instead of ending
+/// the process.
+async fn isolated<T: Send + 'static>(work: impl Future<Output = Result<T>> + Send + 'static) -> Result<T> {
+    match tokio::spawn(work).await {
+        Ok(result) => result,
+        Err(join) if join.is_panic() => Err(anyhow!("internal error: the cache step crashed (a bug in chunkcache)")),
+        Err(_) => Err(anyhow!("the cache step was cancelled")),
+    }
+}
+
+async fn run_step(env: &BTreeMap<String, String>) -> Result<ExitCode> {
     let settings = PluginSettings::from_env(env)?;
     if settings.debug {
         eprintln!("debug: settings (secrets hidden): {settings:#?}");
     }
     let workdir = std::env::current_dir().context("cannot read the working directory")?;
-    let plan = step::resolve(&settings, env, &workdir)?;
+    let mut plan = step::resolve(&settings, env, &workdir)?;
+    if let Some(endpoint) = &plan.backend.s3.endpoint {
+        let meant = backend::drone_cache_endpoint(endpoint);
+        if meant != *endpoint {
+            eprintln!(
+                "note: endpoint {endpoint:?} has no scheme: using {meant}, as drone-cache does (write https://… for TLS)"
+            );
+            plan.backend.s3.endpoint = Some(meant);
+        }
+    }
     if settings.debug {
         eprintln!("debug: step (secrets hidden): {plan:#?}");
     }
-    let outcome = match plan.mode {
-        StepMode::Restore => restore_step(&plan).await,
-        StepMode::Rebuild => save_step(&plan, settings.override_existing).await,
-    };
+    let step_plan = plan.clone();
+    let override_existing = settings.override_existing;
+    let outcome = isolated(async move {
+        match step_plan.mode {
+            StepMode::Restore => restore_step(&step_plan).await,
+            StepMode::Rebuild => save_step(&step_plan, override_existing).await,
+        }
+    })
+    .await;
     let (mut outputs, code) = match outcome {
         Ok((outputs, Some(miss))) if settings.exit_code => {
             eprintln!("error: {miss}; failing the step because exit_code is true");
             (outputs, ExitCode::from(EXIT_ERROR))
         }
         Ok((outputs, _)) => (outputs, ExitCode::SUCCESS),
-        Err(err) if settings.exit_code => return Err(err),
+        Err(err) if settings.exit_code || is_invalid_setting(&err) => return Err(err),
         Err(err) => {
             eprintln!("error: {}", describe(&err));
             eprintln!("the cache step failed; the build goes on without it (set exit_code: true to fail instead)");
@@ -54,6 +101,15 @@ pub async fn run(env: &BTreeMap<String, String>) -> Result<ExitCode> {
     outputs.push(("cache_key", plan.key.clone()));
     write_outputs(env, &outputs)?;
     Ok(code)
+}
+
+/// Whether `err` is a setting the store cannot be opened with (a malformed URL or endpoint, missing
+/// credentials): those fail the step whatever `exit_code` says, as every invalid setting does.
+fn is_invalid_setting(err: &anyhow::Error) -> bool {
+    matches!(
+        err.downcast_ref::<BackendError>(),
+        Some(BackendError::InvalidUrl { .. } | BackendError::InvalidEndpoint { .. } | BackendError::Config(_))
+    )
 }
 
 type Outputs = Vec<(&'static str, String)>;
@@ -143,4 +199,32 @@ fn write_outputs(env: &BTreeMap<String, String>, outputs: &[(&'static str, Strin
         writeln!(file, "{name}={value}").with_context(|| format!("cannot write the step outputs to {path}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_panic_in_the_step_becomes_an_error_without_its_message() {
+        let err = isolated(async {
+            if std::hint::black_box(true) {
+                panic!("token=hunter2");
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+        let message = super::super::describe(&err);
+        assert!(message.contains("internal error"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+        assert_eq!(isolated(async { Ok(7) }).await.unwrap(), 7);
+    }
+
+    #[test]
+    fn endpoint_and_url_errors_are_invalid_settings() {
+        let invalid = backend::endpoint_url("minio:9000", "S3 endpoint", "test").unwrap_err();
+        assert!(is_invalid_setting(&anyhow::Error::new(invalid)));
+        assert!(!is_invalid_setting(&anyhow!("a store failure")));
+    }
 }
