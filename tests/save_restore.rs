@@ -252,7 +252,7 @@ fn hostile_manifests_are_rejected_before_anything_is_written() {
         assert!(stderr(&failed).contains("is invalid"), "{key}: {}", stderr(&failed));
         assert!(!out.exists(), "{key}: nothing may be written");
     }
-    fs::write(store.join("manifests/garbage"), b"CCMANIFEST\x01\x00not zstd").unwrap();
+    fs::write(store.join("manifests/garbage"), b"CCMANIFEST\x02\x00not a manifest").unwrap();
     let failed = run(&mut chunkcache_on(dir.path(), &store, &["restore", "--key", "garbage"]), 1);
     assert!(stderr(&failed).contains("corrupt"), "{}", stderr(&failed));
 }
