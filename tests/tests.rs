@@ -7,6 +7,7 @@ mod util;
 
 mod azure_admin;
 mod conformance;
+mod keys;
 mod plugin;
 mod remote;
 mod save_restore;
