@@ -65,7 +65,8 @@ fuzz_target!(|data: &[u8]| {
         0 => rest.to_vec(),
         1 => framed(rest),
         _ => {
-            // Pairs of (position, byte): overwrite, or insert when the position's top bit is set.
+            // Edits of three bytes: a 15-bit position, then a byte to write there, or to insert when
+            // the position's top bit is set.
             let mut body = sample_body();
             for edit in rest.chunks_exact(3) {
                 let at = usize::from(u16::from_le_bytes([edit[0], edit[1]]) & 0x7fff);
