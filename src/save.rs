@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use crate::chunker::ChunkerParams;
 use crate::codec;
 use crate::id::ChunkId;
-use crate::manifest::{ChunkRef, Entry, EntryKind, Manifest, ManifestSummary, Mount};
+use crate::manifest::{ChunkRef, Entry, EntryKind, Manifest, ManifestSummary, Mount, validate_mounts};
 use crate::progress::Progress;
 use crate::store::{ChunkReadError, RequestSnapshot, Store, StoreError, keyed_path};
 use crate::walk::{self, ScannedEntry, ScannedKind, WalkError, WalkOptions};
@@ -97,6 +97,15 @@ pub enum SaveError {
         /// The rule the manifest would break.
         reason: String,
     },
+    /// The paths to save cannot be recorded; refused before any work.
+    #[error(
+        "cannot save these paths: {reason}; name each folder once, without `..` (use an absolute path \
+         instead) and without one inside another"
+    )]
+    BadMounts {
+        /// The rule the paths break.
+        reason: String,
+    },
     /// A file changed size while it was being saved.
     #[error("{path} changed while it was being saved; save again once nothing writes to it")]
     FileChanged {
@@ -115,6 +124,8 @@ pub async fn save(store: &Store, options: &SaveOptions, progress: &dyn Progress)
     let clock = Instant::now();
     let started_at_ms = now_ms();
     keyed_path("manifests", &options.key)?;
+    let recorded: Vec<Mount> = options.mounts.iter().map(|m| Mount::from_path(m)).collect();
+    validate_mounts(&recorded).map_err(|reason| SaveError::BadMounts { reason })?;
     if options.skip_if_exists && store.has_manifest(&options.key).await? {
         return Ok(SaveReport {
             key: options.key.clone(),
@@ -168,7 +179,7 @@ pub async fn save(store: &Store, options: &SaveOptions, progress: &dyn Progress)
         .flat_map(|segment| segment.chunks)
         .map(|(id, len)| ChunkRef { id, len, stored_len: stored_lengths.get(&id).copied().unwrap_or(0) })
         .collect();
-    let manifest = build_manifest(options, started_at_ms, params, &scan.entries, chunks);
+    let manifest = build_manifest(options, recorded, started_at_ms, params, &scan.entries, chunks);
     // What restores will check, checked before committing: a manifest no restore accepts must
     // never become the key's latest.
     manifest.validate().map_err(|reason| SaveError::Invalid { reason })?;
@@ -362,6 +373,7 @@ async fn upload_chunk(store: &Store, id: ChunkId, object: Bytes, replace: bool) 
 
 fn build_manifest(
     options: &SaveOptions,
+    mounts: Vec<Mount>,
     started_at_ms: u64,
     chunker: ChunkerParams,
     scanned: &[ScannedEntry],
@@ -392,7 +404,7 @@ fn build_manifest(
         finished_at_ms: now_ms(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         chunker,
-        mounts: options.mounts.iter().map(|m| Mount::from_path(m)).collect(),
+        mounts,
         chunks,
         entries,
     }

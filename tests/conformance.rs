@@ -18,7 +18,7 @@ use chunkcache::backend::{self, BackendOptions};
 use chunkcache::chunker::ChunkerParams;
 use chunkcache::id::ChunkId;
 use chunkcache::secret::Secret;
-use chunkcache::store::{STORE_FORMAT, Store, StoreConfig, StoreError};
+use chunkcache::store::{STORE_FORMAT, Store, StoreConfig, StoreError, keyed_path};
 use futures::StreamExt as _;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::local::LocalFileSystem;
@@ -55,7 +55,7 @@ impl Backend {
     /// The raw object at `prefix/path`, if the backend can be looked at directly.
     async fn raw_object(&self, prefix: &str, path: &str) -> Option<Option<Bytes>> {
         let raw = self.raw.as_ref()?;
-        let location = ObjectPath::from(format!("{prefix}/{path}"));
+        let location = ObjectPath::parse(format!("{prefix}/{path}")).unwrap();
         Some(match raw.get(&location).await {
             Ok(result) => Some(result.bytes().await.unwrap()),
             Err(object_store::Error::NotFound { .. }) => None,
@@ -86,6 +86,7 @@ async fn conformance(backend: &Backend) {
     manifests_overwrite_and_list_by_string_prefix_newest_first(backend).await;
     has_manifest_and_mark_used(backend).await;
     invalid_keys_are_refused_without_requests(backend).await;
+    awkward_keys_work_and_a_key_and_a_longer_one_coexist(backend).await;
     prefixes_are_isolated_and_persistent(backend).await;
     eprintln!("{}: conformance suite passed in {:.2?}", backend.name, started.elapsed());
 }
@@ -278,7 +279,8 @@ async fn manifests_overwrite_and_list_by_string_prefix_newest_first(backend: &Ba
     let requests = store.requests();
     assert_eq!((requests.put, requests.get, requests.list, requests.head), (7, 3, 10, 0), "{name}: {requests:?}");
     if backend.raw.is_some() {
-        let raw = backend.raw_object("manifests", "manifests/repo/main-1").await.unwrap();
+        let raw =
+            backend.raw_object("manifests", keyed_path("manifests", "repo/main-1").unwrap().as_ref()).await.unwrap();
         assert_eq!(raw.as_deref(), Some(&rewritten[..]), "{name}: manifest not at manifests/<key>");
     }
 }
@@ -301,7 +303,7 @@ async fn has_manifest_and_mark_used(backend: &Backend) {
     let listed: Vec<String> = store.list_manifests("").await.unwrap().into_iter().map(|m| m.key).collect();
     assert_eq!(listed, ["repo/main-1"], "{name}");
     if backend.raw.is_some() {
-        let marker = backend.raw_object("used", "used/repo/main-1").await.unwrap();
+        let marker = backend.raw_object("used", keyed_path("used", "repo/main-1").unwrap().as_ref()).await.unwrap();
         assert_eq!(marker.as_deref(), Some(&b""[..]), "{name}: marker not at used/<key>");
     }
 }
@@ -320,6 +322,51 @@ async fn invalid_keys_are_refused_without_requests(backend: &Backend) {
         check(store.mark_used(key).await, "mark_used");
     }
     assert_eq!(store.requests(), Default::default(), "{name}: invalid keys were sent");
+}
+
+/// One key rule for every backend: keys that need encoding (`#`, `%`, `~`, spaces, unicode, a
+/// trailing `.`), a key beside longer keys under it, and the longest key all work.
+async fn awkward_keys_work_and_a_key_and_a_longer_one_coexist(backend: &Backend) {
+    let name = backend.name;
+    let store = backend.open("keys").await;
+    let longest = ["a".repeat(239), "b".repeat(239), "c".repeat(239), "d".repeat(79)].join("/");
+    let keys = ["a#1", "p", "p/q", "p/q/r", "é/ü-ß", "100%", "%41", "~", "a~/b~", "with space", "v1.", "x/a#1"];
+    let keys: Vec<&str> = keys.into_iter().chain([longest.as_str()]).collect();
+    for key in &keys {
+        store.put_manifest(key, format!("manifest of {key}").into_bytes()).await.unwrap();
+        store.mark_used(key).await.unwrap();
+    }
+    for key in &keys {
+        let manifest = store.get_manifest(key).await.unwrap();
+        assert_eq!(manifest.as_deref(), Some(format!("manifest of {key}").as_bytes()), "{name}: {key}");
+        assert!(store.has_manifest(key).await.unwrap(), "{name}: {key}");
+    }
+    assert!(!store.has_manifest("a").await.unwrap() && !store.has_manifest("x").await.unwrap(), "{name}");
+    let listed = |prefix: &'static str| {
+        let store = store.clone();
+        async move {
+            let mut keys: Vec<String> =
+                store.list_manifests(prefix).await.unwrap().into_iter().map(|m| m.key).collect();
+            keys.sort();
+            keys
+        }
+    };
+    let mut all: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    all.sort();
+    assert_eq!(listed("").await, all, "{name}");
+    assert_eq!(listed("p").await, ["p", "p/q", "p/q/r"], "{name}");
+    assert_eq!(listed("p/").await, ["p/q", "p/q/r"], "{name}");
+    assert_eq!(listed("p/q/").await, ["p/q/r"], "{name}");
+    assert_eq!(listed("a").await, ["a#1", longest.as_str(), "a~/b~"], "{name}");
+    assert_eq!(listed("a~/").await, ["a~/b~"], "{name}");
+    assert_eq!(listed("é/").await, ["é/ü-ß"], "{name}");
+    assert_eq!(listed("%").await, ["%41"], "{name}");
+    for key in ["p", "p/q", "a#1", longest.as_str()] {
+        let path = keyed_path("manifests", key).unwrap();
+        if let Some(raw) = backend.raw_object("keys", path.as_ref()).await {
+            assert_eq!(raw.as_deref(), Some(format!("manifest of {key}").as_bytes()), "{name}: {key} at {path}");
+        }
+    }
 }
 
 async fn prefixes_are_isolated_and_persistent(backend: &Backend) {

@@ -233,3 +233,17 @@ fn a_corrupt_object_met_by_create_if_absent_is_replaced() {
     run(chunkcache_on(&work, &store, &["restore", "--key", "b"]).arg(&out), 0);
     assert_same_tree(&snapshot(&out.join("b")), &snapshot(&work.join("b")));
 }
+
+#[test]
+fn paths_that_cannot_be_recorded_are_refused_before_any_upload() {
+    let dir = scratch();
+    let (work, store) = (dir.path().join("work"), dir.path().join("store"));
+    fs::create_dir_all(work.join("tree/sub")).unwrap();
+    fs::write(work.join("tree/sub/data.bin"), noise(2_000_000, 3)).unwrap();
+    for paths in [&["../work/tree"][..], &["tree", "tree"], &["tree", "tree/sub"], &["tree/", "tree"]] {
+        let mut command = chunkcache_on(&work, &store, &["save", "--key", "k"]);
+        let failed = run(command.args(paths), 1);
+        assert!(stderr(&failed).contains("cannot save these paths"), "{paths:?}: {}", stderr(&failed));
+        assert!(chunk_objects(&store).is_empty(), "{paths:?}: nothing may be uploaded");
+    }
+}

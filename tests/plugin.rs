@@ -257,7 +257,7 @@ fn the_filesystem_backend_with_relative_mounts_and_local_root() {
         command.output().unwrap()
     };
     assert_code(&step("PLUGIN_REBUILD"), 0);
-    assert!(cache_root.join("manifests/app/gradle-dev").is_file(), "keys are namespaced by the repository");
+    assert!(cache_root.join("manifests/app/gradle-dev~").is_file(), "keys are namespaced by the repository");
     fs::remove_dir_all(workspace.join("project/.gradle")).unwrap();
     let restored = step("PLUGIN_RESTORE");
     assert_code(&restored, 0);

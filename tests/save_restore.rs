@@ -6,6 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use chunkcache::store::keyed_path;
 use filetime::FileTime;
 
 use crate::util::{
@@ -246,13 +247,14 @@ fn hostile_manifests_are_rejected_before_anything_is_written() {
             entries,
         };
         fs::create_dir_all(store.join("manifests")).unwrap();
-        fs::write(store.join("manifests").join(key), manifest.encode()).unwrap();
+        fs::write(store.join(keyed_path("manifests", key).unwrap().as_ref()), manifest.encode()).unwrap();
         let out = dir.path().join("out");
         let failed = run(chunkcache_on(dir.path(), &store, &["restore", "--key", key]).arg(&out), 1);
         assert!(stderr(&failed).contains("is invalid"), "{key}: {}", stderr(&failed));
         assert!(!out.exists(), "{key}: nothing may be written");
     }
-    fs::write(store.join("manifests/garbage"), b"CCMANIFEST\x01\x00not zstd").unwrap();
+    fs::write(store.join(keyed_path("manifests", "garbage").unwrap().as_ref()), b"CCMANIFEST\x02\x00not a manifest")
+        .unwrap();
     let failed = run(&mut chunkcache_on(dir.path(), &store, &["restore", "--key", "garbage"]), 1);
     assert!(stderr(&failed).contains("corrupt"), "{}", stderr(&failed));
 }
@@ -292,7 +294,7 @@ fn bad_input_gets_clear_errors_and_commits_nothing() {
         "{}",
         stderr(&missing)
     );
-    assert!(!store.join("manifests/k").exists());
+    assert!(!store.join(keyed_path("manifests", "k").unwrap().as_ref()).exists());
 
     let bad_key = run(&mut chunkcache_on(&work, &store, &["save", "--key", "a/../b", "tree"]), 1);
     assert!(stderr(&bad_key).contains("invalid cache key"), "{}", stderr(&bad_key));

@@ -10,6 +10,7 @@ mod conformance;
 mod endpoints;
 mod faults;
 mod hostile;
+mod keys;
 mod kill;
 mod plugin;
 mod remote;

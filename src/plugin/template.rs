@@ -2398,7 +2398,8 @@ mod tests {
         assert_eq!(rendered, "-2");
     }
 
-    /// Random templates built from template-ish pieces must give a result or an error, never a panic.
+    /// Random templates built from template-ish pieces and arbitrary characters must give a result or an error,
+    /// never a panic (`fuzz/fuzz_targets/key_template.rs` does the same for longer runs).
     #[test]
     fn arbitrary_templates_never_panic() {
         const PIECES: &[&str] = &[
@@ -2441,6 +2442,28 @@ mod tests {
             "true",
             "nil",
             "x",
+            "print",
+            "println",
+            "len",
+            "eq",
+            "lt",
+            "ge",
+            "and",
+            "or",
+            "not",
+            "html",
+            "urlquery",
+            "\"%q %x %v %d %t %5.2s %-3d %%\"",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "18446744073709551616",
+            "1e308",
+            "1e999",
+            "0x7fffffffffffffff",
+            "'\\x'",
+            "'\\u00e9'",
+            ".Build.Number",
+            ".Commit.Author.Email",
         ];
         let dir = workspace();
         let metadata = metadata();
@@ -2456,7 +2479,11 @@ mod tests {
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
-                template.push_str(PIECES[(state % PIECES.len() as u64) as usize]);
+                // Mostly template pieces, sometimes any character at all.
+                match char::from_u32((state >> 40) as u32 % 0x11_0000) {
+                    Some(any) if state.is_multiple_of(8) => template.push(any),
+                    _ => template.push_str(PIECES[(state % PIECES.len() as u64) as usize]),
+                }
             }
             if let Ok(parsed) = Template::parse(&template) {
                 let _ = parsed.render(&context);
