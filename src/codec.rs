@@ -16,6 +16,8 @@ use crate::id::ChunkId;
 
 const MAGIC: &[u8; 4] = b"CCK1";
 const HEADER_LEN: usize = 12;
+/// The largest object [`encode`] writes: a header and a chunk stored raw.
+pub const MAX_OBJECT_LEN: u64 = HEADER_LEN as u64 + MAX_CHUNK_LIMIT as u64;
 const RAW: u8 = 0;
 const ZSTD: u8 = 1;
 

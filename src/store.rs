@@ -42,8 +42,8 @@ use futures::stream::BoxStream;
 use futures::{StreamExt as _, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+    CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
 };
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +55,8 @@ use crate::retry::{RetryPolicy, RetryStore};
 /// The store layout version this build writes, and the newest it can use.
 pub const STORE_FORMAT: u16 = 1;
 const CONFIG_PATH: &str = "chunkcache.json";
+/// `chunkcache.json` is a few hundred bytes; more is not a config.
+const MAX_CONFIG_LEN: u64 = 64 << 10;
 
 /// The store-wide settings, kept in `chunkcache.json`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +70,20 @@ pub struct StoreConfig {
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// An object is larger than any object chunkcache writes there: the store is damaged or
+    /// hostile.
+    #[error(
+        "{path} in {store} is larger than {limit} bytes, more than chunkcache ever writes there: the store is \
+         damaged or was written by something else; delete the object (or save the cache again)"
+    )]
+    TooLarge {
+        /// The object.
+        path: String,
+        /// The store's description.
+        store: String,
+        /// The most chunkcache reads of such an object.
+        limit: u64,
+    },
     /// The backend refused or failed a request. The message is one line: the backend's error
     /// comes summarised ([`BackendCause`]), not as a source chain that may end in a server's
     /// multi-line XML.
@@ -327,12 +343,19 @@ impl Store {
         }
     }
 
-    async fn get_optional(&self, path: &Path) -> Result<Option<Bytes>, StoreError> {
-        let result = match self.objects.get(path).await {
+    /// Reads an object of at most `limit` bytes. The request asks for one byte more than the
+    /// limit, so an object a damaged or hostile store made larger is refused without being read
+    /// whole into memory.
+    async fn get_optional(&self, path: &Path, limit: u64) -> Result<Option<Bytes>, StoreError> {
+        let options = GetOptions { range: Some(GetRange::Bounded(0..limit + 1)), ..GetOptions::default() };
+        let result = match self.objects.get_opts(path, options).await {
             Ok(result) => result.bytes().await,
             Err(e) => Err(e),
         };
         match result {
+            Ok(bytes) if bytes.len() as u64 > limit => {
+                Err(StoreError::TooLarge { path: path.to_string(), store: self.description.clone(), limit })
+            }
             Ok(bytes) => Ok(Some(bytes)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.backend_error("GET", path, e)),
@@ -361,7 +384,7 @@ impl Store {
     /// # Errors
     /// Backend failures, an unreadable config, or a store format newer than this build.
     pub async fn config(&self) -> Result<Option<StoreConfig>, StoreError> {
-        let Some(bytes) = self.get_optional(&Path::from(CONFIG_PATH)).await? else {
+        let Some(bytes) = self.get_optional(&Path::from(CONFIG_PATH), MAX_CONFIG_LEN).await? else {
             return Ok(None);
         };
         let config: StoreConfig = serde_json::from_slice(&bytes)
@@ -434,7 +457,7 @@ impl Store {
     /// # Errors
     /// Backend failures.
     pub async fn get_chunk(&self, id: ChunkId) -> Result<Option<Bytes>, StoreError> {
-        self.get_optional(&chunk_path(id)).await
+        self.get_optional(&chunk_path(id), codec::MAX_OBJECT_LEN).await
     }
 
     /// Downloads a chunk and decodes it, verifying its BLAKE3 id; `None` if the store lacks it.
@@ -475,7 +498,7 @@ impl Store {
     /// # Errors
     /// An invalid key, or backend failures.
     pub async fn get_manifest(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
-        self.get_optional(&keyed_path("manifests", key)?).await
+        self.get_optional(&keyed_path("manifests", key)?, crate::manifest::MAX_ENCODED_LEN).await
     }
 
     /// Whether `key` has a manifest, without downloading it.
@@ -867,6 +890,17 @@ mod tests {
         assert_eq!(store.config_or_init(None).await.unwrap(), config);
         let err = store.config_or_init(Some(ChunkerParams::with_average(4096))).await.unwrap_err();
         assert!(err.to_string().contains("--chunk-size"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn objects_larger_than_chunkcache_writes_are_refused_unread() {
+        let store = memory();
+        let oversized = Bytes::from(vec![b' '; MAX_CONFIG_LEN as usize + 1]);
+        store.objects.put(&Path::from(CONFIG_PATH), oversized.into()).await.unwrap();
+        let err = store.config().await.unwrap_err();
+        assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("chunkcache.json") && err.to_string().contains("damaged"), "{err}");
+        assert_eq!(store.requests().bytes_downloaded, MAX_CONFIG_LEN + 1, "read no further than the limit");
     }
 
     #[tokio::test]
