@@ -5,11 +5,11 @@
 
 use std::hint::black_box;
 
-use chunkcache::chunker::ChunkerParams;
-use chunkcache::codec;
-use chunkcache::id::ChunkId;
-use chunkcache::manifest::{ChunkRef, Entry, EntryKind, Manifest, Mount, Timestamp};
-use chunkcache::restore::{RestoreTarget, plan};
+use chunkcache::core::chunker::ChunkerParams;
+use chunkcache::core::codec;
+use chunkcache::core::id::ChunkId;
+use chunkcache::core::manifest::{ChunkRef, Entry, EntryKind, Manifest, Mount, Timestamp};
+use chunkcache::pipeline::restore::{RestoreTarget, plan};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 /// The integration tests' helpers, for their deterministic `noise`.

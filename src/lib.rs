@@ -1,18 +1,27 @@
 //! chunkcache: a content-addressed, deduplicating cache for CI pipelines.
 //!
-//! A save walks directories, splits file contents into content-defined chunks
-//! ([`chunker`], FastCDC 2020), names each chunk by its BLAKE3 hash ([`id`]), compresses it
-//! when that pays ([`codec`]) and uploads only the chunks the store lacks ([`store`], any
-//! `object_store` backend via [`backend`]). The [`manifest`] of the file tree is uploaded last:
-//! it is the commit point. A restore plans against the local tree and fetches only what the
-//! differing files need ([`restore`]). The Drone/Harness plugin lives in [`plugin`].
+//! A save walks directories ([`fs::walk`]), splits file contents into content-defined chunks
+//! ([`core::chunker`], FastCDC 2020), names each chunk by its BLAKE3 hash ([`core::id`]),
+//! compresses it when that pays ([`core::codec`]) and uploads only the chunks the store lacks
+//! ([`store`], any `object_store` backend via [`store::backend`]). The [`core::manifest`] of the
+//! file tree is uploaded last: it is the commit point. A restore plans against the local tree and
+//! fetches only what the differing files need ([`pipeline::restore`]), writing through handles
+//! that never follow a symlink ([`fs::safe`]). The Drone/Harness plugin lives in [`plugin`].
 //!
-//! The library never prints; long operations report to a [`progress::Progress`].
+//! The layout shows the data flow:
+//! - [`core`]: pure: ids, chunking, the chunk codec, the manifest format, secrets;
+//! - [`fs`]: the file system: the walk, and no-follow operations below a restore root;
+//! - [`store`]: object store access: layout and typed operations, request counting, retries,
+//!   backend URLs and credentials, Azure container creation;
+//! - [`pipeline`]: save and restore, each reading top to bottom as its pipeline, and the
+//!   [`pipeline::progress::Progress`] they report to (the library never prints);
+//! - [`plugin`]: the Drone/Harness plugin's settings, step and key templates.
 //!
 //! ```
 //! # #[tokio::main(flavor = "multi_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use chunkcache::{backend, progress::NoProgress, restore, save};
+//! use chunkcache::pipeline::{progress::NoProgress, restore, save};
+//! use chunkcache::store::backend;
 //!
 //! let work = tempfile::tempdir()?;
 //! std::fs::create_dir_all(work.path().join("cache/sub"))?;
@@ -56,18 +65,8 @@
 //! # }
 //! ```
 
-pub mod azure_admin;
-pub mod backend;
-pub mod chunker;
-pub mod codec;
-pub mod id;
-pub mod manifest;
+pub mod core;
+pub mod fs;
+pub mod pipeline;
 pub mod plugin;
-pub mod progress;
-pub mod restore;
-pub mod retry;
-pub mod safe_fs;
-pub mod save;
-pub mod secret;
 pub mod store;
-pub mod walk;

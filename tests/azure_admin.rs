@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chunkcache::azure_admin::{AzureAdminError, ensure_container};
+use chunkcache::store::azure_admin::{AzureAdminError, ensure_container};
 use url::Url;
 
 use crate::support::servers::Azurite;

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use chunkcache::backend::{self, BackendOptions};
-use chunkcache::chunker::ChunkerParams;
-use chunkcache::id::ChunkId;
-use chunkcache::secret::Secret;
+use chunkcache::core::chunker::ChunkerParams;
+use chunkcache::core::id::ChunkId;
+use chunkcache::core::secret::Secret;
+use chunkcache::store::backend::{self, BackendOptions};
 use chunkcache::store::{STORE_FORMAT, Store, StoreConfig, StoreError, keyed_path};
 use futures::StreamExt as _;
 use object_store::azure::MicrosoftAzureBuilder;

@@ -13,7 +13,7 @@
 //! | silent truncation | chunk GET | fewer bytes *and* a matching length, as if a proxy rewrote `Content-Length`: only the chunk's BLAKE3 check can notice |
 //! | latency | all | 1–3 ms more, then the call as usual |
 //!
-//! The store under test is built as [`chunkcache::backend::open`] builds every store
+//! The store under test is built as [`chunkcache::store::backend::open`] builds every store
 //! ([`Store::with_retry`] over the backend, here the fault injector over memory) with the
 //! production retry policy, except that its pauses are a few milliseconds instead of 0.1–2 s.
 //!
@@ -39,14 +39,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use chunkcache::backend::BackendOptions;
-use chunkcache::chunker::ChunkerParams;
-use chunkcache::id::ChunkId;
-use chunkcache::progress::NoProgress;
-use chunkcache::restore::{self, Outcome, RestoreOptions, RestoreTarget};
-use chunkcache::retry::RetryPolicy;
-use chunkcache::save::{self, SaveOptions};
+use chunkcache::core::chunker::ChunkerParams;
+use chunkcache::core::id::ChunkId;
+use chunkcache::pipeline::progress::NoProgress;
+use chunkcache::pipeline::restore::{self, Outcome, RestoreOptions, RestoreTarget};
+use chunkcache::pipeline::save::{self, SaveOptions};
 use chunkcache::store::Store;
+use chunkcache::store::backend::BackendOptions;
+use chunkcache::store::retry::RetryPolicy;
 use filetime::FileTime;
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
@@ -115,7 +115,7 @@ enum Call {
     List,
 }
 
-/// A 503 as `object_store`'s HTTP clients report it (the text `chunkcache::retry` recognises; its
+/// A 503 as `object_store`'s HTTP clients report it (the text `chunkcache::store::retry` recognises; its
 /// unit test pins that text against real clients).
 #[derive(Debug)]
 struct Unavailable;

@@ -95,7 +95,7 @@ fn a_manifest_whose_chunk_lengths_lie_is_refused_naming_chunk_and_key() {
             if delta < 0 {
                 // Keep the extents inside the (shorter) stream so the manifest validates.
                 let last = manifest.entries.last_mut().unwrap();
-                if let chunkcache::manifest::EntryKind::File { size, .. } = &mut last.kind {
+                if let chunkcache::core::manifest::EntryKind::File { size, .. } = &mut last.kind {
                     *size -= 1;
                 }
             }

@@ -6,10 +6,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use chunkcache::backend::{self, BackendOptions};
-use chunkcache::chunker::ChunkerParams;
-use chunkcache::secret::Secret;
+use chunkcache::core::chunker::ChunkerParams;
+use chunkcache::core::secret::Secret;
 use chunkcache::store::Store;
+use chunkcache::store::backend::{self, BackendOptions};
 
 use crate::gradle::{GradleTreeOptions, generate};
 use crate::support::servers::Azurite;

@@ -292,7 +292,7 @@ fn azure_wrong_key_fails_clearly_without_printing_it() {
 fn iso8601_utc(time: std::time::SystemTime) -> String {
     let secs = time.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = chunkcache::azure_admin::civil_from_days(days);
+    let (year, month, day) = chunkcache::store::azure_admin::civil_from_days(days);
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
@@ -309,7 +309,7 @@ fn account_sas(account: &str, key_base64: &str, permissions: &str) -> String {
     let string_to_sign =
         format!("{account}\n{permissions}\n{services}\n{resource_types}\n\n{expiry}\n\n\n{VERSION}\n\n");
     let key = base64::engine::general_purpose::STANDARD.decode(key_base64).unwrap();
-    let signature = chunkcache::azure_admin::sign(&key, &string_to_sign);
+    let signature = chunkcache::store::azure_admin::sign(&key, &string_to_sign);
     url::form_urlencoded::Serializer::new(String::new())
         .append_pair("sv", VERSION)
         .append_pair("ss", services)
@@ -339,7 +339,7 @@ fn azure_sas_token_without_key() {
     let endpoint = url::Url::parse(&azurite.endpoint).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let created = runtime
-        .block_on(chunkcache::azure_admin::ensure_container(
+        .block_on(chunkcache::store::azure_admin::ensure_container(
             &endpoint,
             azurite.account,
             azurite.key,

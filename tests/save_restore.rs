@@ -213,7 +213,7 @@ fn corrupt_or_missing_chunks_are_named_and_never_land() {
 
 #[test]
 fn hostile_manifests_are_rejected_before_anything_is_written() {
-    use chunkcache::manifest::{Entry, EntryKind, Manifest, Mount, Timestamp};
+    use chunkcache::core::manifest::{Entry, EntryKind, Manifest, Mount, Timestamp};
     let dir = scratch();
     let store = dir.path().join("store");
     let entry = |path: &str, kind| Entry {
@@ -355,10 +355,10 @@ mod property {
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
-    use chunkcache::backend::{self, BackendOptions};
-    use chunkcache::progress::NoProgress;
-    use chunkcache::restore::{self, RestoreOptions, RestoreTarget};
-    use chunkcache::save::{self, SaveOptions};
+    use chunkcache::pipeline::progress::NoProgress;
+    use chunkcache::pipeline::restore::{self, RestoreOptions, RestoreTarget};
+    use chunkcache::pipeline::save::{self, SaveOptions};
+    use chunkcache::store::backend::{self, BackendOptions};
     use proptest::prelude::*;
 
     use crate::util::{noise, scratch, snapshot};
@@ -432,7 +432,7 @@ mod property {
                     walk: Default::default(),
                     compression_level: 1,
                     concurrency: 4,
-                    chunker: Some(chunkcache::chunker::ChunkerParams::with_average(16 << 10)),
+                    chunker: Some(chunkcache::core::chunker::ChunkerParams::with_average(16 << 10)),
                     skip_if_exists: false,
                 };
                 save::save(&store, &save_options, &NoProgress).await.unwrap();

@@ -146,17 +146,17 @@ pub fn assert_same_tree(actual: &BTreeMap<Vec<u8>, String>, expected: &BTreeMap<
 pub fn on_store<T>(store: &Path, f: impl AsyncFnOnce(&chunkcache::store::Store) -> T) -> T {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let store = chunkcache::backend::open(&store_url(store), &Default::default()).await.unwrap();
+        let store = chunkcache::store::backend::open(&store_url(store), &Default::default()).await.unwrap();
         f(&store).await
     })
 }
 
 /// Rewrites the manifest of `key` in the local store `store` with `edit` (re-encoded, so it
 /// passes the integrity check, as a hostile writer's would).
-pub fn edit_manifest(store: &Path, key: &str, edit: impl FnOnce(&mut chunkcache::manifest::Manifest)) {
+pub fn edit_manifest(store: &Path, key: &str, edit: impl FnOnce(&mut chunkcache::core::manifest::Manifest)) {
     on_store(store, async |store| {
         let bytes = store.get_manifest(key).await.unwrap().expect("manifest exists");
-        let mut manifest = chunkcache::manifest::Manifest::decode(key, &bytes).unwrap();
+        let mut manifest = chunkcache::core::manifest::Manifest::decode(key, &bytes).unwrap();
         edit(&mut manifest);
         store.put_manifest(key, manifest.encode()).await.unwrap();
     });

@@ -8,9 +8,9 @@
 
 #![no_main]
 
-use chunkcache::chunker::ChunkerParams;
-use chunkcache::id::ChunkId;
-use chunkcache::manifest::{ChunkRef, Entry, EntryKind, Manifest, Mount, Timestamp};
+use chunkcache::core::chunker::ChunkerParams;
+use chunkcache::core::id::ChunkId;
+use chunkcache::core::manifest::{ChunkRef, Entry, EntryKind, Manifest, Mount, Timestamp};
 use libfuzzer_sys::fuzz_target;
 
 /// The on-store form of `body`: magic, version 2, declared length, BLAKE3 of every other byte.

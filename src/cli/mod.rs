@@ -11,13 +11,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use chunkcache::backend;
-use chunkcache::chunker::ChunkerParams;
-use chunkcache::manifest::Manifest;
-use chunkcache::restore::{self, Outcome, RestoreOptions, RestoreTarget};
-use chunkcache::save::{self, SaveOptions};
+use chunkcache::core::chunker::ChunkerParams;
+use chunkcache::core::manifest::Manifest;
+use chunkcache::fs::walk::WalkOptions;
+use chunkcache::pipeline::restore::{self, Outcome, RestoreOptions, RestoreTarget};
+use chunkcache::pipeline::save::{self, SaveOptions};
 use chunkcache::store::Store;
-use chunkcache::walk::WalkOptions;
+use chunkcache::store::backend;
 use clap::{Args, Parser, Subcommand};
 
 use output::{CliProgress, human_bytes, print_json, print_warnings, restore_details, save_summary};

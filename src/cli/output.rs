@@ -4,9 +4,9 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use chunkcache::progress::Progress;
-use chunkcache::restore::RestoreReport;
-use chunkcache::save::SaveReport;
+use chunkcache::pipeline::progress::Progress;
+use chunkcache::pipeline::restore::RestoreReport;
+use chunkcache::pipeline::save::SaveReport;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Progress for the CLI: a bar when stderr is a terminal (and output is not JSON), nothing

@@ -18,12 +18,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
-use chunkcache::backend::{self, BackendError};
+use chunkcache::fs::walk::WalkOptions;
+use chunkcache::pipeline::restore::{self, Outcome, RestoreOptions, RestoreTarget};
+use chunkcache::pipeline::save::{self, SaveOptions};
 use chunkcache::plugin::settings::{PluginSettings, StepMode};
 use chunkcache::plugin::step::{self, StepPlan};
-use chunkcache::restore::{self, Outcome, RestoreOptions, RestoreTarget};
-use chunkcache::save::{self, SaveOptions};
-use chunkcache::walk::WalkOptions;
+use chunkcache::store::backend::{self, BackendError};
 
 use super::output::{CliProgress, glob_set, print_warnings, restore_details, save_summary};
 use super::{EXIT_ERROR, describe};

@@ -83,7 +83,7 @@ pub const DEFAULT_AZURE_MAX_RETRY_REQUESTS: u32 = 4;
 /// drone-cache's default S3 and GCS object ACL.
 pub const DEFAULT_ACL: &str = "private";
 
-pub use crate::secret::Secret;
+pub use crate::core::secret::Secret;
 
 /// What the step does: `restore: true` or `rebuild: true`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,9 +19,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::backend::{AzureOptions, BackendOptions, GcsOptions, S3Options};
 use crate::plugin::settings::{Backend, PluginSettings, SettingsError, StepMode};
 use crate::plugin::template::{self, Metadata, TemplateError};
+use crate::store::backend::{AzureOptions, BackendOptions, GcsOptions, S3Options};
 
 /// Work a plugin step has resolved, not yet done.
 #[derive(Debug, Clone)]

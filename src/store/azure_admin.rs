@@ -7,7 +7,7 @@
 //! [Authorize with Shared Key](https://learn.microsoft.com/en-us/rest/api/storageservices/authorize-with-shared-key).
 //!
 //! The request is retried on transient failures (timeouts, connections that fail or break, HTTP 5xx,
-//! 429 and 408) with the policy every other store request follows ([`crate::retry::RetryPolicy`]); a
+//! 429 and 408) with the policy every other store request follows ([`crate::store::retry::RetryPolicy`]); a
 //! 409 ContainerAlreadyExists after a retry means an earlier attempt, or someone else, created it.
 //!
 //! The signing pieces are pure functions ([`string_to_sign`], [`sign`]) so that they can be tested against
@@ -27,7 +27,7 @@ use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha2::Sha256;
 use url::Url;
 
-use crate::retry::RetryPolicy;
+use crate::store::retry::RetryPolicy;
 
 /// The storage service version sent in `x-ms-version` (the one `object_store` 0.14 uses too).
 pub const AZURE_STORAGE_VERSION: &str = "2023-11-03";

@@ -37,8 +37,8 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
-use crate::chunker::ChunkerParams;
-use crate::id::ChunkId;
+use crate::core::chunker::ChunkerParams;
+use crate::core::id::ChunkId;
 
 /// The manifest format this build writes, and the newest it reads.
 pub const FORMAT_VERSION: u16 = 2;

@@ -9,7 +9,7 @@
 //! | `gs://BUCKET/PREFIX` | Google Cloud Storage | service-account JSON |
 //!
 //! Every store retries transient failures (throttling, 5xx, timeouts, dropped connections, bodies
-//! cut short) with backoff, in one place: [`crate::retry::RetryStore`], which [`Store::with_retry`]
+//! cut short) with backoff, in one place: [`crate::store::retry::RetryStore`], which [`Store::with_retry`]
 //! puts over every backend. `object_store`'s own HTTP retries are turned off so that nothing is
 //! retried twice. Remote clients apply a per-request timeout, and keep idle pooled connections for
 //! less than Azurite's 5 s keep-alive (it closes idle connections and the next request on them
@@ -28,9 +28,9 @@ use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
 
-use crate::retry::RetryPolicy;
-use crate::secret::Secret;
+use crate::core::secret::Secret;
 use crate::store::Store;
+use crate::store::retry::RetryPolicy;
 
 /// A store that could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +76,7 @@ pub enum BackendError {
     },
     /// The Azure container could not be created.
     #[error(transparent)]
-    Container(#[from] crate::azure_admin::AzureAdminError),
+    Container(#[from] crate::store::azure_admin::AzureAdminError),
 }
 
 /// Azure Blob Storage settings.
@@ -376,7 +376,7 @@ fn open_local(path: &Path, options: &BackendOptions) -> Result<Store, BackendErr
 }
 
 /// The HTTP client settings of every remote backend. `object_store`'s own retries are off: every
-/// retry decision is [`crate::retry::RetryStore`]'s, so no request is retried by two loops at once.
+/// retry decision is [`crate::store::retry::RetryStore`]'s, so no request is retried by two loops at once.
 fn client_options(options: &BackendOptions, allow_http: bool) -> (ClientOptions, RetryConfig) {
     let client = ClientOptions::new()
         .with_allow_http(allow_http)
@@ -431,7 +431,7 @@ async fn open_azure(container: &str, options: &BackendOptions) -> Result<(Arc<dy
     };
     let backend = builder.build().map_err(|source| BackendError::Client { store: description.clone(), source })?;
     if let (Some(key), true) = (&azure.key, azure.create_container) {
-        crate::azure_admin::ensure_container_with(
+        crate::store::azure_admin::ensure_container_with(
             &endpoint_url,
             &account,
             key.expose(),

@@ -30,6 +30,10 @@
 //! Backend errors are reported on one line ([`BackendCause`]): an XML error body is reduced to its
 //! `<Code>` and the first line of its `<Message>`.
 
+pub mod azure_admin;
+pub mod backend;
+pub mod retry;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
@@ -47,10 +51,10 @@ use object_store::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::chunker::ChunkerParams;
-use crate::codec::{self, CorruptChunk};
-use crate::id::ChunkId;
-use crate::retry::{RetryPolicy, RetryStore};
+use crate::core::chunker::ChunkerParams;
+use crate::core::codec::{self, CorruptChunk};
+use crate::core::id::ChunkId;
+use crate::store::retry::{RetryPolicy, RetryStore};
 
 /// The store layout version this build writes, and the newest it can use.
 pub const STORE_FORMAT: u16 = 1;
@@ -316,7 +320,7 @@ impl Store {
     }
 
     /// Wraps a backend: retries (`policy`) over request counting over `backend` (see the module
-    /// docs). Every store is built this way, [`crate::backend::open`]'s included.
+    /// docs). Every store is built this way, [`crate::store::backend::open`]'s included.
     pub fn with_retry(backend: Arc<dyn ObjectStore>, description: impl Into<String>, policy: RetryPolicy) -> Self {
         let requests = Arc::<RequestCounts>::default();
         let counted = Arc::new(CountingStore { inner: backend, counts: Arc::clone(&requests) });
@@ -498,7 +502,7 @@ impl Store {
     /// # Errors
     /// An invalid key, or backend failures.
     pub async fn get_manifest(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
-        self.get_optional(&keyed_path("manifests", key)?, crate::manifest::MAX_ENCODED_LEN).await
+        self.get_optional(&keyed_path("manifests", key)?, crate::core::manifest::MAX_ENCODED_LEN).await
     }
 
     /// Whether `key` has a manifest, without downloading it.

@@ -11,8 +11,8 @@ use std::cell::RefCell;
 
 use bytes::Bytes;
 
-use crate::chunker::MAX_CHUNK_LIMIT;
-use crate::id::ChunkId;
+use crate::core::chunker::MAX_CHUNK_LIMIT;
+use crate::core::id::ChunkId;
 
 const MAGIC: &[u8; 4] = b"CCK1";
 const HEADER_LEN: usize = 12;

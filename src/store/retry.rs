@@ -23,7 +23,7 @@
 //! **One layer only.** `object_store`'s HTTP clients have their own retry loop (`RetryConfig`). It retries
 //! fewer things (not a PUT that timed out, not a LIST whose body broke off, not a body without an ETag),
 //! and two nested loops multiply: 4 retries inside 4 retries is 25 requests for one dead server. So
-//! [`crate::backend`] turns `object_store`'s retries off (`max_retries: 0`) and every retry decision is
+//! [`crate::store::backend`] turns `object_store`'s retries off (`max_retries: 0`) and every retry decision is
 //! made here. (Its per-request timeout stays on: a timeout is one of the failures retried here.)
 //!
 //! Request accounting sits *below* this layer ([`crate::store`]), so every attempt is counted as the

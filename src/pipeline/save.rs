@@ -20,13 +20,13 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::chunker::ChunkerParams;
-use crate::codec;
-use crate::id::ChunkId;
-use crate::manifest::{ChunkRef, Entry, EntryKind, Manifest, ManifestSummary, Mount, validate_mounts};
-use crate::progress::Progress;
+use crate::core::chunker::ChunkerParams;
+use crate::core::codec;
+use crate::core::id::ChunkId;
+use crate::core::manifest::{ChunkRef, Entry, EntryKind, Manifest, ManifestSummary, Mount, validate_mounts};
+use crate::fs::walk::{self, ScannedEntry, ScannedKind, WalkError, WalkOptions};
+use crate::pipeline::progress::Progress;
 use crate::store::{ChunkReadError, RequestSnapshot, Store, StoreError, keyed_path};
-use crate::walk::{self, ScannedEntry, ScannedKind, WalkError, WalkOptions};
 
 /// What the user asked to save.
 #[derive(Clone, Debug)]

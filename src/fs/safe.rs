@@ -22,7 +22,7 @@ use std::sync::Arc;
 use rustix::fs::Timespec;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
 
-use crate::manifest::{Timestamp, parent_of};
+use crate::core::manifest::{Timestamp, parent_of};
 
 const DIRECTORY_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
 /// Permission bits a restore needs on a directory it works in (owner read, write, search).

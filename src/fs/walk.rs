@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use globset::GlobSet;
 use ignore::{WalkBuilder, WalkState};
 
-use crate::manifest::Timestamp;
+use crate::core::manifest::Timestamp;
 
 /// What the user asked the scan to leave out.
 #[derive(Clone, Debug, Default)]

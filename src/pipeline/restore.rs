@@ -30,11 +30,13 @@ use rayon::prelude::*;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::codec::CorruptChunk;
-use crate::id::ChunkId;
-use crate::manifest::{ChunkRef, Entry, EntryKind, Manifest, ManifestError, Mount, Timestamp, chunk_span, parent_of};
-use crate::progress::Progress;
-use crate::safe_fs::{self, Resolver};
+use crate::core::codec::CorruptChunk;
+use crate::core::id::ChunkId;
+use crate::core::manifest::{
+    ChunkRef, Entry, EntryKind, Manifest, ManifestError, Mount, Timestamp, chunk_span, parent_of,
+};
+use crate::fs::safe::{self, Resolver};
+use crate::pipeline::progress::Progress;
 use crate::store::{ChunkReadError, RequestSnapshot, Store, StoreError};
 
 /// Files are written by this many threads (file creation, not bandwidth, is the cost).
@@ -311,7 +313,7 @@ pub struct FileJob {
 
 /// Compares the manifest with the local tree. Planning only reads; what it sees through a
 /// path is advice, never trusted by execution, which reaches every entry through directory
-/// handles that refuse symlinks ([`crate::safe_fs`]).
+/// handles that refuse symlinks ([`crate::fs::safe`]).
 ///
 /// # Errors
 /// [`RestoreError::Io`] when a target cannot be inspected.
@@ -450,33 +452,31 @@ fn prepare_tree(
     let receiving: BTreeSet<usize> = changed_parents(plan).collect();
     for &index in receiving.iter().filter(|&&index| matches!(plan.actions[index], Action::Keep | Action::Touch)) {
         let (mount, path) = at(index);
-        resolver
-            .with_dir(mount, path, |dir| safe_fs::make_owner_accessible(dir))
-            .map_err(io_error(&plan.paths[index]))?;
+        resolver.with_dir(mount, path, |dir| safe::make_owner_accessible(dir)).map_err(io_error(&plan.paths[index]))?;
     }
     for (index, entry) in manifest.entries.iter().enumerate() {
         let action = plan.actions[index];
         if entry.path.is_empty() || !matches!(action, Action::Create | Action::Replace) {
             continue;
         }
-        let name = safe_fs::file_name(&entry.path);
+        let name = safe::file_name(&entry.path);
         resolver
             .with_dir(entry.mount, parent_of(&entry.path), |dir| {
                 if action == Action::Replace {
                     // Files and symlinks are replaced by rename; a directory in the way must
                     // go, and anything else where a directory belongs.
-                    let is_dir = safe_fs::stat(dir, name)?.is_some_and(|found| safe_fs::is_dir(&found));
+                    let is_dir = safe::stat(dir, name)?.is_some_and(|found| safe::is_dir(&found));
                     if is_dir != matches!(entry.kind, EntryKind::Dir) {
-                        safe_fs::remove_any(dir, name)?;
+                        safe::remove_any(dir, name)?;
                         removed += 1;
                     }
                 }
                 match &entry.kind {
-                    EntryKind::Dir => safe_fs::make_dir(dir, name),
+                    EntryKind::Dir => safe::make_dir(dir, name),
                     EntryKind::Symlink { target } => {
-                        let staging = staged(|staging| safe_fs::make_symlink(dir, staging, target, entry.mtime))?.0;
-                        safe_fs::rename(dir, &staging, name).inspect_err(|_| {
-                            let _ = safe_fs::remove_file(dir, &staging);
+                        let staging = staged(|staging| safe::make_symlink(dir, staging, target, entry.mtime))?.0;
+                        safe::rename(dir, &staging, name).inspect_err(|_| {
+                            let _ = safe::remove_file(dir, &staging);
                         })
                     }
                     EntryKind::File { .. } => Ok(()),
@@ -506,16 +506,16 @@ fn open_root(target: &RestoreTarget, mount: &Mount, path: &Path, action: Action)
                 fs::remove_file(path)?;
             }
             fs::create_dir_all(path)?;
-            safe_fs::open_dir_path(path)
+            safe::open_dir_path(path)
         }
         RestoreTarget::Under(destination) => {
             fs::create_dir_all(destination)?;
-            let mut directory = safe_fs::open_dir_path(destination)?;
+            let mut directory = safe::open_dir_path(destination)?;
             let components: Vec<&[u8]> =
                 mount.path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").collect();
             for (position, name) in components.iter().enumerate() {
-                match safe_fs::stat(directory.as_fd(), name)? {
-                    Some(found) if safe_fs::is_dir(&found) => {}
+                match safe::stat(directory.as_fd(), name)? {
+                    Some(found) if safe::is_dir(&found) => {}
                     Some(_) if position + 1 < components.len() => {
                         return Err(std::io::Error::other(format!(
                             "{:?} below the destination is not a directory; refusing to restore through it",
@@ -523,12 +523,12 @@ fn open_root(target: &RestoreTarget, mount: &Mount, path: &Path, action: Action)
                         )));
                     }
                     Some(_) => {
-                        safe_fs::remove_any(directory.as_fd(), name)?;
-                        safe_fs::make_dir(directory.as_fd(), name)?;
+                        safe::remove_any(directory.as_fd(), name)?;
+                        safe::make_dir(directory.as_fd(), name)?;
                     }
-                    None => safe_fs::make_dir(directory.as_fd(), name)?,
+                    None => safe::make_dir(directory.as_fd(), name)?,
                 }
-                directory = safe_fs::open_dir(directory.as_fd(), name)?;
+                directory = safe::open_dir(directory.as_fd(), name)?;
             }
             Ok(directory)
         }
@@ -551,9 +551,9 @@ fn remove_stale_staging_files(
         let entry = &manifest.entries[parent];
         resolver
             .with_dir(entry.mount, &entry.path, |dir| {
-                for name in safe_fs::list(dir)?.into_iter().filter(|name| is_staging_name(name)) {
+                for name in safe::list(dir)?.into_iter().filter(|name| is_staging_name(name)) {
                     if !known.contains(&(entry.mount, child_path(&entry.path, &name).as_slice())) {
-                        safe_fs::remove_file(dir, &name)?;
+                        safe::remove_file(dir, &name)?;
                         removed += 1;
                     }
                 }
@@ -781,7 +781,7 @@ fn write_pieces(
                 std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
                 std::collections::hash_map::Entry::Vacant(slot) => {
                     let (staging, file) = resolver
-                        .with_dir(mount, parent, |dir| staged(|name| safe_fs::create_file(dir, name)))
+                        .with_dir(mount, parent, |dir| staged(|name| safe::create_file(dir, name)))
                         .map_err(io_error(&job.path))?;
                     slot.insert((file, staging))
                 }
@@ -789,16 +789,16 @@ fn write_pieces(
             file.write_all(&piece.data[piece.range]).map_err(io_error(&job.path))?;
             if piece.last {
                 let (file, staging) = open.remove(&piece.file).expect("opened above");
-                let name = safe_fs::file_name(&manifest.entries[job.entry].path);
+                let name = safe::file_name(&manifest.entries[job.entry].path);
                 resolver
                     .with_dir(mount, parent, |dir| {
-                        safe_fs::set_mode_and_mtime(&file, job.mode, job.mtime)
+                        safe::set_mode_and_mtime(&file, job.mode, job.mtime)
                             .and_then(|()| {
                                 drop(file);
-                                safe_fs::rename(dir, &staging, name)
+                                safe::rename(dir, &staging, name)
                             })
                             .inspect_err(|_| {
-                                let _ = safe_fs::remove_file(dir, &staging);
+                                let _ = safe::remove_file(dir, &staging);
                             })
                     })
                     .map_err(io_error(&job.path))?;
@@ -808,7 +808,7 @@ fn write_pieces(
     })();
     for (file, (_, staging)) in open.drain() {
         let (mount, parent) = parent_of_job(&plan.files[file]);
-        let _ = resolver.with_dir(mount, parent, |dir| safe_fs::remove_file(dir, &staging));
+        let _ = resolver.with_dir(mount, parent, |dir| safe::remove_file(dir, &staging));
     }
     result
 }
@@ -835,7 +835,7 @@ fn finish_tree(
             .map_init(
                 || Resolver::new(roots.clone()),
                 |resolver, (index, entry)| {
-                    let names = resolver.with_dir(entry.mount, &entry.path, safe_fs::list);
+                    let names = resolver.with_dir(entry.mount, &entry.path, safe::list);
                     let names = names.map_err(io_error(&plan.paths[index]))?;
                     Ok(names
                         .into_iter()
@@ -849,8 +849,8 @@ fn finish_tree(
             let entry = &manifest.entries[index];
             resolver
                 .with_dir(entry.mount, &entry.path, |dir| {
-                    safe_fs::make_owner_accessible(dir)?;
-                    safe_fs::remove_any(dir, &name)
+                    safe::make_owner_accessible(dir)?;
+                    safe::remove_any(dir, &name)
                 })
                 .map_err(io_error(&plan.paths[index].join(OsStr::from_bytes(&name))))?;
             removed += 1;
@@ -862,7 +862,7 @@ fn finish_tree(
             continue;
         }
         resolver
-            .with_dir(entry.mount, &entry.path, |dir| safe_fs::set_mode_and_mtime(dir, entry.mode, entry.mtime))
+            .with_dir(entry.mount, &entry.path, |dir| safe::set_mode_and_mtime(dir, entry.mode, entry.mtime))
             .map_err(io_error(&plan.paths[index]))?;
     }
     Ok(removed)
@@ -887,7 +887,7 @@ mod tests {
     /// through handles that refuse links.
     #[test]
     fn execution_never_goes_through_a_symlink_even_when_the_plan_did_not_see_it() {
-        use crate::manifest::tests::sample;
+        use crate::core::manifest::tests::sample;
         let scratch = tempfile::tempdir().unwrap();
         let (target, outside) = (scratch.path().join("out"), scratch.path().join("outside"));
         let mut manifest = sample();
@@ -907,7 +907,7 @@ mod tests {
 
         let failed = prepare_tree(&manifest, &plan, &target).unwrap_err();
         assert!(failed.to_string().contains("caches/d"), "{failed}");
-        let roots = Arc::new(vec![safe_fs::open_dir_path(&scratch.path().join("out/caches")).unwrap()]);
+        let roots = Arc::new(vec![safe::open_dir_path(&scratch.path().join("out/caches")).unwrap()]);
         assert!(finish_tree(&manifest, &plan, &roots, true).is_err());
         let left: Vec<_> = fs::read_dir(&outside).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left, ["victim"], "nothing created or removed outside");
