@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use chunkcache::core::chunker::ChunkerParams;
 use chunkcache::core::manifest::Manifest;
+use chunkcache::core::time::now_ms;
 use chunkcache::fs::walk::WalkOptions;
 use chunkcache::pipeline::restore::{self, Outcome, RestoreOptions, RestoreTarget};
 use chunkcache::pipeline::save::{self, SaveOptions};
@@ -326,7 +327,7 @@ async fn run_list(args: ListArgs, env: &BTreeMap<String, String>) -> Result<Exit
     if args.common.json {
         print_json(&manifests)?;
     } else {
-        let now = save::now_ms() as i64;
+        let now = now_ms() as i64;
         for manifest in &manifests {
             println!(
                 "{}\t{}\t{}",
@@ -364,7 +365,7 @@ async fn run_show(args: ShowArgs, env: &BTreeMap<String, String>) -> Result<Exit
         println!("mounts:     {}", mounts.join(", "));
         println!(
             "saved:      {} ago, by chunkcache {}",
-            output::human_age(save::now_ms() as i64 - manifest.finished_at_ms as i64),
+            output::human_age(now_ms() as i64 - manifest.finished_at_ms as i64),
             manifest.tool_version
         );
         println!("entries:    {} files, {} dirs, {} symlinks", summary.files, summary.dirs, summary.symlinks);

@@ -1,8 +1,9 @@
 //! The pure core: no file system, network or async. Ids, chunking, the chunk object codec, the
-//! manifest format, and secrets that never print.
+//! manifest format, secrets that never print, and the wall clock in manifest units.
 
 pub mod chunker;
 pub mod codec;
 pub mod id;
 pub mod manifest;
 pub mod secret;
+pub mod time;

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use rayon::prelude::*;
@@ -24,6 +24,7 @@ use crate::core::chunker::ChunkerParams;
 use crate::core::codec;
 use crate::core::id::ChunkId;
 use crate::core::manifest::{ChunkRef, Entry, EntryKind, Manifest, ManifestSummary, Mount, validate_mounts};
+use crate::core::time::now_ms;
 use crate::fs::walk::{self, ScannedEntry, ScannedKind, WalkError, WalkOptions};
 use crate::pipeline::progress::Progress;
 use crate::store::{ChunkReadError, RequestSnapshot, Store, StoreError, keyed_path};
@@ -415,9 +416,4 @@ fn file_size(entry: &ScannedEntry) -> u64 {
         ScannedKind::File(size) => size,
         _ => 0,
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
