@@ -1,31 +1,29 @@
 //! Save: mounts → scan → segments → chunks → upload what is missing → manifest (last).
 //!
 //! Read top to bottom, [`save`] is the pipeline. CPU work (reading, chunking, hashing,
-//! compressing) runs on rayon, one segment per task; uploads run on tokio with bounded
+//! compressing) is the chunk stage ([`crate::pipeline::chunk`]), on rayon, one segment per task; uploads run on tokio with bounded
 //! concurrency, fed through a bounded channel, so memory is bounded by
 //! `(queue + concurrency) × max chunk size`, not by the size of the cache. The manifest is
 //! uploaded only after every chunk it names is in the store: it is the commit point, so a
-//! save that fails or is killed leaves no manifest behind.
+//! save that fails or is killed leaves no manifest behind. [`save_dry_run`] runs the same
+//! pipeline with a sink that uploads nothing and stops before the manifest.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::io::Read;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use rayon::prelude::*;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::core::chunker::ChunkerParams;
-use crate::core::codec;
 use crate::core::id::ChunkId;
 use crate::core::manifest::{ChunkRef, Entry, EntryKind, Manifest, ManifestSummary, Mount, validate_mounts};
 use crate::core::time::now_ms;
 use crate::fs::walk::{self, ScannedEntry, ScannedKind, WalkError, WalkOptions};
+use crate::pipeline::chunk::{self, ChunkError, ChunkStageOptions, NewChunk};
 use crate::pipeline::progress::Progress;
 use crate::store::{ChunkReadError, RequestSnapshot, Store, StoreError, keyed_path};
 
@@ -56,6 +54,8 @@ pub struct SaveOptions {
 pub struct SaveReport {
     /// The key saved.
     pub key: String,
+    /// True for a dry run: nothing was uploaded or written, the counts are what a save would do.
+    pub dry_run: bool,
     /// True if the key existed and `skip_if_exists` was set: nothing was done.
     pub skipped_existing: bool,
     /// What was saved: files, directories, symlinks, bytes, chunks (zero when skipped).
@@ -65,6 +65,8 @@ pub struct SaveReport {
     pub new_chunks: u64,
     /// Raw bytes of the new chunks.
     pub new_bytes: u64,
+    /// Stored (compressed) bytes of the new chunks.
+    pub new_stored_bytes: u64,
     /// Bytes of content that did not need uploading, as a percentage of all content.
     pub dedup_percent: f64,
     /// Special files (sockets, FIFOs, devices) left out.
@@ -84,14 +86,9 @@ pub enum SaveError {
     /// The scan failed.
     #[error(transparent)]
     Walk(#[from] WalkError),
-    /// A file could not be read.
-    #[error("cannot read {path}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
+    /// Reading or chunking the files failed.
+    #[error(transparent)]
+    Chunk(#[from] ChunkError),
     /// The tree cannot be represented (a bug, or a tree changing under the save).
     #[error("the saved tree would not restore ({reason}); nothing was committed")]
     Invalid {
@@ -107,12 +104,6 @@ pub enum SaveError {
         /// The rule the paths break.
         reason: String,
     },
-    /// A file changed size while it was being saved.
-    #[error("{path} changed while it was being saved; save again once nothing writes to it")]
-    FileChanged {
-        /// The file.
-        path: PathBuf,
-    },
 }
 
 /// Saves `options.mounts` under `options.key`.
@@ -122,21 +113,59 @@ pub enum SaveError {
 /// # Errors
 /// [`SaveError`]; in every case no manifest was written.
 pub async fn save(store: &Store, options: &SaveOptions, progress: &dyn Progress) -> Result<SaveReport, SaveError> {
+    run(store, options, progress, Mode::Upload).await
+}
+
+/// Does everything [`save`] does but write: reports what a save would upload now (new chunks,
+/// their raw and stored bytes). Only reads the store (its config, the key's manifest, the chunk
+/// and damaged-marker listings); a store nothing was saved to yet reads as empty.
+///
+/// Must run on a multi-threaded tokio runtime.
+///
+/// # Errors
+/// [`SaveError`], as the save would fail before uploading (a bad key or paths, unreadable
+/// files, chunker parameters the store does not use).
+pub async fn save_dry_run(
+    store: &Store,
+    options: &SaveOptions,
+    progress: &dyn Progress,
+) -> Result<SaveReport, SaveError> {
+    run(store, options, progress, Mode::DryRun).await
+}
+
+/// Whether a save uploads and commits, or only counts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Upload,
+    DryRun,
+}
+
+async fn run(
+    store: &Store,
+    options: &SaveOptions,
+    progress: &dyn Progress,
+    mode: Mode,
+) -> Result<SaveReport, SaveError> {
     let clock = Instant::now();
     let started_at_ms = now_ms();
+    let dry_run = mode == Mode::DryRun;
     keyed_path("manifests", &options.key)?;
     let recorded: Vec<Mount> = options.mounts.iter().map(|m| Mount::from_path(m)).collect();
     validate_mounts(&recorded).map_err(|reason| SaveError::BadMounts { reason })?;
     if options.skip_if_exists && store.has_manifest(&options.key).await? {
         return Ok(SaveReport {
             key: options.key.clone(),
+            dry_run,
             skipped_existing: true,
             requests: store.requests(),
             elapsed_ms: clock.elapsed().as_millis() as u64,
             ..SaveReport::default()
         });
     }
-    let params = store.config_or_init(options.chunker).await?.chunker;
+    let params = match mode {
+        Mode::Upload => store.config_or_init(options.chunker).await?.chunker,
+        Mode::DryRun => chunker_without_init(store, options.chunker).await?,
+    };
 
     let mounts: Vec<PathBuf> = options.mounts.iter().map(|m| options.root.join(m)).collect();
     let walk_options = options.walk.clone();
@@ -147,61 +176,75 @@ pub async fn save(store: &Store, options: &SaveOptions, progress: &dyn Progress)
     known.retain(|id, _| !damaged.contains(id));
     let scan = scan.await.expect("scan task panicked")?;
 
-    let files: Vec<&ScannedEntry> =
-        scan.entries.iter().filter(|e| matches!(e.kind, ScannedKind::File(s) if s > 0)).collect();
-    let total_bytes = files.iter().map(|e| file_size(e)).sum();
-    let segments = params.segments(files.iter().map(|e| (e.path.as_slice(), file_size(e))));
+    let stage = ChunkStageOptions { encode_level: Some(options.compression_level) };
+    progress.phase("saving", chunk::content_bytes(&scan.entries));
+    let chunked = match mode {
+        Mode::Upload => {
+            let (sender, receiver) = mpsc::channel(options.concurrency.max(1) * 2);
+            let uploader =
+                tokio::spawn(upload_all(store.clone(), receiver, options.concurrency.max(1), damaged.clone()));
+            let upload = |chunk: NewChunk<'_>| {
+                let object = chunk.object.expect("the stage encodes when asked to");
+                // A failed send means the uploader stopped; its error is the one reported.
+                sender.blocking_send((chunk.id, Bytes::from(object))).is_ok()
+            };
+            let chunked = tokio::task::block_in_place(|| {
+                chunk::chunk_files(&scan.entries, &params, known, stage, &upload, progress)
+            });
+            drop(sender);
+            uploader.await.expect("upload task panicked")?;
+            chunked?
+        }
+        // Encoding still runs: it is what tells the stored sizes.
+        Mode::DryRun => tokio::task::block_in_place(|| {
+            chunk::chunk_files(&scan.entries, &params, known, stage, &|_: NewChunk<'_>| true, progress)
+        })?,
+    };
 
-    let (sender, receiver) = mpsc::channel(options.concurrency.max(1) * 2);
-    let uploader = tokio::spawn(upload_all(store.clone(), receiver, options.concurrency.max(1), damaged.clone()));
-    let claims = Mutex::new(known);
-    progress.phase("saving", total_bytes);
-    let chunked = tokio::task::block_in_place(|| {
-        segments
-            .par_iter()
-            .map(|range| {
-                chunk_segment(&files[range.clone()], &params, options.compression_level, &claims, &sender, progress)
-            })
-            .collect::<Result<Vec<_>, _>>()
-    });
-    drop(sender);
-    let uploaded = uploader.await.expect("upload task panicked");
-    uploaded?;
-    let segments_chunks = chunked?;
-
-    let stored_lengths = claims.into_inner().unwrap();
-    // Each id is claimed by one segment only, so these count distinct uploads.
-    let new_chunks = segments_chunks.iter().map(|segment| segment.new.len() as u64).sum();
-    let new_bytes = segments_chunks.iter().flat_map(|segment| &segment.new).map(|&(_, len)| u64::from(len)).sum();
-    let repaired: HashSet<ChunkId> =
-        segments_chunks.iter().flat_map(|segment| &segment.new).map(|&(id, _)| id).collect();
-    let chunks: Vec<ChunkRef> = segments_chunks
-        .into_iter()
-        .flat_map(|segment| segment.chunks)
-        .map(|(id, len)| ChunkRef { id, len, stored_len: stored_lengths.get(&id).copied().unwrap_or(0) })
-        .collect();
-    let manifest = build_manifest(options, recorded, started_at_ms, params, &scan.entries, chunks);
+    let (new_chunks, new_bytes, new_stored_bytes) =
+        (chunked.new.len() as u64, chunked.new_bytes(), chunked.new_stored_bytes());
+    let repaired: HashSet<ChunkId> = chunked.new.iter().map(|c| c.id).collect();
+    let manifest = build_manifest(options, recorded, started_at_ms, params, &scan.entries, chunked.chunks);
     // What restores will check, checked before committing: a manifest no restore accepts must
     // never become the key's latest.
     manifest.validate().map_err(|reason| SaveError::Invalid { reason })?;
     let summary = manifest.summary();
-    store.put_manifest(&options.key, manifest.encode()).await?;
-    for &id in damaged.iter().filter(|id| repaired.contains(id)) {
-        // Best effort: a marker left behind only costs the next save one more upload.
-        let _ = store.clear_damaged(id).await;
+    if mode == Mode::Upload {
+        store.put_manifest(&options.key, manifest.encode()).await?;
+        for &id in damaged.iter().filter(|id| repaired.contains(id)) {
+            // Best effort: a marker left behind only costs the next save one more upload.
+            let _ = store.clear_damaged(id).await;
+        }
     }
 
     Ok(SaveReport {
         key: options.key.clone(),
+        dry_run,
         skipped_existing: false,
         saved: summary,
         new_chunks,
         new_bytes,
+        new_stored_bytes,
         dedup_percent: if summary.bytes == 0 { 100.0 } else { 100.0 * (1.0 - new_bytes as f64 / summary.bytes as f64) },
         skipped_special: scan.skipped.iter().map(|p| p.display().to_string()).collect(),
         requests: store.requests(),
         elapsed_ms: clock.elapsed().as_millis() as u64,
     })
+}
+
+/// The chunker parameters a save would use, without creating the store config: the store's,
+/// else `requested`, else the defaults; refused as [`Store::config_or_init`] refuses them.
+async fn chunker_without_init(store: &Store, requested: Option<ChunkerParams>) -> Result<ChunkerParams, SaveError> {
+    match (store.config().await?, requested) {
+        (Some(config), Some(requested)) if config.chunker != requested => Err(StoreError::ParamsMismatch {
+            store: store.description().to_string(),
+            store_params: config.chunker,
+            requested,
+        }
+        .into()),
+        (Some(config), _) => Ok(config.chunker),
+        (None, requested) => Ok(requested.unwrap_or_default()),
+    }
 }
 
 /// Chunks the store is known to hold, with their stored sizes: those of the key's previous
@@ -214,124 +257,6 @@ async fn known_chunks(store: &Store, key: &str) -> Result<HashMap<ChunkId, u32>,
         }
     }
     Ok(store.list_chunks().await?)
-}
-
-/// The chunks of one segment, in order, and which of them this save uploads.
-struct SegmentChunks {
-    chunks: Vec<(ChunkId, u32)>,
-    new: Vec<(ChunkId, u32)>,
-}
-
-fn chunk_segment(
-    files: &[&ScannedEntry],
-    params: &ChunkerParams,
-    level: i32,
-    claims: &Mutex<HashMap<ChunkId, u32>>,
-    sender: &mpsc::Sender<(ChunkId, Bytes)>,
-    progress: &dyn Progress,
-) -> Result<SegmentChunks, SaveError> {
-    let mut reader = SegmentReader { files: files.iter(), current: None, failure: None };
-    let mut out = SegmentChunks { chunks: Vec::new(), new: Vec::new() };
-    thread_local! {
-        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    let chunked = BUFFER.with_borrow_mut(|buffer| {
-        params.for_segment(files.len()).for_each_chunk(&mut reader, buffer, |data| {
-            let id = ChunkId::of(data);
-            let len = data.len() as u32;
-            if claims.lock().unwrap().try_insert_claim(id) {
-                let object = codec::encode(data, level);
-                claims.lock().unwrap().insert(id, object.len() as u32);
-                out.new.push((id, len));
-                if sender.blocking_send((id, Bytes::from(object))).is_err() {
-                    // The uploader stopped; its error is the one reported.
-                    return Err(ChunkingStopped::UploaderGone);
-                }
-            }
-            out.chunks.push((id, len));
-            progress.advance(u64::from(len));
-            Ok(())
-        })
-    });
-    match chunked {
-        Ok(()) | Err(ChunkingStopped::UploaderGone) => Ok(out),
-        Err(ChunkingStopped::Io(source)) => {
-            Err(reader.failure.take().unwrap_or(SaveError::Read { path: PathBuf::from("(segment)"), source }))
-        }
-    }
-}
-
-/// Why chunking a segment stopped early.
-enum ChunkingStopped {
-    Io(std::io::Error),
-    UploaderGone,
-}
-
-impl From<std::io::Error> for ChunkingStopped {
-    fn from(err: std::io::Error) -> Self {
-        Self::Io(err)
-    }
-}
-
-trait Claim {
-    /// Claims `id` for upload by this task; false if it is known or claimed already.
-    fn try_insert_claim(&mut self, id: ChunkId) -> bool;
-}
-
-impl Claim for HashMap<ChunkId, u32> {
-    fn try_insert_claim(&mut self, id: ChunkId) -> bool {
-        match self.entry(id) {
-            std::collections::hash_map::Entry::Occupied(_) => false,
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(0);
-                true
-            }
-        }
-    }
-}
-
-/// Reads the files of a segment back to back, exactly their scanned sizes.
-struct SegmentReader<'a> {
-    files: std::slice::Iter<'a, &'a ScannedEntry>,
-    current: Option<(&'a ScannedEntry, std::io::Take<File>)>,
-    failure: Option<SaveError>,
-}
-
-impl Read for SegmentReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        loop {
-            let Some((entry, file)) = &mut self.current else {
-                let Some(entry) = self.files.next() else {
-                    return Ok(0);
-                };
-                let file = File::open(&entry.absolute)
-                    .map_err(|source| self.fail(SaveError::Read { path: entry.absolute.clone(), source }))?;
-                self.current = Some((entry, file.take(file_size(entry))));
-                continue;
-            };
-            let read = file.read(buf).map_err(|source| SaveError::Read { path: entry.absolute.clone(), source });
-            match read {
-                Ok(0) => {
-                    let path = entry.absolute.clone();
-                    let grew = file.limit() == 0 && file.get_mut().read(&mut [0u8; 1]).map_or(true, |n| n > 0);
-                    if file.limit() > 0 || grew {
-                        return Err(self.fail(SaveError::FileChanged { path }));
-                    }
-                    self.current = None;
-                }
-                Ok(n) => return Ok(n),
-                Err(err) => return Err(self.fail(err)),
-            }
-        }
-    }
-}
-
-impl SegmentReader<'_> {
-    fn fail(&mut self, err: SaveError) -> std::io::Error {
-        let io = std::io::Error::other(err.to_string());
-        self.failure = Some(err);
-        io
-    }
 }
 
 async fn upload_all(
@@ -408,12 +333,5 @@ fn build_manifest(
         mounts,
         chunks,
         entries,
-    }
-}
-
-fn file_size(entry: &ScannedEntry) -> u64 {
-    match entry.kind {
-        ScannedKind::File(size) => size,
-        _ => 0,
     }
 }
