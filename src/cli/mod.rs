@@ -121,6 +121,11 @@ struct SaveArgs {
     /// Do nothing if the key already exists.
     #[arg(long)]
     skip_existing: bool,
+    /// Report what a save would upload (new chunks, raw and stored bytes, dedup) without
+    /// uploading or writing anything: the store is only read, and a missing store folder,
+    /// container or config is not created.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -204,11 +209,7 @@ pub fn run(cli: Cli, env: &BTreeMap<String, String>) -> Result<ExitCode> {
 /// Opens the store. Only saves create a missing Azure container: a restore from a missing
 /// container is a miss, not a reason to create one.
 async fn open_store(args: &StoreArgs, env: &BTreeMap<String, String>, for_save: bool) -> Result<Store> {
-    let url = args
-        .store
-        .clone()
-        .or_else(|| env.get("CHUNKCACHE_STORE").cloned())
-        .unwrap_or_else(|| backend::default_store_url(env));
+    let url = store_url(args, env);
     let mut options = backend::BackendOptions::from_env(env)?;
     options.azure.create_container = for_save;
     options.request_timeout = std::time::Duration::from_secs(args.timeout.max(1));
@@ -224,6 +225,31 @@ async fn open_store(args: &StoreArgs, env: &BTreeMap<String, String>, for_save: 
     Ok(backend::open(&url, &options).await?)
 }
 
+/// The store URL: `--store`, else `CHUNKCACHE_STORE`, else the default folder.
+fn store_url(args: &StoreArgs, env: &BTreeMap<String, String>) -> String {
+    args.store
+        .clone()
+        .or_else(|| env.get("CHUNKCACHE_STORE").cloned())
+        .unwrap_or_else(|| backend::default_store_url(env))
+}
+
+/// Opens the store only to read it: no container is created, and a local store folder that does
+/// not exist is read as the empty store it is (opening a local store creates its folder).
+async fn open_store_to_read(args: &StoreArgs, env: &BTreeMap<String, String>) -> Result<Store> {
+    let url = store_url(args, env);
+    let local = match url.split_once("://") {
+        None => Some(url.as_str()),
+        Some(("file", path)) => Some(path),
+        Some(_) => None,
+    };
+    match local {
+        Some(path) if !path.is_empty() && !std::path::Path::new(path).exists() => {
+            Ok(backend::open("memory://", &backend::BackendOptions::default()).await?)
+        }
+        _ => open_store(args, env, false).await,
+    }
+}
+
 fn concurrency(flag: Option<usize>, env: &BTreeMap<String, String>) -> Result<usize> {
     match flag {
         Some(n) => Ok(n.max(1)),
@@ -237,7 +263,11 @@ fn concurrency(flag: Option<usize>, env: &BTreeMap<String, String>) -> Result<us
 }
 
 async fn run_save(args: SaveArgs, env: &BTreeMap<String, String>) -> Result<ExitCode> {
-    let store = open_store(&args.common, env, true).await?;
+    let store = if args.dry_run {
+        open_store_to_read(&args.common, env).await?
+    } else {
+        open_store(&args.common, env, true).await?
+    };
     let exclude = output::glob_set(&args.exclude)?;
     let chunker = args
         .chunk_size
@@ -257,15 +287,22 @@ async fn run_save(args: SaveArgs, env: &BTreeMap<String, String>) -> Result<Exit
         skip_if_exists: args.skip_existing,
     };
     let progress = CliProgress::new(args.common.json);
-    let report = save::save(&store, &options, &progress).await.with_context(|| {
-        format!("saving {:?} to {} failed; nothing was committed", options.key, store.description())
-    })?;
+    let report = if args.dry_run {
+        save::save_dry_run(&store, &options, &progress).await.with_context(|| {
+            format!("dry run of saving {:?} to {} failed", options.key, store_url(&args.common, env))
+        })?
+    } else {
+        save::save(&store, &options, &progress).await.with_context(|| {
+            format!("saving {:?} to {} failed; nothing was committed", options.key, store.description())
+        })?
+    };
     progress.finish();
     if args.common.json {
         print_json(&report)?;
     }
     if report.skipped_existing {
-        eprintln!("key {:?} already exists in {}; skipped", report.key, store.description());
+        let skip = if report.dry_run { "a save would skip it" } else { "skipped" };
+        eprintln!("key {:?} already exists in {}; {skip}", report.key, store.description());
     } else {
         eprintln!("{}", save_summary(&report));
     }

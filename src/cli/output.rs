@@ -107,8 +107,23 @@ pub fn glob_set(patterns: &[String]) -> Result<Option<globset::GlobSet>> {
     Ok(Some(builder.build()?))
 }
 
-/// The one line a save ends with.
+/// The one line a save (or its dry run) ends with.
 pub fn save_summary(report: &SaveReport) -> String {
+    if report.dry_run {
+        return format!(
+            "dry run: saving {:?} would upload {} new chunks ({}, {} stored) of {} ({} files, {}), dedup {:.1}%; \
+             nothing was written, {:.1}s",
+            report.key,
+            report.new_chunks,
+            human_bytes(report.new_bytes),
+            human_bytes(report.new_stored_bytes),
+            report.saved.chunks,
+            report.saved.files,
+            human_bytes(report.saved.bytes),
+            report.dedup_percent,
+            report.elapsed_ms as f64 / 1000.0
+        );
+    }
     format!(
         "saved {:?}: {} files, {}, {} chunks ({} new, {} uploaded), dedup {:.1}%, {:.1}s",
         report.key,
