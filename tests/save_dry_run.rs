@@ -5,7 +5,10 @@ use std::fs;
 use std::path::Path;
 
 use chunkcache::core::id::ChunkId;
+use chunkcache::core::secret::Secret;
+use chunkcache::store::backend::{self, BackendOptions};
 
+use crate::support::servers::Azurite;
 use crate::util::{chunkcache, chunkcache_on, noise, on_store, run, run_json, scratch, snapshot, stderr};
 
 /// The counts a dry run must predict.
@@ -100,4 +103,40 @@ fn a_dry_run_prints_one_summary_line_and_is_documented() {
     let help = run(chunkcache(&work).args(["save", "--help"]), 0);
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("--dry-run") && help.contains("without uploading or writing anything"), "{help}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_on_a_missing_azure_container_creates_nothing_and_predicts_the_save() {
+    let azurite = Azurite::start();
+    let dir = scratch();
+    let work = dir.path().join("work");
+    fs::create_dir_all(work.join("tree")).unwrap();
+    fs::write(work.join("tree/a.bin"), noise(400_000, 4)).unwrap();
+    let on_azure = |extra: &[&str]| {
+        let mut command = chunkcache(&work);
+        command
+            .args(["save", "--key", "k", "--store", "az://fresh/ci"])
+            .args(extra)
+            .arg("tree")
+            .env("AZURE_STORAGE_ACCOUNT", azurite.account)
+            .env("AZURE_STORAGE_KEY", azurite.key)
+            .env("AZURE_STORAGE_ENDPOINT", &azurite.endpoint);
+        command
+    };
+
+    // With an account key a save would create the container; its dry run must not.
+    let predicted = run_json(&mut on_azure(&["--dry-run"]), 0);
+    assert_eq!(predicted["dry_run"], true, "{predicted}");
+    assert!(predicted["new_chunks"].as_u64().unwrap() > 0, "{predicted}");
+    let mut options = BackendOptions::default();
+    options.azure.account = Some(azurite.account.into());
+    options.azure.key = Some(Secret::new(azurite.key));
+    options.azure.endpoint = Some(azurite.endpoint.clone());
+    options.azure.create_container = false;
+    let store = backend::open("az://fresh/ci", &options).await.unwrap();
+    let missing = store.config_or_init(None).await.expect_err("the container was created");
+    assert!(missing.to_string().contains("does not exist"), "{missing}");
+
+    let saved = run_json(&mut on_azure(&[]), 0);
+    assert_eq!(counts(&predicted), counts(&saved), "dry run {predicted}\nsave {saved}");
 }

@@ -162,17 +162,20 @@ async fn run(
             ..SaveReport::default()
         });
     }
-    let params = match mode {
-        Mode::Upload => store.config_or_init(options.chunker).await?.chunker,
+    // A store without a config was never saved to: it holds no chunks and no damaged markers (a
+    // dry run then lists nothing, so a container no save created yet is no error).
+    let (params, never_saved_to) = match mode {
+        Mode::Upload => (store.config_or_init(options.chunker).await?.chunker, false),
         Mode::DryRun => chunker_without_init(store, options.chunker).await?,
     };
 
     let mounts: Vec<PathBuf> = options.mounts.iter().map(|m| options.root.join(m)).collect();
     let walk_options = options.walk.clone();
     let scan = tokio::task::spawn_blocking(move || walk::scan(&mounts, &walk_options));
-    let mut known = known_chunks(store, &options.key).await?;
+    let mut known = if never_saved_to { HashMap::new() } else { known_chunks(store, &options.key).await? };
     // Chunks a restore found missing or corrupt are uploaded again, replacing what is there.
-    let damaged: Arc<HashSet<ChunkId>> = Arc::new(store.damaged_chunks().await?.into_iter().collect());
+    let damaged: Arc<HashSet<ChunkId>> =
+        Arc::new(if never_saved_to { HashSet::new() } else { store.damaged_chunks().await?.into_iter().collect() });
     known.retain(|id, _| !damaged.contains(id));
     let scan = scan.await.expect("scan task panicked")?;
 
@@ -233,8 +236,12 @@ async fn run(
 }
 
 /// The chunker parameters a save would use, without creating the store config: the store's,
-/// else `requested`, else the defaults; refused as [`Store::config_or_init`] refuses them.
-async fn chunker_without_init(store: &Store, requested: Option<ChunkerParams>) -> Result<ChunkerParams, SaveError> {
+/// else `requested`, else the defaults; refused as [`Store::config_or_init`] refuses them. True
+/// with them when the store has no config (nothing was ever saved to it).
+async fn chunker_without_init(
+    store: &Store,
+    requested: Option<ChunkerParams>,
+) -> Result<(ChunkerParams, bool), SaveError> {
     match (store.config().await?, requested) {
         (Some(config), Some(requested)) if config.chunker != requested => Err(StoreError::ParamsMismatch {
             store: store.description().to_string(),
@@ -242,8 +249,8 @@ async fn chunker_without_init(store: &Store, requested: Option<ChunkerParams>) -
             requested,
         }
         .into()),
-        (Some(config), _) => Ok(config.chunker),
-        (None, requested) => Ok(requested.unwrap_or_default()),
+        (Some(config), _) => Ok((config.chunker, false)),
+        (None, requested) => Ok((requested.unwrap_or_default(), true)),
     }
 }
 
