@@ -111,13 +111,13 @@ pub fn glob_set(patterns: &[String]) -> Result<Option<globset::GlobSet>> {
 pub fn save_summary(report: &SaveReport) -> String {
     if report.dry_run {
         return format!(
-            "dry run: saving {:?} would upload {} new chunks ({}, {} stored) of {} ({} files, {}), dedup {:.1}%; \
+            "dry run: saving {:?} would upload {} new chunks of {} ({} raw, {} stored); {} files, {}, dedup {:.1}%; \
              nothing was written, {:.1}s",
             report.key,
             report.new_chunks,
+            report.saved.chunks,
             human_bytes(report.new_bytes),
             human_bytes(report.new_stored_bytes),
-            report.saved.chunks,
             report.saved.files,
             human_bytes(report.saved.bytes),
             report.dedup_percent,
