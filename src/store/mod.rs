@@ -32,29 +32,26 @@
 
 pub mod azure_admin;
 pub mod backend;
+pub mod counting;
 pub mod retry;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::BoxStream;
-use futures::{StreamExt as _, TryStreamExt};
+use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
-    ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
-};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::core::chunker::ChunkerParams;
 use crate::core::codec::{self, CorruptChunk};
 use crate::core::id::ChunkId;
+use crate::store::counting::CountingStore;
 use crate::store::retry::{RetryPolicy, RetryStore};
+
+pub use counting::{RequestCounts, RequestSnapshot};
 
 /// The store layout version this build writes, and the newest it can use.
 pub const STORE_FORMAT: u16 = 1;
@@ -242,57 +239,6 @@ pub enum ChunkReadError {
 /// can only be noticed by the content check, so it is read again rather than reported at once.
 pub const CHUNK_READS: u32 = 3;
 
-/// Requests sent, by kind, and payload bytes moved.
-#[derive(Debug, Default)]
-pub struct RequestCounts {
-    put: AtomicU64,
-    get: AtomicU64,
-    head: AtomicU64,
-    list: AtomicU64,
-    delete: AtomicU64,
-    bytes_uploaded: AtomicU64,
-    bytes_downloaded: AtomicU64,
-}
-
-/// A copy of [`RequestCounts`] for reports.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct RequestSnapshot {
-    /// PUT requests (chunks, manifests, markers, config), retries included.
-    pub put: u64,
-    /// GET requests, retries included.
-    pub get: u64,
-    /// HEAD requests, retries included.
-    pub head: u64,
-    /// LIST calls (a call may fetch several pages), retries included.
-    pub list: u64,
-    /// Objects deleted (S3 deletes up to 1000 in one request), retries included.
-    pub delete: u64,
-    /// Payload bytes of successful uploads.
-    pub bytes_uploaded: u64,
-    /// Payload bytes downloaded, partial bodies of failed attempts included.
-    pub bytes_downloaded: u64,
-}
-
-impl RequestCounts {
-    /// The counts so far.
-    pub fn snapshot(&self) -> RequestSnapshot {
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        RequestSnapshot {
-            put: load(&self.put),
-            get: load(&self.get),
-            head: load(&self.head),
-            list: load(&self.list),
-            delete: load(&self.delete),
-            bytes_uploaded: load(&self.bytes_uploaded),
-            bytes_downloaded: load(&self.bytes_downloaded),
-        }
-    }
-}
-
-fn bump(counter: &AtomicU64, by: u64) {
-    counter.fetch_add(by, Ordering::Relaxed);
-}
-
 /// A listed manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ManifestInfo {
@@ -322,8 +268,9 @@ impl Store {
     /// Wraps a backend: retries (`policy`) over request counting over `backend` (see the module
     /// docs). Every store is built this way, [`crate::store::backend::open`]'s included.
     pub fn with_retry(backend: Arc<dyn ObjectStore>, description: impl Into<String>, policy: RetryPolicy) -> Self {
-        let requests = Arc::<RequestCounts>::default();
-        let counted = Arc::new(CountingStore { inner: backend, counts: Arc::clone(&requests) });
+        let counted = CountingStore::new(backend);
+        let requests = counted.counts();
+        let counted = Arc::new(counted);
         Self { objects: Arc::new(RetryStore::new(counted, policy)), description: description.into(), requests }
     }
 
@@ -619,109 +566,6 @@ fn damaged_path(id: ChunkId) -> Path {
     Path::from(format!("{DAMAGED}/{}", id.to_hex()))
 }
 
-/// Counts the requests sent to the backend it wraps, by kind, and the payload bytes moved
-/// ([`RequestCounts`]). It sits below [`RetryStore`], so each attempt counts. Multipart uploads,
-/// copies and renames, which chunkcache does not use, pass through uncounted.
-#[derive(Debug)]
-struct CountingStore {
-    inner: Arc<dyn ObjectStore>,
-    counts: Arc<RequestCounts>,
-}
-
-impl fmt::Display for CountingStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CountingStore({})", self.inner)
-    }
-}
-
-#[async_trait]
-impl ObjectStore for CountingStore {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        bump(&self.counts.put, 1);
-        let len = payload.content_length() as u64;
-        let result = self.inner.put_opts(location, payload, opts).await?;
-        bump(&self.counts.bytes_uploaded, len);
-        Ok(result)
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
-        let head = options.head;
-        bump(if head { &self.counts.head } else { &self.counts.get }, 1);
-        let result = self.inner.get_opts(location, options).await?;
-        if head {
-            return Ok(result);
-        }
-        let payload = match result.payload {
-            GetResultPayload::Stream(stream) => {
-                let counts = Arc::clone(&self.counts);
-                GetResultPayload::Stream(
-                    stream.inspect_ok(move |piece| bump(&counts.bytes_downloaded, piece.len() as u64)).boxed(),
-                )
-            }
-            file @ GetResultPayload::File(..) => {
-                bump(&self.counts.bytes_downloaded, result.range.end - result.range.start);
-                file
-            }
-        };
-        Ok(GetResult { payload, ..result })
-    }
-
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
-        bump(&self.counts.get, 1);
-        let parts = self.inner.get_ranges(location, ranges).await?;
-        bump(&self.counts.bytes_downloaded, parts.iter().map(|part| part.len() as u64).sum());
-        Ok(parts)
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        let counts = Arc::clone(&self.counts);
-        self.inner.delete_stream(locations.inspect_ok(move |_| bump(&counts.delete, 1)).boxed())
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        bump(&self.counts.list, 1);
-        self.inner.list(prefix)
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        bump(&self.counts.list, 1);
-        self.inner.list_with_offset(prefix, offset)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        bump(&self.counts.list, 1);
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-
-    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> object_store::Result<()> {
-        self.inner.rename_opts(from, to, options).await
-    }
-}
-
 /// A fix for the failures users meet most: wrong credentials, missing container or bucket,
 /// unreachable endpoint. Matched on the backend's own error text, which names the cause.
 fn hint_for(error: &object_store::Error) -> &'static str {
@@ -878,6 +722,16 @@ fn decode_key(name: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use async_trait::async_trait;
+    use futures::StreamExt as _;
+    use futures::stream::BoxStream;
+    use object_store::{
+        CopyOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta, PutMultipartOptions,
+        PutResult,
+    };
+
     use super::*;
     use object_store::memory::InMemory;
 
@@ -932,6 +786,18 @@ mod tests {
         assert_eq!(store.list_manifests("").await.unwrap().len(), 4);
         assert!(store.has_manifest("other").await.unwrap());
         assert!(!store.has_manifest("repo").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn deletes_through_the_wrapper_are_counted() {
+        let store = memory();
+        let id = ChunkId::of(b"damaged");
+        store.mark_damaged(id).await.unwrap();
+        assert_eq!(store.damaged_chunks().await.unwrap(), [id]);
+        store.clear_damaged(id).await.unwrap();
+        assert_eq!(store.damaged_chunks().await.unwrap(), []);
+        let requests = store.requests();
+        assert_eq!((requests.put, requests.list, requests.delete), (1, 2, 1), "{requests:?}");
     }
 
     /// Memory, with scripted faults on GETs: resets before the request, then bodies cut short
