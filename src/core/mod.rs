@@ -1,8 +1,9 @@
 //! The pure core: no file system, network or async. Ids, chunking, the chunk object codec, the
-//! manifest format, and secrets that never print.
+//! manifest format, the cache-key rule and encoding, and secrets that never print.
 
 pub mod chunker;
 pub mod codec;
 pub mod id;
+pub mod key;
 pub mod manifest;
 pub mod secret;
