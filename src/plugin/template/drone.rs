@@ -416,7 +416,7 @@ pub(super) fn hash_files(files: &dyn TemplateFiles, patterns: &[String]) -> Resu
 /// match every key in the store).
 ///
 /// # Errors
-/// As [`render`], for the part that is rendered.
+/// As [`render`](super::render), for the part that is rendered.
 pub fn render_fallback_prefix(
     template: &str,
     metadata: &Metadata,

@@ -25,7 +25,7 @@
 //! drone-cache falls back to [`default_cache_key`] (the md5 of the branch) when rendering fails; the caller
 //! decides whether to do the same.
 //!
-//! The layout: [`engine`] is the generic Go template engine, which reads no file itself; [`drone`] holds
+//! The layout: `engine.rs` is the generic Go template engine, which reads no file itself; `drone.rs` holds
 //! drone-cache's own parts (metadata, the file functions over [`TemplateFiles`], Go's glob, the fallback
 //! prefix). The plugin hands in the real workspace ([`crate::fs::workspace::WorkspaceFiles`]).
 
