@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Read};
 use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::Digest;
 
@@ -347,6 +348,18 @@ impl TemplateFiles for MemoryFiles {
 
     fn resolve(&self, path: &str) -> PathBuf {
         PathBuf::from(path)
+    }
+}
+
+/// `epoch`: `now` in Unix seconds, rounded towards negative infinity as Go's `Time.Unix()` does.
+pub(super) fn epoch(now: SystemTime) -> i64 {
+    match now.duration_since(UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => {
+            let before = before.duration();
+            let whole = i64::try_from(before.as_secs()).unwrap_or(i64::MAX);
+            -whole - i64::from(before.subsec_nanos() > 0)
+        }
     }
 }
 

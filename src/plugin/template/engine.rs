@@ -6,7 +6,7 @@
 use std::fmt::{self, Write as _};
 use std::io;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use super::drone::{self, HashFilesError, Metadata, Platform, TemplateFiles};
 
@@ -1272,16 +1272,7 @@ impl<'a> Evaluator<'a> {
             }
             Function::Epoch => {
                 arity(0)?;
-                let seconds = match self.context.now.duration_since(UNIX_EPOCH) {
-                    Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-                    Err(before) => {
-                        let before = before.duration();
-                        // Go's Unix() rounds towards negative infinity.
-                        let whole = i64::try_from(before.as_secs()).unwrap_or(i64::MAX);
-                        -whole - i64::from(before.subsec_nanos() > 0)
-                    }
-                };
-                Ok(Value::Str(seconds.to_string()))
+                Ok(Value::Str(drone::epoch(self.context.now).to_string()))
             }
             Function::Arch => {
                 arity(0)?;
