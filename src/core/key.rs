@@ -1,5 +1,5 @@
-//! The cache-key rule and the encoding of a key into an object name: pure, so the store, the
-//! plugin and the fuzz targets check keys alike.
+//! The cache-key rule and the encoding of a key into an object name: pure, so a key can be
+//! checked, encoded and decoded without a store (the store builds its object paths from it).
 //!
 //! A cache key is `/`-separated segments. Every backend shares one rule: no empty, `.` or `..`
 //! segment, no control character, and limits on segments and length ([`MAX_KEY_SEGMENTS`],

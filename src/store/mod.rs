@@ -22,7 +22,8 @@
 //! ```text
 //! Store ─▶ RetryStore (retries transient failures, reads GET bodies whole) ─▶ CountingStore ─▶ backend
 //! ```
-//! The counter sits below the retries, so [`Store::requests`] counts every attempt that was sent.
+//! The counter ([`counting::CountingStore`]) sits below the retries, so [`Store::requests`] counts
+//! every attempt that was sent, deletes included.
 //! Backend errors are reported on one line ([`BackendCause`]): an XML error body is reduced to its
 //! `<Code>` and the first line of its `<Message>`.
 
