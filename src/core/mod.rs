@@ -1,9 +1,11 @@
 //! The pure core: no file system, network or async. Ids, chunking, the chunk object codec, the
-//! manifest format, secrets that never print, and the wall clock in manifest units.
+//! manifest format, the cache-key rule and encoding, the one-line error formatter, secrets that
+//! never print, and the wall clock in manifest units.
 
 pub mod chunker;
 pub mod codec;
 pub mod id;
+pub mod key;
 pub mod manifest;
 pub mod secret;
 pub mod time;

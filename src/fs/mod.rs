@@ -1,5 +1,7 @@
-//! The file system at the edges: the parallel walk that scans what a save reads, and the
-//! no-follow operations through which a restore writes.
+//! The file system at the edges: the parallel walk that scans what a save reads, the
+//! no-follow operations through which a restore writes, and the workspace files that key
+//! templates hash.
 
 pub mod safe;
 pub mod walk;
+pub mod workspace;

@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::fs::workspace::WorkspaceFiles;
 use crate::plugin::settings::{Backend, PluginSettings, SettingsError, StepMode};
 use crate::plugin::template::{self, Metadata, TemplateError};
 use crate::store::backend::{AzureOptions, BackendOptions, GcsOptions, S3Options};
@@ -88,16 +89,17 @@ pub fn resolve(
     }
     let metadata = Metadata::from_env(env);
     let root = settings.local_root.as_ref().map_or_else(|| workdir.to_path_buf(), |local| workdir.join(local));
+    let files = WorkspaceFiles::new(&root);
     let (key, fallbacks) = match &settings.cache_key {
         Some(template_text) => {
-            let key = template::render(template_text, &metadata, &root)?;
-            let fallback = template::render_fallback_prefix(template_text, &metadata, &root)?;
+            let key = template::render(template_text, &metadata, &files)?;
+            let fallback = template::render_fallback_prefix(template_text, &metadata, &files)?;
             (key, fallback)
         }
         None => (template::default_cache_key(&metadata), None),
     };
     let mut fallback_prefixes =
-        settings.restore_keys.iter().map(|t| template::render(t, &metadata, &root)).collect::<Result<Vec<_>, _>>()?;
+        settings.restore_keys.iter().map(|t| template::render(t, &metadata, &files)).collect::<Result<Vec<_>, _>>()?;
     fallback_prefixes.extend(fallbacks.filter(|f| *f != key));
 
     let mut backend =
@@ -234,9 +236,12 @@ mod tests {
         let step = plan(&harness(&[]), dir.path()).unwrap();
         assert_eq!(step.store_url, "az://somecontainer");
         let md5 = "7cbab2ebb0e7bc1c3f8b2b86c1a86e5d";
-        let rendered =
-            template::render("{{ checksum \"gradle-examples/x/build.gradle\" }}", &Metadata::default(), dir.path())
-                .unwrap();
+        let rendered = template::render(
+            "{{ checksum \"gradle-examples/x/build.gradle\" }}",
+            &Metadata::default(),
+            &WorkspaceFiles::new(dir.path()),
+        )
+        .unwrap();
         assert_eq!(rendered.len(), md5.len());
         assert_eq!(step.key, format!("My_Repo/pipelineid/main-{rendered}"));
         assert_eq!(step.fallback_prefixes, ["My_Repo/pipelineid/main-"]);
