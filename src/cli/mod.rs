@@ -163,23 +163,9 @@ struct ShowArgs {
     key: String,
 }
 
-/// An error and its causes on one line. Causes whose text the previous message already
-/// includes (backend errors often embed their source) are left out.
+/// An error and its causes on one line, as `main` and the plugin print it.
 pub fn describe(err: &anyhow::Error) -> String {
-    let mut out = String::new();
-    let mut previous = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if previous.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-        previous = text;
-    }
-    out
+    chunkcache::core::error::one_line(err.as_ref())
 }
 
 /// Runs one command.

@@ -3,6 +3,7 @@
 
 pub mod chunker;
 pub mod codec;
+pub mod error;
 pub mod id;
 pub mod manifest;
 pub mod secret;

@@ -204,7 +204,7 @@ pub async fn ensure_container_with(
         error(if e.is_timeout() {
             AzureAdminErrorKind::Timeout { endpoint: redacted(endpoint), timeout }
         } else {
-            AzureAdminErrorKind::Request { endpoint: redacted(endpoint), detail: error_chain(&e) }
+            AzureAdminErrorKind::Request { endpoint: redacted(endpoint), detail: crate::core::error::one_line(&e) }
         })
     };
     let client = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build().map_err(request_error)?;
@@ -410,21 +410,6 @@ fn xml_element<'a>(body: &'a str, tag: &str) -> Option<&'a str> {
     let start = body.find(&open)? + open.len();
     let end = body[start..].find(&format!("</{tag}>"))? + start;
     Some(body[start..end].trim()).filter(|s| !s.is_empty())
-}
-
-/// An error and its sources, joined with ": " (reqwest's own message hides the cause).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
 }
 
 /// RFC 1123 date in GMT, as HTTP and `x-ms-date` want it: `Sun, 06 Nov 1994 08:49:37 GMT`.
