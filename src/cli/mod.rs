@@ -1,8 +1,9 @@
 //! Command-line interface: flag definitions, config resolution and the commands.
 //!
-//! Precedence, resolved once per run: flags, then `CHUNKCACHE_*` environment variables, then
-//! defaults. Data goes to stdout (`--json` for machines), messages to stderr.
+//! Precedence, resolved once per run ([`config::Config`]): flags, then `CHUNKCACHE_*` environment
+//! variables, then defaults. Data goes to stdout (`--json` for machines), messages to stderr.
 
+mod config;
 mod output;
 mod plugin;
 
@@ -20,6 +21,7 @@ use chunkcache::store::Store;
 use chunkcache::store::backend;
 use clap::{Args, Parser, Subcommand};
 
+use config::{Config, FlagOptions};
 use output::{CliProgress, human_bytes, print_json, print_warnings, restore_details, save_summary};
 
 /// Exit code for errors.
@@ -84,9 +86,9 @@ struct StoreArgs {
     /// S3 path-style requests (ENDPOINT/BUCKET/KEY), as MinIO and moto need.
     #[arg(long)]
     path_style: bool,
-    /// Seconds one store request may take before it is retried or fails.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
-    timeout: u64,
+    /// Seconds one store request may take before it is retried or fails [default: 60] [env: CHUNKCACHE_TIMEOUT].
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<u64>,
     /// Print a machine-readable JSON report on stdout.
     #[arg(long)]
     json: bool,
@@ -186,43 +188,33 @@ pub fn run(cli: Cli, env: &BTreeMap<String, String>) -> Result<ExitCode> {
     })
 }
 
-/// Opens the store. Only saves create a missing Azure container: a restore from a missing
-/// container is a miss, not a reason to create one.
-async fn open_store(args: &StoreArgs, env: &BTreeMap<String, String>, for_save: bool) -> Result<Store> {
-    let url = args
-        .store
-        .clone()
-        .or_else(|| env.get("CHUNKCACHE_STORE").cloned())
-        .unwrap_or_else(|| backend::default_store_url(env));
-    let mut options = backend::BackendOptions::from_env(env)?;
-    options.azure.create_container = for_save;
-    options.request_timeout = std::time::Duration::from_secs(args.timeout.max(1));
-    if let Some(endpoint) = &args.endpoint {
-        options.azure.endpoint = Some(endpoint.clone());
-        options.s3.endpoint = Some(endpoint.clone());
-        options.gcs.endpoint = Some(endpoint.clone());
-    }
-    options.s3.region = args.region.clone();
-    if args.path_style {
-        options.s3.path_style = Some(true);
-    }
-    Ok(backend::open(&url, &options).await?)
+/// Resolves the configuration of a command from its flags and `env` ([`Config::resolve`]).
+/// Only saves create a missing Azure container.
+fn resolve_config(
+    args: &StoreArgs,
+    concurrency: Option<usize>,
+    env: &BTreeMap<String, String>,
+    for_save: bool,
+) -> Result<Config> {
+    let flags = FlagOptions {
+        store: args.store.clone(),
+        endpoint: args.endpoint.clone(),
+        region: args.region.clone(),
+        path_style: args.path_style,
+        timeout: args.timeout,
+        concurrency,
+    };
+    Ok(Config::resolve(&flags, None, env, for_save)?)
 }
 
-fn concurrency(flag: Option<usize>, env: &BTreeMap<String, String>) -> Result<usize> {
-    match flag {
-        Some(n) => Ok(n.max(1)),
-        None => match env.get("CHUNKCACHE_CONCURRENCY") {
-            Some(value) => value.parse::<usize>().map(|n| n.max(1)).with_context(|| {
-                format!("CHUNKCACHE_CONCURRENCY={value:?} is not a number; set it to e.g. 16 or use --concurrency")
-            }),
-            None => Ok(16),
-        },
-    }
+/// Opens the store a command's configuration names.
+async fn open_store(config: &Config) -> Result<Store> {
+    Ok(backend::open(&config.store_url, &config.backend).await?)
 }
 
 async fn run_save(args: SaveArgs, env: &BTreeMap<String, String>) -> Result<ExitCode> {
-    let store = open_store(&args.common, env, true).await?;
+    let config = resolve_config(&args.common, args.concurrency, env, true)?;
+    let store = open_store(&config).await?;
     let exclude = output::glob_set(&args.exclude)?;
     let chunker = args
         .chunk_size
@@ -237,7 +229,7 @@ async fn run_save(args: SaveArgs, env: &BTreeMap<String, String>) -> Result<Exit
         root: PathBuf::from("."),
         walk: WalkOptions { exclude, skip_symlinks: args.skip_symlinks },
         compression_level: args.level,
-        concurrency: concurrency(args.concurrency, env)?,
+        concurrency: config.concurrency,
         chunker,
         skip_if_exists: args.skip_existing,
     };
@@ -261,13 +253,14 @@ async fn run_save(args: SaveArgs, env: &BTreeMap<String, String>) -> Result<Exit
 }
 
 async fn run_restore(args: RestoreArgs, env: &BTreeMap<String, String>) -> Result<ExitCode> {
-    let store = open_store(&args.common, env, false).await?;
+    let config = resolve_config(&args.common, args.concurrency, env, false)?;
+    let store = open_store(&config).await?;
     let options = RestoreOptions {
         key: args.key,
         fallback_prefixes: args.restore_keys,
         target: args.destination.map_or(RestoreTarget::Original(PathBuf::from(".")), RestoreTarget::Under),
         mirror: args.mirror,
-        concurrency: concurrency(args.concurrency, env)?,
+        concurrency: config.concurrency,
         only_mounts: None,
     };
     let progress = CliProgress::new(args.common.json);
@@ -307,7 +300,7 @@ async fn run_restore(args: RestoreArgs, env: &BTreeMap<String, String>) -> Resul
 }
 
 async fn run_list(args: ListArgs, env: &BTreeMap<String, String>) -> Result<ExitCode> {
-    let store = open_store(&args.common, env, false).await?;
+    let store = open_store(&resolve_config(&args.common, None, env, false)?).await?;
     let manifests = store.list_manifests(&args.prefix).await?;
     if args.common.json {
         print_json(&manifests)?;
@@ -327,7 +320,7 @@ async fn run_list(args: ListArgs, env: &BTreeMap<String, String>) -> Result<Exit
 }
 
 async fn run_show(args: ShowArgs, env: &BTreeMap<String, String>) -> Result<ExitCode> {
-    let store = open_store(&args.common, env, false).await?;
+    let store = open_store(&resolve_config(&args.common, None, env, false)?).await?;
     let bytes = store.get_manifest(&args.key).await?.with_context(|| {
         format!("no manifest for key {:?} in {}; `chunkcache list` shows the keys", args.key, store.description())
     })?;
