@@ -290,10 +290,7 @@ fn azure_wrong_key_fails_clearly_without_printing_it() {
 
 /// `YYYY-MM-DDThh:mm:ssZ` in UTC, the form SAS `st`/`se` take.
 fn iso8601_utc(time: std::time::SystemTime) -> String {
-    let secs = time.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = chunkcache::store::azure_admin::civil_from_days(days);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    chrono::DateTime::<chrono::Utc>::from(time).format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// An account SAS for the blob service (`ss=b`, `srt=sco`), valid for an hour, signed with the account key

@@ -1,8 +1,9 @@
 //! Command-line interface: flag definitions, config resolution and the commands.
 //!
-//! Precedence, resolved once per run: flags, then `CHUNKCACHE_*` environment variables, then
-//! defaults. Data goes to stdout (`--json` for machines), messages to stderr.
+//! Precedence, resolved once per run ([`config::Config`]): flags, then `CHUNKCACHE_*` environment
+//! variables, then defaults. Data goes to stdout (`--json` for machines), messages to stderr.
 
+mod config;
 mod output;
 mod plugin;
 
@@ -21,6 +22,7 @@ use chunkcache::store::Store;
 use chunkcache::store::backend;
 use clap::{Args, Parser, Subcommand};
 
+use config::{Config, FlagOptions};
 use output::{CliProgress, human_bytes, print_json, print_warnings, restore_details, save_summary};
 
 /// Exit code for errors.
@@ -85,9 +87,9 @@ struct StoreArgs {
     /// S3 path-style requests (ENDPOINT/BUCKET/KEY), as MinIO and moto need.
     #[arg(long)]
     path_style: bool,
-    /// Seconds one store request may take before it is retried or fails.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
-    timeout: u64,
+    /// Seconds one store request may take before it is retried or fails [default: 60] [env: CHUNKCACHE_TIMEOUT].
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<u64>,
     /// Print a machine-readable JSON report on stdout.
     #[arg(long)]
     json: bool,
@@ -169,23 +171,9 @@ struct ShowArgs {
     key: String,
 }
 
-/// An error and its causes on one line. Causes whose text the previous message already
-/// includes (backend errors often embed their source) are left out.
+/// An error and its causes on one line, as `main` and the plugin print it.
 pub fn describe(err: &anyhow::Error) -> String {
-    let mut out = String::new();
-    let mut previous = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if previous.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-        previous = text;
-    }
-    out
+    chunkcache::core::error::one_line(err.as_ref())
 }
 
 /// Runs one command.
@@ -206,39 +194,36 @@ pub fn run(cli: Cli, env: &BTreeMap<String, String>) -> Result<ExitCode> {
     })
 }
 
-/// Opens the store. Only saves create a missing Azure container: a restore from a missing
-/// container is a miss, not a reason to create one.
-async fn open_store(args: &StoreArgs, env: &BTreeMap<String, String>, for_save: bool) -> Result<Store> {
-    let url = store_url(args, env);
-    let mut options = backend::BackendOptions::from_env(env)?;
-    options.azure.create_container = for_save;
-    options.request_timeout = std::time::Duration::from_secs(args.timeout.max(1));
-    if let Some(endpoint) = &args.endpoint {
-        options.azure.endpoint = Some(endpoint.clone());
-        options.s3.endpoint = Some(endpoint.clone());
-        options.gcs.endpoint = Some(endpoint.clone());
-    }
-    options.s3.region = args.region.clone();
-    if args.path_style {
-        options.s3.path_style = Some(true);
-    }
-    Ok(backend::open(&url, &options).await?)
+/// Resolves the configuration of a command from its flags and `env` ([`Config::resolve`]).
+/// Only saves create a missing Azure container.
+fn resolve_config(
+    args: &StoreArgs,
+    concurrency: Option<usize>,
+    env: &BTreeMap<String, String>,
+    for_save: bool,
+) -> Result<Config> {
+    let flags = FlagOptions {
+        store: args.store.clone(),
+        endpoint: args.endpoint.clone(),
+        region: args.region.clone(),
+        path_style: args.path_style,
+        timeout: args.timeout,
+        concurrency,
+    };
+    Ok(Config::resolve(&flags, None, env, for_save)?)
 }
 
-/// The store URL: `--store`, else `CHUNKCACHE_STORE`, else the default folder.
-fn store_url(args: &StoreArgs, env: &BTreeMap<String, String>) -> String {
-    args.store
-        .clone()
-        .or_else(|| env.get("CHUNKCACHE_STORE").cloned())
-        .unwrap_or_else(|| backend::default_store_url(env))
+/// Opens the store a command's configuration names.
+async fn open_store(config: &Config) -> Result<Store> {
+    Ok(backend::open(&config.store_url, &config.backend).await?)
 }
 
 /// Opens the store only to read it: no container is created, and a local store folder that does
 /// not exist is read as the empty store it is (opening a local store creates its folder).
-async fn open_store_to_read(args: &StoreArgs, env: &BTreeMap<String, String>) -> Result<Store> {
-    let url = store_url(args, env);
+async fn open_store_to_read(config: &Config) -> Result<Store> {
+    let url = config.store_url.as_str();
     let local = match url.split_once("://") {
-        None => Some(url.as_str()),
+        None => Some(url),
         Some(("file", path)) => Some(path),
         Some(_) => None,
     };
@@ -246,28 +231,13 @@ async fn open_store_to_read(args: &StoreArgs, env: &BTreeMap<String, String>) ->
         Some(path) if !path.is_empty() && !std::path::Path::new(path).exists() => {
             Ok(backend::open("memory://", &backend::BackendOptions::default()).await?)
         }
-        _ => open_store(args, env, false).await,
-    }
-}
-
-fn concurrency(flag: Option<usize>, env: &BTreeMap<String, String>) -> Result<usize> {
-    match flag {
-        Some(n) => Ok(n.max(1)),
-        None => match env.get("CHUNKCACHE_CONCURRENCY") {
-            Some(value) => value.parse::<usize>().map(|n| n.max(1)).with_context(|| {
-                format!("CHUNKCACHE_CONCURRENCY={value:?} is not a number; set it to e.g. 16 or use --concurrency")
-            }),
-            None => Ok(16),
-        },
+        _ => open_store(config).await,
     }
 }
 
 async fn run_save(args: SaveArgs, env: &BTreeMap<String, String>) -> Result<ExitCode> {
-    let store = if args.dry_run {
-        open_store_to_read(&args.common, env).await?
-    } else {
-        open_store(&args.common, env, true).await?
-    };
+    let config = resolve_config(&args.common, args.concurrency, env, !args.dry_run)?;
+    let store = if args.dry_run { open_store_to_read(&config).await? } else { open_store(&config).await? };
     let exclude = output::glob_set(&args.exclude)?;
     let chunker = args
         .chunk_size
@@ -282,15 +252,15 @@ async fn run_save(args: SaveArgs, env: &BTreeMap<String, String>) -> Result<Exit
         root: PathBuf::from("."),
         walk: WalkOptions { exclude, skip_symlinks: args.skip_symlinks },
         compression_level: args.level,
-        concurrency: concurrency(args.concurrency, env)?,
+        concurrency: config.concurrency,
         chunker,
         skip_if_exists: args.skip_existing,
     };
     let progress = CliProgress::new(args.common.json);
     let report = if args.dry_run {
-        save::save_dry_run(&store, &options, &progress).await.with_context(|| {
-            format!("dry run of saving {:?} to {} failed", options.key, store_url(&args.common, env))
-        })?
+        save::save_dry_run(&store, &options, &progress)
+            .await
+            .with_context(|| format!("dry run of saving {:?} to {} failed", options.key, config.store_url))?
     } else {
         save::save(&store, &options, &progress).await.with_context(|| {
             format!("saving {:?} to {} failed; nothing was committed", options.key, store.description())
@@ -313,13 +283,14 @@ async fn run_save(args: SaveArgs, env: &BTreeMap<String, String>) -> Result<Exit
 }
 
 async fn run_restore(args: RestoreArgs, env: &BTreeMap<String, String>) -> Result<ExitCode> {
-    let store = open_store(&args.common, env, false).await?;
+    let config = resolve_config(&args.common, args.concurrency, env, false)?;
+    let store = open_store(&config).await?;
     let options = RestoreOptions {
         key: args.key,
         fallback_prefixes: args.restore_keys,
         target: args.destination.map_or(RestoreTarget::Original(PathBuf::from(".")), RestoreTarget::Under),
         mirror: args.mirror,
-        concurrency: concurrency(args.concurrency, env)?,
+        concurrency: config.concurrency,
         only_mounts: None,
     };
     let progress = CliProgress::new(args.common.json);
@@ -359,7 +330,7 @@ async fn run_restore(args: RestoreArgs, env: &BTreeMap<String, String>) -> Resul
 }
 
 async fn run_list(args: ListArgs, env: &BTreeMap<String, String>) -> Result<ExitCode> {
-    let store = open_store(&args.common, env, false).await?;
+    let store = open_store(&resolve_config(&args.common, None, env, false)?).await?;
     let manifests = store.list_manifests(&args.prefix).await?;
     if args.common.json {
         print_json(&manifests)?;
@@ -379,7 +350,7 @@ async fn run_list(args: ListArgs, env: &BTreeMap<String, String>) -> Result<Exit
 }
 
 async fn run_show(args: ShowArgs, env: &BTreeMap<String, String>) -> Result<ExitCode> {
-    let store = open_store(&args.common, env, false).await?;
+    let store = open_store(&resolve_config(&args.common, None, env, false)?).await?;
     let bytes = store.get_manifest(&args.key).await?.with_context(|| {
         format!("no manifest for key {:?} in {}; `chunkcache list` shows the keys", args.key, store.description())
     })?;

@@ -9,6 +9,9 @@
 //! panic while reading the settings fails the step, as an invalid setting does). The panic hook
 //! prints one line with the code location only: a panic message could quote a setting.
 //!
+//! Requests in flight and the request timeout follow [`Config`]: `CHUNKCACHE_CONCURRENCY` and
+//! `CHUNKCACHE_TIMEOUT` win over the step's settings (`backend_operation_timeout`).
+//!
 //! An S3 `endpoint` without a scheme means `http://`, as in drone-cache
 //! ([`backend::drone_cache_endpoint`]).
 
@@ -25,6 +28,7 @@ use chunkcache::plugin::settings::{PluginSettings, StepMode};
 use chunkcache::plugin::step::{self, StepPlan};
 use chunkcache::store::backend::{self, BackendError};
 
+use super::config::{Config, FlagOptions};
 use super::output::{CliProgress, glob_set, print_warnings, restore_details, save_summary};
 use super::{EXIT_ERROR, describe};
 
@@ -73,15 +77,17 @@ async fn run_step(env: &BTreeMap<String, String>) -> Result<ExitCode> {
             plan.backend.s3.endpoint = Some(meant);
         }
     }
+    let config = Config::resolve(&FlagOptions::default(), Some(&plan), env, plan.mode == StepMode::Rebuild)?;
     if settings.debug {
         eprintln!("debug: step (secrets hidden): {plan:#?}");
+        eprintln!("debug: configuration (secrets hidden): {config:#?}");
     }
     let step_plan = plan.clone();
     let override_existing = settings.override_existing;
     let outcome = isolated(async move {
         match step_plan.mode {
-            StepMode::Restore => restore_step(&step_plan).await,
-            StepMode::Rebuild => save_step(&step_plan, override_existing).await,
+            StepMode::Restore => restore_step(&step_plan, &config).await,
+            StepMode::Rebuild => save_step(&step_plan, &config, override_existing).await,
         }
     })
     .await;
@@ -115,15 +121,15 @@ fn is_invalid_setting(err: &anyhow::Error) -> bool {
 type Outputs = Vec<(&'static str, String)>;
 
 /// Restores; returns the outputs, and a message when it was a miss.
-async fn restore_step(plan: &StepPlan) -> Result<(Outputs, Option<String>)> {
-    let store = backend::open(&plan.store_url, &plan.backend).await?;
+async fn restore_step(plan: &StepPlan, config: &Config) -> Result<(Outputs, Option<String>)> {
+    let store = backend::open(&config.store_url, &config.backend).await?;
     eprintln!("restoring cache key {:?} from {}", plan.key, store.description());
     let options = RestoreOptions {
         key: plan.key.clone(),
         fallback_prefixes: plan.fallback_prefixes.clone(),
         target: RestoreTarget::Original(plan.root.clone()),
         mirror: false,
-        concurrency: 16,
+        concurrency: config.concurrency,
         only_mounts: (!plan.mounts.is_empty()).then(|| plan.mounts.clone()),
     };
     let progress = CliProgress::new(false);
@@ -157,8 +163,8 @@ async fn restore_step(plan: &StepPlan) -> Result<(Outputs, Option<String>)> {
     Ok((outputs, miss))
 }
 
-async fn save_step(plan: &StepPlan, override_existing: bool) -> Result<(Outputs, Option<String>)> {
-    let store = backend::open(&plan.store_url, &plan.backend).await?;
+async fn save_step(plan: &StepPlan, config: &Config, override_existing: bool) -> Result<(Outputs, Option<String>)> {
+    let store = backend::open(&config.store_url, &config.backend).await?;
     eprintln!("saving {} as cache key {:?} to {}", mounts_text(&plan.mounts), plan.key, store.description());
     let options = SaveOptions {
         key: plan.key.clone(),
@@ -166,7 +172,7 @@ async fn save_step(plan: &StepPlan, override_existing: bool) -> Result<(Outputs,
         root: plan.root.clone(),
         walk: WalkOptions { exclude: glob_set(&plan.exclude)?, skip_symlinks: false },
         compression_level: plan.compression_level,
-        concurrency: 16,
+        concurrency: config.concurrency,
         chunker: None,
         skip_if_exists: !override_existing,
     };

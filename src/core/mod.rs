@@ -4,6 +4,7 @@
 
 pub mod chunker;
 pub mod codec;
+pub mod error;
 pub mod id;
 pub mod key;
 pub mod manifest;

@@ -84,6 +84,7 @@ pub const DEFAULT_AZURE_MAX_RETRY_REQUESTS: u32 = 4;
 pub const DEFAULT_ACL: &str = "private";
 
 pub use crate::core::secret::Secret;
+use crate::store::backend::{GcsOptions, S3Options};
 
 /// What the step does: `restore: true` or `rebuild: true`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,38 +284,6 @@ pub struct AzureSettings {
     pub max_retry_requests: u32,
 }
 
-/// S3 settings.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct S3Settings {
-    /// `bucket` (`PLUGIN_BUCKET`, `S3_BUCKET`).
-    pub bucket: Option<String>,
-    /// `endpoint` (`PLUGIN_ENDPOINT`, `S3_ENDPOINT`), for MinIO and other S3-compatible stores.
-    pub endpoint: Option<String>,
-    /// `access_key` (`PLUGIN_ACCESS_KEY`, `AWS_ACCESS_KEY_ID`, `CACHE_AWS_ACCESS_KEY_ID`).
-    pub access_key: Option<String>,
-    /// `secret_key` (`PLUGIN_SECRET_KEY`, `AWS_SECRET_ACCESS_KEY`, `CACHE_AWS_SECRET_ACCESS_KEY`).
-    pub secret_key: Option<Secret>,
-    /// `path_style` (`PLUGIN_PATH_STYLE`, `AWS_PLUGIN_PATH_STYLE`): path-style bucket URLs, true for MinIO.
-    pub path_style: bool,
-    /// `acl` (`PLUGIN_ACL`, `AWS_ACL`), default `private`.
-    pub acl: String,
-    /// `encryption` (`PLUGIN_ENCRYPTION`, `AWS_ENCRYPTION`): server-side encryption, `AES256` or `aws:kms`.
-    pub encryption: Option<String>,
-}
-
-/// Google Cloud Storage settings.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct GcsSettings {
-    /// `bucket` (`PLUGIN_BUCKET`, `GCS_BUCKET`).
-    pub bucket: Option<String>,
-    /// `endpoint` (`PLUGIN_ENDPOINT`, `GCS_ENDPOINT`).
-    pub endpoint: Option<String>,
-    /// `json_key` (`PLUGIN_JSON_KEY`, `GCS_CACHE_JSON_KEY`): a service account key, as JSON.
-    pub json_key: Option<Secret>,
-    /// `api_key` (`PLUGIN_API_KEY`, `GCP_API_KEY`).
-    pub api_key: Option<Secret>,
-}
-
 /// Every setting of a plugin step, parsed and validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginSettings {
@@ -360,10 +329,16 @@ pub struct PluginSettings {
     pub region: Option<String>,
     /// Azure settings.
     pub azure: AzureSettings,
-    /// S3 settings.
-    pub s3: S3Settings,
-    /// GCS settings.
-    pub gcs: GcsSettings,
+    /// S3 settings: `bucket` (`PLUGIN_BUCKET`, `S3_BUCKET`), `endpoint` (`PLUGIN_ENDPOINT`, `S3_ENDPOINT`),
+    /// `access_key` (`PLUGIN_ACCESS_KEY`, `AWS_ACCESS_KEY_ID`, `CACHE_AWS_ACCESS_KEY_ID`), `secret_key`
+    /// (`PLUGIN_SECRET_KEY`, `AWS_SECRET_ACCESS_KEY`, `CACHE_AWS_SECRET_ACCESS_KEY`), `path_style`
+    /// (`PLUGIN_PATH_STYLE`, `AWS_PLUGIN_PATH_STYLE`, default false), `acl` (`PLUGIN_ACL`, `AWS_ACL`, default
+    /// `private`) and `encryption` (`PLUGIN_ENCRYPTION`, `AWS_ENCRYPTION`). The region is [`Self::region`].
+    pub s3: S3Options,
+    /// GCS settings: `bucket` (`PLUGIN_BUCKET`, `GCS_BUCKET`), `endpoint` (`PLUGIN_ENDPOINT`,
+    /// `GCS_ENDPOINT`), `json_key` (`PLUGIN_JSON_KEY`, `GCS_CACHE_JSON_KEY`) as the service account key and
+    /// `api_key` (`PLUGIN_API_KEY`, `GCP_API_KEY`).
+    pub gcs: GcsOptions,
 }
 
 impl Default for PluginSettings {
@@ -388,8 +363,8 @@ impl Default for PluginSettings {
             gradle_default_excludes: true,
             region: None,
             azure: AzureSettings { max_retry_requests: DEFAULT_AZURE_MAX_RETRY_REQUESTS, ..AzureSettings::default() },
-            s3: S3Settings { acl: DEFAULT_ACL.to_owned(), ..S3Settings::default() },
-            gcs: GcsSettings::default(),
+            s3: S3Options { acl: DEFAULT_ACL.to_owned(), path_style: Some(false), ..S3Options::default() },
+            gcs: GcsOptions::default(),
         }
     }
 }
@@ -792,20 +767,22 @@ impl PluginSettings {
                 blob_endpoint,
                 max_retry_requests,
             },
-            s3: S3Settings {
+            s3: S3Options {
                 bucket: reader.string(S3_BUCKET),
                 endpoint: reader.string(S3_ENDPOINT),
                 access_key: reader.string(ACCESS_KEY),
                 secret_key: reader.secret(SECRET_KEY),
-                path_style: reader.bool(PATH_STYLE, false)?,
+                path_style: Some(reader.bool(PATH_STYLE, false)?),
                 acl: reader.string(ACL).unwrap_or(defaults.s3.acl),
                 encryption: reader.string(ENCRYPTION),
+                ..S3Options::default()
             },
-            gcs: GcsSettings {
+            gcs: GcsOptions {
                 bucket: reader.string(GCS_BUCKET),
                 endpoint: reader.string(GCS_ENDPOINT),
-                json_key: reader.secret(JSON_KEY),
+                service_account_json: reader.secret(JSON_KEY),
                 api_key: reader.secret(API_KEY),
+                ..GcsOptions::default()
             },
         })
     }
@@ -1005,8 +982,8 @@ mod tests {
         assert_eq!(settings.s3.access_key.as_deref(), Some("AKIAEXAMPLE"));
         assert_eq!(settings.s3.secret_key.as_ref().map(Secret::expose), Some("cache-secret"));
         assert_eq!(settings.region.as_deref(), Some("eu-west-1"));
-        assert!(settings.gcs.json_key.is_some());
-        assert!(settings.skip_symlinks && settings.exit_code && settings.debug && settings.s3.path_style);
+        assert!(settings.gcs.service_account_json.is_some());
+        assert!(settings.skip_symlinks && settings.exit_code && settings.debug && settings.s3.path_style == Some(true));
         assert_eq!(settings.filesystem_cache_root, PathBuf::from("/cache"));
         assert_eq!(settings.backend_operation_timeout, Duration::from_secs(90));
 

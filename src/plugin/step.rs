@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use crate::fs::workspace::WorkspaceFiles;
 use crate::plugin::settings::{Backend, PluginSettings, SettingsError, StepMode};
 use crate::plugin::template::{self, Metadata, TemplateError};
-use crate::store::backend::{AzureOptions, BackendOptions, GcsOptions, S3Options};
+use crate::store::backend::{AzureOptions, BackendOptions, S3Options};
 
 /// Work a plugin step has resolved, not yet done.
 #[derive(Debug, Clone)]
@@ -134,22 +134,11 @@ pub fn resolve(
             format!("az://{container}")
         }
         Backend::S3 => {
-            backend.s3 = S3Options {
-                access_key: settings.s3.access_key.clone(),
-                secret_key: settings.s3.secret_key.clone(),
-                region: settings.region.clone(),
-                endpoint: settings.s3.endpoint.clone(),
-                path_style: Some(settings.s3.path_style),
-                aws_env: BTreeMap::new(),
-            };
+            backend.s3 = S3Options { region: settings.region.clone(), ..settings.s3.clone() };
             format!("s3://{}", settings.s3.bucket.as_deref().expect("validated"))
         }
         Backend::Gcs => {
-            backend.gcs = GcsOptions {
-                service_account_json: settings.gcs.json_key.clone(),
-                service_account_path: None,
-                endpoint: settings.gcs.endpoint.clone(),
-            };
+            backend.gcs = settings.gcs.clone();
             format!("gs://{}", settings.gcs.bucket.as_deref().expect("validated"))
         }
         Backend::Filesystem => {

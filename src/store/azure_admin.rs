@@ -18,8 +18,9 @@
 //! installed (the same one `object_store` uses), so no provider has to be installed before calling this.
 //! Server certificates are checked with the platform verifier (the system's CA store).
 
+use std::fmt;
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -37,72 +38,44 @@ pub const CONTAINER_NAME_RULES: &str = "a container name must be 3 to 63 charact
      use only lowercase letters (a-z), digits (0-9) and hyphens (-), start and end with a letter or a digit, \
      and not contain two hyphens in a row";
 
-/// Why [`ensure_container`] failed. Every message names the account and the container; none contains the
-/// account key.
-#[derive(Debug, thiserror::Error)]
+/// Why [`ensure_container`] failed: the account and the container it was about, and what went wrong
+/// ([`AzureAdminErrorKind`]). The message names the account and the container; none contains the account key.
+#[derive(Debug)]
+pub struct AzureAdminError {
+    /// The storage account.
+    pub account: String,
+    /// The container that was to be created.
+    pub container: String,
+    /// What went wrong.
+    pub kind: AzureAdminErrorKind,
+}
+
+/// What went wrong in an [`AzureAdminError`].
+#[derive(Debug)]
 #[non_exhaustive]
-pub enum AzureAdminError {
+pub enum AzureAdminErrorKind {
     /// The container name breaks Azure's naming rules ([`CONTAINER_NAME_RULES`]).
-    #[error("invalid Azure container name {container:?} (account {account:?}): {problem}; {CONTAINER_NAME_RULES}")]
     InvalidContainerName {
-        /// The storage account.
-        account: String,
-        /// The rejected name.
-        container: String,
         /// What exactly is wrong with it.
         problem: &'static str,
     },
     /// The account key is not valid base64 (Azure account keys are base64 strings).
-    #[error(
-        "the account key given for Azure storage account {account:?} is not valid base64 \
-         (needed to create container {container:?}); copy the key again from the storage account's access keys"
-    )]
-    InvalidKey {
-        /// The storage account.
-        account: String,
-        /// The container that was to be created.
-        container: String,
-    },
+    InvalidKey,
     /// The blob endpoint cannot be used (not http/https, has a query string or credentials, ...).
-    #[error("invalid Azure blob endpoint {endpoint} for account {account:?} (container {container:?}): {problem}")]
     InvalidEndpoint {
         /// The endpoint, without any query string or user info.
         endpoint: String,
-        /// The storage account.
-        account: String,
-        /// The container that was to be created.
-        container: String,
         /// What is wrong with it.
         problem: &'static str,
     },
     /// Azure answered 403 AuthenticationFailed (or Azurite its equivalent): the key does not belong to the
     /// account.
-    #[error(
-        "Azure refused to authenticate storage account {account:?} while creating container {container:?} \
-         (HTTP 403{}): the account key is wrong for this account \
-         (or this machine's clock is more than 15 minutes off)",
-        code.as_deref().map(|c| format!(", {c}")).unwrap_or_default()
-    )]
     WrongAccountKey {
-        /// The storage account.
-        account: String,
-        /// The container that was to be created.
-        container: String,
         /// The Azure error code, when the response had one.
         code: Option<String>,
     },
     /// Any other unexpected HTTP status.
-    #[error(
-        "creating Azure container {container:?} in storage account {account:?} failed: HTTP {status}, \
-         Azure error code {}{}",
-        code.as_deref().unwrap_or("(none)"),
-        message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
-    )]
     Status {
-        /// The storage account.
-        account: String,
-        /// The container that was to be created.
-        container: String,
         /// The HTTP status code.
         status: u16,
         /// The `x-ms-error-code` header or the body's `<Code>`.
@@ -111,36 +84,67 @@ pub enum AzureAdminError {
         message: Option<String>,
     },
     /// No answer within the timeout.
-    #[error(
-        "creating Azure container {container:?} in storage account {account:?} at {endpoint} \
-         timed out after {timeout:?}"
-    )]
     Timeout {
         /// The endpoint, without any query string or user info.
         endpoint: String,
-        /// The storage account.
-        account: String,
-        /// The container that was to be created.
-        container: String,
         /// The timeout that expired.
         timeout: Duration,
     },
     /// The request could not be sent or its answer not read (DNS, connection refused, TLS, ...).
-    #[error(
-        "creating Azure container {container:?} in storage account {account:?} at {endpoint} failed: {detail}; \
-         check the endpoint URL and that it can be reached"
-    )]
     Request {
         /// The endpoint, without any query string or user info.
         endpoint: String,
-        /// The storage account.
-        account: String,
-        /// The container that was to be created.
-        container: String,
         /// The error and its causes, joined with ": ".
         detail: String,
     },
 }
+
+impl fmt::Display for AzureAdminError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self { account, container, kind } = self;
+        match kind {
+            AzureAdminErrorKind::InvalidContainerName { problem } => write!(
+                f,
+                "invalid Azure container name {container:?} (account {account:?}): {problem}; {CONTAINER_NAME_RULES}"
+            ),
+            AzureAdminErrorKind::InvalidKey => write!(
+                f,
+                "the account key given for Azure storage account {account:?} is not valid base64 \
+                 (needed to create container {container:?}); copy the key again from the storage account's access keys"
+            ),
+            AzureAdminErrorKind::InvalidEndpoint { endpoint, problem } => write!(
+                f,
+                "invalid Azure blob endpoint {endpoint} for account {account:?} (container {container:?}): {problem}"
+            ),
+            AzureAdminErrorKind::WrongAccountKey { code } => write!(
+                f,
+                "Azure refused to authenticate storage account {account:?} while creating container {container:?} \
+                 (HTTP 403{}): the account key is wrong for this account \
+                 (or this machine's clock is more than 15 minutes off)",
+                code.as_deref().map(|c| format!(", {c}")).unwrap_or_default()
+            ),
+            AzureAdminErrorKind::Status { status, code, message } => write!(
+                f,
+                "creating Azure container {container:?} in storage account {account:?} failed: HTTP {status}, \
+                 Azure error code {}{}",
+                code.as_deref().unwrap_or("(none)"),
+                message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+            ),
+            AzureAdminErrorKind::Timeout { endpoint, timeout } => write!(
+                f,
+                "creating Azure container {container:?} in storage account {account:?} at {endpoint} \
+                 timed out after {timeout:?}"
+            ),
+            AzureAdminErrorKind::Request { endpoint, detail } => write!(
+                f,
+                "creating Azure container {container:?} in storage account {account:?} at {endpoint} failed: \
+                 {detail}; check the endpoint URL and that it can be reached"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AzureAdminError {}
 
 /// Creates `container` in the storage account if it does not exist yet, retrying transient failures
 /// with the default [`RetryPolicy`] (no new attempt after twice `timeout`); see [`ensure_container_with`].
@@ -169,14 +173,15 @@ pub async fn ensure_container(
 /// Returns `Ok(true)` when the container was created and `Ok(false)` when it already existed.
 ///
 /// # Errors
-/// - [`AzureAdminError::InvalidContainerName`] when `container` breaks Azure's naming rules (checked before
-///   any request is sent);
-/// - [`AzureAdminError::InvalidKey`] when `key_base64` is not base64;
-/// - [`AzureAdminError::InvalidEndpoint`] when `endpoint` is not a plain http(s) URL;
-/// - [`AzureAdminError::WrongAccountKey`] when Azure answers 403 AuthenticationFailed (or 403 without a code,
-///   or with Azure's "Server failed to authenticate the request" message, as Azurite does);
-/// - [`AzureAdminError::Status`] for any other unexpected status, such as 409 ContainerBeingDeleted;
-/// - [`AzureAdminError::Timeout`] / [`AzureAdminError::Request`] when no answer arrives.
+/// An [`AzureAdminError`] whose kind is
+/// - [`AzureAdminErrorKind::InvalidContainerName`] when `container` breaks Azure's naming rules (checked
+///   before any request is sent);
+/// - [`AzureAdminErrorKind::InvalidKey`] when `key_base64` is not base64;
+/// - [`AzureAdminErrorKind::InvalidEndpoint`] when `endpoint` is not a plain http(s) URL;
+/// - [`AzureAdminErrorKind::WrongAccountKey`] when Azure answers 403 AuthenticationFailed (or 403 without a
+///   code, or with Azure's "Server failed to authenticate the request" message, as Azurite does);
+/// - [`AzureAdminErrorKind::Status`] for any other unexpected status, such as 409 ContainerBeingDeleted;
+/// - [`AzureAdminErrorKind::Timeout`] / [`AzureAdminErrorKind::Request`] when no answer arrives.
 ///
 /// Transient failures (timeouts, failed or broken connections, HTTP 5xx, 429, 408) are only returned once
 /// `policy` gives up; the error is that of the last attempt.
@@ -188,37 +193,19 @@ pub async fn ensure_container_with(
     timeout: Duration,
     policy: &RetryPolicy,
 ) -> Result<bool, AzureAdminError> {
-    validate_container_name(container).map_err(|problem| AzureAdminError::InvalidContainerName {
-        account: account.to_owned(),
-        container: container.to_owned(),
-        problem,
-    })?;
-    let key = BASE64
-        .decode(key_base64.trim())
-        .map_err(|_| AzureAdminError::InvalidKey { account: account.to_owned(), container: container.to_owned() })?;
-    let url = container_url(endpoint, container).map_err(|problem| AzureAdminError::InvalidEndpoint {
-        endpoint: redacted(endpoint),
-        account: account.to_owned(),
-        container: container.to_owned(),
-        problem,
-    })?;
+    let error = |kind| AzureAdminError { account: account.to_owned(), container: container.to_owned(), kind };
+    validate_container_name(container)
+        .map_err(|problem| error(AzureAdminErrorKind::InvalidContainerName { problem }))?;
+    let key = BASE64.decode(key_base64.trim()).map_err(|_| error(AzureAdminErrorKind::InvalidKey))?;
+    let url = container_url(endpoint, container)
+        .map_err(|problem| error(AzureAdminErrorKind::InvalidEndpoint { endpoint: redacted(endpoint), problem }))?;
 
     let request_error = |e: reqwest::Error| {
-        if e.is_timeout() {
-            AzureAdminError::Timeout {
-                endpoint: redacted(endpoint),
-                account: account.to_owned(),
-                container: container.to_owned(),
-                timeout,
-            }
+        error(if e.is_timeout() {
+            AzureAdminErrorKind::Timeout { endpoint: redacted(endpoint), timeout }
         } else {
-            AzureAdminError::Request {
-                endpoint: redacted(endpoint),
-                account: account.to_owned(),
-                container: container.to_owned(),
-                detail: error_chain(&e),
-            }
-        }
+            AzureAdminErrorKind::Request { endpoint: redacted(endpoint), detail: crate::core::error::one_line(&e) }
+        })
     };
     let client = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build().map_err(request_error)?;
     let attempt = |_| async {
@@ -244,9 +231,9 @@ impl AzureAdminError {
     /// Whether another attempt may succeed: no answer (timeout, connection failed or broken), or
     /// HTTP 5xx, 429 or 408.
     pub fn is_transient(&self) -> bool {
-        match self {
-            Self::Timeout { .. } | Self::Request { .. } => true,
-            Self::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+        match self.kind {
+            AzureAdminErrorKind::Timeout { .. } | AzureAdminErrorKind::Request { .. } => true,
+            AzureAdminErrorKind::Status { status, .. } => status >= 500 || status == 429 || status == 408,
             _ => false,
         }
     }
@@ -273,19 +260,12 @@ async fn outcome(response: reqwest::Response, account: &str, container: &str) ->
     let authentication_failed = code.as_deref() == Some("AuthenticationFailed")
         || code.is_none()
         || message.as_deref().is_some_and(|m| m.starts_with("Server failed to authenticate the request"));
-    match (status, code.as_deref()) {
-        (409, Some("ContainerAlreadyExists")) => Ok(false),
-        (403, _) if authentication_failed => {
-            Err(AzureAdminError::WrongAccountKey { account: account.to_owned(), container: container.to_owned(), code })
-        }
-        _ => Err(AzureAdminError::Status {
-            account: account.to_owned(),
-            container: container.to_owned(),
-            status,
-            code,
-            message,
-        }),
-    }
+    let kind = match (status, code.as_deref()) {
+        (409, Some("ContainerAlreadyExists")) => return Ok(false),
+        (403, _) if authentication_failed => AzureAdminErrorKind::WrongAccountKey { code },
+        _ => AzureAdminErrorKind::Status { status, code, message },
+    };
+    Err(AzureAdminError { account: account.to_owned(), container: container.to_owned(), kind })
 }
 
 /// Checks `name` against Azure's container naming rules ([`CONTAINER_NAME_RULES`]).
@@ -432,52 +412,9 @@ fn xml_element<'a>(body: &'a str, tag: &str) -> Option<&'a str> {
     Some(body[start..end].trim()).filter(|s| !s.is_empty())
 }
 
-/// An error and its sources, joined with ": " (reqwest's own message hides the cause).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
-
 /// RFC 1123 date in GMT, as HTTP and `x-ms-date` want it: `Sun, 06 Nov 1994 08:49:37 GMT`.
-/// Times before 1970 are clamped to the epoch.
 fn http_date(time: SystemTime) -> String {
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{}, {day:02} {} {year:04} {:02}:{:02}:{:02} GMT",
-        WEEKDAYS[(days % 7) as usize],
-        MONTHS[(month - 1) as usize],
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// (year, month 1–12, day 1–31) of the day `days` after 1970-01-01 (Howard Hinnant's `civil_from_days`).
-pub fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+    chrono::DateTime::<chrono::Utc>::from(time).format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
 #[cfg(test)]
@@ -606,7 +543,7 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(matches!(err, AzureAdminError::InvalidContainerName { .. }));
+        assert!(matches!(err.kind, AzureAdminErrorKind::InvalidContainerName { .. }));
         let msg = err.to_string();
         assert!(msg.contains("\"Bad_Name\"") && msg.contains("3 to 63 characters"), "{msg}");
     }
@@ -623,7 +560,7 @@ mod tests {
         .await
         .unwrap_err();
         let msg = err.to_string();
-        assert!(matches!(err, AzureAdminError::InvalidKey { .. }), "{msg}");
+        assert!(matches!(err.kind, AzureAdminErrorKind::InvalidKey), "{msg}");
         assert!(!msg.contains("not base64!"), "{msg}");
 
         let err = ensure_container(
@@ -636,7 +573,7 @@ mod tests {
         .await
         .unwrap_err();
         let msg = err.to_string();
-        assert!(matches!(err, AzureAdminError::Request { .. } | AzureAdminError::Timeout { .. }), "{msg}");
+        assert!(matches!(err.kind, AzureAdminErrorKind::Request { .. } | AzureAdminErrorKind::Timeout { .. }), "{msg}");
         assert!(msg.contains("devstoreaccount1") && msg.contains("\"cache\""), "{msg}");
         assert!(!msg.contains(DEV_KEY), "{msg}");
     }
@@ -725,7 +662,7 @@ mod tests {
             ensure_container_with(&endpoint, "devstoreaccount1", DEV_KEY, "cache", Duration::from_secs(5), &policy)
                 .await
                 .unwrap_err();
-        assert!(matches!(err, AzureAdminError::Status { status: 503, .. }), "{err}");
+        assert!(matches!(err.kind, AzureAdminErrorKind::Status { status: 503, .. }), "{err}");
         assert_eq!(server.await.unwrap(), 3);
     }
 
@@ -737,6 +674,7 @@ mod tests {
 
     #[test]
     fn http_dates() {
+        use std::time::UNIX_EPOCH;
         let at = |s: u64| http_date(UNIX_EPOCH + Duration::from_secs(s));
         // Expected values from Python's email.utils.formatdate(t, usegmt=True).
         assert_eq!(at(0), "Thu, 01 Jan 1970 00:00:00 GMT");

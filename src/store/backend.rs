@@ -95,9 +95,11 @@ pub struct AzureOptions {
     pub create_container: bool,
 }
 
-/// S3 settings (anything not set here comes from the `AWS_*` variables).
-#[derive(Clone, Debug, Default)]
+/// S3 settings (anything not set here comes from the `AWS_*` variables), for the CLI and the plugin alike.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct S3Options {
+    /// The bucket, when it is not named by the store URL (the plugin's `bucket`).
+    pub bucket: Option<String>,
     /// Access key id.
     pub access_key: Option<String>,
     /// Secret access key.
@@ -106,21 +108,31 @@ pub struct S3Options {
     pub region: Option<String>,
     /// Endpoint for S3-compatible servers.
     pub endpoint: Option<String>,
-    /// Path-style requests (`endpoint/bucket/key`) instead of virtual-hosted.
+    /// Path-style requests (`endpoint/bucket/key`) instead of virtual-hosted; `None` leaves it to the
+    /// `AWS_*` variables.
     pub path_style: Option<bool>,
+    /// Object ACL (the plugin's `acl`, accepted for drone-cache compatibility; chunkcache sends none).
+    pub acl: String,
+    /// Server-side encryption (the plugin's `encryption`, accepted for drone-cache compatibility).
+    pub encryption: Option<String>,
     /// Raw `AWS_*` variables, passed to `object_store`'s S3 configuration.
     pub aws_env: BTreeMap<String, Secret>,
 }
 
-/// Google Cloud Storage settings.
-#[derive(Clone, Debug, Default)]
+/// Google Cloud Storage settings, for the CLI and the plugin alike.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GcsOptions {
+    /// The bucket, when it is not named by the store URL (the plugin's `bucket`).
+    pub bucket: Option<String>,
     /// Service-account key JSON.
     pub service_account_json: Option<Secret>,
     /// Path of a service-account key file.
     pub service_account_path: Option<PathBuf>,
     /// Endpoint (an emulator).
     pub endpoint: Option<String>,
+    /// An API key (the plugin's `api_key`, accepted for drone-cache compatibility; chunkcache uses
+    /// the service account).
+    pub api_key: Option<Secret>,
 }
 
 /// How remote stores are reached.
@@ -594,6 +606,7 @@ mod tests {
             endpoint: endpoint.map(str::to_string),
             path_style: Some(true),
             aws_env: aws_env.iter().map(|(k, v)| (k.to_string(), Secret::new(*v))).collect(),
+            ..S3Options::default()
         };
         options
     }
