@@ -1,8 +1,12 @@
 //! Restore: key → manifest → plan against the local tree → fetch missing chunks → write.
 //!
-//! [`restore`] reads top to bottom as the pipeline. Planning ([`plan`]) compares every entry
-//! with what is on disk (size, mtime and mode for files; target for symlinks), so a restore over
-//! an existing tree rewrites only what differs and fetches only the chunks those files need.
+//! [`restore`] is [`prepare`], then [`execute`]. [`prepare`] finds and decodes the manifest and
+//! compares every entry with what is on disk (size, mtime and mode for files; target for
+//! symlinks; [`plan`]), so a restore over an existing tree rewrites only what differs and fetches
+//! only the chunks those files need; it also lists what will be removed (with `--mirror`, what
+//! the manifest does not have). The resulting [`RestorePlan`] knows every write, every chunk to
+//! fetch and every removal, with their statistics, and changes nothing: `restore --dry-run`
+//! prints it. [`execute`] only carries it out.
 //! Chunks are fetched in stream order with bounded concurrency, verified by BLAKE3 before any
 //! byte reaches the disk, and handed to writer threads; each file is written under a temporary
 //! name in its final directory and renamed into place only when complete, with its mode and
@@ -18,7 +22,7 @@ use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -173,7 +177,8 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> RestoreError + '_ {
     move |source| RestoreError::Io { path: path.to_path_buf(), source }
 }
 
-/// Restores the newest manifest for `options.key` (or a fallback prefix).
+/// Restores the newest manifest for `options.key` (or a fallback prefix): [`prepare`], then
+/// [`execute`].
 ///
 /// # Errors
 /// [`RestoreError`]. Files already renamed into place stay; no partial file does.
@@ -182,58 +187,206 @@ pub async fn restore(
     options: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreReport, RestoreError> {
+    let plan = prepare(store, options).await?;
+    execute(store, plan, progress).await
+}
+
+/// A restore computed against the store and the local tree, not yet done: what [`execute`]
+/// carries out and what `restore --dry-run` prints.
+#[derive(Debug)]
+pub struct RestorePlan {
+    /// Hit, fallback hit or miss.
+    pub outcome: Outcome,
+    /// The key asked for.
+    pub key: String,
+    /// The key to restore, if any.
+    pub restored_key: Option<String>,
+    /// Where the mounts go.
+    pub target: RestoreTarget,
+    /// Chunk downloads in flight at once during execution.
+    pub concurrency: usize,
+    /// What execution will do, in numbers.
+    pub stats: RestoreStats,
+    /// Problems that do not fail the restore.
+    pub warnings: Vec<String>,
+    /// The manifest and the work on the tree; `None` on a miss.
+    pub work: Option<RestoreWork>,
+    /// Time spent preparing, in milliseconds (counted in the report's wall time).
+    pub prepare_ms: u64,
+}
+
+/// The work a hit leaves to execution.
+#[derive(Debug)]
+pub struct RestoreWork {
+    /// The manifest restored (only the mounts to restore).
+    pub manifest: Arc<Manifest>,
+    /// Every entry's action, the files to write and the chunks to fetch.
+    pub tree: Arc<TreePlan>,
+    /// Staging files a killed restore left in the folders this one changes; removed before
+    /// any file is written.
+    pub stale_staging: Vec<Removal>,
+    /// With `--mirror`, what the manifest does not have; removed after the files are written.
+    pub strays: Vec<Removal>,
+}
+
+/// One name to remove from a folder of the manifest.
+#[derive(Clone, Debug)]
+pub struct Removal {
+    /// Entry index of the folder.
+    pub dir: usize,
+    /// The name in that folder.
+    pub name: Vec<u8>,
+    /// The full path (for messages).
+    pub path: PathBuf,
+}
+
+/// What a restore plan will do, in numbers. The names are those of [`RestoreReport`], so a
+/// dry run and the real run compare field by field.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RestoreStats {
+    /// Regular files in the manifest.
+    pub files: u64,
+    /// Bytes of file content in the manifest.
+    pub bytes: u64,
+    /// Files to write (new or changed).
+    pub files_written: u64,
+    /// Files already up to date.
+    pub files_unchanged: u64,
+    /// Bytes to write to files.
+    pub bytes_written: u64,
+    /// Entries to remove: type conflicts, stale staging files and, with `--mirror`, entries
+    /// not in the manifest.
+    pub removed: u64,
+    /// Chunk downloads.
+    pub chunks_fetched: u64,
+    /// Stored (compressed) bytes of those downloads.
+    pub bytes_fetched: u64,
+}
+
+impl RestorePlan {
+    /// The files to write, in the order they are written.
+    pub fn paths_to_write(&self) -> impl Iterator<Item = &Path> {
+        self.work.iter().flat_map(|work| work.tree.files.iter().map(|file| file.path.as_path()))
+    }
+
+    /// Everything to remove: what is in the way of an entry, stale staging files and strays.
+    pub fn paths_to_remove(&self) -> impl Iterator<Item = &Path> {
+        self.work.iter().flat_map(|work| {
+            let conflicts = work.tree.conflicts.iter().map(|&index| work.tree.paths[index].as_path());
+            let removals = work.stale_staging.iter().chain(&work.strays).map(|removal| removal.path.as_path());
+            conflicts.chain(removals)
+        })
+    }
+}
+
+/// Finds the manifest, decodes it and compares it with the local tree: every write, every
+/// chunk to fetch and every removal, with their statistics. Reads the store and the tree,
+/// changes neither (no `used/` marker either: that is execution's).
+///
+/// # Errors
+/// [`RestoreError`]: the store failed, the manifest is damaged, or the tree cannot be read.
+pub async fn prepare(store: &Store, options: &RestoreOptions) -> Result<RestorePlan, RestoreError> {
     let clock = Instant::now();
-    let mut report = RestoreReport { key: options.key.clone(), ..RestoreReport::default() };
+    let mut plan = RestorePlan {
+        outcome: Outcome::Miss,
+        key: options.key.clone(),
+        restored_key: None,
+        target: options.target.clone(),
+        concurrency: options.concurrency.max(1),
+        stats: RestoreStats::default(),
+        warnings: Vec::new(),
+        work: None,
+        prepare_ms: 0,
+    };
     let Some((outcome, key, bytes)) = find_manifest(store, options).await? else {
-        report.requests = store.requests();
-        report.elapsed_ms = clock.elapsed().as_millis() as u64;
-        return Ok(report);
+        plan.prepare_ms = clock.elapsed().as_millis() as u64;
+        return Ok(plan);
     };
     let mut manifest = Manifest::decode(&key, &bytes)?;
     if let Some(only) = &options.only_mounts {
         let allowed: Vec<Mount> = only.iter().map(|m| Mount::from_path(m)).collect();
         for skipped in manifest.retain_mounts(|mount| allowed.contains(mount)) {
-            report
-                .warnings
+            plan.warnings
                 .push(format!("skipped the cache's mount {skipped:?}: it is not one of the mounts to restore"));
         }
     }
     let manifest = Arc::new(manifest);
-    let summary = manifest.summary();
-    (report.outcome, report.restored_key, report.files, report.bytes) =
-        (outcome, Some(key.clone()), summary.files, summary.bytes);
-
-    let plan = {
-        let (manifest, target) = (manifest.clone(), options.target.clone());
-        tokio::task::spawn_blocking(move || plan(&manifest, &target)).await.expect("planning panicked")?
+    let (tree, stale_staging, strays) = {
+        let (manifest, target, mirror) = (manifest.clone(), options.target.clone(), options.mirror);
+        tokio::task::spawn_blocking(move || {
+            let tree = self::plan(&manifest, &target)?;
+            let (stale_staging, strays) = find_removals(&manifest, &tree, mirror)?;
+            Ok::<_, RestoreError>((tree, stale_staging, strays))
+        })
+        .await
+        .expect("planning panicked")?
     };
-    report.files_unchanged = summary.files - plan.files.len() as u64;
-    report.files_written = plan.files.len() as u64;
-    report.bytes_written = plan.files.iter().map(|f| f.size).sum();
+    let summary = manifest.summary();
+    let fetched = tree.uses.iter().filter(|use_| use_.source != ChunkSource::Kept);
+    plan.stats = RestoreStats {
+        files: summary.files,
+        bytes: summary.bytes,
+        files_written: tree.files.len() as u64,
+        files_unchanged: summary.files - tree.files.len() as u64,
+        bytes_written: tree.files.iter().map(|f| f.size).sum(),
+        removed: (tree.conflicts.len() + stale_staging.len() + strays.len()) as u64,
+        chunks_fetched: fetched.clone().count() as u64,
+        bytes_fetched: fetched.map(|use_| u64::from(manifest.chunks[use_.chunk].stored_len)).sum(),
+    };
+    (plan.outcome, plan.restored_key) = (outcome, Some(key));
+    plan.work = Some(RestoreWork { manifest, tree: Arc::new(tree), stale_staging, strays });
+    plan.prepare_ms = clock.elapsed().as_millis() as u64;
+    Ok(plan)
+}
 
-    let plan = Arc::new(plan);
+/// Carries out a plan from [`prepare`]: every entry is reached through directory handles that
+/// refuse symlinks, whatever the plan saw through paths; a removal whose entry has vanished
+/// since is skipped. On a hit, records the key's use for GC.
+///
+/// # Errors
+/// [`RestoreError`]. Files already renamed into place stay; no partial file does.
+pub async fn execute(store: &Store, plan: RestorePlan, progress: &dyn Progress) -> Result<RestoreReport, RestoreError> {
+    let clock = Instant::now();
+    let stats = &plan.stats;
+    let mut report = RestoreReport {
+        outcome: plan.outcome,
+        key: plan.key.clone(),
+        restored_key: plan.restored_key.clone(),
+        files: stats.files,
+        bytes: stats.bytes,
+        files_written: stats.files_written,
+        files_unchanged: stats.files_unchanged,
+        bytes_written: stats.bytes_written,
+        warnings: plan.warnings.clone(),
+        ..RestoreReport::default()
+    };
+    let elapsed_ms = |clock: Instant| plan.prepare_ms + clock.elapsed().as_millis() as u64;
+    let (Some(work), Some(key)) = (plan.work, &plan.restored_key) else {
+        report.requests = store.requests();
+        report.elapsed_ms = elapsed_ms(clock);
+        return Ok(report);
+    };
+    let RestoreWork { manifest, tree, stale_staging, strays } = work;
     let roots = {
-        let (plan, manifest, target) = (plan.clone(), manifest.clone(), options.target.clone());
-        let (roots, removed) = tokio::task::spawn_blocking(move || prepare_tree(&manifest, &plan, &target))
-            .await
-            .expect("preparing panicked")?;
+        let (tree, manifest, target) = (tree.clone(), manifest.clone(), plan.target.clone());
+        let (roots, removed) =
+            tokio::task::spawn_blocking(move || prepare_tree(&manifest, &tree, &target, &stale_staging))
+                .await
+                .expect("preparing panicked")?;
         report.removed += removed;
         roots
     };
     progress.phase("restoring", report.bytes_written);
-    report.chunks_fetched =
-        write_files(store, &key, &manifest, &plan, &roots, options.concurrency.max(1), progress).await?;
-    let (plan_for_finish, manifest_for_finish, mirror) = (plan.clone(), manifest.clone(), options.mirror);
-    report.removed +=
-        tokio::task::spawn_blocking(move || finish_tree(&manifest_for_finish, &plan_for_finish, &roots, mirror))
-            .await
-            .expect("finishing panicked")?;
+    report.chunks_fetched = write_files(store, key, &manifest, &tree, &roots, plan.concurrency, progress).await?;
+    report.removed += tokio::task::spawn_blocking(move || finish_tree(&manifest, &tree, &roots, &strays))
+        .await
+        .expect("finishing panicked")?;
 
-    if let Err(err) = store.mark_used(&key).await {
+    if let Err(err) = store.mark_used(key).await {
         report.warnings.push(format!("could not record that {key:?} was used (GC may expire it early): {err}"));
     }
     report.requests = store.requests();
-    report.elapsed_ms = clock.elapsed().as_millis() as u64;
+    report.elapsed_ms = elapsed_ms(clock);
     Ok(report)
 }
 
@@ -266,19 +419,50 @@ pub fn at_boundary(prefix: &str, key: &str) -> bool {
     prefix.is_empty() || prefix.ends_with(SEPARATORS) || rest.is_empty() || rest.starts_with(SEPARATORS)
 }
 
-/// Work computed against the local tree, not yet done.
+/// Work on the local tree computed from a manifest, not yet done.
 #[derive(Debug)]
-pub struct RestorePlan {
+pub struct TreePlan {
     /// The on-disk path of every manifest entry, by entry index (for messages).
     pub paths: Vec<PathBuf>,
     /// The index of every entry's parent directory entry; `None` for a mount root.
     pub parents: Vec<Option<usize>>,
     /// What to do per entry, by entry index.
     pub actions: Vec<Action>,
+    /// Entries whose thing in the way is removed rather than renamed over (a folder where a
+    /// file or symlink belongs, anything else where a folder belongs, a mount root that is not
+    /// a folder), by entry index.
+    pub conflicts: Vec<usize>,
     /// Files to write, sorted by stream offset.
     pub files: Vec<FileJob>,
-    /// Indices of the chunks those files need, ascending.
-    pub chunks: Vec<usize>,
+    /// Every use of a chunk those files need, by ascending chunk index, with where its bytes
+    /// come from.
+    pub uses: Vec<ChunkUse>,
+}
+
+/// One use of a chunk by the files to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkUse {
+    /// Chunk index in the manifest.
+    pub chunk: usize,
+    /// Where its bytes come from.
+    pub source: ChunkSource,
+    /// Keep the bytes for a later use of the same chunk id.
+    pub keep: bool,
+    /// Drop the kept bytes: this is the id's last use.
+    pub release: bool,
+}
+
+/// Where the bytes of a chunk use come from. A chunk that recurs (duplicate files, repeated
+/// content) is fetched once, at its first use, and kept until its last use within a memory
+/// budget ([`KEPT_BYTES`]); past the budget it is fetched again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkSource {
+    /// First use of the id: fetched ahead, `concurrency` at a time, in stream order.
+    Ahead,
+    /// A later use whose bytes were not kept: fetched again when reached.
+    Again,
+    /// Kept from an earlier use.
+    Kept,
 }
 
 /// What happens to one entry.
@@ -317,7 +501,7 @@ pub struct FileJob {
 ///
 /// # Errors
 /// [`RestoreError::Io`] when a target cannot be inspected.
-pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<RestorePlan, RestoreError> {
+pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<TreePlan, RestoreError> {
     let roots: Vec<PathBuf> = manifest.mounts.iter().map(|mount| mount_root(target, mount)).collect();
     let paths: Vec<PathBuf> = manifest
         .entries
@@ -335,12 +519,14 @@ pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<RestorePlan, 
         .map(|e| (!e.path.is_empty()).then(|| index_of[&(e.mount, parent_of(&e.path))]))
         .collect();
     let follow_roots = matches!(target, RestoreTarget::Original(_));
-    let mut actions = manifest
+    let (mut actions, found_dirs): (Vec<Action>, Vec<bool>) = manifest
         .entries
         .par_iter()
         .zip(paths.par_iter())
         .map(|(entry, path)| compare(entry, path, follow_roots && entry.path.is_empty()))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .unzip();
     // What was seen below a folder that is missing or in the way (a file, or a symlink that a
     // path lookup went through) says nothing about the restored tree: all of it is created.
     // Parents come before their children in the manifest's order.
@@ -349,6 +535,13 @@ pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<RestorePlan, 
             actions[index] = Action::Create;
         }
     }
+    let conflicts = (0..actions.len())
+        .filter(|&index| {
+            let entry = &manifest.entries[index];
+            actions[index] == Action::Replace
+                && (entry.path.is_empty() || found_dirs[index] != matches!(entry.kind, EntryKind::Dir))
+        })
+        .collect();
     let mut files: Vec<FileJob> = manifest
         .entries
         .iter()
@@ -371,7 +564,46 @@ pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<RestorePlan, 
     let mut chunks: Vec<usize> = files.iter().flat_map(|f| chunk_span(&offsets, f.offset, f.size)).collect();
     chunks.sort_unstable();
     chunks.dedup();
-    Ok(RestorePlan { paths, parents, actions, files, chunks })
+    let uses = chunk_uses(manifest, &chunks);
+    Ok(TreePlan { paths, parents, actions, conflicts, files, uses })
+}
+
+/// Decides, for each chunk the files need (ascending indices), whether its bytes are fetched
+/// ahead, fetched again or kept from an earlier use, within the [`KEPT_BYTES`] budget.
+fn chunk_uses(manifest: &Manifest, chunks: &[usize]) -> Vec<ChunkUse> {
+    let mut first_use: HashMap<ChunkId, usize> = HashMap::new();
+    let mut last_use: HashMap<ChunkId, usize> = HashMap::new();
+    for &chunk in chunks {
+        let id = manifest.chunks[chunk].id;
+        first_use.entry(id).or_insert(chunk);
+        last_use.insert(id, chunk);
+    }
+    let (mut kept, mut kept_bytes) = (HashSet::<ChunkId>::new(), 0usize);
+    chunks
+        .iter()
+        .map(|&chunk| {
+            let ChunkRef { id, len, .. } = manifest.chunks[chunk];
+            let source = if kept.contains(&id) {
+                ChunkSource::Kept
+            } else if first_use[&id] == chunk {
+                ChunkSource::Ahead
+            } else {
+                ChunkSource::Again
+            };
+            let (mut keep, mut release) = (false, false);
+            if last_use[&id] == chunk {
+                if kept.remove(&id) {
+                    kept_bytes -= len as usize;
+                    release = true;
+                }
+            } else if !kept.contains(&id) && kept_bytes + len as usize <= KEPT_BYTES {
+                kept_bytes += len as usize;
+                kept.insert(id);
+                keep = true;
+            }
+            ChunkUse { chunk, source, keep, release }
+        })
+        .collect()
 }
 
 /// Where a mount's root lands on disk.
@@ -383,7 +615,8 @@ fn mount_root(target: &RestoreTarget, mount: &Mount) -> PathBuf {
     }
 }
 
-fn compare(entry: &Entry, path: &Path, follow: bool) -> Result<Action, RestoreError> {
+/// What to do with `entry`, and whether what is at `path` now is a directory.
+fn compare(entry: &Entry, path: &Path, follow: bool) -> Result<(Action, bool), RestoreError> {
     // A mount root restored where it was saved from may be the user's own symlink to a
     // directory; nothing else is looked at through a link.
     let found = if follow { fs::metadata(path) } else { fs::symlink_metadata(path) };
@@ -394,12 +627,12 @@ fn compare(entry: &Entry, path: &Path, follow: bool) -> Result<Action, RestoreEr
                 || err.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error())
                 || err.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) =>
         {
-            return Ok(Action::Create);
+            return Ok((Action::Create, false));
         }
         Err(err) => return Err(io_error(path)(err)),
     };
     let same_meta = found.mode() & 0o7777 == entry.mode && mtime_of(&found) == entry.mtime;
-    Ok(match &entry.kind {
+    let action = match &entry.kind {
         EntryKind::Dir if found.is_dir() => {
             if same_meta {
                 Action::Keep
@@ -418,7 +651,8 @@ fn compare(entry: &Entry, path: &Path, follow: bool) -> Result<Action, RestoreEr
             }
         }
         _ => Action::Replace,
-    })
+    };
+    Ok((action, found.is_dir()))
 }
 
 fn mtime_of(metadata: &fs::Metadata) -> Timestamp {
@@ -430,8 +664,9 @@ fn mtime_of(metadata: &fs::Metadata) -> Timestamp {
 /// refuse symlinks. Returns the root handles, by mount, and the number of entries removed.
 fn prepare_tree(
     manifest: &Manifest,
-    plan: &RestorePlan,
+    plan: &TreePlan,
     target: &RestoreTarget,
+    stale_staging: &[Removal],
 ) -> Result<(Arc<Vec<OwnedFd>>, u64), RestoreError> {
     let mut removed = 0;
     let mut roots = Vec::with_capacity(manifest.mounts.len());
@@ -484,12 +719,18 @@ fn prepare_tree(
             })
             .map_err(io_error(&plan.paths[index]))?;
     }
-    removed += remove_stale_staging_files(manifest, plan, &mut resolver)?;
+    for removal in stale_staging {
+        let entry = &manifest.entries[removal.dir];
+        let gone = resolver
+            .with_dir(entry.mount, &entry.path, |dir| removed_if_there(safe::remove_file(dir, &removal.name)))
+            .map_err(io_error(&removal.path))?;
+        removed += u64::from(gone);
+    }
     Ok((roots, removed))
 }
 
 /// The directories whose contents a restore changes (the parents of entries not kept).
-fn changed_parents(plan: &RestorePlan) -> impl Iterator<Item = usize> + '_ {
+fn changed_parents(plan: &TreePlan) -> impl Iterator<Item = usize> + '_ {
     plan.actions.iter().zip(&plan.parents).filter(|(action, _)| **action != Action::Keep).filter_map(|(_, p)| *p)
 }
 
@@ -535,33 +776,64 @@ fn open_root(target: &RestoreTarget, mount: &Mount, path: &Path, action: Action)
     }
 }
 
-/// Removes staging files and links a killed restore left in the directories this one changes
-/// (they never carry a final name, but they take space). Two restores into the same tree at
-/// once are not supported, so any staging entry found here is stale. A name the manifest has
-/// is never a staging entry.
-fn remove_stale_staging_files(
+/// Finds what a restore removes from the folders that are already there: with `mirror`, every
+/// name the manifest does not have; without, the staging files and links a killed restore left
+/// in the folders this one changes (they never carry a final name, but they take space; two
+/// restores into the same tree at once are not supported, so any staging entry found there is
+/// stale). Returns the stale staging entries and the other strays. Lists through paths, which
+/// is only advice: execution removes through no-follow handles.
+///
+/// # Errors
+/// [`RestoreError::Io`] when a folder cannot be listed.
+fn find_removals(
     manifest: &Manifest,
-    plan: &RestorePlan,
-    resolver: &mut Resolver,
-) -> Result<u64, RestoreError> {
+    plan: &TreePlan,
+    mirror: bool,
+) -> Result<(Vec<Removal>, Vec<Removal>), RestoreError> {
     let known: HashSet<(u32, &[u8])> = manifest.entries.iter().map(|e| (e.mount, e.path.as_slice())).collect();
-    let parents: BTreeSet<usize> = changed_parents(plan).collect();
-    let mut removed = 0;
-    for parent in parents {
-        let entry = &manifest.entries[parent];
-        resolver
-            .with_dir(entry.mount, &entry.path, |dir| {
-                for name in safe::list(dir)?.into_iter().filter(|name| is_staging_name(name)) {
-                    if !known.contains(&(entry.mount, child_path(&entry.path, &name).as_slice())) {
-                        safe::remove_file(dir, &name)?;
-                        removed += 1;
-                    }
+    let changed: HashSet<usize> = changed_parents(plan).collect();
+    // Listing is the cost (one per folder), so it runs in parallel. Folders to create are empty.
+    let found = manifest
+        .entries
+        .par_iter()
+        .enumerate()
+        .filter(|(index, entry)| {
+            matches!(entry.kind, EntryKind::Dir)
+                && matches!(plan.actions[*index], Action::Keep | Action::Touch)
+                && (mirror || changed.contains(index))
+        })
+        .map(|(index, entry)| {
+            let path = &plan.paths[index];
+            let mut names = Vec::new();
+            for found in fs::read_dir(path).map_err(io_error(path))? {
+                let name = found.map_err(io_error(path))?.file_name().into_vec();
+                if !known.contains(&(entry.mount, child_path(&entry.path, &name).as_slice())) {
+                    names.push(name);
                 }
-                Ok(())
-            })
-            .map_err(io_error(&plan.paths[parent]))?;
+            }
+            names.sort_unstable();
+            Ok(names.into_iter().map(|name| (index, name)).collect::<Vec<_>>())
+        })
+        .collect::<Result<Vec<_>, RestoreError>>()?;
+    let (mut stale_staging, mut strays) = (Vec::new(), Vec::new());
+    for (dir, name) in found.into_iter().flatten() {
+        let removal = Removal { dir, path: plan.paths[dir].join(OsStr::from_bytes(&name)), name };
+        if changed.contains(&dir) && is_staging_name(&removal.name) {
+            stale_staging.push(removal);
+        } else if mirror {
+            strays.push(removal);
+        }
     }
-    Ok(removed)
+    Ok((stale_staging, strays))
+}
+
+/// Whether a removal happened: an entry that vanished since planning is fine.
+fn removed_if_there(result: std::io::Result<()>) -> std::io::Result<bool> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(err),
+    }
 }
 
 fn child_path(parent: &[u8], name: &[u8]) -> Vec<u8> {
@@ -614,7 +886,7 @@ async fn write_files(
     store: &Store,
     key: &str,
     manifest: &Arc<Manifest>,
-    plan: &Arc<RestorePlan>,
+    plan: &Arc<TreePlan>,
     roots: &Arc<Vec<OwnedFd>>,
     concurrency: usize,
     progress: &dyn Progress,
@@ -645,7 +917,7 @@ async fn dispatch(
     store: &Store,
     key: &str,
     manifest: &Manifest,
-    plan: &RestorePlan,
+    plan: &TreePlan,
     concurrency: usize,
     senders: &[mpsc::Sender<Piece>],
     progress: &dyn Progress,
@@ -670,16 +942,6 @@ async fn dispatch(
             .map_or_else(PathBuf::new, |f| f.path.clone())
     };
     let user_of = &user_of;
-    // A chunk that recurs (duplicate files, repeated content) is fetched once, at its first
-    // use, and kept until its last use within a memory budget; past the budget it is fetched
-    // again. First uses are fetched ahead, `concurrency` at a time, in stream order.
-    let mut first_use: HashMap<ChunkId, usize> = HashMap::new();
-    let mut last_use: HashMap<ChunkId, usize> = HashMap::new();
-    for &chunk in &plan.chunks {
-        let id = manifest.chunks[chunk].id;
-        first_use.entry(id).or_insert(chunk);
-        last_use.insert(id, chunk);
-    }
     let fetched = std::sync::atomic::AtomicU64::new(0);
     let fetch = |chunk: usize| {
         let store = store.clone();
@@ -707,24 +969,23 @@ async fn dispatch(
             Ok(data)
         }
     };
-    let firsts = plan.chunks.iter().copied().filter(|&chunk| first_use[&manifest.chunks[chunk].id] == chunk);
-    let mut ahead = futures::stream::iter(firsts.map(fetch)).buffered(concurrency);
-    let (mut kept, mut kept_bytes) = (HashMap::<ChunkId, Bytes>::new(), 0usize);
+    // Chunks are fetched and kept as the plan decided ([`ChunkSource`]).
+    let firsts: Vec<usize> =
+        plan.uses.iter().filter(|use_| use_.source == ChunkSource::Ahead).map(|use_| use_.chunk).collect();
+    let mut ahead = futures::stream::iter(firsts.into_iter().map(fetch)).buffered(concurrency);
+    let mut kept = HashMap::<ChunkId, Bytes>::new();
     let mut next_file = 0;
     let mut active: Vec<usize> = Vec::new();
-    for &chunk in &plan.chunks {
+    for &ChunkUse { chunk, source, keep, release } in &plan.uses {
         let id = manifest.chunks[chunk].id;
-        let data = match kept.get(&id) {
-            Some(data) => data.clone(),
-            None if first_use[&id] == chunk => ahead.next().await.expect("one fetch per first use")?,
-            None => fetch(chunk).await?,
+        let data = match source {
+            ChunkSource::Kept => kept.get(&id).expect("kept by an earlier use").clone(),
+            ChunkSource::Ahead => ahead.next().await.expect("one fetch per first use")?,
+            ChunkSource::Again => fetch(chunk).await?,
         };
-        if last_use[&id] == chunk {
-            if let Some(dropped) = kept.remove(&id) {
-                kept_bytes -= dropped.len();
-            }
-        } else if !kept.contains_key(&id) && kept_bytes + data.len() <= KEPT_BYTES {
-            kept_bytes += data.len();
+        if release {
+            kept.remove(&id);
+        } else if keep {
             kept.insert(id, data.clone());
         }
         let (start, end) = (offsets[chunk], offsets[chunk + 1]);
@@ -763,7 +1024,7 @@ async fn dispatch(
 /// mode and mtime and renames it into place. On failure, removes its staging files.
 fn write_pieces(
     manifest: &Manifest,
-    plan: &RestorePlan,
+    plan: &TreePlan,
     roots: Arc<Vec<OwnedFd>>,
     mut receiver: mpsc::Receiver<Piece>,
 ) -> Result<(), RestoreError> {
@@ -813,49 +1074,28 @@ fn write_pieces(
     result
 }
 
-/// With `mirror`, removes entries the manifest does not have; then sets directory modes and
-/// mtimes, deepest first (writing into a directory changes its mtime). Returns entries removed.
+/// Removes the strays found at planning, each through its folder's no-follow handle; then
+/// sets directory modes and mtimes, deepest first (writing into a directory changes its mtime).
+/// Returns entries removed.
 fn finish_tree(
     manifest: &Manifest,
-    plan: &RestorePlan,
+    plan: &TreePlan,
     roots: &Arc<Vec<OwnedFd>>,
-    mirror: bool,
+    strays: &[Removal],
 ) -> Result<u64, RestoreError> {
     let mut removed = 0;
     let mut resolver = Resolver::new(roots.clone());
     let mut changed: HashSet<usize> = changed_parents(plan).collect();
-    if mirror {
-        let known: HashSet<(u32, &[u8])> = manifest.entries.iter().map(|e| (e.mount, e.path.as_slice())).collect();
-        // Listing is the cost (one per directory), so it runs in parallel; removing is rare.
-        let strays = manifest
-            .entries
-            .par_iter()
-            .enumerate()
-            .filter(|(_, entry)| matches!(entry.kind, EntryKind::Dir))
-            .map_init(
-                || Resolver::new(roots.clone()),
-                |resolver, (index, entry)| {
-                    let names = resolver.with_dir(entry.mount, &entry.path, safe::list);
-                    let names = names.map_err(io_error(&plan.paths[index]))?;
-                    Ok(names
-                        .into_iter()
-                        .filter(|name| !known.contains(&(entry.mount, child_path(&entry.path, name).as_slice())))
-                        .map(|name| (index, name))
-                        .collect::<Vec<_>>())
-                },
-            )
-            .collect::<Result<Vec<_>, RestoreError>>()?;
-        for (index, name) in strays.into_iter().flatten() {
-            let entry = &manifest.entries[index];
-            resolver
-                .with_dir(entry.mount, &entry.path, |dir| {
-                    safe::make_owner_accessible(dir)?;
-                    safe::remove_any(dir, &name)
-                })
-                .map_err(io_error(&plan.paths[index].join(OsStr::from_bytes(&name))))?;
-            removed += 1;
-            changed.insert(index);
-        }
+    for stray in strays {
+        let entry = &manifest.entries[stray.dir];
+        let gone = resolver
+            .with_dir(entry.mount, &entry.path, |dir| {
+                safe::make_owner_accessible(dir)?;
+                removed_if_there(safe::remove_any(dir, &stray.name))
+            })
+            .map_err(io_error(&stray.path))?;
+        removed += u64::from(gone);
+        changed.insert(stray.dir);
     }
     for (index, entry) in manifest.entries.iter().enumerate().rev() {
         if !matches!(entry.kind, EntryKind::Dir) || (plan.actions[index] == Action::Keep && !changed.contains(&index)) {
@@ -905,10 +1145,12 @@ mod tests {
         fs::write(outside.join("victim"), b"keep").unwrap();
         std::os::unix::fs::symlink(&outside, &restored_d).unwrap();
 
-        let failed = prepare_tree(&manifest, &plan, &target).unwrap_err();
+        // Planned after the swap, the mirror listing sees the victim through the link.
+        let (_, strays) = find_removals(&manifest, &plan, true).unwrap();
+        let failed = prepare_tree(&manifest, &plan, &target, &[]).unwrap_err();
         assert!(failed.to_string().contains("caches/d"), "{failed}");
         let roots = Arc::new(vec![safe::open_dir_path(&scratch.path().join("out/caches")).unwrap()]);
-        assert!(finish_tree(&manifest, &plan, &roots, true).is_err());
+        assert!(finish_tree(&manifest, &plan, &roots, &strays).is_err());
         let left: Vec<_> = fs::read_dir(&outside).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left, ["victim"], "nothing created or removed outside");
         assert_eq!(fs::metadata(&outside).unwrap().mode() & 0o7777, 0o755, "mode untouched");
