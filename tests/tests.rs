@@ -14,4 +14,5 @@ mod keys;
 mod kill;
 mod plugin;
 mod remote;
+mod restore_dry_run;
 mod save_restore;
