@@ -107,7 +107,11 @@ pub struct FileJob {
 
 /// Opens every mount root (creating what is missing), then removes what is in the way and
 /// creates directories and symlinks, parents first, all through directory handles that
-/// refuse symlinks. Returns the root handles, by mount, and the number of entries removed.
+/// refuse symlinks; removes the stale staging entries planned (one gone since is skipped).
+/// Returns the root handles, by mount, and the number of entries removed.
+///
+/// # Errors
+/// [`TreeError`] naming the first path that could not be made as planned.
 pub fn prepare_tree(
     manifest: &Manifest,
     plan: &TreePlan,
@@ -230,7 +234,7 @@ fn open_root(target: &RestoreTarget, mount: &Mount, path: &Path, action: Action)
 /// is only advice: execution removes through no-follow handles.
 ///
 /// # Errors
-/// [`TreeError::Io`] when a folder cannot be listed.
+/// [`TreeError`] when a folder cannot be listed.
 pub fn find_removals(
     manifest: &Manifest,
     plan: &TreePlan,
@@ -332,6 +336,9 @@ pub struct Piece {
 
 /// One writer thread: appends pieces to staging files, and on a file's last piece sets its
 /// mode and mtime and renames it into place. On failure, removes its staging files.
+///
+/// # Errors
+/// [`TreeError`] naming the file that could not be written.
 pub fn write_pieces(
     manifest: &Manifest,
     plan: &TreePlan,
@@ -387,6 +394,9 @@ pub fn write_pieces(
 /// Removes the strays found at planning, each through its folder's no-follow handle; then
 /// sets directory modes and mtimes, deepest first (writing into a directory changes its mtime).
 /// Returns entries removed.
+///
+/// # Errors
+/// [`TreeError`] naming the first path that could not be removed or set.
 pub fn finish_tree(
     manifest: &Manifest,
     plan: &TreePlan,

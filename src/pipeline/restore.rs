@@ -6,7 +6,8 @@
 //! only the chunks those files need; it also lists what will be removed (with `--mirror`, what
 //! the manifest does not have). The resulting [`RestorePlan`] knows every write, every chunk to
 //! fetch and every removal, with their statistics, and changes nothing: `restore --dry-run`
-//! prints it. [`execute`] only carries it out.
+//! prints it. [`execute`] only carries it out, through the tree writer ([`crate::fs::tree`]).
+//!
 //! Chunks are fetched in stream order with bounded concurrency, verified by BLAKE3 before any
 //! byte reaches the disk, and handed to writer threads; each file is written under a temporary
 //! name in its final directory and renamed into place only when complete, with its mode and
@@ -427,7 +428,7 @@ pub struct ChunkUse {
 
 /// Where the bytes of a chunk use come from. A chunk that recurs (duplicate files, repeated
 /// content) is fetched once, at its first use, and kept until its last use within a memory
-/// budget ([`KEPT_BYTES`]); past the budget it is fetched again.
+/// budget (`KEPT_BYTES`, 64 MiB); past the budget it is fetched again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChunkSource {
     /// First use of the id: fetched ahead, `concurrency` at a time, in stream order.
@@ -511,7 +512,7 @@ pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<TreePlan, Res
 }
 
 /// Decides, for each chunk the files need (ascending indices), whether its bytes are fetched
-/// ahead, fetched again or kept from an earlier use, within the [`KEPT_BYTES`] budget.
+/// ahead, fetched again or kept from an earlier use, within the `KEPT_BYTES` budget (64 MiB).
 fn chunk_uses(manifest: &Manifest, chunks: &[usize]) -> Vec<ChunkUse> {
     let mut first_use: HashMap<ChunkId, usize> = HashMap::new();
     let mut last_use: HashMap<ChunkId, usize> = HashMap::new();
