@@ -754,4 +754,29 @@ mod tests {
         assert!(at_boundary("repo/main-", "repo/main-abc"));
         assert!(!at_boundary("repo/main-", "repo/other"));
     }
+
+    /// A recurring chunk is fetched once and kept while the budget allows; past it, it is
+    /// fetched again. The dry run's chunk count is this plan's, so it is what execution does.
+    #[test]
+    fn recurring_chunks_are_kept_within_the_budget_and_fetched_again_past_it() {
+        use crate::core::manifest::tests::sample;
+        let mut manifest = sample();
+        let big = (KEPT_BYTES / 2 + 1) as u32;
+        let chunk = |byte: u8, len| ChunkRef { id: ChunkId::of(&[byte]), len, stored_len: len };
+        manifest.chunks =
+            vec![chunk(1, 100), chunk(1, 100), chunk(2, big), chunk(3, big), chunk(2, big), chunk(3, big)];
+        let uses: Vec<(ChunkSource, bool, bool)> =
+            chunk_uses(&manifest, &[0, 1, 2, 3, 4, 5]).iter().map(|u| (u.source, u.keep, u.release)).collect();
+        assert_eq!(
+            uses,
+            [
+                (ChunkSource::Ahead, true, false),
+                (ChunkSource::Kept, false, true),
+                (ChunkSource::Ahead, true, false),
+                (ChunkSource::Ahead, false, false),
+                (ChunkSource::Kept, false, true),
+                (ChunkSource::Again, false, false),
+            ]
+        );
+    }
 }
