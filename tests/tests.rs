@@ -14,5 +14,6 @@ mod keys;
 mod kill;
 mod plugin;
 mod remote;
+mod restore_dry_run;
 mod save_dry_run;
 mod save_restore;

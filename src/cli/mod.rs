@@ -23,7 +23,10 @@ use chunkcache::store::backend;
 use clap::{Args, Parser, Subcommand};
 
 use config::{Config, FlagOptions};
-use output::{CliProgress, human_bytes, print_json, print_warnings, restore_details, save_summary};
+use output::{
+    CliProgress, DryRunReport, human_bytes, plan_details, print_json, print_plan_paths, print_warnings,
+    restore_details, save_summary,
+};
 
 /// Exit code for errors.
 pub const EXIT_ERROR: u8 = 1;
@@ -57,6 +60,9 @@ enum Command {
     /// Without DEST, every path goes back where it was saved from, absolute paths included: the
     /// cache decides where files land, so do that only with a store whose writers you trust.
     /// With DEST, nothing is written outside DEST.
+    ///
+    /// With --dry-run, prints what a restore would do (files to write, unchanged and to remove,
+    /// chunks to fetch) and changes nothing, on disk or in the store.
     ///
     /// Exit status: 0 exact hit, 3 fallback hit, 4 miss, 1 error.
     Restore(RestoreArgs),
@@ -147,6 +153,10 @@ struct RestoreArgs {
     /// Downloads in flight at once [env: CHUNKCACHE_CONCURRENCY].
     #[arg(long)]
     concurrency: Option<usize>,
+    /// Print what the restore would do and change nothing: no file is written or removed, and
+    /// nothing is written to the store (not even the key's last-use marker).
+    #[arg(long)]
+    dry_run: bool,
     /// Restore under this directory instead of the saved paths (`/a/b` lands in `DEST/a/b`);
     /// nothing is written outside it, whatever the store holds.
     #[arg(value_name = "DEST")]
@@ -284,7 +294,7 @@ async fn run_save(args: SaveArgs, env: &BTreeMap<String, String>) -> Result<Exit
 
 async fn run_restore(args: RestoreArgs, env: &BTreeMap<String, String>) -> Result<ExitCode> {
     let config = resolve_config(&args.common, args.concurrency, env, false)?;
-    let store = open_store(&config).await?;
+    let store = if args.dry_run { open_store_to_read(&config).await? } else { open_store(&config).await? };
     let options = RestoreOptions {
         key: args.key,
         fallback_prefixes: args.restore_keys,
@@ -293,24 +303,35 @@ async fn run_restore(args: RestoreArgs, env: &BTreeMap<String, String>) -> Resul
         concurrency: config.concurrency,
         only_mounts: None,
     };
-    let progress = CliProgress::new(args.common.json);
-    let report = restore::restore(&store, &options, &progress)
-        .await
-        .with_context(|| format!("restoring {:?} from {} failed", options.key, store.description()))?;
-    progress.finish();
-    if args.common.json {
-        print_json(&report)?;
-    }
-    print_warnings(&report.warnings);
-    let restored = report.restored_key.as_deref().unwrap_or_default();
-    let details = restore_details(&report);
-    Ok(match report.outcome {
+    let failed = || format!("restoring {:?} from {} failed", options.key, store.description());
+    let plan = restore::prepare(&store, &options).await.with_context(failed)?;
+    let (outcome, key, restored_key, warnings, details) = if args.dry_run {
+        if args.common.json {
+            print_json(&DryRunReport::new(&plan))?;
+        } else {
+            print_plan_paths(&plan);
+        }
+        (plan.outcome, plan.key.clone(), plan.restored_key.clone(), plan.warnings.clone(), plan_details(&plan))
+    } else {
+        let progress = CliProgress::new(args.common.json);
+        let report = restore::execute(&store, plan, &progress).await.with_context(failed)?;
+        progress.finish();
+        if args.common.json {
+            print_json(&report)?;
+        }
+        let details = restore_details(&report);
+        (report.outcome, report.key, report.restored_key, report.warnings, details)
+    };
+    print_warnings(&warnings);
+    let restored = restored_key.as_deref().unwrap_or_default();
+    let (would, restored_word) = if args.dry_run { ("dry run, ", "would restore") } else { ("", "restored") };
+    Ok(match outcome {
         Outcome::Hit => {
-            eprintln!("cache hit: {restored:?}: {details}");
+            eprintln!("{would}cache hit: {restored:?}: {details}");
             ExitCode::SUCCESS
         }
         Outcome::FallbackHit => {
-            eprintln!("fallback hit: restored {restored:?} for missing key {:?}: {details}", report.key);
+            eprintln!("{would}fallback hit: {restored_word} {restored:?} for missing key {key:?}: {details}");
             ExitCode::from(EXIT_FALLBACK_HIT)
         }
         Outcome::Miss => {
@@ -319,11 +340,7 @@ async fn run_restore(args: RestoreArgs, env: &BTreeMap<String, String>) -> Resul
             } else {
                 format!(" or prefixes {:?}", options.fallback_prefixes)
             };
-            eprintln!(
-                "cache miss: no manifest for {:?}{tried} in {}; nothing restored",
-                report.key,
-                store.description()
-            );
+            eprintln!("{would}cache miss: no manifest for {key:?}{tried} in {}; nothing restored", store.description());
             ExitCode::from(EXIT_MISS)
         }
     })

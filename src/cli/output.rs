@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chunkcache::pipeline::progress::Progress;
-use chunkcache::pipeline::restore::RestoreReport;
+use chunkcache::pipeline::restore::{Outcome, RestorePlan, RestoreReport, RestoreStats};
 use chunkcache::pipeline::save::SaveReport;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -150,6 +150,79 @@ pub fn restore_details(report: &RestoreReport) -> String {
         human_bytes(report.requests.bytes_downloaded),
         report.elapsed_ms as f64 / 1000.0
     )
+}
+
+/// What a restore plan would do, for the line a dry run ends with.
+pub fn plan_details(plan: &RestorePlan) -> String {
+    let stats = &plan.stats;
+    format!(
+        "{} files, {}: would write {} ({}), keep {} unchanged, remove {}, fetch {} chunks ({})",
+        stats.files,
+        human_bytes(stats.bytes),
+        stats.files_written,
+        human_bytes(stats.bytes_written),
+        stats.files_unchanged,
+        stats.removed,
+        stats.chunks_fetched,
+        human_bytes(stats.bytes_fetched)
+    )
+}
+
+/// Paths listed per category on stderr by a dry run without `--json` (`--json` lists all).
+const PATHS_SHOWN: usize = 10;
+
+/// Prints up to [`PATHS_SHOWN`] paths to write and to remove on stderr.
+pub fn print_plan_paths(plan: &RestorePlan) {
+    for (verb, paths) in
+        [("write", plan.paths_to_write().collect::<Vec<_>>()), ("remove", plan.paths_to_remove().collect())]
+    {
+        for path in paths.iter().take(PATHS_SHOWN) {
+            eprintln!("would {verb} {}", path.display());
+        }
+        if paths.len() > PATHS_SHOWN {
+            eprintln!("… and {} more to {verb} (--json lists them all)", paths.len() - PATHS_SHOWN);
+        }
+    }
+}
+
+/// The `--json` output of `restore --dry-run`: the plan's statistics under the names the
+/// real restore reports, and every path to write and to remove.
+#[derive(serde::Serialize)]
+pub struct DryRunReport<'a> {
+    /// Always true, so the output cannot be mistaken for a restore's report.
+    pub dry_run: bool,
+    /// Hit, fallback hit or miss.
+    pub outcome: Outcome,
+    /// The key asked for.
+    pub key: &'a str,
+    /// The key that would be restored.
+    pub restored_key: Option<&'a str>,
+    /// What the restore would do, in numbers.
+    #[serde(flatten)]
+    pub stats: &'a RestoreStats,
+    /// Files to write.
+    pub write: Vec<String>,
+    /// Entries to remove.
+    pub remove: Vec<String>,
+    /// Problems that would not fail the restore.
+    pub warnings: &'a [String],
+}
+
+impl<'a> DryRunReport<'a> {
+    /// The report of `plan`.
+    pub fn new(plan: &'a RestorePlan) -> Self {
+        let text = |path: &std::path::Path| path.to_string_lossy().into_owned();
+        Self {
+            dry_run: true,
+            outcome: plan.outcome,
+            key: &plan.key,
+            restored_key: plan.restored_key.as_deref(),
+            stats: &plan.stats,
+            write: plan.paths_to_write().map(text).collect(),
+            remove: plan.paths_to_remove().map(text).collect(),
+            warnings: &plan.warnings,
+        }
+    }
 }
 
 /// Prints a report's warnings on stderr.

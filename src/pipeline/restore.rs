@@ -1,8 +1,13 @@
 //! Restore: key → manifest → plan against the local tree → fetch missing chunks → write.
 //!
-//! [`restore`] reads top to bottom as the pipeline. Planning ([`plan`]) compares every entry
-//! with what is on disk (size, mtime and mode for files; target for symlinks), so a restore over
-//! an existing tree rewrites only what differs and fetches only the chunks those files need.
+//! [`restore`] is [`prepare`], then [`execute`]. [`prepare`] finds and decodes the manifest and
+//! compares every entry with what is on disk (size, mtime and mode for files; target for
+//! symlinks; [`plan`]), so a restore over an existing tree rewrites only what differs and fetches
+//! only the chunks those files need; it also lists what will be removed (with `--mirror`, what
+//! the manifest does not have). The resulting [`RestorePlan`] knows every write, every chunk to
+//! fetch and every removal, with their statistics, and changes nothing: `restore --dry-run`
+//! prints it. [`execute`] only carries it out, through the tree writer ([`crate::fs::tree`]).
+//!
 //! Chunks are fetched in stream order with bounded concurrency, verified by BLAKE3 before any
 //! byte reaches the disk, and handed to writer threads; each file is written under a temporary
 //! name in its final directory and renamed into place only when complete, with its mode and
@@ -13,11 +18,10 @@
 //! directories of the manifest). On disk, every directory of the manifest is made a real
 //! directory before anything is written into it, so no write goes through a symlink.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::fs::{self, File};
-use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::fs;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -35,7 +39,10 @@ use crate::core::id::ChunkId;
 use crate::core::manifest::{
     ChunkRef, Entry, EntryKind, Manifest, ManifestError, Mount, Timestamp, chunk_span, parent_of,
 };
-use crate::fs::safe::{self, Resolver};
+pub use crate::fs::tree::RestoreTarget;
+use crate::fs::tree::{
+    Action, FileJob, Piece, Removal, TreeError, TreePlan, find_removals, finish_tree, prepare_tree, write_pieces,
+};
 use crate::pipeline::progress::Progress;
 use crate::store::{ChunkReadError, RequestSnapshot, Store, StoreError};
 
@@ -64,15 +71,6 @@ pub struct RestoreOptions {
     /// with a warning. `None` restores every mount. The plugin passes its `mount` setting, so a
     /// cache can never write outside the folders the step names.
     pub only_mounts: Option<Vec<PathBuf>>,
-}
-
-/// Where restored mounts land.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RestoreTarget {
-    /// Each mount at the path it was saved from; relative paths are taken against this directory.
-    Original(PathBuf),
-    /// Each mount below this directory, at its saved path made relative (`/a/b` → `DIR/a/b`).
-    Under(PathBuf),
 }
 
 /// How the key was found.
@@ -169,11 +167,18 @@ pub enum RestoreError {
     },
 }
 
+impl From<TreeError> for RestoreError {
+    fn from(TreeError { path, source }: TreeError) -> Self {
+        RestoreError::Io { path, source }
+    }
+}
+
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> RestoreError + '_ {
     move |source| RestoreError::Io { path: path.to_path_buf(), source }
 }
 
-/// Restores the newest manifest for `options.key` (or a fallback prefix).
+/// Restores the newest manifest for `options.key` (or a fallback prefix): [`prepare`], then
+/// [`execute`].
 ///
 /// # Errors
 /// [`RestoreError`]. Files already renamed into place stay; no partial file does.
@@ -182,58 +187,200 @@ pub async fn restore(
     options: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreReport, RestoreError> {
+    let plan = prepare(store, options).await?;
+    execute(store, plan, progress).await
+}
+
+/// A restore computed against the store and the local tree, not yet done: what [`execute`]
+/// carries out and what `restore --dry-run` prints.
+#[derive(Debug)]
+pub struct RestorePlan {
+    /// Hit, fallback hit or miss.
+    pub outcome: Outcome,
+    /// The key asked for.
+    pub key: String,
+    /// The key to restore, if any.
+    pub restored_key: Option<String>,
+    /// Where the mounts go.
+    pub target: RestoreTarget,
+    /// Chunk downloads in flight at once during execution.
+    pub concurrency: usize,
+    /// What execution will do, in numbers.
+    pub stats: RestoreStats,
+    /// Problems that do not fail the restore.
+    pub warnings: Vec<String>,
+    /// The manifest and the work on the tree; `None` on a miss.
+    pub work: Option<RestoreWork>,
+    /// Time spent preparing, in milliseconds (counted in the report's wall time).
+    pub prepare_ms: u64,
+}
+
+/// The work a hit leaves to execution.
+#[derive(Debug)]
+pub struct RestoreWork {
+    /// The manifest restored (only the mounts to restore).
+    pub manifest: Arc<Manifest>,
+    /// Every entry's action, the files to write and the chunks they need.
+    pub tree: Arc<TreePlan>,
+    /// Every use of those chunks, with where its bytes come from.
+    pub uses: Vec<ChunkUse>,
+    /// Staging files a killed restore left in the folders this one changes; removed before
+    /// any file is written.
+    pub stale_staging: Vec<Removal>,
+    /// With `--mirror`, what the manifest does not have; removed after the files are written.
+    pub strays: Vec<Removal>,
+}
+
+/// What a restore plan will do, in numbers. The names are those of [`RestoreReport`], so a
+/// dry run and the real run compare field by field.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RestoreStats {
+    /// Regular files in the manifest.
+    pub files: u64,
+    /// Bytes of file content in the manifest.
+    pub bytes: u64,
+    /// Files to write (new or changed).
+    pub files_written: u64,
+    /// Files already up to date.
+    pub files_unchanged: u64,
+    /// Bytes to write to files.
+    pub bytes_written: u64,
+    /// Entries to remove: type conflicts, stale staging files and, with `--mirror`, entries
+    /// not in the manifest.
+    pub removed: u64,
+    /// Chunk downloads.
+    pub chunks_fetched: u64,
+    /// Stored (compressed) bytes of those downloads.
+    pub bytes_fetched: u64,
+}
+
+impl RestorePlan {
+    /// The files to write, in the order they are written.
+    pub fn paths_to_write(&self) -> impl Iterator<Item = &Path> {
+        self.work.iter().flat_map(|work| work.tree.files.iter().map(|file| file.path.as_path()))
+    }
+
+    /// Everything to remove: what is in the way of an entry, stale staging files and strays.
+    pub fn paths_to_remove(&self) -> impl Iterator<Item = &Path> {
+        self.work.iter().flat_map(|work| {
+            let conflicts = work.tree.conflicts.iter().map(|&index| work.tree.paths[index].as_path());
+            let removals = work.stale_staging.iter().chain(&work.strays).map(|removal| removal.path.as_path());
+            conflicts.chain(removals)
+        })
+    }
+}
+
+/// Finds the manifest, decodes it and compares it with the local tree: every write, every
+/// chunk to fetch and every removal, with their statistics. Reads the store and the tree,
+/// changes neither (no `used/` marker either: that is execution's).
+///
+/// # Errors
+/// [`RestoreError`]: the store failed, the manifest is damaged, or the tree cannot be read.
+pub async fn prepare(store: &Store, options: &RestoreOptions) -> Result<RestorePlan, RestoreError> {
     let clock = Instant::now();
-    let mut report = RestoreReport { key: options.key.clone(), ..RestoreReport::default() };
+    let mut plan = RestorePlan {
+        outcome: Outcome::Miss,
+        key: options.key.clone(),
+        restored_key: None,
+        target: options.target.clone(),
+        concurrency: options.concurrency.max(1),
+        stats: RestoreStats::default(),
+        warnings: Vec::new(),
+        work: None,
+        prepare_ms: 0,
+    };
     let Some((outcome, key, bytes)) = find_manifest(store, options).await? else {
-        report.requests = store.requests();
-        report.elapsed_ms = clock.elapsed().as_millis() as u64;
-        return Ok(report);
+        plan.prepare_ms = clock.elapsed().as_millis() as u64;
+        return Ok(plan);
     };
     let mut manifest = Manifest::decode(&key, &bytes)?;
     if let Some(only) = &options.only_mounts {
         let allowed: Vec<Mount> = only.iter().map(|m| Mount::from_path(m)).collect();
         for skipped in manifest.retain_mounts(|mount| allowed.contains(mount)) {
-            report
-                .warnings
+            plan.warnings
                 .push(format!("skipped the cache's mount {skipped:?}: it is not one of the mounts to restore"));
         }
     }
     let manifest = Arc::new(manifest);
-    let summary = manifest.summary();
-    (report.outcome, report.restored_key, report.files, report.bytes) =
-        (outcome, Some(key.clone()), summary.files, summary.bytes);
-
-    let plan = {
-        let (manifest, target) = (manifest.clone(), options.target.clone());
-        tokio::task::spawn_blocking(move || plan(&manifest, &target)).await.expect("planning panicked")?
+    let (tree, stale_staging, strays) = {
+        let (manifest, target, mirror) = (manifest.clone(), options.target.clone(), options.mirror);
+        tokio::task::spawn_blocking(move || {
+            let tree = self::plan(&manifest, &target)?;
+            let (stale_staging, strays) = find_removals(&manifest, &tree, mirror)?;
+            Ok::<_, RestoreError>((tree, stale_staging, strays))
+        })
+        .await
+        .expect("planning panicked")?
     };
-    report.files_unchanged = summary.files - plan.files.len() as u64;
-    report.files_written = plan.files.len() as u64;
-    report.bytes_written = plan.files.iter().map(|f| f.size).sum();
+    let summary = manifest.summary();
+    let uses = chunk_uses(&manifest, &tree.chunks);
+    let fetched = uses.iter().filter(|use_| use_.source != ChunkSource::Kept);
+    plan.stats = RestoreStats {
+        files: summary.files,
+        bytes: summary.bytes,
+        files_written: tree.files.len() as u64,
+        files_unchanged: summary.files - tree.files.len() as u64,
+        bytes_written: tree.files.iter().map(|f| f.size).sum(),
+        removed: (tree.conflicts.len() + stale_staging.len() + strays.len()) as u64,
+        chunks_fetched: fetched.clone().count() as u64,
+        bytes_fetched: fetched.map(|use_| u64::from(manifest.chunks[use_.chunk].stored_len)).sum(),
+    };
+    (plan.outcome, plan.restored_key) = (outcome, Some(key));
+    plan.work = Some(RestoreWork { manifest, tree: Arc::new(tree), uses, stale_staging, strays });
+    plan.prepare_ms = clock.elapsed().as_millis() as u64;
+    Ok(plan)
+}
 
-    let plan = Arc::new(plan);
+/// Carries out a plan from [`prepare`]: every entry is reached through directory handles that
+/// refuse symlinks, whatever the plan saw through paths; a removal whose entry has vanished
+/// since is skipped. On a hit, records the key's use for GC.
+///
+/// # Errors
+/// [`RestoreError`]. Files already renamed into place stay; no partial file does.
+pub async fn execute(store: &Store, plan: RestorePlan, progress: &dyn Progress) -> Result<RestoreReport, RestoreError> {
+    let clock = Instant::now();
+    let stats = &plan.stats;
+    let mut report = RestoreReport {
+        outcome: plan.outcome,
+        key: plan.key.clone(),
+        restored_key: plan.restored_key.clone(),
+        files: stats.files,
+        bytes: stats.bytes,
+        files_written: stats.files_written,
+        files_unchanged: stats.files_unchanged,
+        bytes_written: stats.bytes_written,
+        warnings: plan.warnings.clone(),
+        ..RestoreReport::default()
+    };
+    let elapsed_ms = |clock: Instant| plan.prepare_ms + clock.elapsed().as_millis() as u64;
+    let (Some(work), Some(key)) = (plan.work, &plan.restored_key) else {
+        report.requests = store.requests();
+        report.elapsed_ms = elapsed_ms(clock);
+        return Ok(report);
+    };
+    let mut work = work;
+    let (stale_staging, strays) = (std::mem::take(&mut work.stale_staging), std::mem::take(&mut work.strays));
     let roots = {
-        let (plan, manifest, target) = (plan.clone(), manifest.clone(), options.target.clone());
-        let (roots, removed) = tokio::task::spawn_blocking(move || prepare_tree(&manifest, &plan, &target))
-            .await
-            .expect("preparing panicked")?;
+        let (tree, manifest, target) = (work.tree.clone(), work.manifest.clone(), plan.target.clone());
+        let (roots, removed) =
+            tokio::task::spawn_blocking(move || prepare_tree(&manifest, &tree, &target, &stale_staging))
+                .await
+                .expect("preparing panicked")?;
         report.removed += removed;
         roots
     };
     progress.phase("restoring", report.bytes_written);
-    report.chunks_fetched =
-        write_files(store, &key, &manifest, &plan, &roots, options.concurrency.max(1), progress).await?;
-    let (plan_for_finish, manifest_for_finish, mirror) = (plan.clone(), manifest.clone(), options.mirror);
-    report.removed +=
-        tokio::task::spawn_blocking(move || finish_tree(&manifest_for_finish, &plan_for_finish, &roots, mirror))
-            .await
-            .expect("finishing panicked")?;
+    report.chunks_fetched = write_files(store, key, &work, &roots, plan.concurrency, progress).await?;
+    let (tree, manifest) = (work.tree, work.manifest);
+    report.removed += tokio::task::spawn_blocking(move || finish_tree(&manifest, &tree, &roots, &strays))
+        .await
+        .expect("finishing panicked")?;
 
-    if let Err(err) = store.mark_used(&key).await {
+    if let Err(err) = store.mark_used(key).await {
         report.warnings.push(format!("could not record that {key:?} was used (GC may expire it early): {err}"));
     }
     report.requests = store.requests();
-    report.elapsed_ms = clock.elapsed().as_millis() as u64;
+    report.elapsed_ms = elapsed_ms(clock);
     Ok(report)
 }
 
@@ -266,49 +413,30 @@ pub fn at_boundary(prefix: &str, key: &str) -> bool {
     prefix.is_empty() || prefix.ends_with(SEPARATORS) || rest.is_empty() || rest.starts_with(SEPARATORS)
 }
 
-/// Work computed against the local tree, not yet done.
-#[derive(Debug)]
-pub struct RestorePlan {
-    /// The on-disk path of every manifest entry, by entry index (for messages).
-    pub paths: Vec<PathBuf>,
-    /// The index of every entry's parent directory entry; `None` for a mount root.
-    pub parents: Vec<Option<usize>>,
-    /// What to do per entry, by entry index.
-    pub actions: Vec<Action>,
-    /// Files to write, sorted by stream offset.
-    pub files: Vec<FileJob>,
-    /// Indices of the chunks those files need, ascending.
-    pub chunks: Vec<usize>,
-}
-
-/// What happens to one entry.
+/// One use of a chunk by the files to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Already as saved.
-    Keep,
-    /// Already there, only mode or mtime differ (directories).
-    Touch,
-    /// Missing: create it.
-    Create,
-    /// Something else is there: remove it, then create.
-    Replace,
+pub struct ChunkUse {
+    /// Chunk index in the manifest.
+    pub chunk: usize,
+    /// Where its bytes come from.
+    pub source: ChunkSource,
+    /// Keep the bytes for a later use of the same chunk id.
+    pub keep: bool,
+    /// Drop the kept bytes: this is the id's last use.
+    pub release: bool,
 }
 
-/// One file to write.
-#[derive(Clone, Debug)]
-pub struct FileJob {
-    /// Entry index.
-    pub entry: usize,
-    /// Final path (for messages).
-    pub path: PathBuf,
-    /// Stream extent start.
-    pub offset: u64,
-    /// Length.
-    pub size: u64,
-    /// Permission bits to set.
-    pub mode: u32,
-    /// Modification time to set.
-    pub mtime: Timestamp,
+/// Where the bytes of a chunk use come from. A chunk that recurs (duplicate files, repeated
+/// content) is fetched once, at its first use, and kept until its last use within a memory
+/// budget (`KEPT_BYTES`, 64 MiB); past the budget it is fetched again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkSource {
+    /// First use of the id: fetched ahead, `concurrency` at a time, in stream order.
+    Ahead,
+    /// A later use whose bytes were not kept: fetched again when reached.
+    Again,
+    /// Kept from an earlier use.
+    Kept,
 }
 
 /// Compares the manifest with the local tree. Planning only reads; what it sees through a
@@ -317,7 +445,7 @@ pub struct FileJob {
 ///
 /// # Errors
 /// [`RestoreError::Io`] when a target cannot be inspected.
-pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<RestorePlan, RestoreError> {
+pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<TreePlan, RestoreError> {
     let roots: Vec<PathBuf> = manifest.mounts.iter().map(|mount| mount_root(target, mount)).collect();
     let paths: Vec<PathBuf> = manifest
         .entries
@@ -335,12 +463,14 @@ pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<RestorePlan, 
         .map(|e| (!e.path.is_empty()).then(|| index_of[&(e.mount, parent_of(&e.path))]))
         .collect();
     let follow_roots = matches!(target, RestoreTarget::Original(_));
-    let mut actions = manifest
+    let (mut actions, found_dirs): (Vec<Action>, Vec<bool>) = manifest
         .entries
         .par_iter()
         .zip(paths.par_iter())
         .map(|(entry, path)| compare(entry, path, follow_roots && entry.path.is_empty()))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .unzip();
     // What was seen below a folder that is missing or in the way (a file, or a symlink that a
     // path lookup went through) says nothing about the restored tree: all of it is created.
     // Parents come before their children in the manifest's order.
@@ -349,6 +479,13 @@ pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<RestorePlan, 
             actions[index] = Action::Create;
         }
     }
+    let conflicts = (0..actions.len())
+        .filter(|&index| {
+            let entry = &manifest.entries[index];
+            actions[index] == Action::Replace
+                && (entry.path.is_empty() || found_dirs[index] != matches!(entry.kind, EntryKind::Dir))
+        })
+        .collect();
     let mut files: Vec<FileJob> = manifest
         .entries
         .iter()
@@ -371,7 +508,45 @@ pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<RestorePlan, 
     let mut chunks: Vec<usize> = files.iter().flat_map(|f| chunk_span(&offsets, f.offset, f.size)).collect();
     chunks.sort_unstable();
     chunks.dedup();
-    Ok(RestorePlan { paths, parents, actions, files, chunks })
+    Ok(TreePlan { paths, parents, actions, conflicts, files, chunks })
+}
+
+/// Decides, for each chunk the files need (ascending indices), whether its bytes are fetched
+/// ahead, fetched again or kept from an earlier use, within the `KEPT_BYTES` budget (64 MiB).
+fn chunk_uses(manifest: &Manifest, chunks: &[usize]) -> Vec<ChunkUse> {
+    let mut first_use: HashMap<ChunkId, usize> = HashMap::new();
+    let mut last_use: HashMap<ChunkId, usize> = HashMap::new();
+    for &chunk in chunks {
+        let id = manifest.chunks[chunk].id;
+        first_use.entry(id).or_insert(chunk);
+        last_use.insert(id, chunk);
+    }
+    let (mut kept, mut kept_bytes) = (HashSet::<ChunkId>::new(), 0usize);
+    chunks
+        .iter()
+        .map(|&chunk| {
+            let ChunkRef { id, len, .. } = manifest.chunks[chunk];
+            let source = if kept.contains(&id) {
+                ChunkSource::Kept
+            } else if first_use[&id] == chunk {
+                ChunkSource::Ahead
+            } else {
+                ChunkSource::Again
+            };
+            let (mut keep, mut release) = (false, false);
+            if last_use[&id] == chunk {
+                if kept.remove(&id) {
+                    kept_bytes -= len as usize;
+                    release = true;
+                }
+            } else if !kept.contains(&id) && kept_bytes + len as usize <= KEPT_BYTES {
+                kept_bytes += len as usize;
+                kept.insert(id);
+                keep = true;
+            }
+            ChunkUse { chunk, source, keep, release }
+        })
+        .collect()
 }
 
 /// Where a mount's root lands on disk.
@@ -383,7 +558,8 @@ fn mount_root(target: &RestoreTarget, mount: &Mount) -> PathBuf {
     }
 }
 
-fn compare(entry: &Entry, path: &Path, follow: bool) -> Result<Action, RestoreError> {
+/// What to do with `entry`, and whether what is at `path` now is a directory.
+fn compare(entry: &Entry, path: &Path, follow: bool) -> Result<(Action, bool), RestoreError> {
     // A mount root restored where it was saved from may be the user's own symlink to a
     // directory; nothing else is looked at through a link.
     let found = if follow { fs::metadata(path) } else { fs::symlink_metadata(path) };
@@ -394,12 +570,12 @@ fn compare(entry: &Entry, path: &Path, follow: bool) -> Result<Action, RestoreEr
                 || err.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error())
                 || err.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) =>
         {
-            return Ok(Action::Create);
+            return Ok((Action::Create, false));
         }
         Err(err) => return Err(io_error(path)(err)),
     };
     let same_meta = found.mode() & 0o7777 == entry.mode && mtime_of(&found) == entry.mtime;
-    Ok(match &entry.kind {
+    let action = match &entry.kind {
         EntryKind::Dir if found.is_dir() => {
             if same_meta {
                 Action::Keep
@@ -418,194 +594,12 @@ fn compare(entry: &Entry, path: &Path, follow: bool) -> Result<Action, RestoreEr
             }
         }
         _ => Action::Replace,
-    })
+    };
+    Ok((action, found.is_dir()))
 }
 
 fn mtime_of(metadata: &fs::Metadata) -> Timestamp {
     Timestamp { secs: metadata.mtime(), nanos: metadata.mtime_nsec() as u32 }
-}
-
-/// Opens every mount root (creating what is missing), then removes what is in the way and
-/// creates directories and symlinks, parents first, all through directory handles that
-/// refuse symlinks. Returns the root handles, by mount, and the number of entries removed.
-fn prepare_tree(
-    manifest: &Manifest,
-    plan: &RestorePlan,
-    target: &RestoreTarget,
-) -> Result<(Arc<Vec<OwnedFd>>, u64), RestoreError> {
-    let mut removed = 0;
-    let mut roots = Vec::with_capacity(manifest.mounts.len());
-    for (index, entry) in manifest.entries.iter().enumerate().filter(|(_, e)| e.path.is_empty()) {
-        let path = &plan.paths[index];
-        if plan.actions[index] == Action::Replace {
-            removed += 1;
-        }
-        let root = open_root(target, &manifest.mounts[entry.mount as usize], path, plan.actions[index])
-            .map_err(io_error(path))?;
-        roots.push(root);
-    }
-    let roots = Arc::new(roots);
-    let mut resolver = Resolver::new(roots.clone());
-    let at = |index: usize| (manifest.entries[index].mount, manifest.entries[index].path.as_slice());
-    // Folders that stay but get new contents may have been saved read-only: make them
-    // writable while working; `finish_tree` sets their saved mode again.
-    let receiving: BTreeSet<usize> = changed_parents(plan).collect();
-    for &index in receiving.iter().filter(|&&index| matches!(plan.actions[index], Action::Keep | Action::Touch)) {
-        let (mount, path) = at(index);
-        resolver.with_dir(mount, path, |dir| safe::make_owner_accessible(dir)).map_err(io_error(&plan.paths[index]))?;
-    }
-    for (index, entry) in manifest.entries.iter().enumerate() {
-        let action = plan.actions[index];
-        if entry.path.is_empty() || !matches!(action, Action::Create | Action::Replace) {
-            continue;
-        }
-        let name = safe::file_name(&entry.path);
-        resolver
-            .with_dir(entry.mount, parent_of(&entry.path), |dir| {
-                if action == Action::Replace {
-                    // Files and symlinks are replaced by rename; a directory in the way must
-                    // go, and anything else where a directory belongs.
-                    let is_dir = safe::stat(dir, name)?.is_some_and(|found| safe::is_dir(&found));
-                    if is_dir != matches!(entry.kind, EntryKind::Dir) {
-                        safe::remove_any(dir, name)?;
-                        removed += 1;
-                    }
-                }
-                match &entry.kind {
-                    EntryKind::Dir => safe::make_dir(dir, name),
-                    EntryKind::Symlink { target } => {
-                        let staging = staged(|staging| safe::make_symlink(dir, staging, target, entry.mtime))?.0;
-                        safe::rename(dir, &staging, name).inspect_err(|_| {
-                            let _ = safe::remove_file(dir, &staging);
-                        })
-                    }
-                    EntryKind::File { .. } => Ok(()),
-                }
-            })
-            .map_err(io_error(&plan.paths[index]))?;
-    }
-    removed += remove_stale_staging_files(manifest, plan, &mut resolver)?;
-    Ok((roots, removed))
-}
-
-/// The directories whose contents a restore changes (the parents of entries not kept).
-fn changed_parents(plan: &RestorePlan) -> impl Iterator<Item = usize> + '_ {
-    plan.actions.iter().zip(&plan.parents).filter(|(action, _)| **action != Action::Keep).filter_map(|(_, p)| *p)
-}
-
-/// Opens a mount's root directory, making it a directory first if it is not one.
-///
-/// Restored where it was saved from, the root is the user's own path and may go through their
-/// symlinks. Restored under a destination, every component below the destination is a real
-/// directory or is refused.
-fn open_root(target: &RestoreTarget, mount: &Mount, path: &Path, action: Action) -> std::io::Result<OwnedFd> {
-    match target {
-        RestoreTarget::Original(_) => {
-            if action == Action::Replace {
-                // A file, or a link to one: unlinking never follows.
-                fs::remove_file(path)?;
-            }
-            fs::create_dir_all(path)?;
-            safe::open_dir_path(path)
-        }
-        RestoreTarget::Under(destination) => {
-            fs::create_dir_all(destination)?;
-            let mut directory = safe::open_dir_path(destination)?;
-            let components: Vec<&[u8]> =
-                mount.path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").collect();
-            for (position, name) in components.iter().enumerate() {
-                match safe::stat(directory.as_fd(), name)? {
-                    Some(found) if safe::is_dir(&found) => {}
-                    Some(_) if position + 1 < components.len() => {
-                        return Err(std::io::Error::other(format!(
-                            "{:?} below the destination is not a directory; refusing to restore through it",
-                            String::from_utf8_lossy(name)
-                        )));
-                    }
-                    Some(_) => {
-                        safe::remove_any(directory.as_fd(), name)?;
-                        safe::make_dir(directory.as_fd(), name)?;
-                    }
-                    None => safe::make_dir(directory.as_fd(), name)?,
-                }
-                directory = safe::open_dir(directory.as_fd(), name)?;
-            }
-            Ok(directory)
-        }
-    }
-}
-
-/// Removes staging files and links a killed restore left in the directories this one changes
-/// (they never carry a final name, but they take space). Two restores into the same tree at
-/// once are not supported, so any staging entry found here is stale. A name the manifest has
-/// is never a staging entry.
-fn remove_stale_staging_files(
-    manifest: &Manifest,
-    plan: &RestorePlan,
-    resolver: &mut Resolver,
-) -> Result<u64, RestoreError> {
-    let known: HashSet<(u32, &[u8])> = manifest.entries.iter().map(|e| (e.mount, e.path.as_slice())).collect();
-    let parents: BTreeSet<usize> = changed_parents(plan).collect();
-    let mut removed = 0;
-    for parent in parents {
-        let entry = &manifest.entries[parent];
-        resolver
-            .with_dir(entry.mount, &entry.path, |dir| {
-                for name in safe::list(dir)?.into_iter().filter(|name| is_staging_name(name)) {
-                    if !known.contains(&(entry.mount, child_path(&entry.path, &name).as_slice())) {
-                        safe::remove_file(dir, &name)?;
-                        removed += 1;
-                    }
-                }
-                Ok(())
-            })
-            .map_err(io_error(&plan.paths[parent]))?;
-    }
-    Ok(removed)
-}
-
-fn child_path(parent: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut path = parent.to_vec();
-    if !path.is_empty() {
-        path.push(b'/');
-    }
-    path.extend_from_slice(name);
-    path
-}
-
-const STAGING_PREFIX: &str = ".ccpart-";
-
-/// Whether `name` is exactly a staging name: `.ccpart-PID-N`.
-fn is_staging_name(name: &[u8]) -> bool {
-    let Some(rest) = name.strip_prefix(STAGING_PREFIX.as_bytes()) else {
-        return false;
-    };
-    let mut parts = rest.split(|&b| b == b'-');
-    let number = |part: Option<&[u8]>| part.is_some_and(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
-    number(parts.next()) && number(parts.next()) && parts.next().is_none()
-}
-
-/// Creates a staging entry with `create`, under a name unique to this process that fits any
-/// file system (at most 29 bytes, whatever the final name's length). A name that is taken (a
-/// cached file can look like one) is skipped. Returns the name and what `create` made.
-fn staged<T>(mut create: impl FnMut(&[u8]) -> std::io::Result<T>) -> std::io::Result<(Vec<u8>, T)> {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    loop {
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("{STAGING_PREFIX}{}-{n}", std::process::id()).into_bytes();
-        match create(&name) {
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            result => return result.map(|made| (name, made)),
-        }
-    }
-}
-
-/// A piece of a chunk for one file.
-struct Piece {
-    file: usize,
-    data: Bytes,
-    range: std::ops::Range<usize>,
-    last: bool,
 }
 
 /// Fetches the planned chunks in stream order and feeds the writers. Returns the number of
@@ -613,8 +607,7 @@ struct Piece {
 async fn write_files(
     store: &Store,
     key: &str,
-    manifest: &Arc<Manifest>,
-    plan: &Arc<RestorePlan>,
+    work: &RestoreWork,
     roots: &Arc<Vec<OwnedFd>>,
     concurrency: usize,
     progress: &dyn Progress,
@@ -624,12 +617,12 @@ async fn write_files(
     for _ in 0..WRITERS {
         let (sender, receiver) = mpsc::channel::<Piece>(PIECES_QUEUED);
         senders.push(sender);
-        let (manifest, plan, roots) = (manifest.clone(), plan.clone(), roots.clone());
+        let (manifest, plan, roots) = (work.manifest.clone(), work.tree.clone(), roots.clone());
         writers.push(tokio::task::spawn_blocking(move || write_pieces(&manifest, &plan, roots, receiver)));
     }
-    let dispatched = dispatch(store, key, manifest, plan, concurrency, &senders, progress).await;
+    let dispatched = dispatch(store, key, work, concurrency, &senders, progress).await;
     drop(senders);
-    let mut written = Ok(());
+    let mut written: Result<(), TreeError> = Ok(());
     for writer in writers {
         let result = writer.await.expect("writer panicked");
         if written.is_ok() {
@@ -638,18 +631,18 @@ async fn write_files(
     }
     // A fetch error stops the writers, so it comes first; else the first writer error.
     let fetched = dispatched?;
-    written.map(|()| fetched)
+    Ok(written.map(|()| fetched)?)
 }
 
 async fn dispatch(
     store: &Store,
     key: &str,
-    manifest: &Manifest,
-    plan: &RestorePlan,
+    work: &RestoreWork,
     concurrency: usize,
     senders: &[mpsc::Sender<Piece>],
     progress: &dyn Progress,
 ) -> Result<u64, RestoreError> {
+    let (manifest, plan) = (&*work.manifest, &*work.tree);
     let offsets = &manifest.chunk_offsets();
     let files = &plan.files;
     let send = |piece: Piece| async {
@@ -670,16 +663,6 @@ async fn dispatch(
             .map_or_else(PathBuf::new, |f| f.path.clone())
     };
     let user_of = &user_of;
-    // A chunk that recurs (duplicate files, repeated content) is fetched once, at its first
-    // use, and kept until its last use within a memory budget; past the budget it is fetched
-    // again. First uses are fetched ahead, `concurrency` at a time, in stream order.
-    let mut first_use: HashMap<ChunkId, usize> = HashMap::new();
-    let mut last_use: HashMap<ChunkId, usize> = HashMap::new();
-    for &chunk in &plan.chunks {
-        let id = manifest.chunks[chunk].id;
-        first_use.entry(id).or_insert(chunk);
-        last_use.insert(id, chunk);
-    }
     let fetched = std::sync::atomic::AtomicU64::new(0);
     let fetch = |chunk: usize| {
         let store = store.clone();
@@ -707,24 +690,23 @@ async fn dispatch(
             Ok(data)
         }
     };
-    let firsts = plan.chunks.iter().copied().filter(|&chunk| first_use[&manifest.chunks[chunk].id] == chunk);
-    let mut ahead = futures::stream::iter(firsts.map(fetch)).buffered(concurrency);
-    let (mut kept, mut kept_bytes) = (HashMap::<ChunkId, Bytes>::new(), 0usize);
+    // Chunks are fetched and kept as the plan decided ([`ChunkSource`]).
+    let firsts: Vec<usize> =
+        work.uses.iter().filter(|use_| use_.source == ChunkSource::Ahead).map(|use_| use_.chunk).collect();
+    let mut ahead = futures::stream::iter(firsts.into_iter().map(fetch)).buffered(concurrency);
+    let mut kept = HashMap::<ChunkId, Bytes>::new();
     let mut next_file = 0;
     let mut active: Vec<usize> = Vec::new();
-    for &chunk in &plan.chunks {
+    for &ChunkUse { chunk, source, keep, release } in &work.uses {
         let id = manifest.chunks[chunk].id;
-        let data = match kept.get(&id) {
-            Some(data) => data.clone(),
-            None if first_use[&id] == chunk => ahead.next().await.expect("one fetch per first use")?,
-            None => fetch(chunk).await?,
+        let data = match source {
+            ChunkSource::Kept => kept.get(&id).expect("kept by an earlier use").clone(),
+            ChunkSource::Ahead => ahead.next().await.expect("one fetch per first use")?,
+            ChunkSource::Again => fetch(chunk).await?,
         };
-        if last_use[&id] == chunk {
-            if let Some(dropped) = kept.remove(&id) {
-                kept_bytes -= dropped.len();
-            }
-        } else if !kept.contains_key(&id) && kept_bytes + data.len() <= KEPT_BYTES {
-            kept_bytes += data.len();
+        if release {
+            kept.remove(&id);
+        } else if keep {
             kept.insert(id, data.clone());
         }
         let (start, end) = (offsets[chunk], offsets[chunk + 1]);
@@ -759,115 +741,6 @@ async fn dispatch(
     Ok(fetched.load(std::sync::atomic::Ordering::Relaxed))
 }
 
-/// One writer thread: appends pieces to staging files, and on a file's last piece sets its
-/// mode and mtime and renames it into place. On failure, removes its staging files.
-fn write_pieces(
-    manifest: &Manifest,
-    plan: &RestorePlan,
-    roots: Arc<Vec<OwnedFd>>,
-    mut receiver: mpsc::Receiver<Piece>,
-) -> Result<(), RestoreError> {
-    let mut resolver = Resolver::new(roots);
-    let mut open: HashMap<usize, (File, Vec<u8>)> = HashMap::new();
-    let parent_of_job = |job: &FileJob| {
-        let entry = &manifest.entries[job.entry];
-        (entry.mount, parent_of(&entry.path))
-    };
-    let result = (|| {
-        while let Some(piece) = receiver.blocking_recv() {
-            let job = &plan.files[piece.file];
-            let (mount, parent) = parent_of_job(job);
-            let (file, _) = match open.entry(piece.file) {
-                std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    let (staging, file) = resolver
-                        .with_dir(mount, parent, |dir| staged(|name| safe::create_file(dir, name)))
-                        .map_err(io_error(&job.path))?;
-                    slot.insert((file, staging))
-                }
-            };
-            file.write_all(&piece.data[piece.range]).map_err(io_error(&job.path))?;
-            if piece.last {
-                let (file, staging) = open.remove(&piece.file).expect("opened above");
-                let name = safe::file_name(&manifest.entries[job.entry].path);
-                resolver
-                    .with_dir(mount, parent, |dir| {
-                        safe::set_mode_and_mtime(&file, job.mode, job.mtime)
-                            .and_then(|()| {
-                                drop(file);
-                                safe::rename(dir, &staging, name)
-                            })
-                            .inspect_err(|_| {
-                                let _ = safe::remove_file(dir, &staging);
-                            })
-                    })
-                    .map_err(io_error(&job.path))?;
-            }
-        }
-        Ok(())
-    })();
-    for (file, (_, staging)) in open.drain() {
-        let (mount, parent) = parent_of_job(&plan.files[file]);
-        let _ = resolver.with_dir(mount, parent, |dir| safe::remove_file(dir, &staging));
-    }
-    result
-}
-
-/// With `mirror`, removes entries the manifest does not have; then sets directory modes and
-/// mtimes, deepest first (writing into a directory changes its mtime). Returns entries removed.
-fn finish_tree(
-    manifest: &Manifest,
-    plan: &RestorePlan,
-    roots: &Arc<Vec<OwnedFd>>,
-    mirror: bool,
-) -> Result<u64, RestoreError> {
-    let mut removed = 0;
-    let mut resolver = Resolver::new(roots.clone());
-    let mut changed: HashSet<usize> = changed_parents(plan).collect();
-    if mirror {
-        let known: HashSet<(u32, &[u8])> = manifest.entries.iter().map(|e| (e.mount, e.path.as_slice())).collect();
-        // Listing is the cost (one per directory), so it runs in parallel; removing is rare.
-        let strays = manifest
-            .entries
-            .par_iter()
-            .enumerate()
-            .filter(|(_, entry)| matches!(entry.kind, EntryKind::Dir))
-            .map_init(
-                || Resolver::new(roots.clone()),
-                |resolver, (index, entry)| {
-                    let names = resolver.with_dir(entry.mount, &entry.path, safe::list);
-                    let names = names.map_err(io_error(&plan.paths[index]))?;
-                    Ok(names
-                        .into_iter()
-                        .filter(|name| !known.contains(&(entry.mount, child_path(&entry.path, name).as_slice())))
-                        .map(|name| (index, name))
-                        .collect::<Vec<_>>())
-                },
-            )
-            .collect::<Result<Vec<_>, RestoreError>>()?;
-        for (index, name) in strays.into_iter().flatten() {
-            let entry = &manifest.entries[index];
-            resolver
-                .with_dir(entry.mount, &entry.path, |dir| {
-                    safe::make_owner_accessible(dir)?;
-                    safe::remove_any(dir, &name)
-                })
-                .map_err(io_error(&plan.paths[index].join(OsStr::from_bytes(&name))))?;
-            removed += 1;
-            changed.insert(index);
-        }
-    }
-    for (index, entry) in manifest.entries.iter().enumerate().rev() {
-        if !matches!(entry.kind, EntryKind::Dir) || (plan.actions[index] == Action::Keep && !changed.contains(&index)) {
-            continue;
-        }
-        resolver
-            .with_dir(entry.mount, &entry.path, |dir| safe::set_mode_and_mtime(dir, entry.mode, entry.mtime))
-            .map_err(io_error(&plan.paths[index]))?;
-    }
-    Ok(removed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -882,44 +755,28 @@ mod tests {
         assert!(!at_boundary("repo/main-", "repo/other"));
     }
 
-    /// A folder swapped for a symlink between planning and execution (or planned wrongly by
-    /// any bug) is never written, chmod'ed or emptied through: execution reaches entries only
-    /// through handles that refuse links.
+    /// A recurring chunk is fetched once and kept while the budget allows; past it, it is
+    /// fetched again. The dry run's chunk count is this plan's, so it is what execution does.
     #[test]
-    fn execution_never_goes_through_a_symlink_even_when_the_plan_did_not_see_it() {
+    fn recurring_chunks_are_kept_within_the_budget_and_fetched_again_past_it() {
         use crate::core::manifest::tests::sample;
-        let scratch = tempfile::tempdir().unwrap();
-        let (target, outside) = (scratch.path().join("out"), scratch.path().join("outside"));
         let mut manifest = sample();
-        manifest.entries.retain(|e| matches!(e.kind, EntryKind::Dir | EntryKind::Symlink { .. }));
-        manifest.entries.push(Entry { path: b"d/sub".to_vec(), ..manifest.entries[1].clone() });
-        manifest.validate().unwrap();
-        fs::create_dir_all(target.join("caches/d")).unwrap();
-        let target = RestoreTarget::Under(target);
-        let plan = plan(&manifest, &target).unwrap();
-        assert_eq!(plan.actions[3], Action::Create, "d/sub is missing");
-
-        let restored_d = scratch.path().join("out/caches/d");
-        fs::remove_dir(&restored_d).unwrap();
-        fs::create_dir(&outside).unwrap();
-        fs::write(outside.join("victim"), b"keep").unwrap();
-        std::os::unix::fs::symlink(&outside, &restored_d).unwrap();
-
-        let failed = prepare_tree(&manifest, &plan, &target).unwrap_err();
-        assert!(failed.to_string().contains("caches/d"), "{failed}");
-        let roots = Arc::new(vec![safe::open_dir_path(&scratch.path().join("out/caches")).unwrap()]);
-        assert!(finish_tree(&manifest, &plan, &roots, true).is_err());
-        let left: Vec<_> = fs::read_dir(&outside).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(left, ["victim"], "nothing created or removed outside");
-        assert_eq!(fs::metadata(&outside).unwrap().mode() & 0o7777, 0o755, "mode untouched");
-    }
-
-    #[test]
-    fn staging_names_are_short_and_exact() {
-        let (name, ()) = staged(|_| Ok(())).unwrap();
-        assert!(is_staging_name(&name) && name.len() <= 29, "{}", String::from_utf8_lossy(&name));
-        for cached in [&b".a.ccpart-1"[..], b".ccpart-1", b".ccpart-1-2-3", b".ccpart-x-1", b"ccpart-1-2"] {
-            assert!(!is_staging_name(cached), "{}", String::from_utf8_lossy(cached));
-        }
+        let big = (KEPT_BYTES / 2 + 1) as u32;
+        let chunk = |byte: u8, len| ChunkRef { id: ChunkId::of(&[byte]), len, stored_len: len };
+        manifest.chunks =
+            vec![chunk(1, 100), chunk(1, 100), chunk(2, big), chunk(3, big), chunk(2, big), chunk(3, big)];
+        let uses: Vec<(ChunkSource, bool, bool)> =
+            chunk_uses(&manifest, &[0, 1, 2, 3, 4, 5]).iter().map(|u| (u.source, u.keep, u.release)).collect();
+        assert_eq!(
+            uses,
+            [
+                (ChunkSource::Ahead, true, false),
+                (ChunkSource::Kept, false, true),
+                (ChunkSource::Ahead, true, false),
+                (ChunkSource::Ahead, false, false),
+                (ChunkSource::Kept, false, true),
+                (ChunkSource::Again, false, false),
+            ]
+        );
     }
 }
