@@ -9,11 +9,14 @@
 //! that never follow a symlink ([`fs::safe`]). The Drone/Harness plugin lives in [`plugin`].
 //!
 //! The layout shows the data flow:
-//! - [`core`]: pure: ids, chunking, the chunk codec, the manifest format, secrets;
-//! - [`fs`]: the file system: the walk, and no-follow operations below a restore root;
+//! - [`core`]: pure: ids, chunking, the chunk codec, the manifest format, the key rule and
+//!   encoding, secrets;
+//! - [`fs`]: the file system: the walk, no-follow operations below a restore root, and the tree
+//!   writer ([`fs::tree`]);
 //! - [`store`]: object store access: layout and typed operations, request counting, retries,
 //!   backend URLs and credentials, Azure container creation;
-//! - [`pipeline`]: save and restore, each reading top to bottom as its pipeline, and the
+//! - [`pipeline`]: the chunk stage ([`pipeline::chunk`]), save, and restore (prepare a plan,
+//!   then execute it), each reading top to bottom as its pipeline, and the
 //!   [`pipeline::progress::Progress`] they report to (the library never prints);
 //! - [`plugin`]: the Drone/Harness plugin's settings, step and key templates.
 //!
