@@ -74,7 +74,7 @@ impl ChunkerParams {
     }
 
     /// The parameters for a segment of `files` files: runs of small files are cut finer (see
-    /// [`SMALL_FILES_DIVISOR`]); a lone file uses these parameters. A pure function of the
+    /// `SMALL_FILES_DIVISOR`); a lone file uses these parameters. A pure function of the
     /// store's parameters, so every writer still cuts alike.
     pub fn for_segment(&self, files: usize) -> Self {
         if files > 1 { Self::with_average((self.avg_size / SMALL_FILES_DIVISOR).max(256) & !1) } else { *self }
