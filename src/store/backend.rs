@@ -786,6 +786,30 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn azure_endpoints_are_a_suffix_or_a_url_used_as_given() {
+        let open_at = |endpoint| async move {
+            let options = BackendOptions {
+                azure: AzureOptions {
+                    account: Some("acct".into()),
+                    sas: Some(Secret::new("sv=2022-11-02&sig=x")),
+                    endpoint,
+                    create_container: false,
+                    ..AzureOptions::default()
+                },
+                ..BackendOptions::default()
+            };
+            open("az://c", &options).await.unwrap().description().to_string()
+        };
+        let china = open_at(Some(BlobEndpoint::Suffix("blob.core.chinacloudapi.cn".into()))).await;
+        assert!(china.contains("at https://acct.blob.core.chinacloudapi.cn"), "{china}");
+        let default = open_at(None).await;
+        assert!(default.contains("at https://acct.blob.core.windows.net"), "{default}");
+        // The CLI's URLs are not given the plugin's emulator path: the step resolves that before opening.
+        let bare = open_at(Some(BlobEndpoint::Url("http://127.0.0.1:10000/".into()))).await;
+        assert!(bare.contains("at http://127.0.0.1:10000)"), "{bare}");
+    }
+
     #[test]
     fn connection_strings_fill_azure_settings_without_printing_keys() {
         let options = BackendOptions::from_env(&env(&[(
