@@ -17,7 +17,7 @@ use bytes::Bytes;
 use chunkcache::core::chunker::ChunkerParams;
 use chunkcache::core::id::ChunkId;
 use chunkcache::core::secret::Secret;
-use chunkcache::store::backend::{self, BackendOptions};
+use chunkcache::store::backend::{self, BackendOptions, BlobEndpoint};
 use chunkcache::store::{STORE_FORMAT, Store, StoreConfig, StoreError, keyed_path};
 use futures::StreamExt as _;
 use object_store::azure::MicrosoftAzureBuilder;
@@ -405,7 +405,7 @@ fn azure_options(azurite: &Azurite) -> BackendOptions {
     let mut options = BackendOptions::default();
     options.azure.account = Some(azurite.account.to_string());
     options.azure.key = Some(Secret::new(azurite.key));
-    options.azure.endpoint = Some(azurite.endpoint.clone());
+    options.azure.endpoint = Some(BlobEndpoint::Url(azurite.endpoint.clone()));
     options.azure.create_container = true;
     options
 }
@@ -540,7 +540,7 @@ async fn azure_unreachable_endpoint_is_named() {
     let mut options = BackendOptions::default();
     options.azure.account = Some(Azurite::ACCOUNT.into());
     options.azure.key = Some(Secret::new(Azurite::KEY));
-    options.azure.endpoint = Some(format!("http://127.0.0.1:{port}/{}", Azurite::ACCOUNT));
+    options.azure.endpoint = Some(BlobEndpoint::Url(format!("http://127.0.0.1:{port}/{}", Azurite::ACCOUNT)));
     let endpoint = format!("127.0.0.1:{port}");
 
     let message = fails_fast("azure open, closed port", backend::open("az://cache/ci", &options)).await;

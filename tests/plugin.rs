@@ -9,7 +9,7 @@ use std::process::Output;
 use chunkcache::core::chunker::ChunkerParams;
 use chunkcache::core::secret::Secret;
 use chunkcache::store::Store;
-use chunkcache::store::backend::{self, BackendOptions};
+use chunkcache::store::backend::{self, BackendOptions, BlobEndpoint};
 
 use crate::gradle::{GradleTreeOptions, generate};
 use crate::support::servers::Azurite;
@@ -82,7 +82,7 @@ async fn store(azurite: &Azurite) -> Store {
     let mut options = BackendOptions::default();
     options.azure.account = Some(azurite.account.to_string());
     options.azure.key = Some(Secret::new(azurite.key));
-    options.azure.endpoint = Some(azurite.endpoint.clone());
+    options.azure.endpoint = Some(BlobEndpoint::Url(azurite.endpoint.clone()));
     backend::open("az://somecontainer", &options).await.unwrap()
 }
 

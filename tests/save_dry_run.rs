@@ -6,7 +6,7 @@ use std::path::Path;
 
 use chunkcache::core::id::ChunkId;
 use chunkcache::core::secret::Secret;
-use chunkcache::store::backend::{self, BackendOptions};
+use chunkcache::store::backend::{self, BackendOptions, BlobEndpoint};
 
 use crate::support::servers::Azurite;
 use crate::util::{chunkcache, chunkcache_on, noise, on_store, run, run_json, scratch, snapshot, stderr};
@@ -131,7 +131,7 @@ async fn a_dry_run_on_a_missing_azure_container_creates_nothing_and_predicts_the
     let mut options = BackendOptions::default();
     options.azure.account = Some(azurite.account.into());
     options.azure.key = Some(Secret::new(azurite.key));
-    options.azure.endpoint = Some(azurite.endpoint.clone());
+    options.azure.endpoint = Some(BlobEndpoint::Url(azurite.endpoint.clone()));
     options.azure.create_container = false;
     let store = backend::open("az://fresh/ci", &options).await.unwrap();
     let missing = store.config_or_init(None).await.expect_err("the container was created");

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chunkcache::plugin::step::StepPlan;
-use chunkcache::store::backend::{self, BackendError, BackendOptions};
+use chunkcache::store::backend::{self, BackendError, BackendOptions, BlobEndpoint};
 
 /// Requests in flight at once when nothing says otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 16;
@@ -142,7 +142,7 @@ impl Config {
             (None, None) => Duration::from_secs(DEFAULT_TIMEOUT_SECONDS),
         };
         if let Some(endpoint) = &flags.endpoint {
-            backend.azure.endpoint = Some(endpoint.clone());
+            backend.azure.endpoint = Some(BlobEndpoint::Url(endpoint.clone()));
             backend.s3.endpoint = Some(endpoint.clone());
             backend.gcs.endpoint = Some(endpoint.clone());
         }

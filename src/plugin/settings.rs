@@ -74,9 +74,6 @@ pub const DEFAULT_FILESYSTEM_CACHE_ROOT: &str = "/tmp/cache";
 /// default level.
 pub const DEFAULT_COMPRESSION_LEVEL: i32 = -1;
 
-/// drone-cache's default Azure blob endpoint suffix (`AZURE_BLOB_STORAGE_URL`).
-pub const DEFAULT_AZURE_BLOB_SUFFIX: &str = "blob.core.windows.net";
-
 /// drone-cache's default for `AZURE_BLOB_MAX_RETRY_REQUESTS` (`azure.DefaultBlobMaxRetryRequests`).
 pub const DEFAULT_AZURE_MAX_RETRY_REQUESTS: u32 = 4;
 
@@ -84,7 +81,7 @@ pub const DEFAULT_AZURE_MAX_RETRY_REQUESTS: u32 = 4;
 pub const DEFAULT_ACL: &str = "private";
 
 pub use crate::core::secret::Secret;
-use crate::store::backend::{GcsOptions, S3Options};
+use crate::store::backend::{AzureOptions, BlobEndpoint, GcsOptions, S3Options};
 
 /// What the step does: `restore: true` or `rebuild: true`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,118 +165,22 @@ impl fmt::Display for ArchiveFormat {
     }
 }
 
-/// Where the Azure blob service of an account lives.
+/// Azure Blob Storage settings: the store's [`AzureOptions`] plus what only the plugin chooses.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BlobEndpoint {
-    /// A DNS suffix, as drone-cache's `AZURE_BLOB_STORAGE_URL` takes it: `blob.core.windows.net` (the
-    /// default), `blob.core.chinacloudapi.cn`, `blob.core.usgovcloudapi.net`. The account URL is
-    /// `https://{account}.{suffix}`.
-    Suffix(String),
-    /// A full URL with a scheme, for Azurite or a private endpoint: `http://127.0.0.1:10000/devstoreaccount1`.
-    /// Stored without a trailing `/`.
-    Url(String),
-}
-
-impl Default for BlobEndpoint {
-    fn default() -> Self {
-        Self::Suffix(DEFAULT_AZURE_BLOB_SUFFIX.to_owned())
-    }
-}
-
-impl BlobEndpoint {
-    /// Parses a suffix or a full URL.
-    ///
-    /// # Errors
-    /// A value with a scheme other than `http` or `https`, a URL without a host, or a bare `host:port` or IP
-    /// address (which would make the nonsense URL `https://{account}.127.0.0.1:10000`) is refused with a
-    /// reason; the caller names the variable.
-    pub fn parse(value: &str) -> Result<Self, String> {
-        let value = value.trim();
-        if let Some((scheme, rest)) = value.split_once("://") {
-            if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-                return Err(format!("the scheme {scheme:?} is not http or https"));
-            }
-            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-            if host.is_empty() {
-                return Err("the URL has no host".to_owned());
-            }
-            return Ok(Self::Url(value.trim_end_matches('/').to_owned()));
-        }
-        let suffix = value.trim_matches('.');
-        if suffix.is_empty() {
-            return Err("it is empty".to_owned());
-        }
-        if suffix.contains(['/', ':', ' ']) || is_ip_or_localhost(suffix) {
-            return Err("without a scheme it is taken as a DNS suffix, and this looks like a host or a path; \
-                 give a full URL instead"
-                .to_owned());
-        }
-        Ok(Self::Suffix(suffix.to_owned()))
-    }
-
-    /// The blob service URL of `account`, without a trailing `/`.
-    ///
-    /// For a suffix: `https://{account}.{suffix}`. A full URL is used as given, except that an URL whose host is
-    /// an IP address or `localhost` and which has no path gets `/{account}` appended, the path-style addressing
-    /// that Azurite uses (`http://127.0.0.1:10000` becomes `http://127.0.0.1:10000/devstoreaccount1`).
-    pub fn account_url(&self, account: &str) -> String {
-        match self {
-            Self::Suffix(suffix) => format!("https://{account}.{suffix}"),
-            Self::Url(url) => {
-                let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
-                let (host_port, has_path) = match rest.find('/') {
-                    Some(slash) => (&rest[..slash], true),
-                    None => (rest, false),
-                };
-                let host = strip_port(host_port);
-                if !has_path && is_ip_or_localhost(host) { format!("{url}/{account}") } else { url.clone() }
-            }
-        }
-    }
-}
-
-impl fmt::Display for BlobEndpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Suffix(suffix) => f.write_str(suffix),
-            Self::Url(url) => f.write_str(url),
-        }
-    }
-}
-
-fn strip_port(host_port: &str) -> &str {
-    if let Some(inner) = host_port.strip_prefix('[') {
-        // `[::1]:10000`
-        return inner.split(']').next().unwrap_or(inner);
-    }
-    match host_port.rsplit_once(':') {
-        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
-        _ => host_port,
-    }
-}
-
-fn is_ip_or_localhost(host: &str) -> bool {
-    let host = strip_port(host);
-    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok()
-}
-
-/// Azure Blob Storage settings.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AzureSettings {
-    /// `account_name` (`PLUGIN_ACCOUNT_NAME`, `AZURE_ACCOUNT_NAME`).
-    pub account_name: Option<String>,
-    /// `account_key` (`PLUGIN_ACCOUNT_KEY`, `AZURE_ACCOUNT_KEY`).
-    pub account_key: Option<Secret>,
-    /// A SAS token instead of an account key (`PLUGIN_SAS_TOKEN`, `AZURE_SAS_TOKEN`). chunkcache's extension:
-    /// the released drone-cache has no such setting (a later drone-cache Azure backend reads one that Harness
-    /// passes as `AZURE_SAS_TOKEN`).
-    pub sas_token: Option<Secret>,
+    /// The account and how to reach it:
+    /// - `account`: `account_name` (`PLUGIN_ACCOUNT_NAME`, `AZURE_ACCOUNT_NAME`);
+    /// - `key`: `account_key` (`PLUGIN_ACCOUNT_KEY`, `AZURE_ACCOUNT_KEY`);
+    /// - `sas`: a SAS token instead of an account key (`PLUGIN_SAS_TOKEN`, `AZURE_SAS_TOKEN`). chunkcache's
+    ///   extension: the released drone-cache has no such setting (a later drone-cache Azure backend reads one
+    ///   that Harness passes as `AZURE_SAS_TOKEN`);
+    /// - `endpoint`: always set, to `endpoint` (`PLUGIN_ENDPOINT`) when the backend is Azure, else
+    ///   `AZURE_BLOB_STORAGE_URL`, else `blob.core.windows.net`;
+    /// - `create_container`: left off here; the step turns it on for a rebuild.
+    pub options: AzureOptions,
     /// `container` (`PLUGIN_CONTAINER`, `PLUGIN_BLOB_CONTAINER_NAME`, `AZURE_CONTAINER_NAME`). When unset, the
     /// plugin takes the first path segment of the cache key, as the Harness page describes.
     pub container: Option<String>,
-    /// The blob endpoint: `endpoint` (`PLUGIN_ENDPOINT`) when the backend is Azure, else
-    /// `AZURE_BLOB_STORAGE_URL`, else `blob.core.windows.net`.
-    pub blob_endpoint: BlobEndpoint,
     /// `AZURE_BLOB_MAX_RETRY_REQUESTS`, default 4.
     pub max_retry_requests: u32,
 }
@@ -362,7 +263,11 @@ impl Default for PluginSettings {
             exclude: Vec::new(),
             gradle_default_excludes: true,
             region: None,
-            azure: AzureSettings { max_retry_requests: DEFAULT_AZURE_MAX_RETRY_REQUESTS, ..AzureSettings::default() },
+            azure: AzureSettings {
+                options: AzureOptions { endpoint: Some(BlobEndpoint::default()), ..AzureOptions::default() },
+                container: None,
+                max_retry_requests: DEFAULT_AZURE_MAX_RETRY_REQUESTS,
+            },
             s3: S3Options { acl: DEFAULT_ACL.to_owned(), path_style: Some(false), ..S3Options::default() },
             gcs: GcsOptions::default(),
         }
@@ -760,11 +665,14 @@ impl PluginSettings {
             gradle_default_excludes: reader.bool(GRADLE_EXCLUDES, defaults.gradle_default_excludes)?,
             region: reader.string(REGION),
             azure: AzureSettings {
-                account_name: reader.string(ACCOUNT_NAME),
-                account_key: reader.secret(ACCOUNT_KEY),
-                sas_token: reader.secret(SAS_TOKEN),
+                options: AzureOptions {
+                    account: reader.string(ACCOUNT_NAME),
+                    key: reader.secret(ACCOUNT_KEY),
+                    sas: reader.secret(SAS_TOKEN),
+                    endpoint: Some(blob_endpoint),
+                    create_container: false,
+                },
                 container: reader.string(CONTAINER),
-                blob_endpoint,
                 max_retry_requests,
             },
             s3: S3Options {
@@ -804,13 +712,13 @@ impl PluginSettings {
         let missing = |setting, vars| Err(SettingsError::Missing { backend: self.backend, setting, vars });
         match self.backend {
             Backend::Azure => {
-                if self.azure.account_name.is_none() {
+                if self.azure.options.account.is_none() {
                     return missing(
                         "a storage account name",
                         "PLUGIN_ACCOUNT_NAME (setting account_name) or AZURE_ACCOUNT_NAME",
                     );
                 }
-                if self.azure.account_key.is_none() && self.azure.sas_token.is_none() {
+                if self.azure.options.key.is_none() && self.azure.options.sas.is_none() {
                     return missing(
                         "an account key or a SAS token",
                         "PLUGIN_ACCOUNT_KEY (setting account_key) or AZURE_ACCOUNT_KEY, \
@@ -859,7 +767,7 @@ mod tests {
         assert!(settings.gradle_default_excludes);
         assert_eq!(settings.filesystem_cache_root, PathBuf::from("/tmp/cache"));
         assert_eq!(settings.backend_operation_timeout, Duration::from_secs(180));
-        assert_eq!(settings.azure.blob_endpoint, BlobEndpoint::Suffix("blob.core.windows.net".into()));
+        assert_eq!(settings.azure.options.endpoint, Some(BlobEndpoint::Suffix("blob.core.windows.net".into())));
         assert_eq!(settings.azure.max_retry_requests, 4);
         assert_eq!(settings.s3.acl, "private");
     }
@@ -886,11 +794,11 @@ mod tests {
         assert_eq!(settings.mounts, ["/harness/gradle/caches/"]);
         assert_eq!(settings.region.as_deref(), Some("us-west-2"));
         assert_eq!(settings.backend, Backend::Azure);
-        assert_eq!(settings.azure.account_name.as_deref(), Some("someaccount"));
-        assert_eq!(settings.azure.account_key.as_ref().map(Secret::expose), Some("c2VjcmV0LWtleQ=="));
+        assert_eq!(settings.azure.options.account.as_deref(), Some("someaccount"));
+        assert_eq!(settings.azure.options.key.as_ref().map(Secret::expose), Some("c2VjcmV0LWtleQ=="));
         assert_eq!(settings.azure.container, None);
         assert_eq!(
-            settings.azure.blob_endpoint.account_url("someaccount"),
+            settings.azure.options.endpoint.as_ref().unwrap().account_url("someaccount"),
             "https://someaccount.blob.core.windows.net"
         );
         settings.validate().unwrap();
@@ -973,8 +881,8 @@ mod tests {
             ("AWS_PLUGIN_PATH_STYLE", "true"),
         ])
         .unwrap();
-        assert_eq!(settings.azure.account_name.as_deref(), Some("from-alias"));
-        assert_eq!(settings.azure.account_key.as_ref().map(Secret::expose), Some("alias-key"));
+        assert_eq!(settings.azure.options.account.as_deref(), Some("from-alias"));
+        assert_eq!(settings.azure.options.key.as_ref().map(Secret::expose), Some("alias-key"));
         // PLUGIN_BLOB_CONTAINER_NAME (the Harness page's `blob_container_name`) outranks the bare alias.
         assert_eq!(settings.azure.container.as_deref(), Some("blob-container"));
         assert_eq!(settings.s3.bucket.as_deref(), Some("s3-bucket"));
@@ -996,7 +904,7 @@ mod tests {
             ("S3_BUCKET", "s3-bucket"),
         ])
         .unwrap();
-        assert_eq!(settings.azure.account_name.as_deref(), Some("from-plugin"));
+        assert_eq!(settings.azure.options.account.as_deref(), Some("from-plugin"));
         assert_eq!(settings.azure.container.as_deref(), Some("plugin-container"));
         assert_eq!(settings.s3.bucket.as_deref(), Some("plugin-bucket"));
         assert_eq!(settings.gcs.bucket.as_deref(), Some("plugin-bucket"));
@@ -1063,7 +971,10 @@ mod tests {
     #[test]
     fn blob_endpoints() {
         let china = parse(&[("AZURE_BLOB_STORAGE_URL", "blob.core.chinacloudapi.cn")]).unwrap();
-        assert_eq!(china.azure.blob_endpoint.account_url("acct"), "https://acct.blob.core.chinacloudapi.cn");
+        assert_eq!(
+            china.azure.options.endpoint.as_ref().unwrap().account_url("acct"),
+            "https://acct.blob.core.chinacloudapi.cn"
+        );
 
         // `endpoint` names the blob endpoint only for the Azure backend, and then wins.
         let azurite = parse(&[
@@ -1072,13 +983,16 @@ mod tests {
             ("AZURE_BLOB_STORAGE_URL", "blob.core.chinacloudapi.cn"),
         ])
         .unwrap();
-        assert_eq!(azurite.azure.blob_endpoint, BlobEndpoint::Url("http://127.0.0.1:10000/devstoreaccount1".into()));
         assert_eq!(
-            azurite.azure.blob_endpoint.account_url("devstoreaccount1"),
+            azurite.azure.options.endpoint,
+            Some(BlobEndpoint::Url("http://127.0.0.1:10000/devstoreaccount1".into()))
+        );
+        assert_eq!(
+            azurite.azure.options.endpoint.as_ref().unwrap().account_url("devstoreaccount1"),
             "http://127.0.0.1:10000/devstoreaccount1"
         );
         let s3 = parse(&[("PLUGIN_ENDPOINT", "http://minio:9000")]).unwrap();
-        assert_eq!(s3.azure.blob_endpoint, BlobEndpoint::default());
+        assert_eq!(s3.azure.options.endpoint, Some(BlobEndpoint::default()));
         assert_eq!(s3.s3.endpoint.as_deref(), Some("http://minio:9000"));
         assert_eq!(s3.gcs.endpoint.as_deref(), Some("http://minio:9000"));
 
@@ -1118,7 +1032,7 @@ mod tests {
             assert!(!pretty.contains(secret), "{secret} leaked into {pretty}");
         }
         assert!(debug.contains("***"));
-        let key = settings.azure.account_key.as_ref().unwrap();
+        let key = settings.azure.options.key.as_ref().unwrap();
         assert_eq!(key.to_string(), "***");
         assert_eq!(key.expose(), "account-key-value-1");
     }

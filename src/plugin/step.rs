@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use crate::fs::workspace::WorkspaceFiles;
 use crate::plugin::settings::{Backend, PluginSettings, SettingsError, StepMode};
 use crate::plugin::template::{self, Metadata, TemplateError};
-use crate::store::backend::{AzureOptions, BackendOptions, S3Options};
+use crate::store::backend::{AzureOptions, BackendOptions, BlobEndpoint, S3Options};
 
 /// Work a plugin step has resolved, not yet done.
 #[derive(Debug, Clone)]
@@ -107,7 +107,7 @@ pub fn resolve(
     let mut key = key;
     let store_url = match settings.backend {
         Backend::Azure => {
-            let account = settings.azure.account_name.clone().expect("validated");
+            let account = settings.azure.options.account.as_deref().expect("validated");
             let container = match &settings.azure.container {
                 Some(container) => container.clone(),
                 None => match key.split_once('/') {
@@ -124,12 +124,12 @@ pub fn resolve(
                 },
             };
             backend.max_retries = settings.azure.max_retry_requests as usize;
+            // The account's URL, as drone-cache forms it: a bare emulator URL gets the account as its path.
+            let endpoint = settings.azure.options.endpoint.as_ref().map(|e| BlobEndpoint::Url(e.account_url(account)));
             backend.azure = AzureOptions {
-                endpoint: Some(settings.azure.blob_endpoint.account_url(&account)),
-                account: Some(account),
-                key: settings.azure.account_key.clone(),
-                sas: settings.azure.sas_token.clone(),
+                endpoint,
                 create_container: mode == StepMode::Rebuild,
+                ..settings.azure.options.clone()
             };
             format!("az://{container}")
         }
@@ -234,7 +234,10 @@ mod tests {
         assert_eq!(rendered.len(), md5.len());
         assert_eq!(step.key, format!("My_Repo/pipelineid/main-{rendered}"));
         assert_eq!(step.fallback_prefixes, ["My_Repo/pipelineid/main-"]);
-        assert_eq!(step.backend.azure.endpoint.as_deref(), Some("https://someaccount.blob.core.windows.net"));
+        assert_eq!(
+            step.backend.azure.endpoint,
+            Some(BlobEndpoint::Url("https://someaccount.blob.core.windows.net".into()))
+        );
         assert!(!step.backend.azure.create_container, "restores never create containers");
         assert_eq!(step.mounts, [PathBuf::from("/harness/gradle/caches/")]);
         assert!(step.exclude.iter().any(|e| e == "**/*.lock"));
@@ -255,7 +258,10 @@ mod tests {
         assert_eq!(step.store_url, "az://explicit");
         assert!(step.key.starts_with("ci/somecontainer/pipelineid/main-"), "{}", step.key);
         assert!(step.backend.azure.create_container);
-        assert_eq!(step.backend.azure.endpoint.as_deref(), Some("http://127.0.0.1:10000/devstoreaccount1"));
+        assert_eq!(
+            step.backend.azure.endpoint,
+            Some(BlobEndpoint::Url("http://127.0.0.1:10000/devstoreaccount1".into()))
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! fails). Descriptions in messages name the container and account, never a credential.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,8 +80,107 @@ pub enum BackendError {
     Container(#[from] crate::store::azure_admin::AzureAdminError),
 }
 
-/// Azure Blob Storage settings.
-#[derive(Clone, Debug, Default)]
+/// drone-cache's default Azure blob endpoint suffix (`AZURE_BLOB_STORAGE_URL`).
+pub const DEFAULT_AZURE_BLOB_SUFFIX: &str = "blob.core.windows.net";
+
+/// Where the Azure blob service of an account lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobEndpoint {
+    /// A DNS suffix, as drone-cache's `AZURE_BLOB_STORAGE_URL` takes it: `blob.core.windows.net` (the
+    /// default), `blob.core.chinacloudapi.cn`, `blob.core.usgovcloudapi.net`. The account URL is
+    /// `https://{account}.{suffix}`.
+    Suffix(String),
+    /// A full URL with a scheme, for Azurite or a private endpoint: `http://127.0.0.1:10000/devstoreaccount1`.
+    /// [`BlobEndpoint::parse`] stores it without a trailing `/`; the CLI's `--endpoint`, `AZURE_STORAGE_ENDPOINT`
+    /// and connection string give it as written, and [`open`] checks it.
+    Url(String),
+}
+
+impl Default for BlobEndpoint {
+    fn default() -> Self {
+        Self::Suffix(DEFAULT_AZURE_BLOB_SUFFIX.to_owned())
+    }
+}
+
+impl BlobEndpoint {
+    /// Parses a suffix or a full URL.
+    ///
+    /// # Errors
+    /// A value with a scheme other than `http` or `https`, a URL without a host, or a bare `host:port` or IP
+    /// address (which would make the nonsense URL `https://{account}.127.0.0.1:10000`) is refused with a
+    /// reason; the caller names the variable.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let value = value.trim();
+        if let Some((scheme, rest)) = value.split_once("://") {
+            if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+                return Err(format!("the scheme {scheme:?} is not http or https"));
+            }
+            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+            if host.is_empty() {
+                return Err("the URL has no host".to_owned());
+            }
+            return Ok(Self::Url(value.trim_end_matches('/').to_owned()));
+        }
+        let suffix = value.trim_matches('.');
+        if suffix.is_empty() {
+            return Err("it is empty".to_owned());
+        }
+        if suffix.contains(['/', ':', ' ']) || is_ip_or_localhost(suffix) {
+            return Err("without a scheme it is taken as a DNS suffix, and this looks like a host or a path; \
+                 give a full URL instead"
+                .to_owned());
+        }
+        Ok(Self::Suffix(suffix.to_owned()))
+    }
+
+    /// The blob service URL of `account`, without a trailing `/`.
+    ///
+    /// For a suffix: `https://{account}.{suffix}`. A full URL is used as given, except that an URL whose host is
+    /// an IP address or `localhost` and which has no path gets `/{account}` appended, the path-style addressing
+    /// that Azurite uses (`http://127.0.0.1:10000` becomes `http://127.0.0.1:10000/devstoreaccount1`).
+    pub fn account_url(&self, account: &str) -> String {
+        match self {
+            Self::Suffix(suffix) => format!("https://{account}.{suffix}"),
+            Self::Url(url) => {
+                let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+                let (host_port, has_path) = match rest.find('/') {
+                    Some(slash) => (&rest[..slash], true),
+                    None => (rest, false),
+                };
+                let host = strip_port(host_port);
+                if !has_path && is_ip_or_localhost(host) { format!("{url}/{account}") } else { url.clone() }
+            }
+        }
+    }
+}
+
+impl fmt::Display for BlobEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Suffix(suffix) => f.write_str(suffix),
+            Self::Url(url) => f.write_str(url),
+        }
+    }
+}
+
+fn strip_port(host_port: &str) -> &str {
+    if let Some(inner) = host_port.strip_prefix('[') {
+        // `[::1]:10000`
+        return inner.split(']').next().unwrap_or(inner);
+    }
+    match host_port.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => host_port,
+    }
+}
+
+fn is_ip_or_localhost(host: &str) -> bool {
+    let host = strip_port(host);
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// Azure Blob Storage settings, for the CLI and the plugin alike.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AzureOptions {
     /// Storage account name.
     pub account: Option<String>,
@@ -88,9 +188,9 @@ pub struct AzureOptions {
     pub key: Option<Secret>,
     /// SAS token (query string, with or without the leading `?`).
     pub sas: Option<Secret>,
-    /// Blob endpoint: `https://ACCOUNT.blob.core.windows.net` by default; Azurite's is
-    /// `http://127.0.0.1:10000/devstoreaccount1`.
-    pub endpoint: Option<String>,
+    /// Blob endpoint: `https://ACCOUNT.blob.core.windows.net` when unset; Azurite's is
+    /// `http://127.0.0.1:10000/devstoreaccount1`. A [`BlobEndpoint::Suffix`] means `https://ACCOUNT.SUFFIX`.
+    pub endpoint: Option<BlobEndpoint>,
     /// Create the container if it is missing (needs the shared key).
     pub create_container: bool,
 }
@@ -191,7 +291,8 @@ impl BackendOptions {
         azure.account = first(env, &["AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT"]).cloned();
         azure.key = first(env, &["AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_KEY"]).map(Secret::new);
         azure.sas = first(env, &["AZURE_STORAGE_SAS_TOKEN", "AZURE_STORAGE_SAS_KEY"]).map(Secret::new);
-        azure.endpoint = first(env, &["AZURE_STORAGE_ENDPOINT", "AZURE_STORAGE_BLOB_ENDPOINT"]).cloned();
+        azure.endpoint =
+            first(env, &["AZURE_STORAGE_ENDPOINT", "AZURE_STORAGE_BLOB_ENDPOINT"]).cloned().map(BlobEndpoint::Url);
         if let Some(connection) = first(env, &["AZURE_STORAGE_CONNECTION_STRING"]) {
             apply_connection_string(azure, connection)?;
         }
@@ -232,20 +333,22 @@ fn apply_connection_string(azure: &mut AzureOptions, connection: &str) -> Result
                 azure.sas.get_or_insert_with(|| Secret::new(value));
             }
             "BlobEndpoint" => {
-                azure.endpoint.get_or_insert_with(|| value.to_string());
+                azure.endpoint.get_or_insert_with(|| BlobEndpoint::Url(value.to_string()));
             }
             "DefaultEndpointsProtocol" => protocol = value.to_string(),
             "EndpointSuffix" => suffix = Some(value.to_string()),
             "UseDevelopmentStorage" if value.eq_ignore_ascii_case("true") => {
                 azure.account.get_or_insert_with(|| AZURITE_ACCOUNT.to_string());
                 azure.key.get_or_insert_with(|| Secret::new(AZURITE_KEY));
-                azure.endpoint.get_or_insert_with(|| format!("http://127.0.0.1:10000/{AZURITE_ACCOUNT}"));
+                azure
+                    .endpoint
+                    .get_or_insert_with(|| BlobEndpoint::Url(format!("http://127.0.0.1:10000/{AZURITE_ACCOUNT}")));
             }
             _ => {}
         }
     }
     if let (None, Some(suffix), Some(account)) = (&azure.endpoint, suffix, &azure.account) {
-        azure.endpoint = Some(format!("{protocol}://{account}.blob.{suffix}"));
+        azure.endpoint = Some(BlobEndpoint::Url(format!("{protocol}://{account}.blob.{suffix}")));
     }
     Ok(())
 }
@@ -408,12 +511,19 @@ async fn open_azure(container: &str, options: &BackendOptions) -> Result<(Arc<dy
         )));
     };
     let endpoint_url = match &azure.endpoint {
-        Some(endpoint) => endpoint_url(
-            endpoint,
-            "Azure blob endpoint",
-            "--endpoint, AZURE_STORAGE_ENDPOINT, the connection string's BlobEndpoint, or the plugin's endpoint \
-             or AZURE_BLOB_STORAGE_URL",
-        )?,
+        Some(endpoint) => {
+            // A URL is used as given here; the plugin's step resolves its own with `account_url` first.
+            let url = match endpoint {
+                BlobEndpoint::Url(url) => url.clone(),
+                BlobEndpoint::Suffix(_) => endpoint.account_url(&account),
+            };
+            endpoint_url(
+                &url,
+                "Azure blob endpoint",
+                "--endpoint, AZURE_STORAGE_ENDPOINT, the connection string's BlobEndpoint, or the plugin's endpoint \
+                 or AZURE_BLOB_STORAGE_URL",
+            )?
+        }
         None => endpoint_url(
             &format!("https://{account}.blob.core.windows.net"),
             "Azure blob endpoint",
@@ -676,6 +786,30 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn azure_endpoints_are_a_suffix_or_a_url_used_as_given() {
+        let open_at = |endpoint| async move {
+            let options = BackendOptions {
+                azure: AzureOptions {
+                    account: Some("acct".into()),
+                    sas: Some(Secret::new("sv=2022-11-02&sig=x")),
+                    endpoint,
+                    create_container: false,
+                    ..AzureOptions::default()
+                },
+                ..BackendOptions::default()
+            };
+            open("az://c", &options).await.unwrap().description().to_string()
+        };
+        let china = open_at(Some(BlobEndpoint::Suffix("blob.core.chinacloudapi.cn".into()))).await;
+        assert!(china.contains("at https://acct.blob.core.chinacloudapi.cn"), "{china}");
+        let default = open_at(None).await;
+        assert!(default.contains("at https://acct.blob.core.windows.net"), "{default}");
+        // The CLI's URLs are not given the plugin's emulator path: the step resolves that before opening.
+        let bare = open_at(Some(BlobEndpoint::Url("http://127.0.0.1:10000/".into()))).await;
+        assert!(bare.contains("at http://127.0.0.1:10000)"), "{bare}");
+    }
+
     #[test]
     fn connection_strings_fill_azure_settings_without_printing_keys() {
         let options = BackendOptions::from_env(&env(&[(
@@ -685,11 +819,11 @@ mod tests {
         .unwrap();
         assert_eq!(options.azure.account.as_deref(), Some("acct"));
         assert_eq!(options.azure.key.as_ref().map(Secret::expose), Some("c2VjcmV0"));
-        assert_eq!(options.azure.endpoint.as_deref(), Some("https://acct.blob.core.chinacloudapi.cn"));
+        assert_eq!(options.azure.endpoint, Some(BlobEndpoint::Url("https://acct.blob.core.chinacloudapi.cn".into())));
         assert!(!format!("{options:?}").contains("c2VjcmV0"));
         let dev = BackendOptions::from_env(&env(&[("AZURE_STORAGE_CONNECTION_STRING", "UseDevelopmentStorage=true")]))
             .unwrap();
-        assert_eq!(dev.azure.endpoint.as_deref(), Some("http://127.0.0.1:10000/devstoreaccount1"));
+        assert_eq!(dev.azure.endpoint, Some(BlobEndpoint::Url("http://127.0.0.1:10000/devstoreaccount1".into())));
         assert!(BackendOptions::from_env(&env(&[("AZURE_STORAGE_CONNECTION_STRING", "garbage")])).is_err());
     }
 }
