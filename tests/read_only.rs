@@ -1,6 +1,6 @@
 //! A typo never looks like a cold cache: read-only commands never create a store, a store that
 //! does not exist is an error naming it (and, in the plugin, a store error rather than a miss),
-//! `file:` URLs must be absolute.
+//! `file:` URLs must be absolute, and `--version` names the build.
 
 use std::fs;
 use std::path::Path;
@@ -112,4 +112,15 @@ fn a_plugin_restore_from_a_missing_filesystem_root_is_a_store_error_not_a_miss()
     assert_eq!(strict.status.code(), Some(1), "{}", stderr(&strict));
     assert!(stderr(&strict).contains("does not exist"), "{}", stderr(&strict));
     assert!(!root.exists());
+}
+#[test]
+fn version_names_the_package_version_and_the_commit() {
+    let dir = scratch();
+    let output = run(chunkcache(dir.path()).arg("--version"), 0);
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.trim();
+    let expected = format!("chunkcache {} (commit ", env!("CARGO_PKG_VERSION"));
+    assert!(line.starts_with(&expected), "{line}");
+    let commit = line.trim_start_matches(&expected).trim_end_matches(')');
+    assert!(commit == "unknown" || (commit.len() >= 7 && commit.chars().all(|c| c.is_ascii_hexdigit())), "{line}");
 }

@@ -35,13 +35,17 @@ const EXIT_FALLBACK_HIT: u8 = 3;
 /// Exit code of `restore` when nothing matched.
 const EXIT_MISS: u8 = 4;
 
+/// `--version`: the package version and the git commit it was built from (`unknown` when built
+/// outside a git checkout; see `build.rs`).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("CHUNKCACHE_GIT_COMMIT"), ")");
+
 /// A content-addressed, deduplicating cache for CI pipelines.
 ///
 /// chunkcache splits directories into content-defined chunks named by their BLAKE3 hash,
 /// uploads only the chunks a store lacks, and restores only the files that differ.
 #[derive(Debug, Parser)]
 #[command(
-    version,
+    version = VERSION,
     about,
     long_about,
     after_help = "Docs and examples: README.md. Store URL: --store, else CHUNKCACHE_STORE, else a folder under the user's cache directory."
