@@ -124,3 +124,31 @@ fn version_names_the_package_version_and_the_commit() {
     let commit = line.trim_start_matches(&expected).trim_end_matches(')');
     assert!(commit == "unknown" || (commit.len() >= 7 && commit.chars().all(|c| c.is_ascii_hexdigit())), "{line}");
 }
+
+#[test]
+fn a_plugin_restore_without_mount_restores_every_saved_path_as_drone_cache_does() {
+    let dir = scratch();
+    let workspace = work(dir.path());
+    fs::create_dir_all(workspace.join("other")).unwrap();
+    fs::write(workspace.join("other/b.txt"), b"world").unwrap();
+    let root = dir.path().join("cache");
+    let common = [
+        ("PLUGIN_BACKEND", "filesystem"),
+        ("PLUGIN_FILESYSTEM_CACHE_ROOT", root.to_str().unwrap()),
+        ("PLUGIN_CACHE_KEY", "k"),
+        ("DRONE_REPO_NAME", "app"),
+    ];
+    let saved =
+        plugin(&workspace, &[&common[..], &[("PLUGIN_REBUILD", "true"), ("PLUGIN_MOUNT", "tree,other")]].concat());
+    assert_eq!(saved.status.code(), Some(0), "{}", stderr(&saved));
+    fs::remove_dir_all(workspace.join("tree")).unwrap();
+    fs::remove_dir_all(workspace.join("other")).unwrap();
+
+    let restored = plugin(&workspace, &[&common[..], &[("PLUGIN_RESTORE", "true")]].concat());
+    let message = stderr(&restored);
+    assert_eq!(restored.status.code(), Some(0), "{message}");
+    assert!(message.contains("no mount set (PLUGIN_MOUNT): restoring every path the cache saved"), "{message}");
+    assert!(message.contains("cache hit"), "{message}");
+    assert_eq!(fs::read(workspace.join("tree/a.txt")).unwrap(), b"hello");
+    assert_eq!(fs::read(workspace.join("other/b.txt")).unwrap(), b"world");
+}

@@ -127,6 +127,9 @@ type Outputs = Vec<(&'static str, String)>;
 async fn restore_step(plan: &StepPlan, config: &Config) -> Result<(Outputs, Option<String>)> {
     let store = backend::open(&config.store_url, &config.backend).await?;
     eprintln!("restoring cache key {:?} from {}", plan.key, store.description());
+    if plan.mounts.is_empty() {
+        eprintln!("no mount set (PLUGIN_MOUNT): restoring every path the cache saved, as drone-cache does");
+    }
     let options = RestoreOptions {
         key: plan.key.clone(),
         fallback_prefixes: plan.fallback_prefixes.clone(),
