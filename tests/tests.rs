@@ -13,6 +13,7 @@ mod hostile;
 mod keys;
 mod kill;
 mod plugin;
+mod read_only;
 mod remote;
 mod restore_dry_run;
 mod save_dry_run;

@@ -107,7 +107,7 @@ impl Config {
     /// Credentials come from `plugin` when there is one, else from the usual variables of `env`
     /// ([`BackendOptions::from_env`]). A missing Azure container is created only when `for_save`
     /// (and, in a plugin run, when the step saves): a restore from a missing container is a miss,
-    /// not a reason to create one.
+    /// not a reason to create one. Likewise only a save creates a missing local store folder.
     ///
     /// # Errors
     /// [`ConfigError`] naming the variable and the flag that overrides it.
@@ -132,6 +132,7 @@ impl Config {
                 options
             }
         };
+        backend.create_local = for_save;
         let timeout = match flags.timeout {
             Some(seconds) => Some(seconds),
             None => number(env, "CHUNKCACHE_TIMEOUT", "a whole number of seconds", "60", "--timeout")?,

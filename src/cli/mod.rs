@@ -35,13 +35,17 @@ const EXIT_FALLBACK_HIT: u8 = 3;
 /// Exit code of `restore` when nothing matched.
 const EXIT_MISS: u8 = 4;
 
+/// `--version`: the package version and the git commit it was built from (`unknown` when built
+/// outside a git checkout; see `build.rs`).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("CHUNKCACHE_GIT_COMMIT"), ")");
+
 /// A content-addressed, deduplicating cache for CI pipelines.
 ///
 /// chunkcache splits directories into content-defined chunks named by their BLAKE3 hash,
 /// uploads only the chunks a store lacks, and restores only the files that differ.
 #[derive(Debug, Parser)]
 #[command(
-    version,
+    version = VERSION,
     about,
     long_about,
     after_help = "Docs and examples: README.md. Store URL: --store, else CHUNKCACHE_STORE, else a folder under the user's cache directory."
@@ -205,7 +209,7 @@ pub fn run(cli: Cli, env: &BTreeMap<String, String>) -> Result<ExitCode> {
 }
 
 /// Resolves the configuration of a command from its flags and `env` ([`Config::resolve`]).
-/// Only saves create a missing Azure container.
+/// Only saves create a missing Azure container or local store folder.
 fn resolve_config(
     args: &StoreArgs,
     concurrency: Option<usize>,
@@ -228,26 +232,21 @@ async fn open_store(config: &Config) -> Result<Store> {
     Ok(backend::open(&config.store_url, &config.backend).await?)
 }
 
-/// Opens the store only to read it: no container is created, and a local store folder that does
-/// not exist is read as the empty store it is (opening a local store creates its folder).
-async fn open_store_to_read(config: &Config) -> Result<Store> {
-    let url = config.store_url.as_str();
-    let local = match url.split_once("://") {
-        None => Some(url),
-        Some(("file", path)) => Some(path),
-        Some(_) => None,
-    };
-    match local {
-        Some(path) if !path.is_empty() && !std::path::Path::new(path).exists() => {
+/// Opens the store for a save's dry run, which creates nothing: a local store folder that does
+/// not exist yet is read as the empty store a real save would create, since "everything would be
+/// uploaded" is the true answer for it (and the dry run keeps its one summary line).
+async fn open_store_for_save_dry_run(config: &Config) -> Result<Store> {
+    match backend::open(&config.store_url, &config.backend).await {
+        Err(backend::BackendError::Missing { .. }) => {
             Ok(backend::open("memory://", &backend::BackendOptions::default()).await?)
         }
-        _ => open_store(config).await,
+        opened => Ok(opened?),
     }
 }
 
 async fn run_save(args: SaveArgs, env: &BTreeMap<String, String>) -> Result<ExitCode> {
     let config = resolve_config(&args.common, args.concurrency, env, !args.dry_run)?;
-    let store = if args.dry_run { open_store_to_read(&config).await? } else { open_store(&config).await? };
+    let store = if args.dry_run { open_store_for_save_dry_run(&config).await? } else { open_store(&config).await? };
     let exclude = output::glob_set(&args.exclude)?;
     let chunker = args
         .chunk_size
@@ -294,7 +293,7 @@ async fn run_save(args: SaveArgs, env: &BTreeMap<String, String>) -> Result<Exit
 
 async fn run_restore(args: RestoreArgs, env: &BTreeMap<String, String>) -> Result<ExitCode> {
     let config = resolve_config(&args.common, args.concurrency, env, false)?;
-    let store = if args.dry_run { open_store_to_read(&config).await? } else { open_store(&config).await? };
+    let store = open_store(&config).await?;
     let options = RestoreOptions {
         key: args.key,
         fallback_prefixes: args.restore_keys,

@@ -3,6 +3,9 @@
 //! Settings errors always fail the step: a misconfigured cache should be fixed, not ignored.
 //! A miss, or a store failure at run time, is logged and the step succeeds, as with
 //! drone-cache, unless `exit_code` is true. Results go to `DRONE_OUTPUT` for later steps.
+//! A store that does not exist (a `filesystem_cache_root` with no folder) is such a store failure,
+//! never a miss, since it is usually a typo; only a rebuild creates the folder. (drone-cache's
+//! filesystem backend refuses a missing root for both modes: "make sure volume is mounted".)
 //!
 //! No panic ends the step with Rust's exit code 101: the step runs as its own task, and a panic
 //! in it is reported as an internal error that follows `exit_code` like any store failure (a
@@ -124,6 +127,9 @@ type Outputs = Vec<(&'static str, String)>;
 async fn restore_step(plan: &StepPlan, config: &Config) -> Result<(Outputs, Option<String>)> {
     let store = backend::open(&config.store_url, &config.backend).await?;
     eprintln!("restoring cache key {:?} from {}", plan.key, store.description());
+    if plan.mounts.is_empty() {
+        eprintln!("no mount set (PLUGIN_MOUNT): restoring every path the cache saved, as drone-cache does");
+    }
     let options = RestoreOptions {
         key: plan.key.clone(),
         fallback_prefixes: plan.fallback_prefixes.clone(),

@@ -15,6 +15,10 @@
 //! rendered `restore_keys`, then the cache key's template rendered up to its first
 //! `checksum`/`hashFiles`/`epoch` call (for `pipeline/{{ .Commit.Branch }}-{{ checksum "x" }}`
 //! that is `pipeline/main-`): the newest cache of the same branch.
+//!
+//! A rebuild needs `mount`; a restore without one restores every path the cache saved, as
+//! drone-cache's restorer does when it is given no mounts (it lists the key's entries and
+//! restores each).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

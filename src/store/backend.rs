@@ -2,7 +2,7 @@
 //!
 //! | URL | backend | credentials |
 //! |---|---|---|
-//! | `file:///abs/path` or a plain path | local folder (created if missing) | — |
+//! | `file:///abs/path` or a plain path | local folder (created by a save; reading a missing one is an error) | — |
 //! | `memory://` | in-process memory (tests) | — |
 //! | `az://CONTAINER/PREFIX`, `azure://…` | Azure Blob Storage, Azurite | account key, SAS, connection string |
 //! | `s3://BUCKET/PREFIX` | S3 and compatibles (moto, MinIO) | `AWS_*` |
@@ -55,6 +55,18 @@ pub enum BackendError {
         from: String,
         /// What is wrong, and the right spelling.
         reason: String,
+    },
+    /// A local store folder does not exist and this command does not create one: almost always a
+    /// typo in the URL, which must not look like an empty (cold) cache.
+    #[error(
+        "store {url} does not exist (no folder at {path}): check the store URL (--store or CHUNKCACHE_STORE; \
+         the plugin's filesystem_cache_root) for a typo, or run `chunkcache save` to create it (a save creates it)"
+    )]
+    Missing {
+        /// The store URL as given.
+        url: String,
+        /// The absolute folder it names.
+        path: PathBuf,
     },
     /// A local store folder could not be created.
     #[error("cannot use {path} as a store")]
@@ -249,6 +261,9 @@ pub struct BackendOptions {
     /// Retries of a request that failed transiently (throttling, 5xx, timeouts, resets, bodies
     /// cut short); see [`BackendOptions::retry_policy`].
     pub max_retries: usize,
+    /// Whether opening a local store creates its folder when missing. Only saves do; every other
+    /// command reports a missing folder as [`BackendError::Missing`].
+    pub create_local: bool,
 }
 
 impl Default for BackendOptions {
@@ -259,6 +274,7 @@ impl Default for BackendOptions {
             gcs: GcsOptions::default(),
             request_timeout: Duration::from_secs(60),
             max_retries: 4,
+            create_local: true,
         }
     }
 }
@@ -422,7 +438,8 @@ pub fn drone_cache_endpoint(value: &str) -> String {
 }
 
 /// Opens the store a URL names. For Azure with a shared key, a missing container is created
-/// (as drone-cache does) unless `create_container` is off.
+/// (as drone-cache does) unless `create_container` is off; a missing local folder is created
+/// only with `create_local`.
 ///
 /// # Errors
 /// [`BackendError`] with a message that says which URLs and credentials are accepted.
@@ -432,10 +449,14 @@ pub async fn open(url: &str, options: &BackendOptions) -> Result<Store, BackendE
         return Ok(Store::with_retry(Arc::new(InMemory::new()), "memory://", options.retry_policy()));
     }
     let Some((scheme, rest)) = url.split_once("://") else {
-        return open_local(Path::new(url), options);
+        if let Some(path) = url.strip_prefix("file:") {
+            return Err(invalid(&file_url_spelling(path)));
+        }
+        return open_local(url, Path::new(url), options);
     };
     match scheme {
-        "file" => return open_local(Path::new(rest), options),
+        "file" if !rest.starts_with('/') => return Err(invalid(&file_url_spelling(rest))),
+        "file" => return open_local(url, Path::new(rest), options),
         "az" | "azure" | "s3" | "gs" => {}
         "memory" => return Err(invalid("a memory store has no container or path: write memory://")),
         other => {
@@ -479,13 +500,27 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-fn open_local(path: &Path, options: &BackendOptions) -> Result<Store, BackendError> {
+/// Why a `file:` URL without an absolute path is refused, with the right spelling: `file://x/y`
+/// would silently make `x` a host name and `file:x` is not a URL at all.
+fn file_url_spelling(path: &str) -> String {
+    let path = path.trim_start_matches('/');
+    format!(
+        "a file: URL takes an absolute path after three slashes: write file:///{path} for the absolute folder \
+         /{path}, or give the plain path {path} for a folder relative to the working directory"
+    )
+}
+
+fn open_local(url: &str, path: &Path, options: &BackendOptions) -> Result<Store, BackendError> {
     if path.as_os_str().is_empty() {
         return Err(BackendError::InvalidUrl { url: String::new(), reason: "the path is empty".into() });
     }
     let local = |source| BackendError::Local { path: path.to_path_buf(), source };
     let path = std::path::absolute(path).map_err(local)?;
-    std::fs::create_dir_all(&path).map_err(local)?;
+    if options.create_local {
+        std::fs::create_dir_all(&path).map_err(local)?;
+    } else if !path.is_dir() {
+        return Err(BackendError::Missing { url: url.to_string(), path });
+    }
     let backend = LocalFileSystem::new_with_prefix(&path).map_err(|e| local(std::io::Error::other(e)))?;
     Ok(Store::with_retry(Arc::new(backend), format!("file://{}", path.display()), options.retry_policy()))
 }
