@@ -5,8 +5,9 @@
 # non-root user.
 FROM rust:1.88-bookworm AS build
 WORKDIR /src
-# Cargo.toml names the bench, example and test targets, so their files must be present.
-COPY Cargo.toml Cargo.lock ./
+# Cargo.toml names the bench, example and test targets, so their files must be present; build.rs
+# records the commit for `--version` ("unknown" here: the build context has no .git).
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY benches ./benches
 COPY fixtures ./fixtures
