@@ -1,0 +1,35 @@
+//! The first hour of a new user (issue 13): numbers that mean what they say, and errors a user
+//! can act on.
+
+use std::fs;
+
+use crate::util::{chunkcache_on, noise, run, run_json, scratch, stderr};
+
+/// `list` shows each cache's tree (files and bytes) and its manifest's size, in text and in
+/// JSON, and counts keys in the singular when there is one.
+#[test]
+fn list_shows_tree_and_manifest_sizes() {
+    let dir = scratch();
+    let (work, store) = (dir.path().join("work"), dir.path().join("store"));
+    fs::create_dir_all(work.join("tree")).unwrap();
+    fs::write(work.join("tree/a"), noise(10_000, 1)).unwrap();
+    fs::write(work.join("tree/b"), noise(2_000, 2)).unwrap();
+    run(&mut chunkcache_on(&work, &store, &["save", "--key", "one", "tree"]), 0);
+
+    let output = run(&mut chunkcache_on(&work, &store, &["list"]), 0);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let columns: Vec<&str> = stdout.trim_end().split('\t').collect();
+    assert_eq!(columns[..3], ["one", "2 files", "11.7 KiB"], "{stdout}");
+    assert!(columns[3].starts_with("manifest ") && columns[3].ends_with(" B"), "{stdout}");
+    assert!(stderr(&output).starts_with("1 key in "), "{}", stderr(&output));
+
+    let listed = run_json(&mut chunkcache_on(&work, &store, &["list"]), 0);
+    let entry = &listed[0];
+    assert_eq!(
+        (entry["key"].as_str(), entry["files"].as_u64(), entry["bytes"].as_u64()),
+        (Some("one"), Some(2), Some(12_000))
+    );
+    let manifest_bytes = entry["manifest_bytes"].as_u64().unwrap();
+    let shown = run_json(&mut chunkcache_on(&work, &store, &["show", "--key", "one"]), 0);
+    assert_eq!(shown["manifest_bytes"].as_u64(), Some(manifest_bytes));
+}
