@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use crate::util::{chunkcache_on, noise, run, run_json, scratch, stderr};
+use crate::util::{chunk_objects, chunkcache_on, noise, run, run_json, scratch, stderr};
 
 /// `list` shows each cache's tree (files and bytes) and its manifest's size, in text and in
 /// JSON, and counts keys in the singular when there is one.
@@ -32,4 +32,24 @@ fn list_shows_tree_and_manifest_sizes() {
     let manifest_bytes = entry["manifest_bytes"].as_u64().unwrap();
     let shown = run_json(&mut chunkcache_on(&work, &store, &["show", "--key", "one"]), 0);
     assert_eq!(shown["manifest_bytes"].as_u64(), Some(manifest_bytes));
+}
+
+/// A restore's "chunks fetched (X)" counts the stored bytes of the chunks only, not the manifest
+/// and store config it also downloads (900 random bytes: one chunk, stored in under 1 KiB).
+#[test]
+fn restore_counts_chunk_bytes_only() {
+    let dir = scratch();
+    let (work, store) = (dir.path().join("work"), dir.path().join("store"));
+    fs::create_dir_all(work.join("tree")).unwrap();
+    fs::write(work.join("tree/a"), noise(900, 3)).unwrap();
+    run(&mut chunkcache_on(&work, &store, &["save", "--key", "k", "tree"]), 0);
+    let chunk_bytes: u64 = chunk_objects(&store).iter().map(|path| fs::metadata(path).unwrap().len()).sum();
+
+    let report = run_json(chunkcache_on(&work, &store, &["restore", "--key", "k"]).arg(dir.path().join("json")), 0);
+    assert_eq!(report["bytes_fetched"].as_u64(), Some(chunk_bytes));
+    assert!(report["requests"]["bytes_downloaded"].as_u64().unwrap() > chunk_bytes, "{report}");
+
+    let output = run(chunkcache_on(&work, &store, &["restore", "--key", "k"]).arg(dir.path().join("text")), 0);
+    let expected = format!("1 chunk fetched ({chunk_bytes} B)");
+    assert!(stderr(&output).contains(&expected), "{}", stderr(&output));
 }

@@ -152,7 +152,7 @@ pub fn restore_details(report: &RestoreReport) -> String {
         report.files_unchanged,
         report.removed,
         count(report.chunks_fetched, "chunk"),
-        human_bytes(report.requests.bytes_downloaded),
+        human_bytes(report.bytes_fetched),
         report.elapsed_ms as f64 / 1000.0
     )
 }
