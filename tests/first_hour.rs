@@ -53,3 +53,24 @@ fn restore_counts_chunk_bytes_only() {
     let expected = format!("1 chunk fetched ({chunk_bytes} B)");
     assert!(stderr(&output).contains(&expected), "{}", stderr(&output));
 }
+
+/// `show` ends, as every command does, with one summary line on stderr (text and `--json`).
+#[test]
+fn show_ends_with_a_summary_line() {
+    let dir = scratch();
+    let (work, store) = (dir.path().join("work"), dir.path().join("store"));
+    fs::create_dir_all(work.join("tree")).unwrap();
+    fs::write(work.join("tree/a"), noise(900, 4)).unwrap();
+    run(&mut chunkcache_on(&work, &store, &["save", "--key", "k", "tree"]), 0);
+    for json in [false, true] {
+        let mut command = chunkcache_on(&work, &store, &["show", "--key", "k"]);
+        if json {
+            command.arg("--json");
+        }
+        let output = run(&mut command, 0);
+        let text = stderr(&output);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        assert!(lines[0].starts_with("key \"k\" in ") && lines[0].ends_with(": 1 file, 900 B, 1 chunk"), "{text}");
+    }
+}

@@ -457,5 +457,13 @@ async fn run_show(args: ShowArgs, env: &BTreeMap<String, String>) -> Result<Exit
         );
         println!("manifest:   {}", human_bytes(bytes.len() as u64));
     }
+    eprintln!(
+        "key {:?} in {}: {}, {}, {}",
+        manifest.key,
+        store.description(),
+        output::count(summary.files, "file"),
+        human_bytes(summary.bytes),
+        output::count(summary.chunks, "chunk")
+    );
     Ok(ExitCode::SUCCESS)
 }
