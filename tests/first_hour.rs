@@ -74,3 +74,20 @@ fn show_ends_with_a_summary_line() {
         assert!(lines[0].starts_with("key \"k\" in ") && lines[0].ends_with(": 1 file, 900 B, 1 chunk"), "{text}");
     }
 }
+
+/// A chunker-parameter mismatch names the sizes on both sides, not Rust debug structs, and how
+/// to fix it.
+#[test]
+fn params_mismatch_prints_sizes() {
+    let dir = scratch();
+    let (work, store) = (dir.path().join("work"), dir.path().join("store"));
+    fs::create_dir_all(work.join("tree")).unwrap();
+    fs::write(work.join("tree/f"), b"x").unwrap();
+    run(&mut chunkcache_on(&work, &store, &["save", "--key", "a", "--chunk-size", "64K", "tree"]), 0);
+    let output = run(&mut chunkcache_on(&work, &store, &["save", "--key", "b", "--chunk-size", "1M", "tree"]), 1);
+    let text = stderr(&output);
+    assert!(text.contains("chunker parameters of 64 KiB average (16 KiB min, 256 KiB max)"), "{text}");
+    assert!(text.contains("but 1 MiB average (256 KiB min, 4 MiB max) were requested"), "{text}");
+    assert!(text.contains("drop --chunk-size") && text.contains("CHUNKCACHE_STORE"), "{text}");
+    assert!(!text.contains("ChunkerParams") && !text.contains('{'), "{text}");
+}
