@@ -2,8 +2,10 @@
 //! can act on.
 
 use std::fs;
+use std::path::Path;
+use std::process::Command;
 
-use crate::util::{chunk_objects, chunkcache_on, noise, run, run_json, scratch, stderr};
+use crate::util::{chunk_objects, chunkcache, chunkcache_on, noise, run, run_json, scratch, stderr};
 
 /// `list` shows each cache's tree (files and bytes) and its manifest's size, in text and in
 /// JSON, and counts keys in the singular when there is one.
@@ -90,4 +92,43 @@ fn params_mismatch_prints_sizes() {
     assert!(text.contains("but 1 MiB average (256 KiB min, 4 MiB max) were requested"), "{text}");
     assert!(text.contains("drop --chunk-size") && text.contains("CHUNKCACHE_STORE"), "{text}");
     assert!(!text.contains("ChunkerParams") && !text.contains('{'), "{text}");
+}
+
+/// The binary in `cwd` with only `PATH` and `vars` in its environment, so that no credential of
+/// the machine running the tests leaks in.
+fn isolated(cwd: &Path, vars: &[(&str, &str)]) -> Command {
+    let mut command = chunkcache(cwd);
+    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).envs(vars.iter().copied());
+    command
+}
+
+/// S3 without credentials is refused before any request (the endpoint is a closed port, so a
+/// request would fail otherwise), naming the variables and plugin settings to set; half a key
+/// pair says which half is missing.
+#[test]
+fn s3_without_credentials_names_what_to_set() {
+    let dir = scratch();
+    let args = ["list", "--store", "s3://cache/ci", "--endpoint", "http://127.0.0.1:9"];
+    let output = run(isolated(dir.path(), &[]).args(args), 1);
+    let text = stderr(&output);
+    assert!(text.contains("S3 bucket \"cache\" at http://127.0.0.1:9 has no credentials"), "{text}");
+    assert!(
+        text.contains("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (plugin: access_key and secret_key)"),
+        "{text}"
+    );
+    assert!(!text.contains("403") && !text.contains("metadata endpoint"), "{text}");
+    let output = run(isolated(dir.path(), &[("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")]).args(args), 1);
+    assert!(stderr(&output).contains("has an access key id but no secret access key"), "{}", stderr(&output));
+}
+
+/// GCS without a service account is refused before any request, naming the variables and the
+/// plugin's `json_key`.
+#[test]
+fn gcs_without_credentials_names_what_to_set() {
+    let dir = scratch();
+    let output = run(isolated(dir.path(), &[]).args(["list", "--store", "gs://cache/ci"]), 1);
+    let text = stderr(&output);
+    assert!(text.contains("GCS bucket \"cache\" has no credentials"), "{text}");
+    assert!(text.contains("GOOGLE_SERVICE_ACCOUNT") && text.contains("GOOGLE_SERVICE_ACCOUNT_KEY"), "{text}");
+    assert!(text.contains("(plugin: json_key)"), "{text}");
 }
