@@ -132,3 +132,54 @@ fn gcs_without_credentials_names_what_to_set() {
     assert!(text.contains("GOOGLE_SERVICE_ACCOUNT") && text.contains("GOOGLE_SERVICE_ACCOUNT_KEY"), "{text}");
     assert!(text.contains("(plugin: json_key)"), "{text}");
 }
+
+/// With `debug: true` the plugin lists the effective settings of the backend in use, Azure here
+/// (account name, container, endpoint, key masked), one per line, and nothing of S3 or GCS; no
+/// secret appears, not even those of the other backends. The endpoint is a closed port: the
+/// store failure that follows is logged and the step succeeds, as `exit_code` is false.
+#[test]
+fn plugin_debug_lists_the_backend_in_use_with_secrets_masked() {
+    let dir = scratch();
+    fs::create_dir_all(dir.path().join("deps")).unwrap();
+    let (azure_key, s3_secret, gcs_key) =
+        ("YXp1cmUtc2VjcmV0LWtleQ==", "s3-secret-value", "{\"private_key\":\"gcs-secret\"}");
+    let output = isolated(
+        dir.path(),
+        &[
+            ("PLUGIN_RESTORE", "true"),
+            ("PLUGIN_BACKEND", "azure"),
+            ("PLUGIN_MOUNT", "deps"),
+            ("PLUGIN_CACHE_KEY", "deps-1"),
+            ("PLUGIN_ACCOUNT_NAME", "devstoreaccount1"),
+            ("PLUGIN_ACCOUNT_KEY", azure_key),
+            ("PLUGIN_CONTAINER", "ci-cache"),
+            ("PLUGIN_ENDPOINT", "http://127.0.0.1:9"),
+            ("PLUGIN_DEBUG", "true"),
+            ("AWS_SECRET_ACCESS_KEY", s3_secret),
+            ("PLUGIN_JSON_KEY", gcs_key),
+            ("CHUNKCACHE_TIMEOUT", "1"),
+        ],
+    )
+    .arg("plugin")
+    .output()
+    .unwrap();
+    let all = format!("{}{}", String::from_utf8_lossy(&output.stdout), stderr(&output));
+    assert_eq!(output.status.code(), Some(0), "{all}");
+    let debug: Vec<&str> = all.lines().filter(|line| line.starts_with("debug:")).collect();
+    for expected in [
+        "debug:   backend: azure",
+        "debug:   account name: devstoreaccount1",
+        "debug:   container: ci-cache",
+        "debug:   endpoint: http://127.0.0.1:9/devstoreaccount1",
+        "debug:   account key: *** (set)",
+    ] {
+        assert!(debug.contains(&expected), "{expected:?} missing from {all}");
+    }
+    let debug_text = debug.join("\n");
+    for other in ["bucket", "secret key", "access key", "service account", "S3", "GCS", "{", "Some("] {
+        assert!(!debug_text.contains(other), "{other:?} in {debug_text}");
+    }
+    for secret in [azure_key, &azure_key[..12], s3_secret, "gcs-secret"] {
+        assert!(!all.contains(secret), "{secret:?} leaked: {all}");
+    }
+}
