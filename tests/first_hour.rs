@@ -183,3 +183,24 @@ fn plugin_debug_lists_the_backend_in_use_with_secrets_masked() {
         assert!(!all.contains(secret), "{secret:?} leaked: {all}");
     }
 }
+
+/// In the plugin, an S3 backend without credentials names the plugin's settings as well as the
+/// variables, before any request (no endpoint is reachable from a test).
+#[test]
+fn plugin_s3_without_credentials_names_the_settings() {
+    let dir = scratch();
+    fs::create_dir_all(dir.path().join("deps")).unwrap();
+    let vars = [
+        ("PLUGIN_REBUILD", "true"),
+        ("PLUGIN_BACKEND", "s3"),
+        ("PLUGIN_BUCKET", "cache"),
+        ("PLUGIN_MOUNT", "deps"),
+        ("PLUGIN_CACHE_KEY", "deps-1"),
+        ("PLUGIN_ENDPOINT", "http://127.0.0.1:9"),
+        ("PLUGIN_EXIT_CODE", "true"),
+    ];
+    let output = run(isolated(dir.path(), &vars).arg("plugin"), 1);
+    let text = stderr(&output);
+    assert!(text.contains("has no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"), "{text}");
+    assert!(text.contains("(plugin: access_key and secret_key)") && !text.contains("Connection refused"), "{text}");
+}
