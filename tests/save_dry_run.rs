@@ -96,7 +96,7 @@ fn a_dry_run_prints_one_summary_line_and_is_documented() {
     fs::write(work.join("tree/f"), b"some content").unwrap();
     let output = run(&mut chunkcache_on(&work, &store, &["save", "--dry-run", "--key", "k", "tree"]), 0);
     let line = stderr(&output);
-    assert!(line.starts_with("dry run: saving \"k\" would upload 1 new chunks"), "{line}");
+    assert!(line.starts_with("dry run: saving \"k\" would upload 1 new chunk of"), "{line}");
     assert!(line.contains("nothing was written"), "{line}");
     assert!(!store.exists());
 

@@ -9,6 +9,7 @@ mod azure_admin;
 mod conformance;
 mod endpoints;
 mod faults;
+mod first_hour;
 mod hostile;
 mod keys;
 mod kill;

@@ -18,9 +18,10 @@ use chunkcache::core::time::now_ms;
 use chunkcache::fs::walk::WalkOptions;
 use chunkcache::pipeline::restore::{self, Outcome, RestoreOptions, RestoreTarget};
 use chunkcache::pipeline::save::{self, SaveOptions};
-use chunkcache::store::Store;
 use chunkcache::store::backend;
+use chunkcache::store::{ManifestInfo, Store};
 use clap::{Args, Parser, Subcommand};
+use futures::StreamExt;
 
 use config::{Config, FlagOptions};
 use output::{
@@ -345,23 +346,71 @@ async fn run_restore(args: RestoreArgs, env: &BTreeMap<String, String>) -> Resul
     })
 }
 
+/// Manifests `list` downloads at once: enough to hide latency, few enough to stay bounded.
+const LIST_CONCURRENCY: usize = 8;
+
+/// One row of `list`: a key, the size of its tree and of its manifest, and its age.
+#[derive(serde::Serialize)]
+struct ListEntry {
+    key: String,
+    /// Regular files in the tree (`None` when the manifest could not be read).
+    files: Option<u64>,
+    /// Bytes of file content in the tree.
+    bytes: Option<u64>,
+    /// Size of the encoded manifest.
+    manifest_bytes: u64,
+    modified_ms: i64,
+}
+
+/// Reads the manifest of `info` for its tree's size; a manifest that vanished since the listing
+/// is left out, and one that cannot be read is a row with unknown sizes and a warning.
+async fn list_entry(store: &Store, info: ManifestInfo) -> Option<ListEntry> {
+    let summary = match store.get_manifest(&info.key).await {
+        Ok(None) => return None,
+        Ok(Some(bytes)) => Manifest::decode(&info.key, &bytes).map(|m| m.summary()).map_err(anyhow::Error::from),
+        Err(err) => Err(err.into()),
+    };
+    let summary = summary
+        .map_err(|err| eprintln!("warning: cannot read the manifest of {:?}: {}", info.key, describe(&err)))
+        .ok();
+    Some(ListEntry {
+        files: summary.as_ref().map(|s| s.files),
+        bytes: summary.as_ref().map(|s| s.bytes),
+        manifest_bytes: info.size,
+        modified_ms: info.modified_ms,
+        key: info.key,
+    })
+}
+
 async fn run_list(args: ListArgs, env: &BTreeMap<String, String>) -> Result<ExitCode> {
     let store = open_store(&resolve_config(&args.common, None, env, false)?).await?;
     let manifests = store.list_manifests(&args.prefix).await?;
-    if args.common.json {
-        print_json(&manifests)?;
-    } else {
-        let now = now_ms() as i64;
-        for manifest in &manifests {
+    let mut rows = futures::stream::iter(manifests)
+        .map(|info| list_entry(&store, info))
+        .buffered(LIST_CONCURRENCY)
+        .filter_map(std::future::ready);
+    let (mut listed, mut json_rows) = (0u64, Vec::new());
+    let now = now_ms() as i64;
+    while let Some(row) = rows.next().await {
+        listed += 1;
+        if args.common.json {
+            json_rows.push(row);
+        } else {
+            let unknown = || "?".to_string();
             println!(
-                "{}\t{}\t{}",
-                manifest.key,
-                human_bytes(manifest.size),
-                output::human_age(now - manifest.modified_ms)
+                "{}\t{}\t{}\tmanifest {}\t{}",
+                row.key,
+                row.files.map_or_else(unknown, |files| output::count(files, "file")),
+                row.bytes.map_or_else(unknown, human_bytes),
+                human_bytes(row.manifest_bytes),
+                output::human_age(now - row.modified_ms)
             );
         }
-        eprintln!("{} keys in {}", manifests.len(), store.description());
     }
+    if args.common.json {
+        print_json(&json_rows)?;
+    }
+    eprintln!("{} in {}", output::count(listed, "key"), store.description());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -392,7 +441,12 @@ async fn run_show(args: ShowArgs, env: &BTreeMap<String, String>) -> Result<Exit
             output::human_age(now_ms() as i64 - manifest.finished_at_ms as i64),
             manifest.tool_version
         );
-        println!("entries:    {} files, {} dirs, {} symlinks", summary.files, summary.dirs, summary.symlinks);
+        println!(
+            "entries:    {}, {}, {}",
+            output::count(summary.files, "file"),
+            output::count(summary.dirs, "dir"),
+            output::count(summary.symlinks, "symlink")
+        );
         println!("content:    {}", human_bytes(summary.bytes));
         println!(
             "chunks:     {} ({} distinct, {} stored)",
@@ -402,5 +456,13 @@ async fn run_show(args: ShowArgs, env: &BTreeMap<String, String>) -> Result<Exit
         );
         println!("manifest:   {}", human_bytes(bytes.len() as u64));
     }
+    eprintln!(
+        "key {:?} in {}: {}, {}, {}",
+        manifest.key,
+        store.description(),
+        output::count(summary.files, "file"),
+        human_bytes(summary.bytes),
+        output::count(summary.chunks, "chunk")
+    );
     Ok(ExitCode::SUCCESS)
 }

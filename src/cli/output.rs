@@ -67,6 +67,11 @@ pub fn human_bytes(bytes: u64) -> String {
     if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
+/// `1, "key"` → `1 key`; `2, "key"` → `2 keys`: every count in a summary line goes through here.
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 /// Milliseconds → `5m`, `3h`, `2d`.
 pub fn human_age(ms: i64) -> String {
     let secs = ms.max(0) / 1000;
@@ -111,25 +116,25 @@ pub fn glob_set(patterns: &[String]) -> Result<Option<globset::GlobSet>> {
 pub fn save_summary(report: &SaveReport) -> String {
     if report.dry_run {
         return format!(
-            "dry run: saving {:?} would upload {} new chunks of {} ({} raw, {} stored); {} files, {}, dedup {:.1}%; \
+            "dry run: saving {:?} would upload {} of {} ({} raw, {} stored); {}, {}, dedup {:.1}%; \
              nothing was written, {:.1}s",
             report.key,
-            report.new_chunks,
+            count(report.new_chunks, "new chunk"),
             report.saved.chunks,
             human_bytes(report.new_bytes),
             human_bytes(report.new_stored_bytes),
-            report.saved.files,
+            count(report.saved.files, "file"),
             human_bytes(report.saved.bytes),
             report.dedup_percent,
             report.elapsed_ms as f64 / 1000.0
         );
     }
     format!(
-        "saved {:?}: {} files, {}, {} chunks ({} new, {} uploaded), dedup {:.1}%, {:.1}s",
+        "saved {:?}: {}, {}, {} ({} new, {} uploaded), dedup {:.1}%, {:.1}s",
         report.key,
-        report.saved.files,
+        count(report.saved.files, "file"),
         human_bytes(report.saved.bytes),
-        report.saved.chunks,
+        count(report.saved.chunks, "chunk"),
         report.new_chunks,
         human_bytes(report.requests.bytes_uploaded),
         report.dedup_percent,
@@ -140,14 +145,14 @@ pub fn save_summary(report: &SaveReport) -> String {
 /// What a restore did, for the line it ends with.
 pub fn restore_details(report: &RestoreReport) -> String {
     format!(
-        "{} files, {} ({} written, {} unchanged, {} removed), {} chunks fetched ({}), {:.1}s",
-        report.files,
+        "{}, {} ({} written, {} unchanged, {} removed), {} fetched ({}), {:.1}s",
+        count(report.files, "file"),
         human_bytes(report.bytes),
         report.files_written,
         report.files_unchanged,
         report.removed,
-        report.chunks_fetched,
-        human_bytes(report.requests.bytes_downloaded),
+        count(report.chunks_fetched, "chunk"),
+        human_bytes(report.bytes_fetched),
         report.elapsed_ms as f64 / 1000.0
     )
 }
@@ -156,14 +161,14 @@ pub fn restore_details(report: &RestoreReport) -> String {
 pub fn plan_details(plan: &RestorePlan) -> String {
     let stats = &plan.stats;
     format!(
-        "{} files, {}: would write {} ({}), keep {} unchanged, remove {}, fetch {} chunks ({})",
-        stats.files,
+        "{}, {}: would write {} ({}), keep {} unchanged, remove {}, fetch {} ({})",
+        count(stats.files, "file"),
         human_bytes(stats.bytes),
         stats.files_written,
         human_bytes(stats.bytes_written),
         stats.files_unchanged,
         stats.removed,
-        stats.chunks_fetched,
+        count(stats.chunks_fetched, "chunk"),
         human_bytes(stats.bytes_fetched)
     )
 }
@@ -251,5 +256,8 @@ mod tests {
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(12), "12 B");
         assert_eq!(human_age(90_000), "1m");
+        assert_eq!(count(1, "key"), "1 key");
+        assert_eq!(count(0, "key"), "0 keys");
+        assert_eq!(count(2, "new chunk"), "2 new chunks");
     }
 }

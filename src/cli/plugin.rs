@@ -66,9 +66,6 @@ async fn isolated<T: Send + 'static>(work: impl Future<Output = Result<T>> + Sen
 
 async fn run_step(env: &BTreeMap<String, String>) -> Result<ExitCode> {
     let settings = PluginSettings::from_env(env)?;
-    if settings.debug {
-        eprintln!("debug: settings (secrets hidden): {settings:#?}");
-    }
     let workdir = std::env::current_dir().context("cannot read the working directory")?;
     let mut plan = step::resolve(&settings, env, &workdir)?;
     if let Some(endpoint) = &plan.backend.s3.endpoint {
@@ -82,8 +79,10 @@ async fn run_step(env: &BTreeMap<String, String>) -> Result<ExitCode> {
     }
     let config = Config::resolve(&FlagOptions::default(), Some(&plan), env, plan.mode == StepMode::Rebuild)?;
     if settings.debug {
-        eprintln!("debug: step (secrets hidden): {plan:#?}");
-        eprintln!("debug: configuration (secrets hidden): {config:#?}");
+        eprintln!("debug: effective settings (secrets masked):");
+        for (name, value) in debug_settings(&plan, &config) {
+            eprintln!("debug:   {name}: {value}");
+        }
     }
     let step_plan = plan.clone();
     let override_existing = settings.override_existing;
@@ -119,6 +118,81 @@ fn is_invalid_setting(err: &anyhow::Error) -> bool {
         err.downcast_ref::<BackendError>(),
         Some(BackendError::InvalidUrl { .. } | BackendError::InvalidEndpoint { .. } | BackendError::Config(_))
     )
+}
+
+/// What `debug: true` prints: the step and the settings of the backend in use, after every
+/// default and variable is applied, one per line, secrets shown only as set or not (issue 13).
+fn debug_settings(plan: &StepPlan, config: &Config) -> Vec<(&'static str, String)> {
+    let masked = |set: bool| if set { "*** (set)" } else { "not set" }.to_string();
+    let or_unset = |value: Option<&str>| value.map_or_else(|| "not set".to_string(), str::to_string);
+    let mode = match plan.mode {
+        StepMode::Restore => "restore",
+        StepMode::Rebuild => "rebuild",
+    };
+    let mounts: Vec<String> = plan.mounts.iter().map(|mount| mount.display().to_string()).collect();
+    let mut lines = vec![
+        ("mode", mode.to_string()),
+        ("store", config.store_url.clone()),
+        ("cache key", plan.key.clone()),
+        (
+            "restore keys",
+            if plan.fallback_prefixes.is_empty() { "none".into() } else { plan.fallback_prefixes.join(", ") },
+        ),
+        ("mounts", mounts.join(", ")),
+        ("local root", plan.root.display().to_string()),
+        ("request timeout", format!("{}s", config.backend.request_timeout.as_secs())),
+        ("concurrency", config.concurrency.to_string()),
+    ];
+    let (scheme, rest) = config.store_url.split_once("://").unwrap_or(("file", &config.store_url));
+    let bucket = rest.split('/').next().unwrap_or_default().to_string();
+    let backend = &config.backend;
+    match scheme {
+        "az" | "azure" => {
+            let azure = &backend.azure;
+            let account = azure.account.as_deref();
+            let endpoint = account.map(|account| azure.endpoint.clone().unwrap_or_default().account_url(account));
+            lines.extend([
+                ("backend", "azure".to_string()),
+                ("account name", or_unset(account)),
+                ("container", bucket),
+                ("endpoint", or_unset(endpoint.as_deref())),
+                ("account key", masked(azure.key.is_some())),
+                ("SAS token", masked(azure.sas.is_some())),
+            ]);
+        }
+        "s3" => {
+            let s3 = &backend.s3;
+            let variable = |name: &str| s3.aws_env.get(name).map(|value| value.expose().to_string());
+            let region =
+                s3.region.clone().or_else(|| variable("AWS_REGION")).or_else(|| variable("AWS_DEFAULT_REGION"));
+            let endpoint =
+                s3.endpoint.clone().or_else(|| variable("AWS_ENDPOINT_URL")).or_else(|| variable("AWS_ENDPOINT"));
+            lines.extend([
+                ("backend", "s3".to_string()),
+                ("bucket", bucket),
+                ("region", or_unset(region.as_deref())),
+                ("endpoint", or_unset(endpoint.as_deref())),
+                ("path style", s3.path_style.unwrap_or(false).to_string()),
+                ("access key", masked(s3.access_key.is_some() || variable("AWS_ACCESS_KEY_ID").is_some())),
+                ("secret key", masked(s3.secret_key.is_some() || variable("AWS_SECRET_ACCESS_KEY").is_some())),
+            ]);
+        }
+        "gs" => {
+            let gcs = &backend.gcs;
+            lines.extend([
+                ("backend", "gcs".to_string()),
+                ("bucket", bucket),
+                ("endpoint", or_unset(gcs.endpoint.as_deref())),
+                ("service account key", masked(gcs.service_account_json.is_some())),
+                (
+                    "service account file",
+                    or_unset(gcs.service_account_path.as_ref().map(|path| path.display().to_string()).as_deref()),
+                ),
+            ]);
+        }
+        _ => lines.push(("backend", "filesystem".to_string())),
+    }
+    lines
 }
 
 type Outputs = Vec<(&'static str, String)>;

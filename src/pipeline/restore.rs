@@ -107,6 +107,9 @@ pub struct RestoreReport {
     pub bytes_written: u64,
     /// Chunks downloaded.
     pub chunks_fetched: u64,
+    /// Stored (compressed) bytes of those chunks: chunk bytes only, unlike
+    /// `requests.bytes_downloaded`, which also counts the manifest and the store's config.
+    pub bytes_fetched: u64,
     /// Entries removed (type conflicts, and with `--mirror` entries not in the manifest).
     pub removed: u64,
     /// Problems that did not fail the restore.
@@ -349,6 +352,7 @@ pub async fn execute(store: &Store, plan: RestorePlan, progress: &dyn Progress) 
         files_written: stats.files_written,
         files_unchanged: stats.files_unchanged,
         bytes_written: stats.bytes_written,
+        bytes_fetched: stats.bytes_fetched,
         warnings: plan.warnings.clone(),
         ..RestoreReport::default()
     };

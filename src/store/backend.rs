@@ -647,6 +647,7 @@ fn open_s3(bucket: &str, options: &BackendOptions) -> Result<(Arc<dyn ObjectStor
         Some(endpoint) => format!("S3 bucket {bucket:?} at {endpoint}"),
         None => format!("S3 bucket {bucket:?}"),
     };
+    s3_credentials_configured(s3, &description)?;
     let (client, retry) = client_options(options, endpoint.as_deref().is_some_and(|e| e.starts_with("http://")));
     let backend = builder
         .with_client_options(client)
@@ -654,6 +655,40 @@ fn open_s3(bucket: &str, options: &BackendOptions) -> Result<(Arc<dyn ObjectStor
         .build()
         .map_err(|source| BackendError::Client { store: description.clone(), source })?;
     Ok((Arc::new(backend), description))
+}
+
+/// `AWS_*` variables that give, or say where to find, S3 credentials. Without one of them (or the
+/// plugin's `access_key`/`secret_key`), `object_store` falls back to EC2 instance metadata, which
+/// off EC2 fails with a 403 that says nothing about what to set (issue 13); setting
+/// `AWS_METADATA_ENDPOINT` opts into instance credentials explicitly.
+const AWS_CREDENTIAL_SOURCES: [&str; 7] = [
+    "AWS_PROFILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_SKIP_SIGNATURE",
+    "AWS_METADATA_ENDPOINT",
+    "AWS_IMDSV1_FALLBACK",
+];
+
+/// Refuses an S3 store that has no credentials configured, before any request is made.
+fn s3_credentials_configured(s3: &S3Options, description: &str) -> Result<(), BackendError> {
+    let set = |name: &str| s3.aws_env.get(name).is_some_and(|value| !value.expose().is_empty());
+    let key_id = s3.access_key.as_deref().is_some_and(|key| !key.is_empty()) || set("AWS_ACCESS_KEY_ID");
+    let secret = s3.secret_key.as_ref().is_some_and(|key| !key.expose().is_empty()) || set("AWS_SECRET_ACCESS_KEY");
+    if (key_id && secret) || AWS_CREDENTIAL_SOURCES.iter().any(|name| set(name)) {
+        return Ok(());
+    }
+    let missing = match (key_id, secret) {
+        (true, false) => "an access key id but no secret access key",
+        (false, true) => "a secret access key but no access key id",
+        _ => "no credentials",
+    };
+    Err(BackendError::Config(format!(
+        "{description} has {missing}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (plugin: access_key and \
+         secret_key), or AWS_PROFILE, AWS_WEB_IDENTITY_TOKEN_FILE or AWS_CONTAINER_CREDENTIALS_RELATIVE_URI; to use \
+         an EC2 instance role, set AWS_METADATA_ENDPOINT=http://169.254.169.254"
+    )))
 }
 
 fn open_gcs(bucket: &str, options: &BackendOptions) -> Result<(Arc<dyn ObjectStore>, String), BackendError> {
@@ -680,6 +715,15 @@ fn open_gcs(bucket: &str, options: &BackendOptions) -> Result<(Arc<dyn ObjectSto
         builder = builder.with_base_url(endpoint);
     }
     let description = format!("GCS bucket {bucket:?}");
+    if gcs.service_account_json.is_none() && gcs.service_account_path.is_none() {
+        // Without a service account, `object_store` tries gcloud's default credentials and then
+        // instance metadata, which off Google Cloud fails with an error that says nothing about
+        // what to set (issue 13).
+        return Err(BackendError::Config(format!(
+            "{description} has no credentials: set GOOGLE_SERVICE_ACCOUNT (or GOOGLE_APPLICATION_CREDENTIALS) to \
+             the path of a service-account key file, or GOOGLE_SERVICE_ACCOUNT_KEY to its JSON (plugin: json_key)"
+        )));
+    }
     let (client, retry) = client_options(options, endpoint.as_deref().is_some_and(|e| e.starts_with("http://")));
     let backend = builder
         .with_client_options(client)

@@ -109,8 +109,11 @@ pub enum StoreError {
     },
     /// The client asked for other chunker parameters than the store uses.
     #[error(
-        "{store} uses chunker parameters {store_params:?}, but {requested:?} were requested: \
-         dedup needs every writer to cut alike, so drop --chunk-size or use another store"
+        "{store} uses chunker parameters of {}, but {} were requested: dedup needs every writer \
+         to cut alike, so drop --chunk-size (a save then takes the store's) or use another store \
+         (--store or CHUNKCACHE_STORE)",
+        describe_params(store_params),
+        describe_params(requested)
     )]
     ParamsMismatch {
         /// The store's description.
@@ -238,6 +241,16 @@ pub struct ManifestInfo {
     pub size: u64,
     /// When it was written, in milliseconds since the Unix epoch.
     pub modified_ms: i64,
+}
+
+/// `512 KiB average (128 KiB min, 2 MiB max)`, for messages.
+fn describe_params(params: &ChunkerParams) -> String {
+    let size = |bytes: u32| match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} B"),
+    };
+    format!("{} average ({} min, {} max)", size(params.avg_size), size(params.min_size), size(params.max_size))
 }
 
 /// A chunkcache store over any `object_store` backend.
