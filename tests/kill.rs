@@ -288,6 +288,11 @@ fn restore_if_visible(
     dest: &Path,
     context: &str,
 ) -> Option<BTreeMap<Vec<u8>, String>> {
+    // A save killed before it created the store leaves no store at all, which a restore reports as
+    // an error naming the URL (a typo must never look like a cold cache): nothing is visible.
+    if !store.exists() {
+        return None;
+    }
     let output = chunkcache_on(work, store, &["restore", "--mirror", "--key", key]).arg(dest).output().unwrap();
     match output.status.code() {
         Some(0) => Some(snapshot(&dest.join("tree"))),
