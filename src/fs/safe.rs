@@ -195,7 +195,9 @@ pub fn list(directory: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
 #[derive(Debug)]
 pub struct Resolver {
     roots: Arc<Vec<OwnedFd>>,
-    cache: HashMap<(u32, Vec<u8>), Arc<OwnedFd>>,
+    /// Open handles by mount, then by path (so a lookup borrows the path: no allocation per file).
+    cache: HashMap<u32, HashMap<Vec<u8>, Arc<OwnedFd>>>,
+    cached: usize,
 }
 
 /// Handles kept at most; past this the cache starts over (entries arrive in path order, so
@@ -205,7 +207,7 @@ const CACHED_HANDLES: usize = 256;
 impl Resolver {
     /// A resolver below `roots`, indexed by mount.
     pub fn new(roots: Arc<Vec<OwnedFd>>) -> Self {
-        Self { roots, cache: HashMap::new() }
+        Self { roots, cache: HashMap::new(), cached: 0 }
     }
 
     /// The directory `path` (relative, `/`-separated) of mount `mount`, with `run` applied to
@@ -227,14 +229,16 @@ impl Resolver {
     }
 
     fn open(&mut self, mount: u32, path: &[u8]) -> io::Result<Arc<OwnedFd>> {
-        if let Some(handle) = self.cache.get(&(mount, path.to_vec())) {
+        if let Some(handle) = self.cache.get(&mount).and_then(|paths| paths.get(path)) {
             return Ok(handle.clone());
         }
         let handle = Arc::new(self.with_dir(mount, parent_of(path), |parent| open_dir(parent, file_name(path)))?);
-        if self.cache.len() >= CACHED_HANDLES {
+        if self.cached >= CACHED_HANDLES {
             self.cache.clear();
+            self.cached = 0;
         }
-        self.cache.insert((mount, path.to_vec()), handle.clone());
+        self.cache.entry(mount).or_default().insert(path.to_vec(), handle.clone());
+        self.cached += 1;
         Ok(handle)
     }
 }
