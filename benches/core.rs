@@ -7,8 +7,9 @@ use std::hint::black_box;
 
 use chunkcache::core::chunker::ChunkerParams;
 use chunkcache::core::codec;
-use chunkcache::core::id::ChunkId;
+use chunkcache::core::id::{ChunkId, PackId};
 use chunkcache::core::manifest::{ChunkRef, Entry, EntryKind, Manifest, Mount, Timestamp};
+use chunkcache::pipeline::fetch::plan_ranges;
 use chunkcache::pipeline::restore::{RestoreTarget, plan};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -114,9 +115,18 @@ fn big_manifest() -> Manifest {
     all.sort_by(|a, b| a.path.cmp(&b.path));
     all.dedup_by(|a, b| a.path == b.path);
     let chunk_len = 1 << 20;
-    let chunks = (0..offset.div_ceil(chunk_len))
-        .map(|i| ChunkRef { id: ChunkId::of(&i.to_le_bytes()), len: chunk_len as u32, stored_len: 1 << 19 })
+    // 512 KiB stored per chunk, 32 chunks per pack.
+    let count = offset.div_ceil(chunk_len);
+    let chunks = (0..count)
+        .map(|i| ChunkRef {
+            id: ChunkId::of(&i.to_le_bytes()),
+            len: chunk_len as u32,
+            stored_len: 1 << 19,
+            pack: (i / 32) as u32,
+            offset: 8 + (i % 32) as u32 * (1 << 19),
+        })
         .collect();
+    let packs = (0..count.div_ceil(32)).map(|i| PackId::of(&i.to_le_bytes())).collect();
     Manifest {
         key: "bench".into(),
         started_at_ms: 0,
@@ -124,6 +134,7 @@ fn big_manifest() -> Manifest {
         tool_version: "bench".into(),
         chunker: ChunkerParams::default(),
         mounts: vec![Mount { path: b"gradle".to_vec() }],
+        packs,
         chunks,
         entries: all,
     }
@@ -138,6 +149,8 @@ fn manifests(c: &mut Criterion) {
     group.bench_function("decode+validate", |b| b.iter(|| Manifest::decode("bench", &encoded).unwrap()));
     let target = RestoreTarget::Under(std::env::temp_dir().join("chunkcache-bench-nonexistent"));
     group.bench_function("restore plan (empty target)", |b| b.iter(|| plan(&manifest, &target).unwrap()));
+    let every_chunk: Vec<usize> = (0..manifest.chunks.len()).collect();
+    group.bench_function("ranged reads of every chunk", |b| b.iter(|| plan_ranges(&manifest, &every_chunk)));
     group.finish();
 }
 

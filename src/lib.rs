@@ -42,6 +42,7 @@
 //!         concurrency: 4,
 //!         chunker: None,
 //!         skip_if_exists: false,
+//!         parent_prefixes: vec![],
 //!     },
 //!     &NoProgress,
 //! )

@@ -15,10 +15,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use chunkcache::core::chunker::ChunkerParams;
-use chunkcache::core::id::ChunkId;
+use chunkcache::core::codec;
+use chunkcache::core::id::{ChunkId, PackId};
+use chunkcache::core::pack::PackBuilder;
 use chunkcache::core::secret::Secret;
 use chunkcache::store::backend::{self, BackendOptions, BlobEndpoint};
-use chunkcache::store::{STORE_FORMAT, Store, StoreConfig, StoreError, keyed_path};
+use chunkcache::store::{ChunkReadError, PackRange, STORE_FORMAT, Store, StoreConfig, StoreError, keyed_path};
 use futures::StreamExt as _;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::local::LocalFileSystem;
@@ -64,10 +66,6 @@ impl Backend {
     }
 }
 
-fn chunk_id(n: u64) -> ChunkId {
-    ChunkId::of(&n.to_le_bytes())
-}
-
 /// Waits until the wall clock is in a new second, so that the next write gets a later
 /// last-modified time even on backends that keep whole seconds (Azure, S3).
 async fn next_second() {
@@ -80,9 +78,10 @@ async fn next_second() {
 async fn conformance(backend: &Backend) {
     let started = Instant::now();
     config_is_created_once_and_mismatches_are_refused(backend).await;
-    chunks_are_create_if_absent_and_round_trip(backend).await;
-    racing_chunk_uploads_store_exactly_one(backend).await;
-    chunk_listing_returns_every_chunk(backend).await;
+    packs_are_create_if_absent_and_read_by_ranges(backend).await;
+    damaged_and_truncated_packs_are_refused_and_replaced(backend).await;
+    racing_pack_uploads_store_it_once(backend).await;
+    manifest_listing_returns_every_key(backend).await;
     manifests_overwrite_and_list_by_string_prefix_newest_first(backend).await;
     has_manifest_and_mark_used(backend).await;
     invalid_keys_are_refused_without_requests(backend).await;
@@ -145,94 +144,127 @@ async fn config_is_created_once_and_mismatches_are_refused(backend: &Backend) {
     }
 }
 
-async fn chunks_are_create_if_absent_and_round_trip(backend: &Backend) {
-    let name = backend.name;
-    let store = backend.open("chunks").await;
-    assert!(store.list_chunks().await.unwrap().is_empty(), "{name}");
-    // Sizes from one byte to the default maximum chunk (4 MiB).
-    let sizes = [1usize, 7, 1000, 65_536, 300_001, 4 << 20];
-    let chunks: Vec<(ChunkId, Bytes)> = sizes
+/// A sealed pack of encoded `raws`, and for each chunk its id, offset and stored length.
+fn pack_of(raws: &[Vec<u8>]) -> (PackId, Bytes, Vec<(ChunkId, u32, u32)>) {
+    let mut builder = PackBuilder::new();
+    let chunks = raws
         .iter()
-        .enumerate()
-        .map(|(i, &size)| {
-            let data = noise(size, i as u64 + 100);
-            (ChunkId::of(&data), Bytes::from(data))
+        .map(|raw| {
+            let (id, object) = (ChunkId::of(raw), codec::encode(raw, 3));
+            (id, builder.push(id, &object), object.len() as u32)
         })
         .collect();
-    for (id, object) in &chunks {
-        assert!(store.put_chunk(*id, object.clone()).await.unwrap(), "{name}: first put of {id} reported existing");
-    }
-    let (first_id, first) = chunks[0].clone();
-    assert!(!store.put_chunk(first_id, Bytes::from_static(b"other")).await.unwrap(), "{name}: second put created");
-    for (id, object) in &chunks {
-        let got = store.get_chunk(*id).await.unwrap().unwrap_or_else(|| panic!("{name}: {id} missing"));
-        assert!(got == *object, "{name}: {id} came back different ({} bytes, put {})", got.len(), object.len());
-    }
-    assert_eq!(store.get_chunk(chunk_id(u64::MAX)).await.unwrap(), None, "{name}: missing chunk");
-    let listed = store.list_chunks().await.unwrap();
-    let expected: HashMap<ChunkId, u32> = chunks.iter().map(|(id, o)| (*id, o.len() as u32)).collect();
-    assert_eq!(listed, expected, "{name}: list_chunks");
+    let (id, bytes) = builder.finish();
+    (id, bytes, chunks)
+}
 
-    let total: u64 = sizes.iter().map(|&s| s as u64).sum();
+fn range_of(pack: PackId, chunks: &[(ChunkId, u32, u32)]) -> PackRange {
+    let end = chunks.iter().map(|&(_, offset, len)| offset + len).max().unwrap();
+    PackRange { pack, start: chunks[0].1, end, chunks: chunks.to_vec() }
+}
+
+async fn packs_are_create_if_absent_and_read_by_ranges(backend: &Backend) {
+    let name = backend.name;
+    let store = backend.open("packs").await;
+    // Sizes from one byte to the default maximum chunk (4 MiB); noise stays raw, so stored
+    // lengths are the sizes plus a 12-byte header.
+    let sizes = [1usize, 7, 1000, 65_536, 300_001, 4 << 20];
+    let raws: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, &size)| noise(size, i as u64 + 100)).collect();
+    let (pack, bytes, chunks) = pack_of(&raws);
+    store.put_pack(pack, bytes.clone()).await.unwrap();
+    // Each chunk alone, from the middle of the pack; then all of them in one read.
+    for (index, chunk) in chunks.iter().enumerate() {
+        let read = store.read_range(&range_of(pack, std::slice::from_ref(chunk))).await.unwrap();
+        assert!(read.unwrap() == [raws[index].as_slice()], "{name}: chunk {index} came back different");
+    }
+    let all = store.read_range(&range_of(pack, &chunks)).await.unwrap().unwrap();
+    assert!(all == raws, "{name}: the whole-pack read came back different");
+    let missing = PackRange { pack: PackId::of(b"no such pack"), ..range_of(pack, &chunks[..1]) };
+    assert_eq!(store.read_range(&missing).await.unwrap(), None, "{name}: missing pack");
+    // A second upload of the same pack meets it, checks it, and keeps it.
+    store.put_pack(pack, bytes.clone()).await.unwrap();
+
+    let total: u64 = sizes.iter().map(|&s| s as u64 + 12).sum();
     let requests = store.requests();
-    assert_eq!((requests.put, requests.get, requests.list, requests.head), (7, 7, 2, 0), "{name}: {requests:?}");
-    assert_eq!(requests.bytes_uploaded, total, "{name}: the refused put must not count as uploaded");
-    assert_eq!(requests.bytes_downloaded, total, "{name}");
+    assert_eq!((requests.put, requests.get, requests.list, requests.head), (2, 9, 0, 0), "{name}: {requests:?}");
+    assert_eq!(requests.bytes_uploaded, bytes.len() as u64, "{name}: the refused put must not count as uploaded");
+    assert_eq!(requests.bytes_downloaded, 2 * total + bytes.len() as u64, "{name}: ranged reads read their ranges");
 
-    if let Some(raw_store) = &backend.raw {
-        let hex = first_id.to_hex();
-        let raw = backend.raw_object("chunks", &format!("chunks/{}/{hex}", &hex[..2])).await.unwrap();
-        assert_eq!(raw, Some(first), "{name}: chunk object not at chunks/<2 hex>/<64 hex> under the prefix");
-        // Objects that are not chunks (wrong names) under chunks/ are not listed.
-        for stray in ["chunks/ab/not-a-chunk", "chunks/README"] {
-            let location = ObjectPath::from(format!("{prefix}/{stray}", prefix = "chunks"));
-            raw_store.put(&location, Bytes::from_static(b"x").into()).await.unwrap();
-        }
-        assert_eq!(store.list_chunks().await.unwrap(), expected, "{name}: stray objects listed as chunks");
+    if backend.raw.is_some() {
+        let hex = pack.to_hex();
+        let raw = backend.raw_object("packs", &format!("packs/{}/{hex}", &hex[..2])).await.unwrap();
+        assert!(raw == Some(bytes), "{name}: pack not at packs/<2 hex>/<64 hex> under the prefix");
     }
 }
 
-async fn racing_chunk_uploads_store_exactly_one(backend: &Backend) {
+async fn damaged_and_truncated_packs_are_refused_and_replaced(backend: &Backend) {
+    let Some(raw_store) = &backend.raw else {
+        return;
+    };
     let name = backend.name;
-    let store = backend.open("chunk-race").await;
-    let id = chunk_id(7);
-    let payloads: Vec<Bytes> = (0..8u64).map(|i| Bytes::from(noise(10_000, i + 1))).collect();
-    let results = futures::future::join_all(payloads.iter().map(|p| store.put_chunk(id, p.clone()))).await;
-    let winners: Vec<usize> = results
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, r)| r.unwrap_or_else(|e| panic!("{name}: racing put failed: {e}")).then_some(i))
-        .collect();
-    assert_eq!(winners.len(), 1, "{name}: {} of 8 racing create-if-absent puts created the chunk", winners.len());
-    let stored = store.get_chunk(id).await.unwrap().unwrap();
-    assert!(stored == payloads[winners[0]], "{name}: the stored chunk is not the winner's");
-    assert_eq!(store.requests().bytes_uploaded, 10_000, "{name}");
+    let store = backend.open("bad-packs").await;
+    let raws: Vec<Vec<u8>> = (0..3u64).map(|i| noise(100_000, i + 7)).collect();
+    let (pack, bytes, chunks) = pack_of(&raws);
+    let hex = pack.to_hex();
+    let location = ObjectPath::from(format!("bad-packs/packs/{}/{hex}", &hex[..2]));
+    let mut flipped = bytes.to_vec();
+    flipped[chunks[1].1 as usize + 50] ^= 1;
+    let cut = bytes.slice(..chunks[1].1 as usize + 10);
+    let past_the_end = bytes.slice(..4);
+    for (what, damaged) in
+        [("a flipped bit", Bytes::from(flipped)), ("cut short", cut), ("cut before the range", past_the_end)]
+    {
+        raw_store.put(&location, damaged.into()).await.unwrap();
+        let err = store.read_range(&range_of(pack, &chunks)).await.unwrap_err();
+        assert!(matches!(err, ChunkReadError::Corrupt(_)), "{name}: {what}: {err}");
+        // The first read that failed names its chunk.
+        let bad = if what == "cut before the range" { chunks[0].0 } else { chunks[1].0 };
+        assert!(err.to_string().contains(&bad.to_string()), "{name}: {what}: {err}");
+        store.put_pack(pack, bytes.clone()).await.unwrap();
+        assert!(
+            store.read_range(&range_of(pack, &chunks)).await.unwrap().unwrap() == raws,
+            "{name}: {what}: not repaired"
+        );
+    }
 }
 
-async fn chunk_listing_returns_every_chunk(backend: &Backend) {
+async fn racing_pack_uploads_store_it_once(backend: &Backend) {
     let name = backend.name;
-    let store = backend.open("many-chunks").await;
+    let store = backend.open("pack-race").await;
+    let (pack, bytes, chunks) = pack_of(&[noise(10_000, 1), noise(20_000, 2)]);
+    let results = futures::future::join_all((0..8).map(|_| store.put_pack(pack, bytes.clone()))).await;
+    for result in results {
+        result.unwrap_or_else(|e| panic!("{name}: racing put failed: {e}"));
+    }
+    let read = store.read_range(&range_of(pack, &chunks)).await.unwrap().unwrap();
+    assert!(read == [noise(10_000, 1), noise(20_000, 2)], "{name}");
+    assert_eq!(store.requests().bytes_uploaded, bytes.len() as u64, "{name}: one create won, the rest were refused");
+}
+
+async fn manifest_listing_returns_every_key(backend: &Backend) {
+    let name = backend.name;
+    let store = backend.open("many-keys").await;
     // More than one S3 listing page (1000 keys).
     const COUNT: u64 = 1100;
     let started = Instant::now();
-    let created: Vec<bool> = futures::stream::iter(0..COUNT)
+    futures::stream::iter(0..COUNT)
         .map(|n| {
             let store = store.clone();
-            async move { store.put_chunk(chunk_id(n), Bytes::from(n.to_string())).await.unwrap() }
+            async move { store.put_manifest(&format!("k/{n}"), n.to_string().into_bytes()).await.unwrap() }
         })
         .buffer_unordered(16)
-        .collect()
+        .collect::<Vec<()>>()
         .await;
-    assert!(created.iter().all(|c| *c), "{name}");
     let uploaded = started.elapsed();
-    let listed = store.list_chunks().await.unwrap();
-    assert_eq!(listed.len() as u64, COUNT, "{name}: list_chunks");
+    let listed: HashMap<String, u64> =
+        store.list_manifests("k/").await.unwrap().into_iter().map(|info| (info.key, info.size)).collect();
+    assert_eq!(listed.len() as u64, COUNT, "{name}: list_manifests");
     for n in 0..COUNT {
-        assert_eq!(listed.get(&chunk_id(n)), Some(&(n.to_string().len() as u32)), "{name}: chunk {n}");
+        assert_eq!(listed.get(&format!("k/{n}")), Some(&(n.to_string().len() as u64)), "{name}: key {n}");
     }
     let requests = store.requests();
     assert_eq!((requests.put, requests.list, requests.get), (COUNT, 1, 0), "{name}: one LIST call however many pages");
-    eprintln!("{name}: {COUNT} chunk puts in {uploaded:.2?}, listed in {:.2?}", started.elapsed() - uploaded);
+    eprintln!("{name}: {COUNT} manifest puts in {uploaded:.2?}, listed in {:.2?}", started.elapsed() - uploaded);
 }
 
 async fn manifests_overwrite_and_list_by_string_prefix_newest_first(backend: &Backend) {
@@ -376,26 +408,29 @@ async fn prefixes_are_isolated_and_persistent(backend: &Backend) {
     let name = backend.name;
     let a = backend.open("iso/a").await;
     a.config_or_init(None).await.unwrap();
-    assert!(a.put_chunk(chunk_id(1), Bytes::from_static(b"chunk")).await.unwrap());
+    let (pack, bytes, chunks) = pack_of(&[b"chunk".to_vec()]);
+    a.put_pack(pack, bytes.clone()).await.unwrap();
     a.put_manifest("k", b"manifest".to_vec()).await.unwrap();
 
     let b = backend.open("iso/b").await;
     assert_eq!(b.config().await.unwrap(), None, "{name}");
-    assert!(b.list_chunks().await.unwrap().is_empty(), "{name}");
+    assert_eq!(b.read_range(&range_of(pack, &chunks)).await.unwrap(), None, "{name}");
     assert!(b.list_manifests("").await.unwrap().is_empty(), "{name}");
     assert_eq!(b.get_manifest("k").await.unwrap(), None, "{name}");
     // A prefix that only shares a string prefix with another sees nothing of it either.
     let sibling = backend.open("iso/a2").await;
-    assert!(sibling.list_chunks().await.unwrap().is_empty(), "{name}");
+    assert_eq!(sibling.read_range(&range_of(pack, &chunks)).await.unwrap(), None, "{name}");
     assert!(sibling.list_manifests("").await.unwrap().is_empty(), "{name}");
 
     // A new handle on the same prefix (another process) sees everything, and a trailing slash is the same prefix.
     for prefix in ["iso/a", "iso/a/"] {
         let again = backend.open(prefix).await;
         assert!(again.config().await.unwrap().is_some(), "{name}: {prefix}");
-        assert_eq!(again.list_chunks().await.unwrap().len(), 1, "{name}: {prefix}");
+        let read = again.read_range(&range_of(pack, &chunks)).await.unwrap();
+        assert_eq!(read, Some(vec![Bytes::from_static(b"chunk")]), "{name}: {prefix}");
         assert_eq!(again.get_manifest("k").await.unwrap().as_deref(), Some(&b"manifest"[..]), "{name}: {prefix}");
-        assert!(!again.put_chunk(chunk_id(1), Bytes::from_static(b"again")).await.unwrap(), "{name}: {prefix}");
+        again.put_pack(pack, bytes.clone()).await.unwrap();
+        assert_eq!(again.requests().bytes_uploaded, 0, "{name}: {prefix}: the pack was there already");
     }
 }
 
@@ -530,7 +565,7 @@ async fn azure_wrong_key_is_reported_as_such() {
     let message = fails_fast("azure config, wrong key", store.config_or_init(None)).await;
     assert!(message.contains("refused the credentials") && message.contains("AZURE_STORAGE_KEY"), "{message}");
     assert!(!message.contains(WRONG_AZURE_KEY) && !message.contains(azurite.key), "{message}");
-    let message = fails_fast("azure list, wrong key", store.list_chunks()).await;
+    let message = fails_fast("azure list, wrong key", store.damaged_packs()).await;
     assert!(message.contains("refused the credentials"), "{message}");
 }
 
@@ -582,7 +617,7 @@ async fn s3_wrong_credentials_are_reported_as_such() {
     let message = fails_fast("s3 config, wrong credentials", store.config_or_init(None)).await;
     assert!(message.contains("refused the credentials") && message.contains("AWS_ACCESS_KEY_ID"), "{message}");
     assert!(!message.contains("wrong-secret-wrong-secret"), "{message}");
-    let message = fails_fast("s3 list, wrong credentials", store.list_chunks()).await;
+    let message = fails_fast("s3 list, wrong credentials", store.damaged_packs()).await;
     assert!(message.contains("refused the credentials"), "{message}");
 }
 
@@ -605,8 +640,6 @@ async fn s3_missing_bucket_is_named() {
     let store = backend::open("s3://missing/ci", &s3_options(&moto)).await.unwrap();
     let message = fails_fast("s3 save, missing bucket", store.config_or_init(None)).await;
     assert!(message.contains("\"missing\"") && message.contains("does not exist"), "{message}");
-    let message = fails_fast("s3 list, missing bucket", store.list_chunks()).await;
-    assert!(message.contains("does not exist"), "{message}");
     // A restore's first read sees no manifest: the exact key is a miss.
     assert_eq!(store.get_manifest("k").await.unwrap(), None);
     assert!(!store.has_manifest("k").await.unwrap());

@@ -10,7 +10,7 @@
 //! | lost answer | PUT | the PUT is applied, then a reset: the answer never came |
 //! | broken body | GET, LIST | part of the bytes (objects), then a reset |
 //! | short body | GET | fewer bytes than the response announced, and no error |
-//! | silent truncation | chunk GET | fewer bytes *and* a matching length, as if a proxy rewrote `Content-Length`: only the chunk's BLAKE3 check can notice |
+//! | silent truncation | pack GET | fewer bytes *and* a matching length, as if a proxy rewrote `Content-Length`: only the chunk's BLAKE3 check can notice |
 //! | latency | all | 1–3 ms more, then the call as usual |
 //!
 //! The store under test is built as [`chunkcache::store::backend::open`] builds every store
@@ -19,7 +19,7 @@
 //!
 //! Each round saves a small random tree under one of eight keys and restores it, with `--mirror`,
 //! over that key's previous restore, then reads some chunks back through
-//! [`Store::get_chunk_verified`] with silent truncations switched on. The test asserts: no wrong
+//! [`Store::read_range`] with silent truncations switched on. The test asserts: no wrong
 //! byte in any successful restore; a failed save leaves the key's manifest as it was (unless the
 //! manifest PUT itself landed and only its answer was lost: then the manifest is the whole new one,
 //! and the restore that follows must reproduce the new tree exactly); a failed restore leaves every
@@ -28,8 +28,8 @@
 //! faults do fail operations, so the first result is the retries' doing.
 //!
 //! Silent truncations (a chunk body cut short with a matching length) are caught only by the
-//! content check: saves and restores read chunks with `Store::get_chunk_verified`, which reads a
-//! chunk again before calling it corrupt.
+//! content check: restores read chunks with `Store::read_range`, which reads a range again
+//! before calling a chunk in it corrupt.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -41,12 +41,13 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chunkcache::core::chunker::ChunkerParams;
 use chunkcache::core::id::ChunkId;
+use chunkcache::core::manifest::Manifest;
 use chunkcache::pipeline::progress::NoProgress;
 use chunkcache::pipeline::restore::{self, Outcome, RestoreOptions, RestoreTarget};
 use chunkcache::pipeline::save::{self, SaveOptions};
-use chunkcache::store::Store;
 use chunkcache::store::backend::BackendOptions;
 use chunkcache::store::retry::RetryPolicy;
+use chunkcache::store::{PackRange, Store};
 use filetime::FileTime;
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
@@ -68,7 +69,7 @@ const FAULT_RATE: f64 = 0.10;
 /// Keys the rounds cycle through, so that saves find previous manifests and restores land on
 /// previous restores.
 const KEYS: usize = 8;
-/// Chunks read back per round through `get_chunk_verified`.
+/// Chunks read back per round through `read_range`.
 const READ_BACK: usize = 4;
 
 /// A small, fast, seeded RNG (splitmix64).
@@ -239,7 +240,7 @@ impl ObjectStore for FaultStore {
     }
 
     async fn get_opts(&self, location: &ObjectPath, options: GetOptions) -> object_store::Result<GetResult> {
-        let call = if options.head { Call::Head } else { Call::Get { chunk: location.as_ref().contains("chunks/") } };
+        let call = if options.head { Call::Head } else { Call::Get { chunk: location.as_ref().contains("packs/") } };
         let fault = self.fault(call).await;
         match fault {
             Some(Fault::Reset) => return Err(reset()),
@@ -422,6 +423,7 @@ async fn run_rounds(seed: u64, rounds: usize, policy: RetryPolicy) -> (Outcomes,
             concurrency: 4,
             chunker: None,
             skip_if_exists: false,
+            parent_prefixes: Vec::new(),
         };
         match save::save(&store, &options, &NoProgress).await {
             Ok(_) => {
@@ -474,21 +476,20 @@ async fn run_rounds(seed: u64, rounds: usize, policy: RetryPolicy) -> (Outcomes,
             }
         }
 
-        // Read some chunks back: each must verify, or fail cleanly.
-        let chunks = match store.list_chunks().await {
-            Ok(chunks) => chunks,
-            Err(e) => {
-                outcomes.failures.push(format!("read back: listing: {e}"));
-                continue;
-            }
-        };
-        let ids: Vec<ChunkId> = chunks.into_keys().collect();
+        // Read some chunks back through ranged reads of their packs: each must verify, or fail
+        // cleanly. The manifest comes from the truth (no faults there).
+        let Some(bytes) = truth.get_manifest(&key).await.unwrap() else { continue };
+        let manifest = Manifest::decode(&key, &bytes).unwrap();
         let mut all_read = true;
-        for _ in 0..READ_BACK.min(ids.len()) {
-            let id = ids[rng.below(ids.len() as u64) as usize];
-            match store.get_chunk_verified(id).await {
-                Ok(Some(raw)) => assert_eq!(ChunkId::of(&raw), id, "round {round}: chunk {id} came back wrong"),
-                Ok(None) => panic!("round {round}: listed chunk {id} missing"),
+        for _ in 0..READ_BACK.min(manifest.chunks.len()) {
+            let chunk = manifest.chunks[rng.below(manifest.chunks.len() as u64) as usize];
+            let (id, offset, stored_len) = (chunk.id, chunk.offset, chunk.stored_len);
+            let pack = manifest.packs[chunk.pack as usize];
+            let range =
+                PackRange { pack, start: offset, end: offset + stored_len, chunks: vec![(id, offset, stored_len)] };
+            match store.read_range(&range).await {
+                Ok(Some(raw)) => assert_eq!(ChunkId::of(&raw[0]), id, "round {round}: chunk {id} came back wrong"),
+                Ok(None) => panic!("round {round}: chunk {id} of a committed manifest is missing"),
                 Err(e) => {
                     all_read = false;
                     outcomes.failures.push(format!("read back: {e}"));

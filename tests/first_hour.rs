@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use crate::util::{chunk_objects, chunkcache, chunkcache_on, noise, run, run_json, scratch, stderr};
+use crate::util::{chunkcache, chunkcache_on, noise, run, run_json, scratch, stderr, stored_chunks};
 
 /// `list` shows each cache's tree (files and bytes) and its manifest's size, in text and in
 /// JSON, and counts keys in the singular when there is one.
@@ -45,7 +45,7 @@ fn restore_counts_chunk_bytes_only() {
     fs::create_dir_all(work.join("tree")).unwrap();
     fs::write(work.join("tree/a"), noise(900, 3)).unwrap();
     run(&mut chunkcache_on(&work, &store, &["save", "--key", "k", "tree"]), 0);
-    let chunk_bytes: u64 = chunk_objects(&store).iter().map(|path| fs::metadata(path).unwrap().len()).sum();
+    let chunk_bytes: u64 = stored_chunks(&store).iter().map(|(_, chunk)| u64::from(chunk.stored_len)).sum();
 
     let report = run_json(chunkcache_on(&work, &store, &["restore", "--key", "k"]).arg(dir.path().join("json")), 0);
     assert_eq!(report["bytes_fetched"].as_u64(), Some(chunk_bytes));

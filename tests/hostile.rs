@@ -7,8 +7,8 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
 use crate::util::{
-    assert_same_tree, chunk_objects, chunkcache_on, edit_manifest, is_staging_name, noise, run, scratch, snapshot,
-    stderr,
+    assert_same_tree, chunkcache_on, edit_manifest, is_staging_name, noise, pack_objects, run, scratch, snapshot,
+    stderr, stored_chunks,
 };
 
 /// `work/tree` with a folder `d` of a few files and a subfolder.
@@ -189,30 +189,40 @@ fn a_save_repairs_what_a_restore_found_missing_or_corrupt() {
     fs::create_dir_all(work.join("tree")).unwrap();
     fs::write(work.join("tree/data.bin"), noise(50_000, 7)).unwrap();
     run(&mut chunkcache_on(&work, &store, &["save", "--key", "k", "tree"]), 0);
-    let object = chunk_objects(&store).pop().unwrap();
-    let good = fs::read(&object).unwrap();
-    for damage in ["corrupt", "missing"] {
-        if damage == "corrupt" {
-            let mut bad = good.clone();
-            *bad.last_mut().unwrap() ^= 1;
-            fs::write(&object, bad).unwrap();
-        } else {
-            fs::remove_file(&object).unwrap();
+    let (pack, chunk) = stored_chunks(&store).pop().unwrap();
+    let good = fs::read(&pack).unwrap();
+    for damage in ["corrupt", "truncated", "missing"] {
+        match damage {
+            "corrupt" => {
+                let mut bad = good.clone();
+                bad[(chunk.offset + chunk.stored_len / 2) as usize] ^= 1;
+                fs::write(&pack, bad).unwrap();
+            }
+            "truncated" => fs::write(&pack, &good[..(chunk.offset + chunk.stored_len / 2) as usize]).unwrap(),
+            _ => fs::remove_file(&pack).unwrap(),
         }
         let out = dir.path().join(format!("out-{damage}"));
         let failed = run(chunkcache_on(&work, &store, &["restore", "--key", "k"]).arg(&out), 1);
         assert!(stderr(&failed).contains("save the cache again to repair it"), "{}", stderr(&failed));
+        let named = if damage == "missing" { "is missing from the store" } else { "is corrupt" };
+        assert!(stderr(&failed).contains(named), "{damage}: {}", stderr(&failed));
+        assert_eq!(store.join("damaged").read_dir().unwrap().count(), 1, "{damage}: the restore marked the pack");
         // The advice is true: the same save of the same tree uploads the chunk again.
         let saved = crate::util::run_json(&mut chunkcache_on(&work, &store, &["save", "--key", "k", "tree"]), 0);
-        assert_eq!(saved["new_chunks"], 1, "{damage}: {saved}");
+        assert_eq!((&saved["new_chunks"], &saved["new_packs"]), (&1.into(), &1.into()), "{damage}: {saved}");
         run(chunkcache_on(&work, &store, &["restore", "--key", "k"]).arg(&out), 0);
         assert_same_tree(&snapshot(&out.join("tree")), &snapshot(&work.join("tree")));
-        assert_eq!(fs::read(&object).unwrap(), good);
+        assert_eq!(fs::read(&pack).unwrap(), good, "{damage}: the same pack, rewritten whole");
+        assert_eq!(
+            store.join("damaged").read_dir().unwrap().count(),
+            0,
+            "{damage}: the repaired pack is no longer marked"
+        );
     }
 }
 
 #[test]
-fn a_corrupt_object_met_by_create_if_absent_is_replaced() {
+fn a_corrupt_pack_a_save_relied_on_is_found_by_the_restore_and_repaired_by_the_next_save() {
     let dir = scratch();
     let (work, store) = (dir.path().join("work"), dir.path().join("store"));
     fs::create_dir_all(work.join("a")).unwrap();
@@ -220,16 +230,28 @@ fn a_corrupt_object_met_by_create_if_absent_is_replaced() {
     fs::write(work.join("a/shared.bin"), noise(50_000, 9)).unwrap();
     fs::write(work.join("b/own.bin"), noise(40_000, 10)).unwrap();
     run(&mut chunkcache_on(&work, &store, &["save", "--key", "a", "a"]), 0);
-    let shared = chunk_objects(&store).pop().unwrap();
-    run(&mut chunkcache_on(&work, &store, &["save", "--key", "b", "b"]), 0);
+    let (shared, chunk) = stored_chunks(&store).pop().unwrap();
     let mut bad = fs::read(&shared).unwrap();
-    *bad.last_mut().unwrap() ^= 1;
+    bad[(chunk.offset + 100) as usize] ^= 1;
     fs::write(&shared, bad).unwrap();
-    // Key b's previous manifest does not know the shared chunk, so its save meets the
-    // existing (corrupt) object on create-if-absent, and must not let it stand.
+    // Key b learns from key a (its newest sibling) that the store holds the shared chunk, so
+    // its save does not upload it: the store is believed, not read, by saves.
     fs::copy(work.join("a/shared.bin"), work.join("b/shared.bin")).unwrap();
-    run(&mut chunkcache_on(&work, &store, &["save", "--key", "b", "b"]), 0);
+    let saved = crate::util::run_json(&mut chunkcache_on(&work, &store, &["save", "--key", "b", "b"]), 0);
+    assert_eq!(saved["parents"], serde_json::json!(["a"]), "{saved}");
+    assert_eq!(saved["new_chunks"], 1, "{saved}");
+    // The restore reads it, finds it corrupt, names it and writes nothing of it.
     let out = dir.path().join("out");
+    let failed = run(chunkcache_on(&work, &store, &["restore", "--key", "b"]).arg(&out), 1);
+    assert!(
+        stderr(&failed).contains(&chunk.id.to_string()) && stderr(&failed).contains("is corrupt"),
+        "{}",
+        stderr(&failed)
+    );
+    assert!(!out.join("b/shared.bin").exists());
+    // The next save of b uploads it again, and b restores.
+    let saved = crate::util::run_json(&mut chunkcache_on(&work, &store, &["save", "--key", "b", "b"]), 0);
+    assert_eq!(saved["new_chunks"], 1, "{saved}");
     run(chunkcache_on(&work, &store, &["restore", "--key", "b"]).arg(&out), 0);
     assert_same_tree(&snapshot(&out.join("b")), &snapshot(&work.join("b")));
 }
@@ -244,6 +266,6 @@ fn paths_that_cannot_be_recorded_are_refused_before_any_upload() {
         let mut command = chunkcache_on(&work, &store, &["save", "--key", "k"]);
         let failed = run(command.args(paths), 1);
         assert!(stderr(&failed).contains("cannot save these paths"), "{paths:?}: {}", stderr(&failed));
-        assert!(chunk_objects(&store).is_empty(), "{paths:?}: nothing may be uploaded");
+        assert!(pack_objects(&store).is_empty(), "{paths:?}: nothing may be uploaded");
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 
-use crate::util::{assert_same_tree, chunk_objects, chunkcache_on, run, run_json, scratch, snapshot, stderr};
+use crate::util::{assert_same_tree, chunkcache_on, pack_objects, run, run_json, scratch, snapshot, stderr};
 
 /// The longest key: 800 bytes once encoded for the store, with the leaf mark.
 fn longest_key() -> String {
@@ -59,7 +59,7 @@ fn bad_keys_are_refused_before_any_upload() {
         let failed = run(&mut chunkcache_on(&work, &store, &["save", "--key", key, "tree"]), 1);
         let message = stderr(&failed);
         assert!(message.contains("invalid cache key") && message.contains(reason), "{key:?}: {message}");
-        assert!(chunk_objects(&store).is_empty(), "{key:?}: chunks were uploaded for an invalid key");
+        assert!(pack_objects(&store).is_empty(), "{key:?}: chunks were uploaded for an invalid key");
     }
     let failed = run(&mut chunkcache_on(&work, &store, &["save", "--key", &too_long, "tree"]), 1);
     assert!(stderr(&failed).contains("more than the limit of 800: shorten it"), "{}", stderr(&failed));

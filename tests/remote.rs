@@ -154,7 +154,8 @@ fn save_restore_cycle(remote: &Remote) {
     build_tree(&tree);
     let saved_k1 = snapshot(&tree);
 
-    // Cold save: everything is new; the config, every chunk and the manifest are uploaded.
+    // Cold save: everything is new; the config, the packs holding every chunk and the manifest
+    // are uploaded: a few requests, not one per chunk.
     let started = Instant::now();
     let cold = run_json(&mut remote.command(&work, &["save", "--key", "k1", "--chunk-size", CHUNK_SIZE, "tree"]), 0);
     eprintln!("{name}: cold save in {:.2?}: {}", started.elapsed(), cold["requests"]);
@@ -163,7 +164,9 @@ fn save_restore_cycle(remote: &Remote) {
     assert!(chunks >= 30, "{name}: 3.8 MB at 64 KiB average gave {chunks} chunks");
     assert_eq!(number(&cold, "new_chunks"), chunks, "{name}: {cold}");
     let (put, _, head, _) = requests(&cold);
-    assert_eq!(put, chunks + 2, "{name}: config + chunks + manifest: {cold}");
+    let packs = number(&cold, "new_packs");
+    assert!((1..=4).contains(&packs), "{name}: 3.8 MB fit in one pack per lane: {cold}");
+    assert_eq!(put, packs + 2, "{name}: config + packs + manifest: {cold}");
     assert_eq!(head, 0, "{name}: {cold}");
 
     // Restore into a fresh directory: byte-exact, with modes, mtimes, the symlink and the empty dirs.
@@ -171,10 +174,13 @@ fn save_restore_cycle(remote: &Remote) {
     let restored = run_json(remote.command(&work, &["restore", "--key", "k1"]).arg(&out), 0);
     assert_eq!(restored["outcome"], "hit", "{name}: {restored}");
     assert_eq!(number(&restored, "chunks_fetched"), chunks, "{name}: {restored}");
+    let (_, get, _, _) = requests(&restored);
+    assert!(get <= 2 * packs + 2, "{name}: a few ranged reads per pack, not one per chunk: {restored}");
     assert_same_tree(&format!("{name}: restore of k1"), &snapshot(&out.join("tree")), &saved_k1);
 
     // An unchanged tree saved again uploads only the manifest, and needs no HEAD and no listing
-    // of chunks: its one LIST is of the (normally empty) `damaged/` markers restores leave.
+    // of chunks: it learns them from its own previous manifest, and its one LIST is of the
+    // (normally empty) `damaged/` markers restores leave.
     let started = Instant::now();
     let unchanged = run_json(&mut remote.command(&work, &["save", "--key", "k1", "tree"]), 0);
     eprintln!("{name}: unchanged save in {:.2?}: {}", started.elapsed(), unchanged["requests"]);
@@ -196,9 +202,11 @@ fn save_restore_cycle(remote: &Remote) {
     assert!(new_bytes >= changed_bytes && new_bytes <= changed_bytes + 4 * MAX_CHUNK, "{name}: {warm}");
     assert!(new_chunks > 0 && new_chunks <= 30 && new_chunks * 2 < chunks, "{name}: {new_chunks} new of {chunks}");
     let (put, _, head, list) = requests(&warm);
-    assert_eq!(put, new_chunks + 1, "{name}: new chunks + manifest: {warm}");
+    assert_eq!(warm["parents"], serde_json::json!(["k1"]), "{name}: a new key learns from its newest sibling: {warm}");
+    assert_eq!(put, number(&warm, "new_packs") + 1, "{name}: new packs + manifest: {warm}");
+    assert!(number(&warm, "new_packs") <= 4, "{name}: {warm}");
     assert_eq!(head, 0, "{name}: {warm}");
-    assert_eq!(list, 2, "{name}: a new key lists the chunks once, and the damaged markers: {warm}");
+    assert_eq!(list, 2, "{name}: a new key lists the keys of its folder once, and the damaged markers: {warm}");
 
     // Restore k2 over the k1 restore: only the changed and added files are written.
     let mirrored = run_json(remote.command(&work, &["restore", "--mirror", "--key", "k2"]).arg(&out), 0);

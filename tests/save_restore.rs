@@ -10,7 +10,7 @@ use chunkcache::store::keyed_path;
 use filetime::FileTime;
 
 use crate::util::{
-    chunk_objects, chunkcache, chunkcache_on, noise, run, run_json, scratch, snapshot, stderr, store_url,
+    chunkcache, chunkcache_on, noise, run, run_json, scratch, snapshot, stderr, store_url, stored_chunks,
 };
 
 /// A tree with every kind of entry a restore must reproduce.
@@ -72,8 +72,8 @@ fn many_small_files_share_chunks() {
     }
     let report = run_json(&mut chunkcache_on(&work, &store, &["save", "--key", "small", "tree"]), 0);
     assert_eq!(report["files"], 100_000);
-    let objects = chunk_objects(&store).len();
-    assert!(objects < 1_000, "100k small files became {objects} chunk objects");
+    let chunks = stored_chunks(&store).len();
+    assert!(chunks < 1_000, "100k small files became {chunks} chunks");
     let out = dir.path().join("out");
     run(chunkcache_on(&work, &store, &["restore", "--key", "small"]).arg(&out), 0);
     assert_eq!(
@@ -191,24 +191,28 @@ fn corrupt_or_missing_chunks_are_named_and_never_land() {
     fs::create_dir_all(work.join("tree")).unwrap();
     fs::write(work.join("tree/data.bin"), noise(50_000, 5)).unwrap();
     run(&mut chunkcache_on(&work, &store, &["save", "--key", "k", "tree"]), 0);
-    let objects = chunk_objects(&store);
-    assert_eq!(objects.len(), 1);
-    let mut object = fs::read(&objects[0]).unwrap();
-    let last = object.len() - 1;
+    let chunks = stored_chunks(&store);
+    assert_eq!(chunks.len(), 1);
+    let (pack, chunk) = &chunks[0];
+    let mut object = fs::read(pack).unwrap();
+    let last = (chunk.offset + chunk.stored_len - 1) as usize;
     object[last] ^= 0x40;
-    fs::write(&objects[0], &object).unwrap();
+    fs::write(pack, &object).unwrap();
 
     let out = dir.path().join("out");
     let failed = run(chunkcache_on(&work, &store, &["restore", "--key", "k"]).arg(&out), 1);
     let message = stderr(&failed);
-    let name = objects[0].file_name().unwrap().to_str().unwrap();
-    assert!(message.contains("corrupt") && message.contains(&name[..12]) && message.contains("data.bin"), "{message}");
+    let name = chunk.id.to_string();
+    assert!(message.contains("corrupt") && message.contains(&name) && message.contains("data.bin"), "{message}");
     let leftovers: Vec<_> = fs::read_dir(out.join("tree")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(leftovers.is_empty(), "nothing may land, found {leftovers:?}");
 
-    fs::remove_file(&objects[0]).unwrap();
+    fs::remove_file(pack).unwrap();
     let failed = run(chunkcache_on(&work, &store, &["restore", "--key", "k"]).arg(&out), 1);
-    assert!(stderr(&failed).contains("missing from the store"), "{}", stderr(&failed));
+    let message = stderr(&failed);
+    let pack_name = &pack.file_name().unwrap().to_str().unwrap()[..12];
+    assert!(message.contains("missing from the store") && message.contains(pack_name), "{message}");
+    assert!(message.contains("data.bin"), "{message}");
 }
 
 #[test]
@@ -243,6 +247,7 @@ fn hostile_manifests_are_rejected_before_anything_is_written() {
             tool_version: "evil".into(),
             chunker: Default::default(),
             mounts: vec![Mount { path: b"tree".to_vec() }],
+            packs: vec![],
             chunks: vec![],
             entries,
         };
@@ -337,11 +342,12 @@ fn duplicate_content_is_uploaded_and_fetched_once() {
     fs::write(work.join("tree/a.jar"), noise(700_000, 78)).unwrap();
     fs::write(work.join("tree/copy/a.jar"), noise(700_000, 78)).unwrap();
     let saved = run_json(&mut chunkcache_on(&work, &store, &["save", "--key", "k", "--chunk-size", "64K", "tree"]), 0);
-    let stored = chunk_objects(&store).len() as u64;
+    let stored = stored_chunks(&store).len() as u64;
     assert_eq!(saved["new_chunks"].as_u64().unwrap(), stored, "{saved}");
     assert_eq!(saved["unique_chunks"].as_u64().unwrap(), stored);
     assert!(saved["chunks"].as_u64().unwrap() > stored, "the stream repeats chunks: {saved}");
-    assert_eq!(saved["requests"]["put"].as_u64().unwrap(), stored + 2, "config + chunks + manifest");
+    let packs = saved["new_packs"].as_u64().unwrap();
+    assert_eq!(saved["requests"]["put"].as_u64().unwrap(), packs + 2, "config + packs + manifest: {saved}");
 
     let out = dir.path().join("out");
     let restored = run_json(chunkcache_on(&work, &store, &["restore", "--key", "k"]).arg(&out), 0);
@@ -434,6 +440,7 @@ mod property {
                     concurrency: 4,
                     chunker: Some(chunkcache::core::chunker::ChunkerParams::with_average(16 << 10)),
                     skip_if_exists: false,
+                    parent_prefixes: Vec::new(),
                 };
                 save::save(&store, &save_options, &NoProgress).await.unwrap();
                 let restore_options = RestoreOptions {

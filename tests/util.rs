@@ -94,11 +94,10 @@ fn walk(root: &Path, path: &Path, out: &mut BTreeMap<Vec<u8>, String>) {
     out.insert(relative, format!("{what} mode={:o} mtime={mtime}", meta.mode() & 0o7777));
 }
 
-/// Number of chunk objects in a local store.
-pub fn chunk_objects(store: &Path) -> Vec<PathBuf> {
+/// The pack objects of a local store.
+pub fn pack_objects(store: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
-    let chunks = store.join("chunks");
-    if let Ok(dirs) = std::fs::read_dir(&chunks) {
+    if let Ok(dirs) = std::fs::read_dir(store.join("packs")) {
         for dir in dirs {
             for object in std::fs::read_dir(dir.unwrap().path()).unwrap() {
                 found.push(object.unwrap().path());
@@ -107,6 +106,18 @@ pub fn chunk_objects(store: &Path) -> Vec<PathBuf> {
     }
     found.sort();
     found
+}
+
+/// The chunks of a local store as its packs' own indexes list them, with the pack file each is in.
+pub fn stored_chunks(store: &Path) -> Vec<(PathBuf, chunkcache::core::pack::PackEntry)> {
+    let mut chunks = Vec::new();
+    for path in pack_objects(store) {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let id = chunkcache::core::id::PackId::from_hex(name).expect("packs are named by their hash");
+        let entries = chunkcache::core::pack::read_index(id, &std::fs::read(&path).unwrap()).unwrap();
+        chunks.extend(entries.into_iter().map(|entry| (path.clone(), entry)));
+    }
+    chunks
 }
 
 /// Deterministic pseudo-random bytes.

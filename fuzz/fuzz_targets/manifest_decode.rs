@@ -9,14 +9,14 @@
 #![no_main]
 
 use chunkcache::core::chunker::ChunkerParams;
-use chunkcache::core::id::ChunkId;
-use chunkcache::core::manifest::{ChunkRef, Entry, EntryKind, Manifest, Mount, Timestamp};
+use chunkcache::core::id::{ChunkId, PackId};
+use chunkcache::core::manifest::{ChunkRef, Entry, EntryKind, FORMAT_VERSION, Manifest, Mount, Timestamp};
 use libfuzzer_sys::fuzz_target;
 
-/// The on-store form of `body`: magic, version 2, declared length, BLAKE3 of every other byte.
+/// The on-store form of `body`: magic, the current version, declared length, BLAKE3 of every other byte.
 fn framed(body: &[u8]) -> Vec<u8> {
     let mut out = b"CCMANIFEST".to_vec();
-    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&(body.len() as u64).to_le_bytes());
     out.extend_from_slice(&[0; 32]);
     out.extend_from_slice(&zstd::bulk::compress(body, 1).unwrap());
@@ -43,9 +43,10 @@ fn sample_body() -> Vec<u8> {
         tool_version: "fuzz".into(),
         chunker: ChunkerParams::with_average(1024),
         mounts: vec![Mount { path: b"caches".to_vec() }, Mount { path: b"/abs/other".to_vec() }],
+        packs: vec![PackId::of(b"pack")],
         chunks: vec![
-            ChunkRef { id: ChunkId::of(b"1"), len: 1000, stored_len: 500 },
-            ChunkRef { id: ChunkId::of(b"2"), len: 500, stored_len: 250 },
+            ChunkRef { id: ChunkId::of(b"1"), len: 1000, stored_len: 500, pack: 0, offset: 8 },
+            ChunkRef { id: ChunkId::of(b"2"), len: 500, stored_len: 250, pack: 0, offset: 508 },
         ],
         entries: vec![
             entry("", EntryKind::Dir),

@@ -134,6 +134,12 @@ struct SaveArgs {
     /// Do nothing if the key already exists.
     #[arg(long)]
     skip_existing: bool,
+    /// Also learn what the store holds from the newest cache under this key prefix (repeatable;
+    /// matched as restore's --restore-key). A save always learns from the key's previous save;
+    /// without --parent, a new key learns from the newest key in its folder (the text up to its
+    /// last `/`). Chunks it learns of are not uploaded again.
+    #[arg(long = "parent", value_name = "PREFIX")]
+    parents: Vec<String>,
     /// Report what a save would upload (new chunks, raw and stored bytes, dedup) without
     /// uploading or writing anything: the store is only read, and a missing store folder,
     /// container or config is not created.
@@ -265,6 +271,7 @@ async fn run_save(args: SaveArgs, env: &BTreeMap<String, String>) -> Result<Exit
         concurrency: config.concurrency,
         chunker,
         skip_if_exists: args.skip_existing,
+        parent_prefixes: args.parents,
     };
     let progress = CliProgress::new(args.common.json);
     let report = if args.dry_run {

@@ -116,13 +116,14 @@ pub fn glob_set(patterns: &[String]) -> Result<Option<globset::GlobSet>> {
 pub fn save_summary(report: &SaveReport) -> String {
     if report.dry_run {
         return format!(
-            "dry run: saving {:?} would upload {} of {} ({} raw, {} stored); {}, {}, dedup {:.1}%; \
+            "dry run: saving {:?} would upload {} of {} ({} raw, {} stored, in {}); {}, {}, dedup {:.1}%; \
              nothing was written, {:.1}s",
             report.key,
             count(report.new_chunks, "new chunk"),
             report.saved.chunks,
             human_bytes(report.new_bytes),
             human_bytes(report.new_stored_bytes),
+            count(report.new_packs, "pack"),
             count(report.saved.files, "file"),
             human_bytes(report.saved.bytes),
             report.dedup_percent,
@@ -130,13 +131,14 @@ pub fn save_summary(report: &SaveReport) -> String {
         );
     }
     format!(
-        "saved {:?}: {}, {}, {} ({} new, {} uploaded), dedup {:.1}%, {:.1}s",
+        "saved {:?}: {}, {}, {} ({} new, {} uploaded in {}), dedup {:.1}%, {:.1}s",
         report.key,
         count(report.saved.files, "file"),
         human_bytes(report.saved.bytes),
         count(report.saved.chunks, "chunk"),
         report.new_chunks,
         human_bytes(report.requests.bytes_uploaded),
+        count(report.new_packs, "pack"),
         report.dedup_percent,
         report.elapsed_ms as f64 / 1000.0
     )
@@ -145,7 +147,7 @@ pub fn save_summary(report: &SaveReport) -> String {
 /// What a restore did, for the line it ends with.
 pub fn restore_details(report: &RestoreReport) -> String {
     format!(
-        "{}, {} ({} written, {} unchanged, {} removed), {} fetched ({}), {:.1}s",
+        "{}, {} ({} written, {} unchanged, {} removed), {} fetched ({}) in {}, {:.1}s",
         count(report.files, "file"),
         human_bytes(report.bytes),
         report.files_written,
@@ -153,6 +155,7 @@ pub fn restore_details(report: &RestoreReport) -> String {
         report.removed,
         count(report.chunks_fetched, "chunk"),
         human_bytes(report.bytes_fetched),
+        count(report.ranges_fetched, "ranged read"),
         report.elapsed_ms as f64 / 1000.0
     )
 }
@@ -161,7 +164,7 @@ pub fn restore_details(report: &RestoreReport) -> String {
 pub fn plan_details(plan: &RestorePlan) -> String {
     let stats = &plan.stats;
     format!(
-        "{}, {}: would write {} ({}), keep {} unchanged, remove {}, fetch {} ({})",
+        "{}, {}: would write {} ({}), keep {} unchanged, remove {}, fetch {} ({}) in {}",
         count(stats.files, "file"),
         human_bytes(stats.bytes),
         stats.files_written,
@@ -169,7 +172,8 @@ pub fn plan_details(plan: &RestorePlan) -> String {
         stats.files_unchanged,
         stats.removed,
         count(stats.chunks_fetched, "chunk"),
-        human_bytes(stats.bytes_fetched)
+        human_bytes(stats.bytes_fetched),
+        count(stats.ranges_fetched, "ranged read")
     )
 }
 

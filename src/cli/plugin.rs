@@ -255,6 +255,7 @@ async fn save_step(plan: &StepPlan, config: &Config, override_existing: bool) ->
         concurrency: config.concurrency,
         chunker: None,
         skip_if_exists: !override_existing,
+        parent_prefixes: plan.fallback_prefixes.clone(),
     };
     let progress = CliProgress::new(false);
     let report = save::save(&store, &options, &progress).await?;

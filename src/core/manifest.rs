@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! offset  0  "CCMANIFEST"
-//!        10  version: u16 LE (2)
+//!        10  version: u16 LE (3)
 //!        12  decoded body length: u64 LE
 //!        20  BLAKE3 of every byte of the object except these 32
 //!        52  zstd( postcard(Manifest) ), one frame
@@ -25,8 +25,10 @@
 //!   normal, mounts must not overlap, parents must be directories of the same manifest (so no
 //!   entry can be written through a symlink), and file extents must lie inside the chunk stream.
 //!
-//! A version-1 manifest (no hash) is refused with [`ManifestError::Outdated`]: caches are
-//! rebuilt by saving again.
+//! Format 3 (store format 2) names, for every chunk, the pack that holds it and where
+//! ([`ChunkRef`]): the manifest is the restore's index. Older manifests (format 1, no hash;
+//! format 2, chunks stored one object each) are refused with [`ManifestError::Outdated`]:
+//! caches are rebuilt by saving again.
 //!
 //! File contents form one stream: the concatenation of `chunks` in order. A file is the extent
 //! `offset..offset + size` of that stream (see `chunker.rs` for how the stream is cut).
@@ -38,10 +40,12 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 
 use crate::core::chunker::ChunkerParams;
-use crate::core::id::ChunkId;
+use crate::core::codec;
+use crate::core::id::{ChunkId, PackId};
+use crate::core::pack::MAX_PACK_LEN;
 
 /// The manifest format this build writes, and the newest it reads.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 const MAGIC: &[u8; 10] = b"CCMANIFEST";
 /// Where the version, the declared decoded length and the hash sit in the header.
 const VERSION_AT: usize = MAGIC.len();
@@ -68,13 +72,16 @@ pub const MAX_ENTRIES: usize = 1 << 22;
 pub const MAX_CHUNKS: usize = 1 << 22;
 /// The most mounts a manifest may hold (a save names its mounts one by one).
 pub const MAX_MOUNTS: usize = 1 << 10;
+/// The most packs a manifest may name (no more than its chunks).
+pub const MAX_PACKS: usize = MAX_CHUNKS;
 /// The largest zstd window a reader allocates: 8 MiB (`encode` uses level 3, whose window is
 /// at most 2 MiB). A frame asking for more is refused instead of allocating it.
 const MAX_WINDOW_LOG: u32 = 23;
-/// The fewest bytes one encoded mount, chunk reference and entry take (an empty path; a
-/// 32-byte id and two one-byte lengths; six one-byte fields).
+/// The fewest bytes one encoded mount, pack id, chunk reference and entry take (an empty path;
+/// 32 bytes; a 32-byte id and four one-byte numbers; six one-byte fields).
 const MIN_MOUNT_LEN: usize = 1;
-const MIN_CHUNK_LEN: usize = 34;
+const MIN_PACK_LEN: usize = 32;
+const MIN_CHUNK_LEN: usize = 36;
 const MIN_ENTRY_LEN: usize = 6;
 
 /// One save of one cache key.
@@ -96,6 +103,8 @@ pub struct Manifest {
     pub chunker: ChunkerParams,
     /// The roots that were saved, as the user named them.
     pub mounts: Vec<Mount>,
+    /// The packs that hold the chunks, each once; [`ChunkRef::pack`] indexes this list.
+    pub packs: Vec<PackId>,
     /// The chunk stream, in order. An id may appear more than once.
     pub chunks: Vec<ChunkRef>,
     /// Every entry, sorted by `(mount, path)`; each mount's root has the empty path.
@@ -122,15 +131,19 @@ impl Mount {
     }
 }
 
-/// One chunk of the stream.
+/// One chunk of the stream, and where it is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRef {
     /// BLAKE3 of the raw bytes.
     pub id: ChunkId,
     /// Raw length in bytes.
     pub len: u32,
-    /// Length of the stored object in bytes (after compression), for size reports and GC.
+    /// Length of the stored object in bytes (after compression): the bytes to read.
     pub stored_len: u32,
+    /// Index into [`Manifest::packs`] of the pack holding the object.
+    pub pack: u32,
+    /// Where the object starts in its pack.
+    pub offset: u32,
 }
 
 /// A modification time with nanoseconds.
@@ -200,10 +213,11 @@ pub enum ManifestError {
         /// The version found.
         found: u16,
     },
-    /// Written by an older chunkcache, in a format without an integrity hash.
+    /// Written by an older chunkcache, in a format this one no longer reads (format 1 had no
+    /// integrity hash; format 2 stored one object per chunk).
     #[error(
-        "manifest for key {key:?} has format version {found}, which has no integrity check and is no \
-         longer read: save the cache again to replace it"
+        "manifest for key {key:?} has format version {found}, written by an older chunkcache in a format \
+         this one no longer reads: save the cache again to replace it (restores treat it as damaged until then)"
     )]
     Outdated {
         /// The key whose manifest failed.
@@ -248,6 +262,8 @@ pub struct ManifestSummary {
     pub chunks: u64,
     /// Distinct chunks.
     pub unique_chunks: u64,
+    /// Packs holding them.
+    pub packs: u64,
     /// Bytes the distinct chunks occupy in the store.
     pub stored_bytes: u64,
 }
@@ -306,6 +322,9 @@ impl Manifest {
         if version > FORMAT_VERSION {
             return Err(ManifestError::TooNew { key: key.to_string(), found: version });
         }
+        if version < FORMAT_VERSION {
+            return Err(ManifestError::Outdated { key: key.to_string(), found: version });
+        }
         let declared = u64::from_le_bytes(bytes[LENGTH_AT..HASH_AT].try_into().expect("8 bytes"));
         if declared > MAX_DECODED_LEN {
             return Err(too_large(format!(
@@ -332,6 +351,7 @@ impl Manifest {
         let split = "save its folders under several keys";
         for (what, count, limit) in [
             ("mounts", self.mounts.len(), MAX_MOUNTS),
+            ("packs", self.packs.len(), MAX_PACKS),
             ("chunks", self.chunks.len(), MAX_CHUNKS),
             ("entries", self.entries.len(), MAX_ENTRIES),
         ] {
@@ -360,6 +380,18 @@ impl Manifest {
         for chunk in &self.chunks {
             if chunk.len == 0 || chunk.len > self.chunker.max_size {
                 return Err(format!("chunk {} has length {}", chunk.id, chunk.len));
+            }
+            if chunk.pack as usize >= self.packs.len() {
+                return Err(format!("chunk {} names pack {} of {}", chunk.id, chunk.pack, self.packs.len()));
+            }
+            if chunk.stored_len == 0
+                || u64::from(chunk.stored_len) > codec::MAX_OBJECT_LEN
+                || u64::from(chunk.offset) + u64::from(chunk.stored_len) > MAX_PACK_LEN
+            {
+                return Err(format!(
+                    "chunk {} lies at {}+{} in its pack, outside any pack chunkcache writes",
+                    chunk.id, chunk.offset, chunk.stored_len
+                ));
             }
             stream_len += u64::from(chunk.len);
         }
@@ -452,7 +484,11 @@ impl Manifest {
 
     /// Totals for reports.
     pub fn summary(&self) -> ManifestSummary {
-        let mut summary = ManifestSummary { chunks: self.chunks.len() as u64, ..ManifestSummary::default() };
+        let mut summary = ManifestSummary {
+            chunks: self.chunks.len() as u64,
+            packs: self.packs.len() as u64,
+            ..ManifestSummary::default()
+        };
         for entry in &self.entries {
             match entry.kind {
                 EntryKind::Dir => summary.dirs += 1,
@@ -613,12 +649,13 @@ fn decode_body(body: &[u8]) -> Result<Manifest, Refusal> {
     let ((key, started_at_ms, finished_at_ms, tool_version, chunker), rest) =
         postcard::take_from_bytes::<Head>(body).map_err(|e| Refusal::Malformed(format!("does not decode: {e}")))?;
     let (mounts, rest) = take_list::<Mount>(rest, "mounts", MAX_MOUNTS, MIN_MOUNT_LEN)?;
+    let (packs, rest) = take_list::<PackId>(rest, "packs", MAX_PACKS, MIN_PACK_LEN)?;
     let (chunks, rest) = take_list::<ChunkRef>(rest, "chunks", MAX_CHUNKS, MIN_CHUNK_LEN)?;
     let (entries, rest) = take_list::<Entry>(rest, "entries", MAX_ENTRIES, MIN_ENTRY_LEN)?;
     if !rest.is_empty() {
         return Err(Refusal::Malformed(format!("{} bytes follow the manifest", rest.len())));
     }
-    Ok(Manifest { key, started_at_ms, finished_at_ms, tool_version, chunker, mounts, chunks, entries })
+    Ok(Manifest { key, started_at_ms, finished_at_ms, tool_version, chunker, mounts, packs, chunks, entries })
 }
 
 /// Reads a list of at most `limit` elements, each at least `min_len` bytes long.
@@ -655,7 +692,13 @@ pub(crate) mod tests {
     use proptest::prelude::*;
 
     pub(crate) fn sample() -> Manifest {
-        let chunk = |byte: u8, len| ChunkRef { id: ChunkId::of(&[byte]), len, stored_len: len / 2 };
+        let chunk = |byte: u8, len: u32| ChunkRef {
+            id: ChunkId::of(&[byte]),
+            len,
+            stored_len: len / 2,
+            pack: u32::from(byte) - 1,
+            offset: 8,
+        };
         let entry = |path: &str, kind| Entry {
             mount: 0,
             path: path.as_bytes().to_vec(),
@@ -670,6 +713,7 @@ pub(crate) mod tests {
             tool_version: "test".into(),
             chunker: ChunkerParams::with_average(1024),
             mounts: vec![Mount { path: b"caches".to_vec() }],
+            packs: vec![PackId::of(b"p1"), PackId::of(b"p2")],
             chunks: vec![chunk(1, 1000), chunk(2, 500)],
             entries: vec![
                 entry("", EntryKind::Dir),
@@ -711,7 +755,7 @@ pub(crate) mod tests {
         let bytes = manifest.encode();
         let body = postcard::to_stdvec(&manifest).unwrap();
         assert_eq!(&bytes[..VERSION_AT], b"CCMANIFEST");
-        assert_eq!(bytes[VERSION_AT..LENGTH_AT], [2, 0]);
+        assert_eq!(bytes[VERSION_AT..LENGTH_AT], [3, 0]);
         assert_eq!(bytes[LENGTH_AT..HASH_AT], (body.len() as u64).to_le_bytes());
         let mut hashed = bytes[..HASH_AT].to_vec();
         hashed.extend_from_slice(&bytes[HEADER_LEN..]);
@@ -723,12 +767,12 @@ pub(crate) mod tests {
     fn newer_versions_and_garbage_are_refused_clearly() {
         let body = postcard::to_stdvec(&sample()).unwrap();
         let compressed = zstd::bulk::compress(&body, 3).unwrap();
-        let newer = framed(3, body.len() as u64, &compressed);
-        assert!(matches!(Manifest::decode("k", &newer), Err(ManifestError::TooNew { found: 3, .. })));
+        let newer = framed(4, body.len() as u64, &compressed);
+        assert!(matches!(Manifest::decode("k", &newer), Err(ManifestError::TooNew { found: 4, .. })));
         assert!(Manifest::decode("k", &newer).unwrap_err().to_string().contains("upgrade chunkcache"));
         // A version changed without the hash is damage, not a newer writer.
         let mut damaged = sample().encode();
-        damaged[VERSION_AT] = 3;
+        damaged[VERSION_AT] = 4;
         let err = Manifest::decode("k", &damaged).unwrap_err();
         assert!(matches!(err, ManifestError::Corrupt { .. }) && err.to_string().contains("integrity hash"), "{err}");
         assert!(matches!(Manifest::decode("k", b"nope"), Err(ManifestError::Corrupt { .. })));
@@ -746,6 +790,25 @@ pub(crate) mod tests {
         let err = Manifest::decode("k", &old).unwrap_err();
         assert!(matches!(err, ManifestError::Outdated { found: 1, .. }), "{err}");
         assert!(err.to_string().contains("save the cache again"), "{err}");
+        // Format 2: hashed, but its chunks were objects of their own, not in packs.
+        let body = postcard::to_stdvec(&sample()).unwrap();
+        let format_two = framed(2, body.len() as u64, &zstd::bulk::compress(&body, 3).unwrap());
+        let err = Manifest::decode("k", &format_two).unwrap_err();
+        assert!(matches!(err, ManifestError::Outdated { found: 2, .. }), "{err}");
+        assert!(err.to_string().contains("older chunkcache"), "{err}");
+    }
+
+    #[test]
+    fn chunks_outside_the_packs_named_are_invalid() {
+        for (pack, offset, stored_len, needle) in
+            [(2, 8, 10, "names pack 2 of 2"), (0, u32::MAX - 4, 10, "outside any pack"), (0, 8, 0, "outside any pack")]
+        {
+            let mut manifest = sample();
+            manifest.chunks[0] = ChunkRef { pack, offset, stored_len, ..manifest.chunks[0] };
+            let err = manifest.validate().unwrap_err();
+            assert!(err.contains(needle), "{err}");
+            assert!(Manifest::decode("k", &manifest.encode()).is_err());
+        }
     }
 
     #[test]
@@ -819,6 +882,7 @@ pub(crate) mod tests {
         ))
         .unwrap();
         head.extend_from_slice(&postcard::to_stdvec(&manifest.mounts).unwrap());
+        head.extend_from_slice(&postcard::to_stdvec(&manifest.packs).unwrap());
         head
     }
 
@@ -1040,10 +1104,12 @@ pub(crate) mod tests {
                 kind,
             },
         );
-        let chunk = (any::<u8>(), 0u32..5000).prop_map(|(byte, len)| ChunkRef {
+        let chunk = (any::<u8>(), 0u32..5000, 0u32..3).prop_map(|(byte, len, pack)| ChunkRef {
             id: ChunkId::of(&[byte]),
             len,
             stored_len: len,
+            pack,
+            offset: 8,
         });
         let params = prop_oneof![
             Just(ChunkerParams::with_average(1024)),

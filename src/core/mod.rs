@@ -1,5 +1,5 @@
 //! The pure core: no file system, network or async. Ids, chunking, the chunk object codec, the
-//! manifest format, the cache-key rule and encoding, the one-line error formatter, secrets that
+//! pack format, the manifest format, the cache-key rule and encoding, the one-line error formatter, secrets that
 //! never print, and the wall clock in manifest units.
 
 pub mod chunker;
@@ -8,5 +8,6 @@ pub mod error;
 pub mod id;
 pub mod key;
 pub mod manifest;
+pub mod pack;
 pub mod secret;
 pub mod time;

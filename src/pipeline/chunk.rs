@@ -17,7 +17,6 @@ use rayon::prelude::*;
 use crate::core::chunker::ChunkerParams;
 use crate::core::codec;
 use crate::core::id::ChunkId;
-use crate::core::manifest::ChunkRef;
 use crate::fs::walk::{ScannedEntry, ScannedKind};
 use crate::pipeline::progress::Progress;
 
@@ -29,6 +28,11 @@ pub struct NewChunk<'a> {
     pub data: &'a [u8],
     /// The stored object ([`codec::encode`]), when the stage was asked to encode.
     pub object: Option<Vec<u8>>,
+    /// Where in the stream it was found: its segment's index, of `segments` in all (segments
+    /// are chunked in parallel, so chunks arrive out of stream order; this tells the order).
+    pub segment: usize,
+    /// How many segments the stream has.
+    pub segments: usize,
 }
 
 /// Receives each new chunk once, from any rayon thread.
@@ -51,13 +55,24 @@ pub struct ChunkStageOptions {
     pub encode_level: Option<i32>,
 }
 
+/// A chunk as the stage found it (where it is stored is the save's business).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StagedChunk {
+    /// BLAKE3 of the raw bytes.
+    pub id: ChunkId,
+    /// Raw length in bytes.
+    pub len: u32,
+    /// Length of the encoded object, or 0 when the stage did not encode it (or it was known).
+    pub stored_len: u32,
+}
+
 /// The chunks of the scanned files, in order.
 #[derive(Clone, Debug, Default)]
 pub struct ChunkList {
     /// Every chunk of the files' contents, back to back, with its stored size when known.
-    pub chunks: Vec<ChunkRef>,
+    pub chunks: Vec<StagedChunk>,
     /// The chunks handed to the sink, each once, with their stored sizes when encoded.
-    pub new: Vec<ChunkRef>,
+    pub new: Vec<StagedChunk>,
 }
 
 impl ChunkList {
@@ -119,11 +134,15 @@ pub fn chunk_files(
     let claims = Mutex::new(known);
     let chunked = segments
         .par_iter()
-        .map(|range| chunk_segment(&files[range.clone()], params, options, &claims, sink, progress))
+        .enumerate()
+        .map(|(segment, range)| {
+            let place = (segment, segments.len());
+            chunk_segment(&files[range.clone()], place, params, options, &claims, sink, progress)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let stored_lengths = claims.into_inner().unwrap();
     let stored =
-        |(id, len): (ChunkId, u32)| ChunkRef { id, len, stored_len: stored_lengths.get(&id).copied().unwrap_or(0) };
+        |(id, len): (ChunkId, u32)| StagedChunk { id, len, stored_len: stored_lengths.get(&id).copied().unwrap_or(0) };
     // Each id is claimed by one segment only, so `new` holds each new chunk once.
     let new = chunked.iter().flat_map(|segment| &segment.new).copied().map(stored).collect();
     let chunks = chunked.into_iter().flat_map(|segment| segment.chunks).map(stored).collect();
@@ -138,6 +157,7 @@ struct SegmentChunks {
 
 fn chunk_segment(
     files: &[&ScannedEntry],
+    (segment, segments): (usize, usize),
     params: &ChunkerParams,
     options: ChunkStageOptions,
     claims: &Mutex<HashMap<ChunkId, u32>>,
@@ -159,7 +179,7 @@ fn chunk_segment(
                     claims.lock().unwrap().insert(id, object.len() as u32);
                 }
                 out.new.push((id, len));
-                if !sink.accept(NewChunk { id, data, object }) {
+                if !sink.accept(NewChunk { id, data, object, segment, segments }) {
                     return Err(ChunkingStopped::SinkStopped);
                 }
             }

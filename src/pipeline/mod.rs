@@ -1,7 +1,8 @@
 //! The pipelines: save and restore, each reading top to bottom as its pipeline, the chunk stage
-//! save (and later analyze) plug sinks into, and the progress interface they report to.
+//! save (and later analyze) plug sinks into, the restore's reads of packs, and the progress interface they report to.
 
 pub mod chunk;
+pub mod fetch;
 pub mod progress;
 pub mod restore;
 pub mod save;

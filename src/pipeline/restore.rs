@@ -8,8 +8,9 @@
 //! fetch and every removal, with their statistics, and changes nothing: `restore --dry-run`
 //! prints it. [`execute`] only carries it out, through the tree writer ([`crate::fs::tree`]).
 //!
-//! Chunks are fetched in stream order with bounded concurrency, verified by BLAKE3 before any
-//! byte reaches the disk, and handed to writer threads; each file is written under a temporary
+//! Chunks are read as byte ranges of packs ([`crate::pipeline::fetch`]: neighbouring chunks of
+//! a pack in one request), in the order the file stream needs them, with bounded concurrency;
+//! each is verified by BLAKE3 before any byte reaches the disk, and handed to writer threads; each file is written under a temporary
 //! name in its final directory and renamed into place only when complete, with its mode and
 //! mtime already set. A restore that fails or is killed leaves no half-written file under a
 //! final name.
@@ -18,7 +19,7 @@
 //! directories of the manifest). On disk, every directory of the manifest is made a real
 //! directory before anything is written into it, so no write goes through a symlink.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::fd::OwnedFd;
@@ -35,7 +36,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::core::codec::CorruptChunk;
-use crate::core::id::ChunkId;
+use crate::core::id::{ChunkId, PackId};
 use crate::core::manifest::{
     ChunkRef, Entry, EntryKind, Manifest, ManifestError, Mount, Timestamp, chunk_span, parent_of,
 };
@@ -43,16 +44,15 @@ pub use crate::fs::tree::RestoreTarget;
 use crate::fs::tree::{
     Action, FileJob, Piece, Removal, TreeError, TreePlan, find_removals, finish_tree, prepare_tree, write_pieces,
 };
+use crate::pipeline::fetch::{KEPT_BYTES, Kept, READS_IN_FLIGHT, plan_ranges};
 use crate::pipeline::progress::Progress;
-use crate::store::{ChunkReadError, RequestSnapshot, Store, StoreError};
+use crate::store::{ChunkReadError, PackRange, RequestSnapshot, Store, StoreError};
 
 /// Files are written by this many threads (file creation, not bandwidth, is the cost).
 const WRITERS: usize = 4;
 /// Pieces queued per writer. Each holds its chunk alive, so this bounds memory:
 /// `WRITERS × PIECES_QUEUED + concurrency` chunks at most.
 const PIECES_QUEUED: usize = 8;
-/// Memory for chunks that recur later in the stream, so they are fetched once.
-const KEPT_BYTES: usize = 64 << 20;
 
 /// What the user asked to restore.
 #[derive(Clone, Debug)]
@@ -107,9 +107,12 @@ pub struct RestoreReport {
     pub bytes_written: u64,
     /// Chunks downloaded.
     pub chunks_fetched: u64,
-    /// Stored (compressed) bytes of those chunks: chunk bytes only, unlike
-    /// `requests.bytes_downloaded`, which also counts the manifest and the store's config.
+    /// Bytes of the ranges read from packs (the chunks, and any gaps read through): chunk data
+    /// only, unlike `requests.bytes_downloaded`, which also counts the manifest and the store's
+    /// config.
     pub bytes_fetched: u64,
+    /// Ranged reads of packs.
+    pub ranges_fetched: u64,
     /// Entries removed (type conflicts, and with `--mirror` entries not in the manifest).
     pub removed: u64,
     /// Problems that did not fail the restore.
@@ -129,10 +132,15 @@ pub enum RestoreError {
     /// The manifest is damaged, too new or unsafe.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
-    /// A chunk the manifest names is not in the store.
-    #[error("chunk {id} (needed for {path}) is missing from the store; save the cache again to repair it")]
-    MissingChunk {
-        /// The chunk.
+    /// A pack the manifest names is not in the store.
+    #[error(
+        "pack {pack} (holding chunk {id}, needed for {path}) is missing from the store; save the cache again \
+         to repair it"
+    )]
+    MissingPack {
+        /// The pack.
+        pack: PackId,
+        /// A chunk it holds.
         id: ChunkId,
         /// A file that needs it.
         path: PathBuf,
@@ -225,8 +233,8 @@ pub struct RestoreWork {
     pub manifest: Arc<Manifest>,
     /// Every entry's action, the files to write and the chunks they need.
     pub tree: Arc<TreePlan>,
-    /// Every use of those chunks, with where its bytes come from.
-    pub uses: Vec<ChunkUse>,
+    /// The ranged reads that fetch those chunks, in the order the stream needs them.
+    pub ranges: Vec<PackRange>,
     /// Staging files a killed restore left in the folders this one changes; removed before
     /// any file is written.
     pub stale_staging: Vec<Removal>,
@@ -251,10 +259,13 @@ pub struct RestoreStats {
     /// Entries to remove: type conflicts, stale staging files and, with `--mirror`, entries
     /// not in the manifest.
     pub removed: u64,
-    /// Chunk downloads.
+    /// Chunk downloads (a chunk whose bytes had to be dropped for memory and read again counts
+    /// twice in the report, which says what happened).
     pub chunks_fetched: u64,
-    /// Stored (compressed) bytes of those downloads.
+    /// Bytes of the ranged reads.
     pub bytes_fetched: u64,
+    /// Ranged reads.
+    pub ranges_fetched: u64,
 }
 
 impl RestorePlan {
@@ -316,8 +327,7 @@ pub async fn prepare(store: &Store, options: &RestoreOptions) -> Result<RestoreP
         .expect("planning panicked")?
     };
     let summary = manifest.summary();
-    let uses = chunk_uses(&manifest, &tree.chunks);
-    let fetched = uses.iter().filter(|use_| use_.source != ChunkSource::Kept);
+    let ranges = plan_ranges(&manifest, &tree.chunks);
     plan.stats = RestoreStats {
         files: summary.files,
         bytes: summary.bytes,
@@ -325,11 +335,12 @@ pub async fn prepare(store: &Store, options: &RestoreOptions) -> Result<RestoreP
         files_unchanged: summary.files - tree.files.len() as u64,
         bytes_written: tree.files.iter().map(|f| f.size).sum(),
         removed: (tree.conflicts.len() + stale_staging.len() + strays.len()) as u64,
-        chunks_fetched: fetched.clone().count() as u64,
-        bytes_fetched: fetched.map(|use_| u64::from(manifest.chunks[use_.chunk].stored_len)).sum(),
+        chunks_fetched: ranges.iter().map(|range| range.chunks.len() as u64).sum(),
+        bytes_fetched: ranges.iter().map(|range| u64::from(range.end - range.start)).sum(),
+        ranges_fetched: ranges.len() as u64,
     };
     (plan.outcome, plan.restored_key) = (outcome, Some(key));
-    plan.work = Some(RestoreWork { manifest, tree: Arc::new(tree), uses, stale_staging, strays });
+    plan.work = Some(RestoreWork { manifest, tree: Arc::new(tree), ranges, stale_staging, strays });
     plan.prepare_ms = clock.elapsed().as_millis() as u64;
     Ok(plan)
 }
@@ -352,7 +363,6 @@ pub async fn execute(store: &Store, plan: RestorePlan, progress: &dyn Progress) 
         files_written: stats.files_written,
         files_unchanged: stats.files_unchanged,
         bytes_written: stats.bytes_written,
-        bytes_fetched: stats.bytes_fetched,
         warnings: plan.warnings.clone(),
         ..RestoreReport::default()
     };
@@ -374,7 +384,9 @@ pub async fn execute(store: &Store, plan: RestorePlan, progress: &dyn Progress) 
         roots
     };
     progress.phase("restoring", report.bytes_written);
-    report.chunks_fetched = write_files(store, key, &work, &roots, plan.concurrency, progress).await?;
+    let fetched = write_files(store, key, &work, &roots, plan.concurrency, progress).await?;
+    (report.chunks_fetched, report.bytes_fetched, report.ranges_fetched) =
+        (fetched.chunks, fetched.bytes, fetched.ranges);
     let (tree, manifest) = (work.tree, work.manifest);
     report.removed += tokio::task::spawn_blocking(move || finish_tree(&manifest, &tree, &roots, &strays))
         .await
@@ -415,32 +427,6 @@ pub fn at_boundary(prefix: &str, key: &str) -> bool {
         return false;
     };
     prefix.is_empty() || prefix.ends_with(SEPARATORS) || rest.is_empty() || rest.starts_with(SEPARATORS)
-}
-
-/// One use of a chunk by the files to write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ChunkUse {
-    /// Chunk index in the manifest.
-    pub chunk: usize,
-    /// Where its bytes come from.
-    pub source: ChunkSource,
-    /// Keep the bytes for a later use of the same chunk id.
-    pub keep: bool,
-    /// Drop the kept bytes: this is the id's last use.
-    pub release: bool,
-}
-
-/// Where the bytes of a chunk use come from. A chunk that recurs (duplicate files, repeated
-/// content) is fetched once, at its first use, and kept until its last use within a memory
-/// budget (`KEPT_BYTES`, 64 MiB); past the budget it is fetched again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChunkSource {
-    /// First use of the id: fetched ahead, `concurrency` at a time, in stream order.
-    Ahead,
-    /// A later use whose bytes were not kept: fetched again when reached.
-    Again,
-    /// Kept from an earlier use.
-    Kept,
 }
 
 /// Compares the manifest with the local tree. Planning only reads; what it sees through a
@@ -515,44 +501,6 @@ pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<TreePlan, Res
     Ok(TreePlan { paths, parents, actions, conflicts, files, chunks })
 }
 
-/// Decides, for each chunk the files need (ascending indices), whether its bytes are fetched
-/// ahead, fetched again or kept from an earlier use, within the `KEPT_BYTES` budget (64 MiB).
-fn chunk_uses(manifest: &Manifest, chunks: &[usize]) -> Vec<ChunkUse> {
-    let mut first_use: HashMap<ChunkId, usize> = HashMap::new();
-    let mut last_use: HashMap<ChunkId, usize> = HashMap::new();
-    for &chunk in chunks {
-        let id = manifest.chunks[chunk].id;
-        first_use.entry(id).or_insert(chunk);
-        last_use.insert(id, chunk);
-    }
-    let (mut kept, mut kept_bytes) = (HashSet::<ChunkId>::new(), 0usize);
-    chunks
-        .iter()
-        .map(|&chunk| {
-            let ChunkRef { id, len, .. } = manifest.chunks[chunk];
-            let source = if kept.contains(&id) {
-                ChunkSource::Kept
-            } else if first_use[&id] == chunk {
-                ChunkSource::Ahead
-            } else {
-                ChunkSource::Again
-            };
-            let (mut keep, mut release) = (false, false);
-            if last_use[&id] == chunk {
-                if kept.remove(&id) {
-                    kept_bytes -= len as usize;
-                    release = true;
-                }
-            } else if !kept.contains(&id) && kept_bytes + len as usize <= KEPT_BYTES {
-                kept_bytes += len as usize;
-                kept.insert(id);
-                keep = true;
-            }
-            ChunkUse { chunk, source, keep, release }
-        })
-        .collect()
-}
-
 /// Where a mount's root lands on disk.
 fn mount_root(target: &RestoreTarget, mount: &Mount) -> PathBuf {
     let saved = Path::new(OsStr::from_bytes(&mount.path));
@@ -606,8 +554,15 @@ fn mtime_of(metadata: &fs::Metadata) -> Timestamp {
     Timestamp { secs: metadata.mtime(), nanos: metadata.mtime_nsec() as u32 }
 }
 
-/// Fetches the planned chunks in stream order and feeds the writers. Returns the number of
-/// chunks downloaded.
+/// What the fetch of a restore read.
+#[derive(Clone, Copy, Debug, Default)]
+struct Fetched {
+    chunks: u64,
+    bytes: u64,
+    ranges: u64,
+}
+
+/// Fetches the planned chunks in stream order and feeds the writers.
 async fn write_files(
     store: &Store,
     key: &str,
@@ -615,7 +570,7 @@ async fn write_files(
     roots: &Arc<Vec<OwnedFd>>,
     concurrency: usize,
     progress: &dyn Progress,
-) -> Result<u64, RestoreError> {
+) -> Result<Fetched, RestoreError> {
     let mut senders = Vec::with_capacity(WRITERS);
     let mut writers = Vec::with_capacity(WRITERS);
     for _ in 0..WRITERS {
@@ -624,7 +579,8 @@ async fn write_files(
         let (manifest, plan, roots) = (work.manifest.clone(), work.tree.clone(), roots.clone());
         writers.push(tokio::task::spawn_blocking(move || write_pieces(&manifest, &plan, roots, receiver)));
     }
-    let dispatched = dispatch(store, key, work, concurrency, &senders, progress).await;
+    let mut fetched = Fetched::default();
+    let dispatched = dispatch(store, key, work, concurrency, &senders, progress, &mut fetched).await;
     drop(senders);
     let mut written: Result<(), TreeError> = Ok(());
     for writer in writers {
@@ -634,8 +590,60 @@ async fn write_files(
         }
     }
     // A fetch error stops the writers, so it comes first; else the first writer error.
-    let fetched = dispatched?;
+    dispatched?;
     Ok(written.map(|()| fetched)?)
+}
+
+/// Reads `range`, counting it; on a missing pack or a corrupt chunk, records the pack as
+/// damaged (best effort, so that the next save uploads its chunks again: "save the cache again
+/// to repair it" is then true) and names a file that needed it.
+async fn read_range(
+    store: &Store,
+    range: &PackRange,
+    users: &Users<'_>,
+    fetched: &std::sync::Mutex<Fetched>,
+) -> Result<Vec<Bytes>, RestoreError> {
+    {
+        let mut fetched = fetched.lock().unwrap();
+        fetched.ranges += 1;
+        fetched.chunks += range.chunks.len() as u64;
+        fetched.bytes += u64::from(range.end - range.start);
+    }
+    match store.read_range(range).await {
+        Ok(Some(chunks)) => Ok(chunks),
+        Ok(None) => {
+            let _ = store.mark_damaged(range.pack).await;
+            let id = range.chunks[0].0;
+            Err(RestoreError::MissingPack { pack: range.pack, id, path: users.path(id) })
+        }
+        Err(ChunkReadError::Corrupt(source)) => {
+            let _ = store.mark_damaged(range.pack).await;
+            let id = match &source {
+                CorruptChunk::Malformed { id, .. } | CorruptChunk::HashMismatch { id, .. } => *id,
+            };
+            Err(RestoreError::Corrupt { source, path: users.path(id) })
+        }
+        Err(ChunkReadError::Store(err)) => Err(err.into()),
+    }
+}
+
+/// Names a file that needs a chunk, for errors.
+struct Users<'a> {
+    /// The first chunk index of each id.
+    first_chunk: HashMap<ChunkId, usize>,
+    offsets: &'a [u64],
+    files: &'a [FileJob],
+}
+
+impl Users<'_> {
+    fn path(&self, id: ChunkId) -> PathBuf {
+        let chunk = self.first_chunk[&id];
+        let (start, end) = (self.offsets[chunk], self.offsets[chunk + 1]);
+        self.files
+            .iter()
+            .find(|f| f.offset < end && f.offset + f.size > start)
+            .map_or_else(PathBuf::new, |f| f.path.clone())
+    }
 }
 
 async fn dispatch(
@@ -645,7 +653,8 @@ async fn dispatch(
     concurrency: usize,
     senders: &[mpsc::Sender<Piece>],
     progress: &dyn Progress,
-) -> Result<u64, RestoreError> {
+    total: &mut Fetched,
+) -> Result<(), RestoreError> {
     let (manifest, plan) = (&*work.manifest, &*work.tree);
     let offsets = &manifest.chunk_offsets();
     let files = &plan.files;
@@ -656,93 +665,90 @@ async fn dispatch(
     };
     for (index, file) in files.iter().enumerate() {
         if file.size == 0 && !send(Piece { file: index, data: Bytes::new(), range: 0..0, last: true }).await {
-            return Ok(0);
+            return Ok(());
         }
     }
-    let user_of = |chunk: usize| {
-        let start = offsets[chunk];
-        files
-            .iter()
-            .find(|f| f.offset < offsets[chunk + 1] && f.offset + f.size > start)
-            .map_or_else(PathBuf::new, |f| f.path.clone())
-    };
-    let user_of = &user_of;
-    let fetched = std::sync::atomic::AtomicU64::new(0);
-    let fetch = |chunk: usize| {
-        let store = store.clone();
-        let ChunkRef { id, len, .. } = manifest.chunks[chunk];
-        let fetched = &fetched;
-        async move {
-            fetched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            // A chunk found missing or corrupt is recorded (best effort) so that the next save
-            // uploads it again: "save the cache again to repair it" is then true.
-            let data = match store.get_chunk_verified(id).await {
-                Ok(Some(data)) => data,
-                Ok(None) => {
-                    let _ = store.mark_damaged(id).await;
-                    return Err(RestoreError::MissingChunk { id, path: user_of(chunk) });
+    let mut users = Users { first_chunk: HashMap::with_capacity(plan.chunks.len()), offsets, files };
+    for &chunk in &plan.chunks {
+        users.first_chunk.entry(manifest.chunks[chunk].id).or_insert(chunk);
+    }
+    let users = &users;
+    let counts = &std::sync::Mutex::new(Fetched::default());
+    let result = async {
+        // Which read brings each id; reads are consumed in order, so a read index below
+        // `received` has arrived.
+        let mut read_of: HashMap<ChunkId, usize> = HashMap::with_capacity(users.first_chunk.len());
+        for (index, range) in work.ranges.iter().enumerate() {
+            for &(id, ..) in &range.chunks {
+                read_of.entry(id).or_insert(index);
+            }
+        }
+        let reads: Vec<_> = work.ranges.iter().map(|range| read_range(store, range, users, counts)).collect();
+        let mut incoming = futures::stream::iter(reads).buffered(concurrency.min(READS_IN_FLIGHT));
+        let mut received = 0;
+        let mut kept = Kept::new(plan.chunks.iter().map(|&chunk| manifest.chunks[chunk].id), KEPT_BYTES);
+        let mut next_file = 0;
+        let mut active: Vec<usize> = Vec::new();
+        for &chunk in &plan.chunks {
+            let ChunkRef { id, len, pack, offset, stored_len } = manifest.chunks[chunk];
+            while read_of[&id] >= received {
+                let range = &work.ranges[received];
+                let chunks = incoming.next().await.expect("one result per read")?;
+                for (&(id, ..), data) in range.chunks.iter().zip(chunks) {
+                    kept.insert(id, data);
                 }
-                Err(ChunkReadError::Corrupt(source)) => {
-                    let _ = store.mark_damaged(id).await;
-                    return Err(RestoreError::Corrupt { source, path: user_of(chunk) });
+                received += 1;
+            }
+            let data = match kept.take(id) {
+                Some(data) => data,
+                // Dropped for memory since its read: read it again, alone.
+                None => {
+                    let alone = PackRange {
+                        pack: manifest.packs[pack as usize],
+                        start: offset,
+                        end: offset + stored_len,
+                        chunks: vec![(id, offset, stored_len)],
+                    };
+                    read_range(store, &alone, users, counts).await?.remove(0)
                 }
-                Err(ChunkReadError::Store(err)) => return Err(err.into()),
             };
             if data.len() != len as usize {
                 return Err(RestoreError::WrongLength { id, key: key.to_string(), expected: len, actual: data.len() });
             }
-            Ok(data)
-        }
-    };
-    // Chunks are fetched and kept as the plan decided ([`ChunkSource`]).
-    let firsts: Vec<usize> =
-        work.uses.iter().filter(|use_| use_.source == ChunkSource::Ahead).map(|use_| use_.chunk).collect();
-    let mut ahead = futures::stream::iter(firsts.into_iter().map(fetch)).buffered(concurrency);
-    let mut kept = HashMap::<ChunkId, Bytes>::new();
-    let mut next_file = 0;
-    let mut active: Vec<usize> = Vec::new();
-    for &ChunkUse { chunk, source, keep, release } in &work.uses {
-        let id = manifest.chunks[chunk].id;
-        let data = match source {
-            ChunkSource::Kept => kept.get(&id).expect("kept by an earlier use").clone(),
-            ChunkSource::Ahead => ahead.next().await.expect("one fetch per first use")?,
-            ChunkSource::Again => fetch(chunk).await?,
-        };
-        if release {
-            kept.remove(&id);
-        } else if keep {
-            kept.insert(id, data.clone());
-        }
-        let (start, end) = (offsets[chunk], offsets[chunk + 1]);
-        while next_file < files.len() && files[next_file].offset < end {
-            if files[next_file].size > 0 {
-                active.push(next_file);
+            let (start, end) = (offsets[chunk], offsets[chunk + 1]);
+            while next_file < files.len() && files[next_file].offset < end {
+                if files[next_file].size > 0 {
+                    active.push(next_file);
+                }
+                next_file += 1;
             }
-            next_file += 1;
-        }
-        let mut still_active = Vec::with_capacity(active.len());
-        for &file in &active {
-            let job = &files[file];
-            let (from, to) = (job.offset.max(start), (job.offset + job.size).min(end));
-            if from < to {
-                let piece = Piece {
-                    file,
-                    data: data.clone(),
-                    range: (from - start) as usize..(to - start) as usize,
-                    last: to == job.offset + job.size,
-                };
-                progress.advance(to - from);
-                if !send(piece).await {
-                    return Ok(fetched.load(std::sync::atomic::Ordering::Relaxed));
+            let mut still_active = Vec::with_capacity(active.len());
+            for &file in &active {
+                let job = &files[file];
+                let (from, to) = (job.offset.max(start), (job.offset + job.size).min(end));
+                if from < to {
+                    let piece = Piece {
+                        file,
+                        data: data.clone(),
+                        range: (from - start) as usize..(to - start) as usize,
+                        last: to == job.offset + job.size,
+                    };
+                    progress.advance(to - from);
+                    if !send(piece).await {
+                        return Ok(());
+                    }
+                }
+                if job.offset + job.size > end {
+                    still_active.push(file);
                 }
             }
-            if job.offset + job.size > end {
-                still_active.push(file);
-            }
+            active = still_active;
         }
-        active = still_active;
+        Ok(())
     }
-    Ok(fetched.load(std::sync::atomic::Ordering::Relaxed))
+    .await;
+    *total = *counts.lock().unwrap();
+    result
 }
 
 #[cfg(test)]
@@ -757,30 +763,5 @@ mod tests {
         assert!(!at_boundary("main", "main2-3f2a"));
         assert!(at_boundary("repo/main-", "repo/main-abc"));
         assert!(!at_boundary("repo/main-", "repo/other"));
-    }
-
-    /// A recurring chunk is fetched once and kept while the budget allows; past it, it is
-    /// fetched again. The dry run's chunk count is this plan's, so it is what execution does.
-    #[test]
-    fn recurring_chunks_are_kept_within_the_budget_and_fetched_again_past_it() {
-        use crate::core::manifest::tests::sample;
-        let mut manifest = sample();
-        let big = (KEPT_BYTES / 2 + 1) as u32;
-        let chunk = |byte: u8, len| ChunkRef { id: ChunkId::of(&[byte]), len, stored_len: len };
-        manifest.chunks =
-            vec![chunk(1, 100), chunk(1, 100), chunk(2, big), chunk(3, big), chunk(2, big), chunk(3, big)];
-        let uses: Vec<(ChunkSource, bool, bool)> =
-            chunk_uses(&manifest, &[0, 1, 2, 3, 4, 5]).iter().map(|u| (u.source, u.keep, u.release)).collect();
-        assert_eq!(
-            uses,
-            [
-                (ChunkSource::Ahead, true, false),
-                (ChunkSource::Kept, false, true),
-                (ChunkSource::Ahead, true, false),
-                (ChunkSource::Ahead, false, false),
-                (ChunkSource::Kept, false, true),
-                (ChunkSource::Again, false, false),
-            ]
-        );
     }
 }

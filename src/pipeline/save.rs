@@ -1,16 +1,21 @@
-//! Save: mounts → scan → segments → chunks → upload what is missing → manifest (last).
+//! Save: mounts → scan → segments → chunks → pack what is missing → upload packs → manifest
+//! (last).
 //!
-//! Read top to bottom, [`save`] is the pipeline. CPU work (reading, chunking, hashing,
-//! compressing) is the chunk stage ([`crate::pipeline::chunk`]), on rayon, one segment per task; uploads run on tokio with bounded
-//! concurrency, fed through a bounded channel, so memory is bounded by
-//! `(queue + concurrency) × max chunk size`, not by the size of the cache. The manifest is
-//! uploaded only after every chunk it names is in the store: it is the commit point, so a
-//! save that fails or is killed leaves no manifest behind. [`save_dry_run`] runs the same
-//! pipeline with a sink that uploads nothing and stops before the manifest.
+//! Read top to bottom, [`save`] is the pipeline. What the store holds is learnt from parent
+//! manifests ([`known_chunks`]: the key's previous save, the newest cache under each parent
+//! prefix, else the newest cache in the key's folder), never by listing chunks. CPU work
+//! (reading, chunking, hashing, compressing) is the chunk stage ([`crate::pipeline::chunk`]), on
+//! rayon, one segment per task. Each new chunk object goes through a bounded channel to the
+//! packer, which appends it to the open pack of its part of the stream ([`LANES`]: so a pack
+//! holds a run of the stream in order, and a restore reads it in order) and uploads every pack that reaches
+//! [`PACK_TARGET_BYTES`](crate::core::pack::PACK_TARGET_BYTES), at most [`PACKS_IN_FLIGHT`] at once. Memory is bounded by the queue and
+//! `(lanes + packs in flight) × pack size`, not by the size of the cache. The manifest is
+//! uploaded only after every pack it names is in the store: it is the commit point, so a save
+//! that fails or is killed leaves no manifest behind. [`save_dry_run`] runs the same pipeline
+//! with a packer that seals packs but uploads nothing, and stops before the manifest.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -19,13 +24,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::core::chunker::ChunkerParams;
-use crate::core::id::ChunkId;
+use crate::core::id::{ChunkId, PackId};
 use crate::core::manifest::{ChunkRef, Entry, EntryKind, Manifest, ManifestSummary, Mount, validate_mounts};
+use crate::core::pack::PackBuilder;
 use crate::core::time::now_ms;
 use crate::fs::walk::{self, ScannedEntry, ScannedKind, WalkError, WalkOptions};
-use crate::pipeline::chunk::{self, ChunkError, ChunkStageOptions, NewChunk};
+use crate::pipeline::chunk::{self, ChunkError, ChunkStageOptions, NewChunk, StagedChunk};
 use crate::pipeline::progress::Progress;
-use crate::store::{ChunkReadError, RequestSnapshot, Store, StoreError, keyed_path};
+use crate::store::{RequestSnapshot, Store, StoreError, keyed_path};
 
 /// What the user asked to save.
 #[derive(Clone, Debug)]
@@ -47,6 +53,9 @@ pub struct SaveOptions {
     pub chunker: Option<ChunkerParams>,
     /// Do nothing if the key already has a manifest (drone-cache's `override: false`).
     pub skip_if_exists: bool,
+    /// Key prefixes whose newest cache tells what the store already holds, besides the key's
+    /// own previous save (the plugin passes its fallback prefixes; see [`known_chunks`]).
+    pub parent_prefixes: Vec<String>,
 }
 
 /// What a save did.
@@ -63,6 +72,10 @@ pub struct SaveReport {
     pub saved: ManifestSummary,
     /// Chunks the store did not have before (as far as this save knew).
     pub new_chunks: u64,
+    /// Packs written to hold them (for a dry run: that a save would write).
+    pub new_packs: u64,
+    /// The caches this save learnt the store's contents from.
+    pub parents: Vec<String>,
     /// Raw bytes of the new chunks.
     pub new_bytes: u64,
     /// Stored (compressed) bytes of the new chunks.
@@ -172,51 +185,43 @@ async fn run(
     let mounts: Vec<PathBuf> = options.mounts.iter().map(|m| options.root.join(m)).collect();
     let walk_options = options.walk.clone();
     let scan = tokio::task::spawn_blocking(move || walk::scan(&mounts, &walk_options));
-    let mut known = if never_saved_to { HashMap::new() } else { known_chunks(store, &options.key).await? };
-    // Chunks a restore found missing or corrupt are uploaded again, replacing what is there.
-    let damaged: Arc<HashSet<ChunkId>> =
-        Arc::new(if never_saved_to { HashSet::new() } else { store.damaged_chunks().await?.into_iter().collect() });
-    known.retain(|id, _| !damaged.contains(id));
+    let Known { chunks: known, parents, damaged } =
+        if never_saved_to { Known::default() } else { known_chunks(store, options).await? };
     let scan = scan.await.expect("scan task panicked")?;
 
     let stage = ChunkStageOptions { encode_level: Some(options.compression_level) };
     progress.phase("saving", chunk::content_bytes(&scan.entries));
-    let chunked = match mode {
-        Mode::Upload => {
-            let (sender, receiver) = mpsc::channel(options.concurrency.max(1) * 2);
-            let uploader =
-                tokio::spawn(upload_all(store.clone(), receiver, options.concurrency.max(1), damaged.clone()));
-            let upload = |chunk: NewChunk<'_>| {
-                let object = chunk.object.expect("the stage encodes when asked to");
-                // A failed send means the uploader stopped; its error is the one reported.
-                sender.blocking_send((chunk.id, Bytes::from(object))).is_ok()
-            };
-            let chunked = tokio::task::block_in_place(|| {
-                chunk::chunk_files(&scan.entries, &params, known, stage, &upload, progress)
-            });
-            drop(sender);
-            uploader.await.expect("upload task panicked")?;
-            chunked?
-        }
-        // Encoding still runs: it is what tells the stored sizes.
-        Mode::DryRun => tokio::task::block_in_place(|| {
-            chunk::chunk_files(&scan.entries, &params, known, stage, &|_: NewChunk<'_>| true, progress)
-        })?,
+    let stored_lens = known.iter().map(|(&id, location)| (id, location.stored_len)).collect();
+    let (sender, receiver) = mpsc::channel(QUEUED_CHUNKS);
+    let packer = tokio::spawn(pack_all(store.clone(), receiver, mode));
+    let pack = |chunk: NewChunk<'_>| {
+        let object = chunk.object.expect("the stage encodes when asked to");
+        // Each lane packs a contiguous part of the stream, so its packs hold the stream in order.
+        let lane = chunk.segment * LANES / chunk.segments.max(1);
+        // A failed send means the packer stopped; its error is the one reported.
+        sender.blocking_send((lane, chunk.id, object)).is_ok()
     };
+    let chunked =
+        tokio::task::block_in_place(|| chunk::chunk_files(&scan.entries, &params, stored_lens, stage, &pack, progress));
+    drop(sender);
+    let packed = packer.await.expect("pack task panicked")?;
+    let chunked = chunked?;
 
     let (new_chunks, new_bytes, new_stored_bytes) =
         (chunked.new.len() as u64, chunked.new_bytes(), chunked.new_stored_bytes());
-    let repaired: HashSet<ChunkId> = chunked.new.iter().map(|c| c.id).collect();
-    let manifest = build_manifest(options, recorded, started_at_ms, params, &scan.entries, chunked.chunks);
+    let new_packs = packed.packs.len() as u64;
+    let (packs, chunks) = locate(&chunked.chunks, &known, &packed);
+    let manifest = build_manifest(options, recorded, started_at_ms, params, &scan.entries, packs, chunks);
     // What restores will check, checked before committing: a manifest no restore accepts must
     // never become the key's latest.
     manifest.validate().map_err(|reason| SaveError::Invalid { reason })?;
     let summary = manifest.summary();
     if mode == Mode::Upload {
         store.put_manifest(&options.key, manifest.encode()).await?;
-        for &id in damaged.iter().filter(|id| repaired.contains(id)) {
-            // Best effort: a marker left behind only costs the next save one more upload.
-            let _ = store.clear_damaged(id).await;
+        for pack in packed.packs.iter().filter(|pack| damaged.contains(pack)) {
+            // Written whole again just now. Best effort: a marker left behind only costs a later
+            // save the upload of that pack's chunks.
+            let _ = store.clear_damaged(*pack).await;
         }
     }
 
@@ -226,6 +231,8 @@ async fn run(
         skipped_existing: false,
         saved: summary,
         new_chunks,
+        new_packs,
+        parents,
         new_bytes,
         new_stored_bytes,
         dedup_percent: if summary.bytes == 0 { 100.0 } else { 100.0 * (1.0 - new_bytes as f64 / summary.bytes as f64) },
@@ -254,54 +261,188 @@ async fn chunker_without_init(
     }
 }
 
-/// Chunks the store is known to hold, with their stored sizes: those of the key's previous
-/// manifest when there is one (no request per chunk), else one listing of the store.
-async fn known_chunks(store: &Store, key: &str) -> Result<HashMap<ChunkId, u32>, SaveError> {
-    if let Some(bytes) = store.get_manifest(key).await? {
-        // A damaged previous manifest is no reason to fail a save: fall back to the listing.
-        if let Ok(parent) = Manifest::decode(key, &bytes) {
-            return Ok(parent.chunks.iter().map(|c| (c.id, c.stored_len)).collect());
-        }
-    }
-    Ok(store.list_chunks().await?)
+/// Open packs: the stream is split into this many contiguous parts by segment, each packed
+/// apart, so a pack holds a run of the stream in order (the chunk stage works on several parts
+/// at once) and which pack a chunk lands in does not depend on thread timing. More lanes cost
+/// memory (a pack each) and a partly filled pack each per save.
+const LANES: usize = 4;
+/// Sealed packs uploading at once. Each holds a pack in memory; per-request costs are what
+/// packs amortise, so a few large uploads in flight keep a link busy.
+pub const PACKS_IN_FLIGHT: usize = 4;
+/// Chunk objects queued between the chunk stage and the packer (each at most the largest
+/// chunk, 2 MiB by default; 512 KiB on average).
+const QUEUED_CHUNKS: usize = 32;
+/// Parent manifests read at most (the key's own, then one per prefix).
+const MAX_PARENTS: usize = 4;
+
+/// Where a chunk the store holds lies.
+#[derive(Clone, Copy, Debug)]
+struct Location {
+    pack: PackId,
+    offset: u32,
+    stored_len: u32,
 }
 
-async fn upload_all(
-    store: Store,
-    mut receiver: mpsc::Receiver<(ChunkId, Bytes)>,
-    concurrency: usize,
-    damaged: Arc<HashSet<ChunkId>>,
-) -> Result<(), StoreError> {
-    let mut in_flight = JoinSet::new();
-    while let Some((id, object)) = receiver.recv().await {
-        while in_flight.len() >= concurrency {
-            in_flight.join_next().await.expect("set is not empty").expect("upload task panicked")?;
+/// What a save learnt of the store before uploading.
+#[derive(Debug, Default)]
+struct Known {
+    /// Chunks the store holds, and where.
+    chunks: HashMap<ChunkId, Location>,
+    /// The caches that said so.
+    parents: Vec<String>,
+    /// Packs a restore found damaged (their chunks are not in `chunks`).
+    damaged: HashSet<PackId>,
+}
+
+/// Chunks the store is known to hold, and the keys that said so. Read from parent manifests,
+/// never from a listing of chunks: the key's previous save, the newest cache under each of
+/// `parent_prefixes`, and, when those found nothing, the newest cache in the key's folder (the
+/// keys sharing its text up to the last `/`, or every key). Chunks in packs a restore found
+/// damaged are left out, so they are uploaded again. A damaged parent manifest is skipped.
+async fn known_chunks(store: &Store, options: &SaveOptions) -> Result<Known, SaveError> {
+    let mut known = Known { damaged: store.damaged_packs().await?, ..Known::default() };
+    learn_from(store, &options.key, &mut known).await?;
+    for prefix in &options.parent_prefixes {
+        if known.parents.len() >= MAX_PARENTS {
+            break;
         }
-        let (store, replace) = (store.clone(), damaged.contains(&id));
-        in_flight.spawn(async move { upload_chunk(&store, id, object, replace).await });
+        if let Some(parent) = newest_under(store, prefix, &options.key).await? {
+            learn_from(store, &parent, &mut known).await?;
+        }
     }
-    while let Some(done) = in_flight.join_next().await {
-        done.expect("upload task panicked")?;
+    if known.parents.is_empty() {
+        let folder = options.key.rfind('/').map_or("", |slash| &options.key[..=slash]);
+        if let Some(sibling) = newest_under(store, folder, &options.key).await? {
+            learn_from(store, &sibling, &mut known).await?;
+        }
     }
+    Ok(known)
+}
+
+/// Adds the chunks of `key`'s manifest (outside damaged packs) to `known`; a missing or damaged
+/// manifest, or one already read, adds nothing.
+async fn learn_from(store: &Store, key: &str, known: &mut Known) -> Result<(), SaveError> {
+    if known.parents.iter().any(|parent| parent == key) {
+        return Ok(());
+    }
+    let Some(bytes) = store.get_manifest(key).await? else { return Ok(()) };
+    let Ok(parent) = Manifest::decode(key, &bytes) else { return Ok(()) };
+    for chunk in &parent.chunks {
+        let pack = parent.packs[chunk.pack as usize];
+        if !known.damaged.contains(&pack) {
+            let location = Location { pack, offset: chunk.offset, stored_len: chunk.stored_len };
+            known.chunks.entry(chunk.id).or_insert(location);
+        }
+    }
+    known.parents.push(key.to_string());
     Ok(())
 }
 
-/// Uploads one chunk: create-if-absent, or a replacement of an object known to be damaged.
-async fn upload_chunk(store: &Store, id: ChunkId, object: Bytes, replace: bool) -> Result<(), StoreError> {
-    if replace {
-        return store.replace_chunk(id, object).await;
+/// The newest cache whose key starts with `prefix` at a separator (as restore's fallback), other
+/// than `key`.
+async fn newest_under(store: &Store, prefix: &str, key: &str) -> Result<Option<String>, StoreError> {
+    Ok(store
+        .list_manifests(prefix)
+        .await?
+        .into_iter()
+        .map(|info| info.key)
+        .find(|candidate| candidate != key && crate::pipeline::restore::at_boundary(prefix, candidate)))
+}
+
+/// What the packer wrote: the packs in the order they were sealed, and where each new chunk
+/// lies (index into `packs`, offset, stored length).
+#[derive(Debug, Default)]
+struct Packed {
+    packs: Vec<PackId>,
+    located: HashMap<ChunkId, (usize, u32, u32)>,
+}
+
+/// Appends each new chunk object to its lane's open pack; seals a pack when it is full and
+/// uploads it (unless dry-running), [`PACKS_IN_FLIGHT`] at a time; seals and uploads the
+/// partly filled packs at the end.
+async fn pack_all(
+    store: Store,
+    mut receiver: mpsc::Receiver<(usize, ChunkId, Vec<u8>)>,
+    mode: Mode,
+) -> Result<Packed, StoreError> {
+    let mut packed = Packed::default();
+    let mut open: Vec<PackBuilder> = (0..LANES).map(|_| PackBuilder::new()).collect();
+    // Each open pack's future index in `packed.packs` is only known when sealed, so chunks are
+    // recorded with their lane's pending list until then.
+    let mut pending: Vec<Vec<(ChunkId, u32, u32)>> = vec![Vec::new(); LANES];
+    let mut uploads = JoinSet::new();
+    while let Some((lane, id, object)) = receiver.recv().await {
+        let offset = open[lane].push(id, &object);
+        pending[lane].push((id, offset, object.len() as u32));
+        if open[lane].is_full() {
+            let builder = std::mem::take(&mut open[lane]);
+            let (pack, bytes) = seal(builder, &mut packed, &mut pending[lane]);
+            upload(&store, &mut uploads, pack, bytes, mode).await?;
+        }
     }
-    if store.put_chunk(id, object.clone()).await? {
+    for lane in 0..LANES {
+        if !open[lane].is_empty() {
+            let builder = std::mem::take(&mut open[lane]);
+            let (pack, bytes) = seal(builder, &mut packed, &mut pending[lane]);
+            upload(&store, &mut uploads, pack, bytes, mode).await?;
+        }
+    }
+    while let Some(done) = uploads.join_next().await {
+        done.expect("upload task panicked")?;
+    }
+    Ok(packed)
+}
+
+/// Seals a pack and records where its chunks (`pending`, emptied) lie.
+fn seal(builder: PackBuilder, packed: &mut Packed, pending: &mut Vec<(ChunkId, u32, u32)>) -> (PackId, Bytes) {
+    let (id, bytes) = builder.finish();
+    let index = packed.packs.len();
+    packed.packs.push(id);
+    for (chunk, offset, len) in pending.drain(..) {
+        packed.located.insert(chunk, (index, offset, len));
+    }
+    (id, bytes)
+}
+
+/// Starts uploading a sealed pack once fewer than [`PACKS_IN_FLIGHT`] are uploading.
+async fn upload(
+    store: &Store,
+    uploads: &mut JoinSet<Result<(), StoreError>>,
+    pack: PackId,
+    bytes: Bytes,
+    mode: Mode,
+) -> Result<(), StoreError> {
+    if mode == Mode::DryRun {
         return Ok(());
     }
-    // Already there (a concurrent save, or a chunk this save did not know of). Create-if-absent
-    // keeps whatever is there, so check it is sound before the manifest relies on it.
-    let sound = match store.get_chunk_verified(id).await {
-        Ok(found) => found.is_some(),
-        Err(ChunkReadError::Corrupt(_)) => false,
-        Err(ChunkReadError::Store(err)) => return Err(err),
-    };
-    if sound { Ok(()) } else { store.replace_chunk(id, object).await }
+    while uploads.len() >= PACKS_IN_FLIGHT {
+        uploads.join_next().await.expect("set is not empty").expect("upload task panicked")?;
+    }
+    let store = store.clone();
+    uploads.spawn(async move { store.put_pack(pack, bytes).await });
+    Ok(())
+}
+
+/// The manifest's pack table and chunk references: each chunk where the store held it already,
+/// else where the packer put it.
+fn locate(chunks: &[StagedChunk], known: &HashMap<ChunkId, Location>, packed: &Packed) -> (Vec<PackId>, Vec<ChunkRef>) {
+    let mut packs = Vec::new();
+    let mut index_of: HashMap<PackId, u32> = HashMap::new();
+    let refs = chunks
+        .iter()
+        .map(|chunk| {
+            let location = match packed.located.get(&chunk.id) {
+                Some(&(index, offset, stored_len)) => Location { pack: packed.packs[index], offset, stored_len },
+                None => known[&chunk.id],
+            };
+            let pack = *index_of.entry(location.pack).or_insert_with(|| {
+                packs.push(location.pack);
+                packs.len() as u32 - 1
+            });
+            ChunkRef { id: chunk.id, len: chunk.len, stored_len: location.stored_len, pack, offset: location.offset }
+        })
+        .collect();
+    (packs, refs)
 }
 
 fn build_manifest(
@@ -310,6 +451,7 @@ fn build_manifest(
     started_at_ms: u64,
     chunker: ChunkerParams,
     scanned: &[ScannedEntry],
+    packs: Vec<PackId>,
     chunks: Vec<ChunkRef>,
 ) -> Manifest {
     let mut offset = 0u64;
@@ -338,6 +480,7 @@ fn build_manifest(
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         chunker,
         mounts,
+        packs,
         chunks,
         entries,
     }

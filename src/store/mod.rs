@@ -3,19 +3,27 @@
 //! Everything lives under one prefix of one container, bucket or folder:
 //!
 //! ```text
-//! chunkcache.json            store config: format version and chunker parameters
-//! chunks/<2 hex>/<64 hex>    one chunk object each (see codec.rs), named by BLAKE3
-//! manifests/<encoded key>    the latest manifest of a key, written last (the commit point)
+//! chunkcache.json            store config: format version (2) and chunker parameters
+//! packs/<2 hex>/<64 hex>     immutable packs of chunk objects (see core/pack.rs), named by the
+//!                            BLAKE3 of their bytes
+//! manifests/<encoded key>    the latest manifest of a key, written last (the commit point); it
+//!                            says where every chunk lies (pack, offset, length)
 //! used/<encoded key>         empty marker rewritten by every restore: its last-modified time is
 //!                            the key's "last used", readable for all keys with one listing
-//! damaged/<64 hex>           empty marker: a restore found this chunk missing or corrupt, so the
-//!                            next save uploads it again instead of trusting the store has it
+//! damaged/<64 hex>           empty marker: a restore found this pack missing or a chunk in it
+//!                            corrupt, so no save reuses chunks from it (they are uploaded again)
 //! ```
+//! Store format 1 kept one object per chunk under `chunks/`. A save to a format-1 store rewrites
+//! `chunkcache.json` to format 2 and saves into packs; its old manifests are refused with advice
+//! to save again ([`crate::core::manifest::ManifestError::Outdated`]), and the `chunks/` objects
+//! are left for the operator to delete (nothing of format 2 refers to them).
 //! A cache key names its objects through [`keyed_path`]: the key rule and its encoding into an
 //! object name every backend stores as is live in [`crate::core::key`] (`p` → `manifests/p~`).
 //! All I/O goes through `object_store`, so local folders, memory, Azure, S3 and GCS share one
-//! code path. Chunk uploads are create-if-absent puts, so concurrent savers never clobber each
-//! other and a chunk, once written, never changes.
+//! code path. Pack uploads are create-if-absent puts of content-named objects, so concurrent
+//! savers never clobber each other and a pack, once written, never changes. No path lists the
+//! packs: a save learns what exists from parent manifests, and a restore reads the ranges its
+//! manifest names.
 //!
 //! Every backend is wrapped the same way, whatever it is ([`Store::with_retry`]):
 //!
@@ -32,7 +40,6 @@ pub mod backend;
 pub mod counting;
 pub mod retry;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -44,15 +51,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::chunker::ChunkerParams;
 use crate::core::codec::{self, CorruptChunk};
-use crate::core::id::ChunkId;
+use crate::core::id::{ChunkId, PackId};
 use crate::core::key::{self, InvalidKey};
+use crate::core::pack::{self, MAX_PACK_LEN};
 use crate::store::counting::CountingStore;
 use crate::store::retry::{RetryPolicy, RetryStore};
 
 pub use counting::{RequestCounts, RequestSnapshot};
 
 /// The store layout version this build writes, and the newest it can use.
-pub const STORE_FORMAT: u16 = 1;
+pub const STORE_FORMAT: u16 = 2;
 const CONFIG_PATH: &str = "chunkcache.json";
 /// `chunkcache.json` is a few hundred bytes; more is not a config.
 const MAX_CONFIG_LEN: u64 = 64 << 10;
@@ -216,21 +224,34 @@ fn xml_element<'a>(body: &'a str, tag: &str) -> Option<&'a str> {
     Some(body[start..end].trim()).filter(|s| !s.is_empty())
 }
 
-/// A chunk that could not be read: the store failed, or the chunk stayed corrupt when read again.
+/// Chunks that could not be read: the store failed, or a chunk stayed corrupt when read again.
 #[derive(Debug, thiserror::Error)]
 pub enum ChunkReadError {
     /// The store failed or refused.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The chunk failed verification on each of [`CHUNK_READS`] reads.
+    /// A chunk failed verification on each of [`CHUNK_READS`] reads.
     #[error(transparent)]
     Corrupt(#[from] CorruptChunk),
 }
 
-/// How many times [`Store::get_chunk_verified`] reads a chunk that fails verification before it
-/// reports it corrupt. A body cut short without any error (a proxy that rewrote the length, say)
+/// How many times [`Store::read_range`] reads a range whose chunks fail verification before it
+/// reports one corrupt. A body cut short without any error (a proxy that rewrote the length, say)
 /// can only be noticed by the content check, so it is read again rather than reported at once.
 pub const CHUNK_READS: u32 = 3;
+
+/// A run of neighbouring chunk objects of one pack, read with one ranged GET.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackRange {
+    /// The pack.
+    pub pack: PackId,
+    /// The bytes read: `start..end` of the pack.
+    pub start: u32,
+    /// See `start`.
+    pub end: u32,
+    /// The chunks wanted from those bytes, each once: id, offset in the pack, stored length.
+    pub chunks: Vec<(ChunkId, u32, u32)>,
+}
 
 /// A listed manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -361,6 +382,13 @@ impl Store {
     /// from what the store uses.
     pub async fn config_or_init(&self, requested: Option<ChunkerParams>) -> Result<StoreConfig, StoreError> {
         let config = match self.config().await? {
+            Some(config) if config.format < STORE_FORMAT => {
+                // Format 1 (one object per chunk): from now on saves write packs.
+                let upgraded = StoreConfig { format: STORE_FORMAT, ..config };
+                let json = serde_json::to_vec_pretty(&upgraded).expect("config serializes");
+                self.put(&Path::from(CONFIG_PATH), json.into(), false).await?;
+                upgraded
+            }
             Some(config) => config,
             None => {
                 let fresh = StoreConfig { format: STORE_FORMAT, chunker: requested.unwrap_or_default() };
@@ -382,53 +410,65 @@ impl Store {
         }
     }
 
-    /// Every chunk in the store with its stored size, from one listing.
+    /// Uploads a sealed pack unless the store has it. Packs are named by their content, so an
+    /// object found under the name is kept only if it is a sound pack of that name; anything
+    /// else there (damage, or a hostile writer) is replaced.
     ///
     /// # Errors
     /// Backend failures.
-    pub async fn list_chunks(&self) -> Result<HashMap<ChunkId, u32>, StoreError> {
-        let prefix = Path::from("chunks");
-        let mut ids = HashMap::new();
-        let mut listing = self.objects.list(Some(&prefix));
-        while let Some(meta) = listing.try_next().await.map_err(|e| self.backend_error("LIST", &prefix, e))? {
-            if let Some(id) = meta.location.filename().and_then(ChunkId::from_hex) {
-                ids.insert(id, u32::try_from(meta.size).unwrap_or(u32::MAX));
-            }
+    pub async fn put_pack(&self, id: PackId, bytes: Bytes) -> Result<(), StoreError> {
+        let path = pack_path(id);
+        if self.put(&path, bytes.clone(), true).await? {
+            return Ok(());
         }
-        Ok(ids)
+        let sound = match self.get_optional(&path, MAX_PACK_LEN).await {
+            Ok(found) => found.is_some_and(|found| pack::read_index(id, &found).is_ok()),
+            Err(StoreError::TooLarge { .. }) => false,
+            Err(err) => return Err(err),
+        };
+        if sound { Ok(()) } else { self.put(&path, bytes, false).await.map(drop) }
     }
 
-    /// Uploads an encoded chunk unless the store has it. `Ok(false)` if it was already there.
+    /// Reads bytes `range` of pack `id`; `None` if the pack is missing. A pack cut short yields
+    /// fewer bytes than asked for (or none): the caller's verification refuses them.
     ///
     /// # Errors
     /// Backend failures.
-    pub async fn put_chunk(&self, id: ChunkId, object: Bytes) -> Result<bool, StoreError> {
-        self.put(&chunk_path(id), object, true).await
+    pub async fn get_pack_range(&self, id: PackId, range: std::ops::Range<u64>) -> Result<Option<Bytes>, StoreError> {
+        let path = pack_path(id);
+        let options = GetOptions { range: Some(GetRange::Bounded(range)), ..GetOptions::default() };
+        let result = match self.objects.get_opts(&path, options).await {
+            Ok(result) => result.bytes().await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            // The range starts past the end of a pack cut short.
+            Err(e) if is_range_not_satisfiable(&e) => Ok(Some(Bytes::new())),
+            Err(e) => Err(self.backend_error("GET", &path, e)),
+        }
     }
 
-    /// Downloads an encoded chunk; `None` if the store lacks it.
-    ///
-    /// # Errors
-    /// Backend failures.
-    pub async fn get_chunk(&self, id: ChunkId) -> Result<Option<Bytes>, StoreError> {
-        self.get_optional(&chunk_path(id), codec::MAX_OBJECT_LEN).await
-    }
-
-    /// Downloads a chunk and decodes it, verifying its BLAKE3 id; `None` if the store lacks it.
-    /// A chunk that fails verification is read again, up to [`CHUNK_READS`] reads in all, before
-    /// it is reported corrupt: a response cut short without an error is only caught here.
+    /// Reads a [`PackRange`] with one ranged GET and decodes its chunks, verifying each against
+    /// its BLAKE3 id; returns them in the order of `range.chunks`, or `None` if the pack is
+    /// missing. A range whose chunks fail verification is read again, up to [`CHUNK_READS`] reads
+    /// in all, before the first bad chunk is reported corrupt.
     ///
     /// # Errors
     /// [`ChunkReadError::Store`] for backend failures, [`ChunkReadError::Corrupt`] when every
-    /// read failed verification.
-    pub async fn get_chunk_verified(&self, id: ChunkId) -> Result<Option<Bytes>, ChunkReadError> {
+    /// read failed verification (a pack cut short included).
+    pub async fn read_range(&self, range: &PackRange) -> Result<Option<Vec<Bytes>>, ChunkReadError> {
         let mut reads = 1;
         loop {
-            let Some(object) = self.get_chunk(id).await? else {
+            let Some(bytes) = self.get_pack_range(range.pack, u64::from(range.start)..u64::from(range.end)).await?
+            else {
                 return Ok(None);
             };
+            let chunks = range.chunks.clone();
+            let start = range.start;
             // Decompressing and hashing up to a few MiB: off the async workers.
-            let decoded = tokio::task::spawn_blocking(move || codec::decode(id, object))
+            let decoded = tokio::task::spawn_blocking(move || decode_range(&bytes, start, &chunks))
                 .await
                 .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
             match decoded {
@@ -509,57 +549,69 @@ impl Store {
         self.put(&keyed_path("used", key)?, Bytes::new(), false).await.map(drop)
     }
 
-    /// Replaces a chunk object (one that is missing or found damaged) with `object`.
+    /// Records that pack `id` was found missing or holding a corrupt chunk, so that no save
+    /// reuses chunks from it: they are uploaded again into new packs. The marker stays until a
+    /// save writes that very pack again ([`Store::clear_damaged`]) or GC deletes the pack, since
+    /// other keys may still name it.
     ///
     /// # Errors
     /// Backend failures.
-    pub async fn replace_chunk(&self, id: ChunkId, object: Bytes) -> Result<(), StoreError> {
-        self.put(&chunk_path(id), object, false).await.map(drop)
-    }
-
-    /// Records that chunk `id` was found missing or corrupt, so the next save uploads it again
-    /// instead of trusting that the store holds it.
-    ///
-    /// # Errors
-    /// Backend failures.
-    pub async fn mark_damaged(&self, id: ChunkId) -> Result<(), StoreError> {
+    pub async fn mark_damaged(&self, id: PackId) -> Result<(), StoreError> {
         self.put(&damaged_path(id), Bytes::new(), false).await.map(drop)
     }
 
-    /// The chunks recorded as damaged, from one listing (normally empty).
+    /// Forgets that pack `id` was damaged: a save has just written it whole again.
     ///
     /// # Errors
     /// Backend failures.
-    pub async fn damaged_chunks(&self) -> Result<Vec<ChunkId>, StoreError> {
-        let prefix = Path::from(DAMAGED);
-        let mut listing = self.objects.list(Some(&prefix));
-        let mut ids = Vec::new();
-        loop {
-            match listing.try_next().await {
-                Ok(Some(meta)) => ids.extend(meta.location.filename().and_then(ChunkId::from_hex)),
-                Ok(None) => return Ok(ids),
-                Err(e) if is_missing_bucket(&e) => return Ok(ids),
-                Err(e) => return Err(self.backend_error("LIST", &prefix, e)),
-            }
-        }
-    }
-
-    /// Forgets that chunk `id` was damaged (it has been uploaded again).
-    ///
-    /// # Errors
-    /// Backend failures.
-    pub async fn clear_damaged(&self, id: ChunkId) -> Result<(), StoreError> {
+    pub async fn clear_damaged(&self, id: PackId) -> Result<(), StoreError> {
         let path = damaged_path(id);
         match self.objects.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.backend_error("DELETE", &path, e)),
         }
     }
+
+    /// The packs recorded as damaged, from one listing (normally empty).
+    ///
+    /// # Errors
+    /// Backend failures.
+    pub async fn damaged_packs(&self) -> Result<std::collections::HashSet<PackId>, StoreError> {
+        let prefix = Path::from(DAMAGED);
+        let mut listing = self.objects.list(Some(&prefix));
+        let mut ids = std::collections::HashSet::new();
+        loop {
+            match listing.try_next().await {
+                Ok(Some(meta)) => ids.extend(meta.location.filename().and_then(PackId::from_hex)),
+                Ok(None) => return Ok(ids),
+                Err(e) if is_missing_bucket(&e) => return Ok(ids),
+                Err(e) => return Err(self.backend_error("LIST", &prefix, e)),
+            }
+        }
+    }
+}
+
+/// Decodes the chunk objects of a range read from pack offset `start`.
+fn decode_range(bytes: &Bytes, start: u32, chunks: &[(ChunkId, u32, u32)]) -> Result<Vec<Bytes>, CorruptChunk> {
+    chunks
+        .iter()
+        .map(|&(id, offset, stored_len)| {
+            let from = (offset - start) as usize;
+            let to = from + stored_len as usize;
+            if to > bytes.len() {
+                return Err(CorruptChunk::Malformed {
+                    id,
+                    reason: format!("its pack is cut short ({} of {} bytes read)", bytes.len(), to),
+                });
+            }
+            codec::decode(id, bytes.slice(from..to))
+        })
+        .collect()
 }
 
 const DAMAGED: &str = "damaged";
 
-fn damaged_path(id: ChunkId) -> Path {
+fn damaged_path(id: PackId) -> Path {
     Path::from(format!("{DAMAGED}/{}", id.to_hex()))
 }
 
@@ -607,9 +659,18 @@ fn is_missing_bucket(error: &object_store::Error) -> bool {
     ["ContainerNotFound", "NoSuchBucket"].iter().any(|needle| text.contains(needle))
 }
 
-fn chunk_path(id: ChunkId) -> Path {
+fn pack_path(id: PackId) -> Path {
     let hex = id.to_hex();
-    Path::from(format!("chunks/{}/{hex}", &hex[..2]))
+    Path::from(format!("packs/{}/{hex}", &hex[..2]))
+}
+
+/// A ranged read that starts past the end of the object (HTTP 416, or the local store's
+/// "out of range" error).
+fn is_range_not_satisfiable(error: &object_store::Error) -> bool {
+    let text = format!("{error:?}");
+    ["InvalidRange", "StartTooLarge", "416", "Range Not Satisfiable", "out of range", "OutOfRange"]
+        .iter()
+        .any(|needle| text.contains(needle))
 }
 
 /// Checks a cache key against the one rule every backend shares and returns its object path
@@ -665,17 +726,60 @@ mod tests {
         assert_eq!(store.requests().bytes_downloaded, MAX_CONFIG_LEN + 1, "read no further than the limit");
     }
 
+    /// A sealed pack of `raws`, with the range that reads all of them.
+    fn pack_of(raws: &[&[u8]]) -> (PackId, Bytes, PackRange) {
+        let mut builder = crate::core::pack::PackBuilder::new();
+        let chunks: Vec<(ChunkId, u32, u32)> = raws
+            .iter()
+            .map(|raw| {
+                let object = codec::encode(raw, 3);
+                (ChunkId::of(raw), builder.push(ChunkId::of(raw), &object), object.len() as u32)
+            })
+            .collect();
+        let (id, bytes) = builder.finish();
+        let end = chunks.last().map_or(8, |&(_, offset, len)| offset + len);
+        (id, bytes, PackRange { pack: id, start: chunks[0].1, end, chunks })
+    }
+
     #[tokio::test]
-    async fn chunks_are_create_if_absent() {
+    async fn packs_are_create_if_absent_and_read_by_range() {
         let store = memory();
-        let id = ChunkId::of(b"x");
-        assert!(store.put_chunk(id, Bytes::from_static(b"one")).await.unwrap());
-        assert!(!store.put_chunk(id, Bytes::from_static(b"two")).await.unwrap());
-        assert_eq!(store.get_chunk(id).await.unwrap().unwrap(), Bytes::from_static(b"one"));
-        assert_eq!(store.list_chunks().await.unwrap(), HashMap::from([(id, 3)]));
-        assert_eq!(store.get_chunk(ChunkId::of(b"y")).await.unwrap(), None);
+        let (id, bytes, range) = pack_of(&[b"first chunk", b"second chunk"]);
+        store.put_pack(id, bytes.clone()).await.unwrap();
+        store.put_pack(id, bytes).await.unwrap();
         let requests = store.requests();
-        assert_eq!((requests.put, requests.get, requests.list), (2, 2, 1));
+        assert_eq!((requests.put, requests.get), (2, 1), "the second put met the pack and checked it");
+        let read = store.read_range(&range).await.unwrap().unwrap();
+        assert_eq!(read, [Bytes::from_static(b"first chunk"), Bytes::from_static(b"second chunk")]);
+        let second = PackRange { start: range.chunks[1].1, chunks: range.chunks[1..].to_vec(), ..range.clone() };
+        assert_eq!(store.read_range(&second).await.unwrap().unwrap(), [Bytes::from_static(b"second chunk")]);
+        let absent = PackRange { pack: PackId::of(b"absent"), ..range };
+        assert_eq!(store.read_range(&absent).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_object_under_a_packs_name_is_replaced() {
+        let store = memory();
+        let (id, bytes, range) = pack_of(&[b"chunk"]);
+        let mut damaged = bytes.to_vec();
+        damaged[9] ^= 1;
+        store.objects.put(&pack_path(id), Bytes::from(damaged).into()).await.unwrap();
+        assert!(matches!(store.read_range(&range).await, Err(ChunkReadError::Corrupt(_))));
+        store.put_pack(id, bytes).await.unwrap();
+        assert_eq!(store.read_range(&range).await.unwrap().unwrap(), [Bytes::from_static(b"chunk")]);
+    }
+
+    #[tokio::test]
+    async fn a_pack_cut_short_is_corrupt_naming_the_chunk() {
+        let store = memory();
+        let (id, bytes, range) = pack_of(&[b"one", b"two"]);
+        store.objects.put(&pack_path(id), bytes.slice(..range.chunks[1].1 as usize + 3).into()).await.unwrap();
+        let err = store.read_range(&range).await.unwrap_err();
+        assert!(err.to_string().contains(&range.chunks[1].0.to_string()), "{err}");
+        assert!(err.to_string().contains("cut short"), "{err}");
+        store.objects.put(&pack_path(id), bytes.slice(..4).into()).await.unwrap();
+        let err = store.read_range(&range).await;
+        assert!(matches!(err, Err(ChunkReadError::Corrupt(_))), "{err:?}");
     }
 
     #[tokio::test]
@@ -693,15 +797,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn deletes_through_the_wrapper_are_counted() {
+    async fn damaged_markers_name_packs() {
         let store = memory();
-        let id = ChunkId::of(b"damaged");
+        let id = PackId::of(b"damaged");
+        assert!(store.damaged_packs().await.unwrap().is_empty());
         store.mark_damaged(id).await.unwrap();
-        assert_eq!(store.damaged_chunks().await.unwrap(), [id]);
+        assert_eq!(store.damaged_packs().await.unwrap(), [id].into());
         store.clear_damaged(id).await.unwrap();
-        assert_eq!(store.damaged_chunks().await.unwrap(), []);
+        assert!(store.damaged_packs().await.unwrap().is_empty());
         let requests = store.requests();
-        assert_eq!((requests.put, requests.list, requests.delete), (1, 2, 1), "{requests:?}");
+        assert_eq!((requests.put, requests.list, requests.delete), (1, 3, 1), "{requests:?}");
     }
 
     /// Memory, with scripted faults on GETs: resets before the request, then bodies cut short
@@ -786,23 +891,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_chunk_cut_short_is_read_again_before_it_is_called_corrupt() {
+    async fn a_range_cut_short_is_read_again_before_it_is_called_corrupt() {
         let (store, faulty) = faulty();
         let raw = b"some chunk content".repeat(100);
-        let id = ChunkId::of(&raw);
-        store.put_chunk(id, codec::encode(&raw, 3).into()).await.unwrap();
+        let (id, bytes, range) = pack_of(&[&raw]);
+        store.put_pack(id, bytes).await.unwrap();
 
         faulty.truncations.store(CHUNK_READS as u64 - 1, Ordering::Relaxed);
-        assert_eq!(store.get_chunk_verified(id).await.unwrap().as_deref(), Some(&raw[..]));
+        assert_eq!(store.read_range(&range).await.unwrap().unwrap(), [Bytes::from(raw)]);
         assert_eq!(store.requests().get, u64::from(CHUNK_READS));
 
         faulty.truncations.store(CHUNK_READS as u64, Ordering::Relaxed);
-        let err = store.get_chunk_verified(id).await.unwrap_err();
+        let err = store.read_range(&range).await.unwrap_err();
         assert!(matches!(err, ChunkReadError::Corrupt(_)), "{err}");
-        assert!(err.to_string().contains(&id.to_string()), "{err}");
+        assert!(err.to_string().contains(&range.chunks[0].0.to_string()), "{err}");
         assert_eq!(store.requests().get, 2 * u64::from(CHUNK_READS));
-
-        assert_eq!(store.get_chunk_verified(ChunkId::of(b"absent")).await.unwrap(), None);
     }
 
     #[tokio::test]

@@ -24,7 +24,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 /// How long a server may take to accept connections before the test fails.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
+const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many times a server is started on a fresh port when it exits during start-up (say, because another
 /// process took the port between our probe and its bind).
 const START_ATTEMPTS: usize = 3;
