@@ -13,6 +13,7 @@ mod first_hour;
 mod hostile;
 mod keys;
 mod kill;
+mod packs;
 mod plugin;
 mod read_only;
 mod remote;
