@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the storage emulators the integration tests start themselves, locally under .tools/
-# (git-ignored; nothing is installed globally):
+# (git-ignored), and Go, system-wide with apt-get (the only global install):
 #   - Azurite (Azure Blob Storage emulator) from npm  -> .tools/azurite/node_modules/.bin/azurite-blob
 #   - moto server (S3 emulator) from PyPI, in a venv  -> .tools/moto/bin/moto_server
 #   - Go (Debian golang-go, with apt-get; skipped if `go` is on PATH) for the key-template reference
-# Idempotent: a tool whose binary is already present (at the pinned version) is skipped.
+# Idempotent: a tool whose binary is already present (at the pinned version; Go at any version) is skipped.
 # Needs node >= 20 with npm, and python3 >= 3.9 with the venv module.
 set -euo pipefail
 
