@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the storage emulators the integration tests start themselves, locally under .tools/
-# (git-ignored; nothing is installed globally):
+# (git-ignored), and Go, system-wide with apt-get (the only global install):
 #   - Azurite (Azure Blob Storage emulator) from npm  -> .tools/azurite/node_modules/.bin/azurite-blob
 #   - moto server (S3 emulator) from PyPI, in a venv  -> .tools/moto/bin/moto_server
-# Idempotent: a tool whose binary is already present (at the pinned version) is skipped.
+#   - Go (Debian golang-go, with apt-get; skipped if `go` is on PATH) for the key-template reference
+# Idempotent: a tool whose binary is already present (at the pinned version; Go at any version) is skipped.
 # Needs node >= 20 with npm, and python3 >= 3.9 with the venv module.
 set -euo pipefail
 
@@ -54,4 +55,17 @@ else
         "moto[server]==$MOTO_VERSION"
     [[ -x "$moto_bin" ]] || { echo "error: $moto_bin missing after pip install" >&2; exit 1; }
     echo "moto $MOTO_VERSION: installed"
+fi
+
+# --- Go (the reference for the cache-key template differential test) --------------------------
+# tests/template_diff.rs builds tests/support/gotemplate (standard library only) with it.
+if command -v go >/dev/null; then
+    echo "go: already installed ($(go version))"
+else
+    command -v apt-get >/dev/null || { echo "error: go not found and no apt-get (install Go >= 1.19)" >&2; exit 1; }
+    echo "go: installing Debian's golang-go ..."
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null
+    command -v go >/dev/null || { echo "error: go missing after apt-get install golang-go" >&2; exit 1; }
+    echo "go: installed ($(go version))"
 fi

@@ -20,3 +20,4 @@ mod remote;
 mod restore_dry_run;
 mod save_dry_run;
 mod save_restore;
+mod template_diff;

@@ -6,6 +6,8 @@
 
 #![no_main]
 
+use std::sync::Arc;
+
 use chunkcache::plugin::template::{MemoryFiles, Metadata, RenderContext, Template};
 use chunkcache::store::keyed_path;
 use libfuzzer_sys::fuzz_target;
@@ -15,8 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(template) = Template::parse(source) else { return };
     assert_eq!(template.source(), source);
     let metadata = Metadata::default();
-    let files = MemoryFiles::default();
-    let context = RenderContext::new(&metadata, &files);
+    let context = RenderContext::new(&metadata, Arc::new(MemoryFiles::default()));
     if let Ok(Some(prefix)) = template.render_fallback_prefix(&context) {
         let _ = keyed_path("manifests", &prefix);
     }

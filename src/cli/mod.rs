@@ -81,6 +81,18 @@ enum Command {
     /// A miss or a store failure is logged and the step succeeds unless PLUGIN_EXIT_CODE is true.
     /// With DRONE_OUTPUT set, cache_hit, cache_key and restored_key are written there.
     Plugin,
+    /// Prints the key that the plugin step's cache_key (PLUGIN_CACHE_KEY) renders to, as drone-cache's key
+    /// generator forms it, before it is normalised and namespaced; for comparing with drone-cache (the
+    /// template differential test). Hidden: not part of the interface users rely on.
+    #[command(hide = true)]
+    PluginKey(PluginKeyArgs),
+}
+
+#[derive(Debug, Args)]
+struct PluginKeyArgs {
+    /// The Unix time `epoch` renders, instead of the clock.
+    #[arg(long, value_name = "SECONDS")]
+    epoch: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -211,6 +223,7 @@ pub fn run(cli: Cli, env: &BTreeMap<String, String>) -> Result<ExitCode> {
             Command::List(args) => run_list(args, env).await,
             Command::Show(args) => run_show(args, env).await,
             Command::Plugin => plugin::run(env).await,
+            Command::PluginKey(args) => plugin::print_key(env, args.epoch),
         }
     })
 }

@@ -22,13 +22,17 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow};
 use chunkcache::fs::walk::WalkOptions;
+use chunkcache::fs::workspace::WorkspaceFiles;
 use chunkcache::pipeline::restore::{self, Outcome, RestoreOptions, RestoreTarget};
 use chunkcache::pipeline::save::{self, SaveOptions};
 use chunkcache::plugin::settings::{PluginSettings, StepMode};
-use chunkcache::plugin::step::{self, StepPlan};
+use chunkcache::plugin::step::{self, StepError, StepPlan};
+use chunkcache::plugin::template::{Metadata, RenderContext, RenderedKey};
 use chunkcache::store::backend::{self, BackendError};
 
 use super::config::{Config, FlagOptions};
@@ -64,10 +68,37 @@ async fn isolated<T: Send + 'static>(work: impl Future<Output = Result<T>> + Sen
     }
 }
 
+/// `chunkcache plugin-key` (hidden): prints the key `cache_key` renders to, with `epoch` rendering
+/// `epoch_seconds` when given; a template that fails to execute prints drone-cache's default key and
+/// logs why.
+///
+/// # Errors
+/// Invalid settings, or a template that does not parse.
+pub fn print_key(env: &BTreeMap<String, String>, epoch_seconds: Option<u64>) -> Result<ExitCode> {
+    let settings = PluginSettings::from_env(env)?;
+    let workdir = std::env::current_dir().context("cannot read the working directory")?;
+    let metadata = Metadata::from_env(env);
+    let mut context = RenderContext::new(&metadata, Arc::new(WorkspaceFiles::new(&workdir)));
+    if let Some(seconds) = epoch_seconds {
+        context.now = UNIX_EPOCH + Duration::from_secs(seconds);
+    }
+    let rendered = step::cache_key(settings.cache_key.as_deref(), &context).map_err(StepError::from)?;
+    if let RenderedKey::Fallback { error, .. } = &rendered {
+        eprintln!("warning: cache_key failed to render: {error}; drone-cache's default key follows");
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(rendered.key().as_bytes()).context("cannot write the key to stdout")?;
+    stdout.flush().context("cannot write the key to stdout")?;
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn run_step(env: &BTreeMap<String, String>) -> Result<ExitCode> {
     let settings = PluginSettings::from_env(env)?;
     let workdir = std::env::current_dir().context("cannot read the working directory")?;
     let mut plan = step::resolve(&settings, env, &workdir)?;
+    for note in &plan.key_notes {
+        eprintln!("{note}");
+    }
     if let Some(endpoint) = &plan.backend.s3.endpoint {
         let meant = backend::drone_cache_endpoint(endpoint);
         if meant != *endpoint {

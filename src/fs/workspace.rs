@@ -37,8 +37,4 @@ impl TemplateFiles for WorkspaceFiles {
         let entries = fs::read_dir(&full).ok()?;
         Some(entries.filter_map(|entry| entry.ok()?.file_name().into_string().ok()).collect())
     }
-
-    fn resolve(&self, path: &str) -> PathBuf {
-        self.root.join(path)
-    }
 }

@@ -22,10 +22,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::fs::workspace::WorkspaceFiles;
 use crate::plugin::settings::{Backend, PluginSettings, SettingsError, StepMode};
-use crate::plugin::template::{self, Metadata, TemplateError};
+use crate::plugin::template::{
+    Metadata, RenderContext, RenderedKey, Template, TemplateError, default_cache_key, normalise_key, render_key,
+};
 use crate::store::backend::{AzureOptions, BackendOptions, BlobEndpoint, S3Options};
 
 /// Work a plugin step has resolved, not yet done.
@@ -49,6 +52,9 @@ pub struct StepPlan {
     pub exclude: Vec<String>,
     /// zstd level for compressible chunks.
     pub compression_level: i32,
+    /// What the step should log about how the key was formed: a template that fell back to drone-cache's
+    /// default key, a key normalised as drone-cache's path join does.
+    pub key_notes: Vec<String>,
 }
 
 /// Settings that cannot become a step.
@@ -57,9 +63,13 @@ pub enum StepError {
     /// A setting is invalid or missing.
     #[error(transparent)]
     Settings(#[from] SettingsError),
-    /// The key template does not render.
-    #[error("PLUGIN_CACHE_KEY (setting cache_key) does not render")]
+    /// The `cache_key` template does not parse (execution errors fall back to drone-cache's default key
+    /// instead).
+    #[error("PLUGIN_CACHE_KEY (setting cache_key) is not a valid template; fix it and run again")]
     Template(#[from] TemplateError),
+    /// A `restore_keys` template does not parse or render.
+    #[error("PLUGIN_RESTORE_KEYS (setting restore_keys) holds a template that does not render; fix it and run again")]
+    RestoreKeyTemplate(#[source] TemplateError),
     /// Neither restore nor rebuild was asked for.
     #[error(
         "the step neither restores nor saves: set PLUGIN_RESTORE (restore: true) or PLUGIN_REBUILD (rebuild: true)"
@@ -93,18 +103,32 @@ pub fn resolve(
     }
     let metadata = Metadata::from_env(env);
     let root = settings.local_root.as_ref().map_or_else(|| workdir.to_path_buf(), |local| workdir.join(local));
-    let files = WorkspaceFiles::new(&root);
-    let (key, fallbacks) = match &settings.cache_key {
-        Some(template_text) => {
-            let key = template::render(template_text, &metadata, &files)?;
-            let fallback = template::render_fallback_prefix(template_text, &metadata, &files)?;
-            (key, fallback)
+    // drone-cache reads `checksum` and `hashFiles` paths from its working directory, whatever `local_root` says.
+    let context = RenderContext::new(&metadata, Arc::new(WorkspaceFiles::new(workdir)));
+    let mut key_notes = Vec::new();
+    let rendered = cache_key(settings.cache_key.as_deref(), &context)?;
+    if let RenderedKey::Fallback { key, error } = &rendered {
+        key_notes.push(format!(
+            "warning: PLUGIN_CACHE_KEY (setting cache_key) failed to render: {error}; using drone-cache's \
+             default key {key:?} (the md5 of the branch), as drone-cache does"
+        ));
+    }
+    let fallback = match (&settings.cache_key, &rendered) {
+        (Some(template_text), RenderedKey::Rendered(_)) => {
+            Template::parse(template_text)?.render_fallback_prefix(&context).ok().flatten()
         }
-        None => (template::default_cache_key(&metadata), None),
+        _ => None,
     };
+    let key = normalise_key(rendered.key());
+    if key != rendered.key() {
+        key_notes.push(format!(
+            "note: cache key {:?} normalised to {key:?}, as drone-cache's path join does",
+            rendered.key()
+        ));
+    }
     let mut fallback_prefixes =
-        settings.restore_keys.iter().map(|t| template::render(t, &metadata, &files)).collect::<Result<Vec<_>, _>>()?;
-    fallback_prefixes.extend(fallbacks.filter(|f| *f != key));
+        settings.restore_keys.iter().map(|t| Template::parse(t)?.render(&context)).collect::<Result<Vec<_>, _>>()?;
+    fallback_prefixes.extend(fallback.filter(|f| *f != key));
 
     let mut backend =
         BackendOptions { request_timeout: settings.backend_operation_timeout, ..BackendOptions::default() };
@@ -151,7 +175,7 @@ pub fn resolve(
     };
     let namespace = settings.remote_root.as_deref().unwrap_or(&metadata.repo.name).trim_matches('/');
     if !namespace.is_empty() {
-        key = format!("{namespace}/{key}");
+        key = if key.is_empty() { namespace.to_string() } else { format!("{namespace}/{key}") };
         fallback_prefixes = fallback_prefixes.into_iter().map(|prefix| format!("{namespace}/{prefix}")).collect();
     }
     Ok(StepPlan {
@@ -164,7 +188,22 @@ pub fn resolve(
         root,
         exclude: settings.effective_excludes(),
         compression_level: if settings.compression_level > 0 { settings.compression_level.min(19) } else { 3 },
+        key_notes,
     })
+}
+
+/// The key a `cache_key` template renders to, as drone-cache's key generator forms it, before
+/// [`normalise_key`] and the namespace: drone-cache's default key without a template, its
+/// fallback when the template fails to execute.
+///
+/// # Errors
+/// [`TemplateError`] when the template does not parse (a syntax error or an unknown function):
+/// drone-cache refuses such a step too.
+pub fn cache_key(template_text: Option<&str>, context: &RenderContext<'_>) -> Result<RenderedKey, TemplateError> {
+    match template_text {
+        Some(text) => Ok(render_key(&Template::parse(text)?, context)),
+        None => Ok(RenderedKey::Rendered(default_cache_key(context.metadata))),
+    }
 }
 
 /// drone-cache's fallback container: the repository name, made a valid container name
@@ -186,6 +225,7 @@ fn container_from_repo(repo: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugin::template;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -232,7 +272,7 @@ mod tests {
         let rendered = template::render(
             "{{ checksum \"gradle-examples/x/build.gradle\" }}",
             &Metadata::default(),
-            &WorkspaceFiles::new(dir.path()),
+            Arc::new(WorkspaceFiles::new(dir.path())),
         )
         .unwrap();
         assert_eq!(rendered.len(), md5.len());

@@ -7,12 +7,15 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Read};
-use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::Digest;
 
-use super::engine::{Evaluator, RenderContext, Template, TemplateError, Value, hex};
+use std::sync::Arc;
+
+use gotmpl::{FuncMap, Value, ValueFunc};
+
+use super::engine::{RenderContext, Template, TemplateError, go_struct};
 
 /// Drone build metadata, as drone-cache's `metadata.Metadata` holds it. Templates see the Go field names:
 /// `.Repo.Name`, `.Commit.Branch`, `.Commit.Sha`, `.Build.Number`, `.Commit.Author.Email`, …
@@ -106,11 +109,13 @@ impl Metadata {
     /// Reads the metadata from `DRONE_*` variables (Harness sets them too), with drone-cache's defaults.
     ///
     /// As in drone-cache, a variable that is set but empty gives an empty field (no default), and
-    /// `.Commit.Ref` holds the commit SHA. Numbers that do not parse count as 0 and booleans that do not parse
-    /// as false; drone-cache would refuse to start.
+    /// `.Commit.Ref` holds the commit SHA. Numbers parse as Go's `strconv.ParseInt(value, 0, 64)` parses them
+    /// (drone-cache's urfave/cli flags): `0x2A`, `052`, `0o52`, `0b101010` and `1_000` are numbers. Numbers
+    /// that do not parse count as 0 and booleans that do not parse as false; drone-cache would refuse to
+    /// start.
     pub fn from_env(env: &BTreeMap<String, String>) -> Self {
         let string = |name: &str, default: &str| env.get(name).map_or_else(|| default.to_owned(), Clone::clone);
-        let int = |name: &str| env.get(name).and_then(|value| value.trim().parse().ok()).unwrap_or(0);
+        let int = |name: &str| env.get(name).and_then(|value| parse_go_int(value)).unwrap_or(0);
         let boolean = |name: &str| env.get(name).and_then(|value| parse_go_bool(value)).unwrap_or(false);
         Self {
             build: Build {
@@ -149,76 +154,90 @@ impl Metadata {
         }
     }
 
-    /// The metadata as a template value, with Go's field names and order.
+    /// The metadata as a template value, with Go's field names.
     pub(super) fn to_value(&self) -> Value {
-        let string = |value: &String| Value::Str(value.clone());
-        let int = |value: i64, type_name| Value::Int { value, type_name };
-        let build = &self.build;
-        let commit = &self.commit;
-        let repo = &self.repo;
-        Value::Struct {
-            type_name: "metadata.Metadata",
-            fields: vec![
-                (
-                    "Build",
-                    Value::Struct {
-                        type_name: "metadata.Build",
-                        fields: vec![
-                            ("Created", int(build.created, "int64")),
-                            ("Deploy", string(&build.deploy)),
-                            ("Event", string(&build.event)),
-                            ("Finished", int(build.finished, "int64")),
-                            ("Link", string(&build.link)),
-                            ("Number", int(build.number, "int")),
-                            ("Started", int(build.started, "int64")),
-                            ("Status", string(&build.status)),
-                        ],
-                    },
-                ),
-                (
-                    "Commit",
-                    Value::Struct {
-                        type_name: "metadata.Commit",
-                        fields: vec![
-                            (
-                                "Author",
-                                Value::Struct {
-                                    type_name: "metadata.Author",
-                                    fields: vec![
-                                        ("Avatar", string(&commit.author.avatar)),
-                                        ("Email", string(&commit.author.email)),
-                                        ("Name", string(&commit.author.name)),
-                                    ],
-                                },
-                            ),
-                            ("Branch", string(&commit.branch)),
-                            ("Link", string(&commit.link)),
-                            ("Message", string(&commit.message)),
-                            ("Ref", string(&commit.git_ref)),
-                            ("Remote", string(&commit.remote)),
-                            ("Sha", string(&commit.sha)),
-                        ],
-                    },
-                ),
-                (
-                    "Repo",
-                    Value::Struct {
-                        type_name: "metadata.Repo",
-                        fields: vec![
-                            ("Avatar", string(&repo.avatar)),
-                            ("Branch", string(&repo.branch)),
-                            ("Link", string(&repo.link)),
-                            ("Name", string(&repo.name)),
-                            ("Namespace", string(&repo.namespace)),
-                            ("Owner", string(&repo.owner)),
-                            ("Private", Value::Bool(repo.private)),
-                            ("Trusted", Value::Bool(repo.trusted)),
-                        ],
-                    },
-                ),
-            ],
-        }
+        let string = |value: &String| Value::from(value.as_str());
+        let (build, commit, repo) = (&self.build, &self.commit, &self.repo);
+        go_struct([
+            (
+                "Build",
+                go_struct([
+                    ("Created", Value::Int(build.created)),
+                    ("Deploy", string(&build.deploy)),
+                    ("Event", string(&build.event)),
+                    ("Finished", Value::Int(build.finished)),
+                    ("Link", string(&build.link)),
+                    ("Number", Value::Int(build.number)),
+                    ("Started", Value::Int(build.started)),
+                    ("Status", string(&build.status)),
+                ]),
+            ),
+            (
+                "Commit",
+                go_struct([
+                    (
+                        "Author",
+                        go_struct([
+                            ("Avatar", string(&commit.author.avatar)),
+                            ("Email", string(&commit.author.email)),
+                            ("Name", string(&commit.author.name)),
+                        ]),
+                    ),
+                    ("Branch", string(&commit.branch)),
+                    ("Link", string(&commit.link)),
+                    ("Message", string(&commit.message)),
+                    ("Ref", string(&commit.git_ref)),
+                    ("Remote", string(&commit.remote)),
+                    ("Sha", string(&commit.sha)),
+                ]),
+            ),
+            (
+                "Repo",
+                go_struct([
+                    ("Avatar", string(&repo.avatar)),
+                    ("Branch", string(&repo.branch)),
+                    ("Link", string(&repo.link)),
+                    ("Name", string(&repo.name)),
+                    ("Namespace", string(&repo.namespace)),
+                    ("Owner", string(&repo.owner)),
+                    ("Private", Value::Bool(repo.private)),
+                    ("Trusted", Value::Bool(repo.trusted)),
+                ]),
+            ),
+        ])
     }
+}
+
+/// Go's `strconv.ParseInt(value, 0, 64)`: an optional sign, then a base prefix (`0x`, `0o`, `0b`, or a
+/// leading `0` for octal) or decimal digits, with `_` between digits.
+pub(super) fn parse_go_int(value: &str) -> Option<i64> {
+    let (negative, unsigned) = match value.as_bytes().first()? {
+        b'-' => (true, &value[1..]),
+        b'+' => (false, &value[1..]),
+        _ => (false, value),
+    };
+    let lower = unsigned.to_ascii_lowercase();
+    let (radix, digits, prefixed) = if let Some(rest) = lower.strip_prefix("0x") {
+        (16, rest, true)
+    } else if let Some(rest) = lower.strip_prefix("0o") {
+        (8, rest, true)
+    } else if let Some(rest) = lower.strip_prefix("0b") {
+        (2, rest, true)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, &lower[1..], true)
+    } else {
+        (10, lower.as_str(), false)
+    };
+    // Go's underscoreOK: each `_` between digits, where a base prefix (or octal's leading 0) counts as one.
+    if digits.ends_with('_') || digits.contains("__") || (digits.starts_with('_') && !prefixed) {
+        return None;
+    }
+    let digits: String = digits.chars().filter(|&c| c != '_').collect();
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let magnitude = u64::from_str_radix(&digits, radix).ok()?;
+    if negative { 0i64.checked_sub_unsigned(magnitude) } else { i64::try_from(magnitude).ok() }
 }
 
 /// Go's `strconv.ParseBool`.
@@ -228,6 +247,51 @@ fn parse_go_bool(value: &str) -> Option<bool> {
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
         _ => None,
     }
+}
+
+/// What drone-cache's key generator makes of a `cache_key` template that parsed.
+#[derive(Debug)]
+pub enum RenderedKey {
+    /// The template rendered to this key.
+    Rendered(String),
+    /// Executing the template failed (an unknown field, an index out of range, a function given the wrong
+    /// arguments, …): drone-cache logs the error and uses its default key ([`default_cache_key`]) instead,
+    /// and the step goes on.
+    Fallback {
+        /// The default key.
+        key: String,
+        /// Why the template did not render.
+        error: TemplateError,
+    },
+}
+
+impl RenderedKey {
+    /// The key the step uses.
+    pub fn key(&self) -> &str {
+        match self {
+            Self::Rendered(key) | Self::Fallback { key, .. } => key,
+        }
+    }
+}
+
+/// Renders a parsed `cache_key` template as drone-cache does: on an execution error, its default key.
+pub fn render_key(template: &Template, context: &RenderContext<'_>) -> RenderedKey {
+    match template.render(context) {
+        Ok(key) => RenderedKey::Rendered(key),
+        Err(error) => RenderedKey::Fallback { key: default_cache_key(context.metadata), error },
+    }
+}
+
+/// A rendered key made storable the way drone-cache stores it: drone-cache names its objects
+/// `filepath.Join(namespace, key, mount)`, and that join cleans the key ([`go_clean`]: `a//b` is `a/b`, a
+/// trailing slash goes, `a/./b` is `a/b`, `a/x/../b` is `a/b`). A trailing line break (a YAML block scalar
+/// `cache_key: |` ends with one) is dropped first: drone-cache keeps it inside its object names, which
+/// chunkcache's key rule refuses. A leading `/` goes too, as a join below the namespace drops it.
+pub fn normalise_key(key: &str) -> String {
+    let key = key.trim_end_matches(['\n', '\r']);
+    let cleaned = go_clean(key);
+    let cleaned = cleaned.trim_start_matches('/');
+    if cleaned == "." { String::new() } else { cleaned.to_owned() }
 }
 
 /// drone-cache's key when `cache_key` is empty, and its fallback when a template fails to render: the md5 hex
@@ -272,7 +336,7 @@ impl Platform {
 
 /// The files `checksum` and `hashFiles` read: the engine touches no file system itself. Paths come as the
 /// template writes them (relative to the workspace, or absolute), or as Go's glob builds them from those.
-pub trait TemplateFiles: fmt::Debug {
+pub trait TemplateFiles: fmt::Debug + Send + Sync {
     /// Opens a file for reading. A missing file fails with [`io::ErrorKind::NotFound`]; a folder fails, here or
     /// on the first read, with [`io::ErrorKind::IsADirectory`].
     ///
@@ -286,9 +350,6 @@ pub trait TemplateFiles: fmt::Debug {
     /// The names in the folder at `path` (`.` is the workspace), links followed, in any order; `None` when it
     /// is not a folder or cannot be read. Names that are not UTF-8 are left out.
     fn list_folder(&self, path: &str) -> Option<Vec<String>>;
-
-    /// Where `path` is, for messages.
-    fn resolve(&self, path: &str) -> PathBuf;
 }
 
 /// Files held in memory, by path: for tests, and to render without a workspace. The folders are the ones the
@@ -345,10 +406,6 @@ impl TemplateFiles for MemoryFiles {
         names.dedup();
         Some(names)
     }
-
-    fn resolve(&self, path: &str) -> PathBuf {
-        PathBuf::from(path)
-    }
 }
 
 /// `epoch`: `now` in Unix seconds, rounded towards negative infinity as Go's `Time.Unix()` does.
@@ -377,47 +434,62 @@ fn hash_file<D: Digest>(files: &dyn TemplateFiles, path: &str) -> io::Result<Vec
     }
 }
 
-/// `checksum "path"`: the md5 hex of the file's content.
-pub(super) fn checksum(files: &dyn TemplateFiles, path: &str) -> io::Result<String> {
-    Ok(hex(&hash_file::<md5::Md5>(files, path)?))
+/// drone-cache's `fileHash`: the digest of a file's content, or no bytes at all when it cannot be read (a
+/// missing file, a folder, no permission). drone-cache logs such a failure and goes on; so does the caller.
+fn file_digest<D: Digest>(files: &dyn TemplateFiles, path: &str) -> Vec<u8> {
+    hash_file::<D>(files, &go_clean(path)).unwrap_or_default()
 }
 
-/// Why `hashFiles` failed; the engine adds the position.
-pub(super) enum HashFilesError {
-    /// A malformed pattern.
-    BadPattern { pattern: String, reason: String },
-    /// A match that exists but cannot be read.
-    Unreadable { pattern: String, resolved: PathBuf, source: io::Error },
+/// `checksum "path"`: the md5 hex of the file's content, or `""` when it cannot be read, as in drone-cache.
+/// The path is cleaned lexically first (`a/../go.mod` is `go.mod`), as Go's `filepath.Clean` does.
+pub(super) fn checksum(files: &dyn TemplateFiles, path: &str) -> String {
+    hex(&file_digest::<md5::Md5>(files, path))
 }
 
 /// `hashFiles "glob" …`: the sha256 hex of the sha256 digests of every match of every pattern, in order, or
-/// `""` when nothing matched. A match that is a folder or a dangling link adds nothing, as in drone-cache.
-pub(super) fn hash_files(files: &dyn TemplateFiles, patterns: &[String]) -> Result<String, HashFilesError> {
+/// `""` when nothing matched. As in drone-cache, a malformed pattern is skipped and a match that cannot be
+/// read (a folder, a dangling link) adds no bytes but still counts as a match.
+pub(super) fn hash_files(files: &dyn TemplateFiles, patterns: &[String]) -> String {
     let mut digests = Vec::new();
     let mut matched = false;
     for pattern in patterns {
-        let matches = go_glob(pattern, files)
-            .map_err(|reason| HashFilesError::BadPattern { pattern: pattern.clone(), reason })?;
+        let Ok(matches) = go_glob(pattern, files) else { continue };
         for found in matches {
             matched = true;
-            match hash_file::<sha2::Sha256>(files, &found) {
-                Ok(digest) => digests.extend_from_slice(&digest),
-                // drone-cache hashes an unreadable match (a folder, a dangling link) as nothing.
-                Err(error) if matches!(error.kind(), io::ErrorKind::IsADirectory | io::ErrorKind::NotFound) => {}
-                Err(source) => {
-                    return Err(HashFilesError::Unreadable {
-                        pattern: pattern.clone(),
-                        resolved: files.resolve(&found),
-                        source,
-                    });
-                }
-            }
+            digests.extend_from_slice(&file_digest::<sha2::Sha256>(files, &found));
         }
     }
     if !matched {
-        return Ok(String::new());
+        return String::new();
     }
-    Ok(hex(&sha2::Sha256::digest(&digests)))
+    hex(&sha2::Sha256::digest(&digests))
+}
+
+/// Go's `path.Clean`: the shortest path naming the same file by lexical processing alone. Repeated slashes
+/// collapse, `.` segments go, `..` removes the segment before it (and at the root, itself), a trailing
+/// slash goes; an empty result is `.`.
+pub fn go_clean(path: &str) -> String {
+    let rooted = path.starts_with('/');
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => match segments.last() {
+                Some(&last) if last != ".." => {
+                    segments.pop();
+                }
+                _ if rooted => {}
+                _ => segments.push(".."),
+            },
+            segment => segments.push(segment),
+        }
+    }
+    let joined = segments.join("/");
+    match (rooted, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".to_owned(),
+        (false, false) => joined,
+    }
 }
 
 /// The default restore prefix for a cache-key template: the template rendered up to, not including, the first
@@ -433,28 +505,67 @@ pub(super) fn hash_files(files: &dyn TemplateFiles, patterns: &[String]) -> Resu
 pub fn render_fallback_prefix(
     template: &str,
     metadata: &Metadata,
-    files: &dyn TemplateFiles,
+    files: Arc<dyn TemplateFiles>,
 ) -> Result<Option<String>, TemplateError> {
     Template::parse(template)?.render_fallback_prefix(&RenderContext::new(metadata, files))
 }
 
-impl Template {
-    /// Renders the template up to the first top-level part that calls `checksum`, `hashFiles` or `epoch`; see
-    /// [`render_fallback_prefix`].
-    ///
-    /// # Errors
-    /// As [`Template::render`], for the part that is rendered.
-    pub fn render_fallback_prefix(&self, context: &RenderContext<'_>) -> Result<Option<String>, TemplateError> {
-        let evaluator = Evaluator::new(self, context);
-        let mut out = String::new();
-        for node in &self.nodes {
-            if node.is_volatile() {
-                return Ok(Some(out).filter(|prefix| !prefix.is_empty()));
-            }
-            evaluator.node(node, &evaluator.root, &mut out)?;
-        }
-        Ok(None)
+/// The functions whose result changes when files or the clock do: a fallback prefix stops before them.
+pub(super) const VOLATILE_FUNCTIONS: &[&str] = &["checksum", "hashFiles", "epoch"];
+
+/// The names of drone-cache's functions.
+pub(super) fn function_names() -> impl Iterator<Item = &'static str> {
+    ["checksum", "hashFiles", "epoch", "arch", "os"].into_iter()
+}
+
+/// drone-cache's function map (`key/generator/metadata.go`), with Go's checks of the arguments.
+pub(super) fn functions(files: &Arc<dyn TemplateFiles>, now: SystemTime, platform: &Platform) -> FuncMap {
+    let mut map = FuncMap::new();
+    let checksum_files = Arc::clone(files);
+    map.insert(
+        "checksum".into(),
+        Arc::new(move |args: &[Value]| {
+            let [path] = args else { return Err(arity("checksum", 1, args)) };
+            Ok(Value::from(checksum(checksum_files.as_ref(), string_argument(path)?)))
+        }),
+    );
+    let hash_files_files = Arc::clone(files);
+    map.insert(
+        "hashFiles".into(),
+        Arc::new(move |args: &[Value]| {
+            let patterns =
+                args.iter().map(|arg| string_argument(arg).map(str::to_owned)).collect::<Result<Vec<_>, _>>()?;
+            Ok(Value::from(hash_files(hash_files_files.as_ref(), &patterns)))
+        }),
+    );
+    let constant = |name: &'static str, value: String| -> ValueFunc {
+        Arc::new(
+            move |args: &[Value]| {
+                if args.is_empty() { Ok(Value::from(value.as_str())) } else { Err(arity(name, 0, args)) }
+            },
+        )
+    };
+    map.insert("epoch".into(), constant("epoch", epoch(now).to_string()));
+    map.insert("arch".into(), constant("arch", platform.arch.clone()));
+    map.insert("os".into(), constant("os", platform.os.clone()));
+    map
+}
+
+fn arity(name: &str, expected: usize, args: &[Value]) -> gotmpl::TemplateError {
+    gotmpl::TemplateError::ArgCount { name: name.to_owned(), expected, got: args.len() }
+}
+
+/// A string argument, as Go's reflection demands of a `string` parameter.
+fn string_argument(value: &Value) -> Result<&str, gotmpl::TemplateError> {
+    match value {
+        Value::String(text) => Ok(text),
+        other => Err(gotmpl::TemplateError::TypeMismatch { expected: "string", got: other.type_name() }),
     }
+}
+
+/// Lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 // ---------------------------------------------------------------------------------------------------------
