@@ -109,8 +109,10 @@ ensure_packages() {
 }
 
 ensure_venv() {
-	if [[ -x $PY ]] && "$PY" -m pip freeze 2>/dev/null | grep -qxF "${SDK_PACKAGES[0]}" &&
-		"$PY" -m pip freeze 2>/dev/null | grep -qxF "${SDK_PACKAGES[1]}"; then
+	local installed=''
+	# Not `pip freeze | grep -q`: grep's early exit would fail the pipeline under pipefail.
+	[[ -x $PY ]] && installed=$("$PY" -m pip freeze 2>/dev/null || true)
+	if grep -qxF "${SDK_PACKAGES[0]}" <<<"$installed" && grep -qxF "${SDK_PACKAGES[1]}" <<<"$installed"; then
 		return
 	fi
 	log "installing ${SDK_PACKAGES[*]} into $VENV"
