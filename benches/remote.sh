@@ -435,6 +435,8 @@ report() {
 	echo "- fixture: \`gradle-fixture --size $SIZE --seed $SEED\`: gen0 $FIXTURE0, gen1 $FIXTURE1;" \
 		"$CHANGED of gen1's bytes are in files that differ from gen0"
 	echo "- $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), work dir $WORK ($(stat -f -c %T "$WORK")), emulators on loopback"
+	echo "- load average (1/5/15 min) at the start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg)" \
+		"(on a shared machine, other work slows both paths: they alternate within each run)"
 	echo "- chunkcache: ${v:-$CHUNKCACHE} ($CHUNKCACHE)${CC_ENV:+; environment: $CC_ENV}"
 	echo "- whole-archive path: \`tar -cf - gradle | zstd -3 -T0\` ($(zstd --version | grep -o 'v[0-9.]*' | head -n 1)) uploaded as one" \
 		"blob/object by $(sdk_versions) (8 in parallel); restore = SDK download (parallel ranged GETs) into a" \
@@ -463,6 +465,7 @@ ensure_binaries
 CC_ENV=$(compgen -e | grep '^CHUNKCACHE_' | while read -r n; do printf '%s=%s ' "$n" "${!n}"; done || true)
 CC_ENV=${CC_ENV% }
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 mkdir -p "$WORK"
 rm -rf "$WORK/trees" "$WORK/dst" "$WORK/raw" "$WORK/logs" "$WORK/digest"
 RAW=$WORK/raw LOGS=$WORK/logs
