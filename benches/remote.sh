@@ -5,8 +5,10 @@
 #
 # The whole-archive path is what chunkcache replaces: `tar -cf - gradle | zstd -3 -T0` uploaded as ONE
 # blob/object by the official SDK (Python azure-storage-blob `upload_blob`, max_concurrency=8; boto3
-# `upload_fileobj`, multipart, 8 threads), and for a restore downloaded by the SDK (parallel ranged GETs)
-# into a file on tmpfs, then `zstd -d | tar -x`. See benches/remote_sdk.py.
+# `upload_fileobj`, multipart, 8 threads), and for a restore downloaded by the SDK into a file on tmpfs,
+# then `zstd -d | tar -x`. Azure downloads in parallel ranged GETs; S3 in one GET, because moto reads the
+# whole object for every ranged GET (113 s instead of 7.5 s for a 0.9 GB archive; S3_RANGED_GET=1 asks for
+# boto3's parallel ranges anyway). See benches/remote_sdk.py.
 #
 # Usage (from anywhere in the repository; root or sudo only to apt-get install missing tools):
 #   benches/remote.sh
@@ -175,7 +177,11 @@ start_server() {
 		STORE=az://cache/ci KIND=azure
 		;;
 	moto)
-		"$MOTO_BIN" -H 127.0.0.1 -p "$port" >"$SERVER_LOG" 2>&1 &
+		# moto keeps an object above 5 MiB in a temporary file (on disk under /tmp): keep every object in
+		# memory, as Azurite does with --inMemoryPersistence, so large objects (the archive, packs) are not
+		# slowed by the disk.
+		MOTO_S3_DEFAULT_KEY_BUFFER_SIZE=$((1 << 32)) TMPDIR=$WORK/tmp \
+			"$MOTO_BIN" -H 127.0.0.1 -p "$port" >"$SERVER_LOG" 2>&1 &
 		SERVER_PID=$!
 		export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 		export AWS_ENDPOINT_URL=http://127.0.0.1:$port
@@ -423,7 +429,7 @@ report_server() {
 server_version() {
 	case $1 in
 	azurite) echo "Azurite $("$AZURITE_BIN" --version 2>/dev/null | tail -n 1), in memory" ;;
-	moto) echo "moto $("$ROOT/.tools/moto/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))'), in memory" ;;
+	moto) echo "moto $("$ROOT/.tools/moto/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))'), objects in memory: MOTO_S3_DEFAULT_KEY_BUFFER_SIZE=4 GiB" ;;
 	esac
 }
 
@@ -439,8 +445,8 @@ report() {
 		"(on a shared machine, other work slows both paths: they alternate within each run)"
 	echo "- chunkcache: ${v:-$CHUNKCACHE} ($CHUNKCACHE)${CC_ENV:+; environment: $CC_ENV}"
 	echo "- whole-archive path: \`tar -cf - gradle | zstd -3 -T0\` ($(zstd --version | grep -o 'v[0-9.]*' | head -n 1)) uploaded as one" \
-		"blob/object by $(sdk_versions) (8 in parallel); restore = SDK download (parallel ranged GETs) into a" \
-		"tmpfs file, then \`zstd -d | tar -x\`"
+		"blob/object by $(sdk_versions) (8 in parallel); restore = SDK download into a tmpfs file, then" \
+		"\`zstd -d | tar -x\`; Azure downloads in parallel 4 MiB ranges, S3 $S3_GET_NOTE"
 	echo "- median of $REPEAT run(s), each on a fresh emulator; RSS = peak of the largest process (GNU time);" \
 		"ratio = chunkcache / whole-archive (incr restore: / whole-archive cold restore)"
 	echo "- requests: chunkcache's from its \`--json\` report, the whole-archive path's from the emulator's access log;" \
@@ -465,11 +471,18 @@ ensure_binaries
 CC_ENV=$(compgen -e | grep '^CHUNKCACHE_' | while read -r n; do printf '%s=%s ' "$n" "${!n}"; done || true)
 CC_ENV=${CC_ENV% }
 
+if [[ ${S3_RANGED_GET:-} == 1 ]]; then
+	S3_GET_NOTE="in parallel 8 MiB ranges (S3_RANGED_GET=1)"
+else
+	S3_GET_NOTE="in one GET (moto reads the whole object for each ranged GET: 15x slower here)"
+fi
+export S3_RANGED_GET
+
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 mkdir -p "$WORK"
-rm -rf "$WORK/trees" "$WORK/dst" "$WORK/raw" "$WORK/logs" "$WORK/digest"
+rm -rf "$WORK/trees" "$WORK/dst" "$WORK/raw" "$WORK/logs" "$WORK/tmp" "$WORK/digest"
 RAW=$WORK/raw LOGS=$WORK/logs
-mkdir -p "$RAW" "$LOGS" "$WORK/digest" "$WORK/trees/gen0" "$WORK/trees/gen1" "$WORK/dst"
+mkdir -p "$RAW" "$LOGS" "$WORK/tmp" "$WORK/digest" "$WORK/trees/gen0" "$WORK/trees/gen1" "$WORK/dst"
 
 log "fixture: gen0 and gen1, size $SIZE, seed $SEED"
 "$FIXTURE_BIN" --size "$SIZE" --seed "$SEED" --generation 0 "$WORK/trees/gen0/gradle" 2>>"$LOGS/fixture.log" ||
