@@ -32,7 +32,7 @@
 # tar (apt-get).
 #
 # Each repeat starts a fresh emulator (an empty container/bucket for the cold operations) and runs, for
-# chunkcache then for the whole-archive path:
+# both paths in turn (chunkcache first, except for the cold restore):
 #   cold save       gen0 into the empty store                     | the gen0 archive uploaded
 #   cold restore    gen0 into an empty directory                  | download + zstd -d | tar -x
 #   warm save       gen1 under a new key into the store with gen0 | the full gen1 archive uploaded
@@ -331,12 +331,14 @@ bench_server() {
 		measure "$server" chunkcache cold-save cc_save 0
 		measure "$server" archive cold-save archive_save 0
 
-		measure "$server" chunkcache cold-restore cc_restore 0 "$dst"
-		verify "$server" chunkcache cold-restore 0 "$dst/gradle"
+		# The archive's restore first, so that its download and tree are gone before chunkcache's tree
+		# lands: one copy of the tree less in memory (tmpfs) at the peak.
 		measure "$server" archive cold-restore archive_restore 0 "$adst"
 		rm -f "$WORK/download.tar.zst"
 		if ((r == REPEAT)); then verify "$server" archive cold-restore 0 "$adst/gradle"; fi
 		rm -rf "$adst"
+		measure "$server" chunkcache cold-restore cc_restore 0 "$dst"
+		verify "$server" chunkcache cold-restore 0 "$dst/gradle"
 
 		measure "$server" chunkcache warm-save cc_save 1
 		measure "$server" archive warm-save archive_save 1
