@@ -22,6 +22,8 @@
 #   WORK=/dev/shm/chunkcache-remote   scratch directory (tmpfs, so the disk does not interfere)
 #   CHUNKCACHE=...   chunkcache binary (default target/release/chunkcache)
 #   FIXTURE_BIN=...  gradle-fixture binary (default target/release/examples/gradle-fixture)
+#   SDK_AZURE_BLOCK_MIB, SDK_AZURE_GET_MIB   the Azure SDK's upload block and download range sizes
+#                    (default: the SDK's, 4 MiB each); S3_RANGED_GET=1: see above
 #   When a default binary is missing it is built with
 #   `flock /tmp/release-build.lock cargo build --release --bin chunkcache --example gradle-fixture`.
 #   CHUNKCACHE_* variables (e.g. CHUNKCACHE_CONCURRENCY) pass through to chunkcache and are listed in the
@@ -448,7 +450,8 @@ report() {
 	echo "- chunkcache: ${v:-$CHUNKCACHE} ($CHUNKCACHE)${CC_ENV:+; environment: $CC_ENV}"
 	echo "- whole-archive path: \`tar -cf - gradle | zstd -3 -T0\` ($(zstd --version | grep -o 'v[0-9.]*' | head -n 1)) uploaded as one" \
 		"blob/object by $(sdk_versions) (8 in parallel); restore = SDK download into a tmpfs file, then" \
-		"\`zstd -d | tar -x\`; Azure downloads in parallel 4 MiB ranges, S3 $S3_GET_NOTE"
+		"\`zstd -d | tar -x\`; Azure uploads $AZURE_BLOCK_MIB MiB blocks and downloads in parallel $AZURE_GET_MIB MiB" \
+		"ranges after a first 32 MiB GET, S3 $S3_GET_NOTE"
 	echo "- median of $REPEAT run(s), each on a fresh emulator; RSS = peak of the largest process (GNU time);" \
 		"ratio = chunkcache / whole-archive (incr restore: / whole-archive cold restore)"
 	echo "- requests: chunkcache's from its \`--json\` report, the whole-archive path's from the emulator's access log;" \
@@ -478,7 +481,8 @@ if [[ ${S3_RANGED_GET:-} == 1 ]]; then
 else
 	S3_GET_NOTE="in one GET (moto reads the whole object for each ranged GET: 15x slower here)"
 fi
-export S3_RANGED_GET
+export S3_RANGED_GET SDK_AZURE_BLOCK_MIB SDK_AZURE_GET_MIB
+AZURE_BLOCK_MIB=${SDK_AZURE_BLOCK_MIB:-4} AZURE_GET_MIB=${SDK_AZURE_GET_MIB:-4}
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 mkdir -p "$WORK"

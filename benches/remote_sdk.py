@@ -31,7 +31,16 @@ def azure_container(name):
     account = os.environ["AZURE_STORAGE_ACCOUNT"]
     key = os.environ["AZURE_STORAGE_KEY"]
     endpoint = os.environ["AZURE_STORAGE_ENDPOINT"]
-    service = BlobServiceClient(account_url=endpoint, credential={"account_name": account, "account_key": key})
+    # The SDK's own block and range sizes (4 MiB each) unless SDK_AZURE_BLOCK_MIB / SDK_AZURE_GET_MIB say
+    # otherwise: on Azurite larger ranges download faster (400 MB: 4.3 s in 16 MiB ranges, 8.7-10 s in 4 MiB).
+    sizes = {}
+    if os.environ.get("SDK_AZURE_BLOCK_MIB"):
+        sizes["max_block_size"] = int(os.environ["SDK_AZURE_BLOCK_MIB"]) * 2**20
+    if os.environ.get("SDK_AZURE_GET_MIB"):
+        sizes["max_chunk_get_size"] = int(os.environ["SDK_AZURE_GET_MIB"]) * 2**20
+    service = BlobServiceClient(
+        account_url=endpoint, credential={"account_name": account, "account_key": key}, **sizes
+    )
     return service.get_container_client(name)
 
 
