@@ -24,6 +24,7 @@
 #   FIXTURE_BIN=...  gradle-fixture binary (default target/release/examples/gradle-fixture)
 #   SDK_AZURE_BLOCK_MIB, SDK_AZURE_GET_MIB   the Azure SDK's upload block and download range sizes
 #                    (default: the SDK's, 4 MiB each); S3_RANGED_GET=1: see above
+#   KEEP=1           keep the generated trees under $WORK afterwards
 #   When a default binary is missing it is built with
 #   `flock /tmp/release-build.lock cargo build --release --bin chunkcache --example gradle-fixture`.
 #   CHUNKCACHE_* variables (e.g. CHUNKCACHE_CONCURRENCY) pass through to chunkcache and are listed in the
@@ -513,4 +514,6 @@ for server in $SERVERS; do
 done
 
 report | tee "$WORK/results.md"
+# The trees take twice SIZE of memory (tmpfs): gone unless asked for.
+if [[ -z ${KEEP:-} ]]; then rm -rf "$WORK/trees" "$WORK/tmp" "$WORK/digest"; fi
 log "results in $WORK/results.md, logs in $LOGS"
