@@ -67,7 +67,7 @@ def create(kind, container):
 def upload(kind, container, name):
     stream = sys.stdin.buffer
     if kind == "azure":
-        # A stream of unknown length goes up as blocks (4 MiB, the SDK default), 8 in flight, then one
+        # A stream of unknown length goes up as blocks (by default the SDK's 4 MiB), 8 in flight, then one
         # Put Block List.
         azure_container(container).upload_blob(name, stream, overwrite=True, max_concurrency=CONCURRENCY)
     else:
