@@ -1,6 +1,7 @@
-//! The pipelines: save and restore, each reading top to bottom as its pipeline, the chunk stage
-//! save (and later analyze) plug sinks into, and the progress interface they report to.
+//! The pipelines: save, restore and analyze, each reading top to bottom as its pipeline, the
+//! chunk stage save and analyze plug sinks into, and the progress interface they report to.
 
+pub mod analyze;
 pub mod chunk;
 pub mod progress;
 pub mod restore;
