@@ -292,7 +292,7 @@ fn html(report: &AnalyzeReport) -> String {
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 980px; }}
 h1 {{ font-size: 1.5em; }} h2 {{ font-size: 1.15em; margin-top: 1.6em; }}
-table {{ border-collapse: collapse; font-size: 0.9em; }}
+table {{ border-collapse: collapse; font-size: 0.9em; margin-top: 1em; }}
 td, th {{ border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; }}
 td:first-child, th:first-child {{ text-align: left; }}
 .charts {{ display: flex; flex-wrap: wrap; gap: 1em; }}

@@ -124,7 +124,7 @@ pub struct ArchiveSizes {
 }
 
 /// The figures of one chunk size.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct SizeReport {
     /// Average chunk size.
     pub chunk_size: u32,
@@ -664,15 +664,15 @@ fn recommend(sizes: &[SizeReport], priced: bool) -> Recommendation {
     if let Some(other) = sizes.iter().filter(|r| r.chunk_size != best.chunk_size).min_by_key(|r| moved(r)) {
         if moved(other) < moved(best) {
             reason += &format!(
-                ", against {} at {}, whose fewer bytes do not pay for its extra requests",
-                describe(other),
-                human(u64::from(other.chunk_size))
+                ", against {} ({}), whose fewer bytes do not pay for its extra requests",
+                human(u64::from(other.chunk_size)),
+                describe(other)
             );
         } else {
             reason += &format!(
-                ", the fewest bytes of the sizes measured ({} at {})",
-                describe(other),
-                human(u64::from(other.chunk_size))
+                ", the fewest bytes of the sizes measured; the next best, {}, moves {}",
+                human(u64::from(other.chunk_size)),
+                describe(other)
             );
         }
     }
@@ -884,6 +884,30 @@ mod tests {
         assert!(close(sized.tar_gzip_bytes, gzip), "{} against {gzip}", sized.tar_gzip_bytes);
         assert!(close(sized.tar_zstd_bytes, zstd), "{} against {zstd}", sized.tar_zstd_bytes);
         assert!(gzip < stream.len() as u64 - (1 << 20), "the text compresses");
+    }
+
+    fn row(chunk_size: u32, moved_mib: u64, requests: u64) -> SizeReport {
+        let mut row = SizeReport { chunk_size, ..SizeReport::default() };
+        row.upload = Some(Upload { stored_bytes: moved_mib << 20, ..Upload::default() });
+        row.restore = Some(RestoreFetch::default());
+        row.requests.warm_save = Some(Requests { put: requests, get: 0 });
+        row.requests.warm_restore = Some(Requests::default());
+        row
+    }
+
+    #[test]
+    fn the_recommendation_weighs_bytes_against_requests() {
+        // 2 MiB fewer bytes for 10 more requests (10 MiB at 1 MiB a request): not worth it.
+        let picked = recommend(&[row(128 << 10, 100, 20), row(512 << 10, 102, 10)], false);
+        assert_eq!(picked.chunk_size, 512 << 10, "{}", picked.reason);
+        assert!(picked.reason.starts_with("512 KiB: an incremental build"), "{}", picked.reason);
+        assert!(picked.reason.contains("against 128 KiB (100 MiB in 20 requests)"), "{}", picked.reason);
+        // 20 MiB fewer for the same 10 more requests: worth it.
+        let picked = recommend(&[row(128 << 10, 100, 20), row(512 << 10, 120, 10)], false);
+        assert_eq!(picked.chunk_size, 128 << 10, "{}", picked.reason);
+        assert!(picked.reason.contains("the fewest bytes"), "{}", picked.reason);
+        // A tie goes to the larger size.
+        assert_eq!(recommend(&[row(128 << 10, 100, 10), row(512 << 10, 100, 10)], false).chunk_size, 512 << 10);
     }
 
     #[test]
