@@ -5,6 +5,7 @@ mod gradle;
 mod support;
 mod util;
 
+mod analyze;
 mod azure_admin;
 mod conformance;
 mod endpoints;

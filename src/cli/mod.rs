@@ -3,6 +3,7 @@
 //! Precedence, resolved once per run ([`config::Config`]): flags, then `CHUNKCACHE_*` environment
 //! variables, then defaults. Data goes to stdout (`--json` for machines), messages to stderr.
 
+mod analyze;
 mod config;
 mod output;
 mod plugin;
@@ -75,6 +76,11 @@ enum Command {
     List(ListArgs),
     /// Show a manifest's summary.
     Show(ShowArgs),
+    /// Measure what caching folders would cost, locally and without a store: per chunk size
+    /// the chunks, dedup, stored bytes and packs; with --previous, what an incremental save
+    /// would upload and a restore would fetch, against a tar.gz or tar.zst of the whole tree;
+    /// the largest directories; requests; and a recommended chunk size.
+    Analyze(analyze::AnalyzeArgs),
     /// Run as a Drone/Harness plugin step: settings come from PLUGIN_* variables, as for
     /// meltwater/drone-cache (restore, rebuild, mount, cache_key, backend, account_name, …).
     ///
@@ -222,6 +228,7 @@ pub fn run(cli: Cli, env: &BTreeMap<String, String>) -> Result<ExitCode> {
             Command::Restore(args) => run_restore(args, env).await,
             Command::List(args) => run_list(args, env).await,
             Command::Show(args) => run_show(args, env).await,
+            Command::Analyze(args) => analyze::run(args).await,
             Command::Plugin => plugin::run(env).await,
             Command::PluginKey(args) => plugin::print_key(env, args.epoch),
         }

@@ -1,6 +1,8 @@
-//! The pipelines: save and restore, each reading top to bottom as its pipeline, the chunk stage
-//! save (and later analyze) plug sinks into, the restore's reads of packs, and the progress interface they report to.
+//! The pipelines: save, restore and analyze, each reading top to bottom as its pipeline, the
+//! chunk stage save and analyze plug sinks into, the restore's ranged reads of packs, and the
+//! progress interface they report to.
 
+pub mod analyze;
 pub mod chunk;
 pub mod fetch;
 pub mod progress;
