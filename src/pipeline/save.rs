@@ -191,23 +191,23 @@ async fn run(
                 // A failed send means the uploader stopped; its error is the one reported.
                 sender.blocking_send((chunk.id, Bytes::from(object))).is_ok()
             };
-            let chunked = tokio::task::block_in_place(|| {
-                chunk::chunk_files(&scan.entries, &params, known, stage, &upload, progress)
-            });
+            let chunked =
+                tokio::task::block_in_place(|| chunk::chunk_files(&scan, &params, known, stage, &upload, progress));
             drop(sender);
             uploader.await.expect("upload task panicked")?;
             chunked?
         }
         // Encoding still runs: it is what tells the stored sizes.
         Mode::DryRun => tokio::task::block_in_place(|| {
-            chunk::chunk_files(&scan.entries, &params, known, stage, &|_: NewChunk<'_>| true, progress)
+            chunk::chunk_files(&scan, &params, known, stage, &|_: NewChunk<'_>| true, progress)
         })?,
     };
 
     let (new_chunks, new_bytes, new_stored_bytes) =
         (chunked.new.len() as u64, chunked.new_bytes(), chunked.new_stored_bytes());
     let repaired: HashSet<ChunkId> = chunked.new.iter().map(|c| c.id).collect();
-    let manifest = build_manifest(options, recorded, started_at_ms, params, &scan.entries, chunked.chunks);
+    let skipped_special = scan.skipped.iter().map(|p| p.display().to_string()).collect();
+    let manifest = build_manifest(options, recorded, started_at_ms, params, scan.entries, chunked.chunks);
     // What restores will check, checked before committing: a manifest no restore accepts must
     // never become the key's latest.
     manifest.validate().map_err(|reason| SaveError::Invalid { reason })?;
@@ -229,7 +229,7 @@ async fn run(
         new_bytes,
         new_stored_bytes,
         dedup_percent: if summary.bytes == 0 { 100.0 } else { 100.0 * (1.0 - new_bytes as f64 / summary.bytes as f64) },
-        skipped_special: scan.skipped.iter().map(|p| p.display().to_string()).collect(),
+        skipped_special,
         requests: store.requests(),
         elapsed_ms: clock.elapsed().as_millis() as u64,
     })
@@ -304,29 +304,31 @@ async fn upload_chunk(store: &Store, id: ChunkId, object: Bytes, replace: bool) 
     if sound { Ok(()) } else { store.replace_chunk(id, object).await }
 }
 
+/// The manifest of the scanned entries, which it takes over: each path moves into the manifest
+/// instead of being copied, so a save holds every path once.
 fn build_manifest(
     options: &SaveOptions,
     mounts: Vec<Mount>,
     started_at_ms: u64,
     chunker: ChunkerParams,
-    scanned: &[ScannedEntry],
+    scanned: Vec<ScannedEntry>,
     chunks: Vec<ChunkRef>,
 ) -> Manifest {
     let mut offset = 0u64;
     let entries = scanned
-        .iter()
+        .into_iter()
         .map(|e| Entry {
             mount: e.mount,
-            path: e.path.clone(),
+            path: e.path,
             mode: e.mode,
             mtime: e.mtime,
-            kind: match &e.kind {
+            kind: match e.kind {
                 ScannedKind::Dir => EntryKind::Dir,
-                ScannedKind::Symlink(target) => EntryKind::Symlink { target: target.clone() },
+                ScannedKind::Symlink(target) => EntryKind::Symlink { target },
                 ScannedKind::File(size) => {
                     let start = offset;
                     offset += size;
-                    EntryKind::File { size: *size, offset: start }
+                    EntryKind::File { size, offset: start }
                 }
             },
         })
