@@ -220,7 +220,7 @@ pub struct DryRunReport<'a> {
 impl<'a> DryRunReport<'a> {
     /// The report of `plan`.
     pub fn new(plan: &'a RestorePlan) -> Self {
-        let text = |path: &std::path::Path| path.to_string_lossy().into_owned();
+        let text = |path: std::path::PathBuf| path.to_string_lossy().into_owned();
         Self {
             dry_run: true,
             outcome: plan.outcome,

@@ -33,7 +33,6 @@
 //! File contents form one stream: the concatenation of `chunks` in order. A file is the extent
 //! `offset..offset + size` of that stream (see `chunker.rs` for how the stream is cut).
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::ops::Range;
 
@@ -271,14 +270,24 @@ pub struct ManifestSummary {
 impl Manifest {
     /// Encodes into the versioned, hashed, compressed on-store form. Call [`Manifest::validate`]
     /// first: a manifest over the size limits encodes, but no reader accepts it.
+    ///
+    /// The body is serialized straight into the compressor, never held whole: at hundreds of
+    /// thousands of entries it is tens of MiB (issue 9: memory flat in the size of the cache).
     pub fn encode(&self) -> Vec<u8> {
-        let body = postcard::to_stdvec(self).expect("manifest serializes");
-        let mut out = Vec::with_capacity(HEADER_LEN + body.len() / 4);
+        let body_len = postcard::serialize_with_flavor(self, postcard::ser_flavors::Size::default())
+            .expect("manifest serializes") as u64;
+        let mut out = Vec::with_capacity(HEADER_LEN + body_len as usize / 4);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(&body_len.to_le_bytes());
         out.extend_from_slice(&[0; 32]);
-        out.extend_from_slice(&zstd::bulk::compress(&body, 3).expect("zstd of a buffer"));
+        let mut encoder = zstd::stream::write::Encoder::new(out, 3).expect("zstd encoder");
+        encoder.set_pledged_src_size(Some(body_len)).expect("zstd takes a pledged size");
+        // postcard writes field by field: buffer the small writes before the compressor.
+        let mut buffered = std::io::BufWriter::with_capacity(64 << 10, encoder);
+        postcard::to_io(self, &mut buffered).expect("manifest serializes into memory");
+        let encoder = buffered.into_inner().map_err(|err| err.into_error()).expect("compression into memory");
+        let mut out = encoder.finish().expect("compression into memory");
         let hash = frame_hash(&out);
         out[HASH_AT..HEADER_LEN].copy_from_slice(hash.as_bytes());
         out
@@ -336,7 +345,7 @@ impl Manifest {
             Refusal::Malformed(reason) => corrupt(reason),
             Refusal::OverLimit(reason) => too_large(reason),
         })?;
-        // Validation builds an index of the entries: free the body first.
+        // Free the body before validating: the entries hold everything it said.
         drop(body);
         manifest.validate_tree().map_err(|reason| ManifestError::Invalid { key: key.to_string(), reason })?;
         Ok(manifest)
@@ -395,9 +404,11 @@ impl Manifest {
             }
             stream_len += u64::from(chunk.len);
         }
-        let mut kinds: HashMap<(u32, &[u8]), bool> = HashMap::with_capacity(self.entries.len());
+        // Entries are checked in order, so those before the current one are sorted and its
+        // parent is found among them by binary search: no index of every path is built.
+        let mut roots = vec![false; self.mounts.len()];
         let mut previous: Option<(u32, &[u8])> = None;
-        for entry in &self.entries {
+        for (index, entry) in self.entries.iter().enumerate() {
             let shown = String::from_utf8_lossy(&entry.path);
             let here = (entry.mount, entry.path.as_slice());
             if entry.mount as usize >= self.mounts.len() {
@@ -415,9 +426,12 @@ impl Manifest {
                 if matches!(entry.kind, EntryKind::Symlink { .. }) {
                     return Err("a mount root is a symlink".into());
                 }
+                roots[entry.mount as usize] = true;
             } else {
-                let parent = parent_of(&entry.path);
-                if kinds.get(&(entry.mount, parent)) != Some(&true) {
+                let parent = (entry.mount, parent_of(&entry.path));
+                let earlier = &self.entries[..index];
+                let found = earlier.binary_search_by(|e| (e.mount, e.path.as_slice()).cmp(&parent));
+                if !found.is_ok_and(|at| matches!(earlier[at].kind, EntryKind::Dir)) {
                     return Err(format!("entry {shown:?} has no parent directory in the manifest"));
                 }
             }
@@ -434,12 +448,9 @@ impl Manifest {
                 }
                 EntryKind::Dir => {}
             }
-            kinds.insert(here, matches!(entry.kind, EntryKind::Dir));
         }
-        for index in 0..self.mounts.len() as u32 {
-            if !kinds.contains_key(&(index, &b""[..])) {
-                return Err(format!("mount {index} has no root entry"));
-            }
+        if let Some(index) = roots.iter().position(|&found| !found) {
+            return Err(format!("mount {index} has no root entry"));
         }
         Ok(())
     }
@@ -1020,6 +1031,32 @@ pub(crate) mod tests {
         manifest.entries.push(Entry { path: b"d/l/x".to_vec(), ..manifest.entries[1].clone() });
         let err = manifest.validate().unwrap_err();
         assert!(err.contains("no parent directory"), "{err}");
+    }
+
+    /// Parents are found by binary search among the entries before: one that is missing or a
+    /// file is no parent, and every mount needs its root.
+    #[test]
+    fn every_entry_needs_a_directory_parent_and_every_mount_a_root() {
+        let with = |extra: &[(&str, EntryKind)]| {
+            let mut manifest = sample();
+            for (path, kind) in extra {
+                manifest.entries.push(Entry {
+                    path: path.as_bytes().to_vec(),
+                    kind: kind.clone(),
+                    ..sample().entries[0]
+                });
+            }
+            manifest.entries.sort_by(|a, b| a.path.cmp(&b.path));
+            manifest.validate()
+        };
+        assert!(with(&[("e", EntryKind::Dir), ("e/x", EntryKind::Dir)]).is_ok());
+        for (path, kind) in [("e/x", EntryKind::Dir), ("a/x", EntryKind::Dir)] {
+            let err = with(&[(path, kind)]).unwrap_err();
+            assert!(err.contains("no parent directory"), "{path}: {err}");
+        }
+        let mut manifest = sample();
+        manifest.mounts.push(Mount { path: b"other".to_vec() });
+        assert_eq!(manifest.validate().unwrap_err(), "mount 1 has no root entry");
     }
 
     /// `sample()` with these two mounts, each with a root entry.

@@ -5,8 +5,12 @@
 //! folder and renamed into place only when complete, with mode and mtime already set; folders get
 //! their saved mode and mtime last, deepest first. Mirror strays found at planning are removed
 //! through their folder's handle, and one that vanished since is fine.
+//!
+//! Per-entry state is small and holds no path (issue 9: memory flat in the size of the cache):
+//! the manifest holds each relative path once, and an entry's path on disk is joined from its
+//! mount's root ([`TreePlan::path_of`]) only to list a folder or to name it in a message.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::Write;
@@ -19,7 +23,7 @@ use bytes::Bytes;
 use rayon::prelude::*;
 use tokio::sync::mpsc;
 
-use crate::core::manifest::{EntryKind, Manifest, Mount, Timestamp, parent_of};
+use crate::core::manifest::{Entry, EntryKind, Manifest, Mount, parent_of};
 use crate::fs::safe::{self, Resolver};
 
 /// A file-system operation on the restored tree failed.
@@ -59,10 +63,10 @@ pub struct Removal {
 /// Work on the local tree computed from a manifest, not yet done.
 #[derive(Debug)]
 pub struct TreePlan {
-    /// The on-disk path of every manifest entry, by entry index (for messages).
-    pub paths: Vec<PathBuf>,
+    /// Where each mount's root lands on disk, by mount index.
+    pub roots: Vec<PathBuf>,
     /// The index of every entry's parent directory entry; `None` for a mount root.
-    pub parents: Vec<Option<usize>>,
+    pub parents: Vec<Option<u32>>,
     /// What to do per entry, by entry index.
     pub actions: Vec<Action>,
     /// Entries whose thing in the way is removed rather than renamed over (a folder where a
@@ -73,6 +77,19 @@ pub struct TreePlan {
     pub files: Vec<FileJob>,
     /// Indices of the chunks those files need, ascending.
     pub chunks: Vec<usize>,
+}
+
+impl TreePlan {
+    /// Where `entry` (of the planned manifest) lands on disk, for listing and messages.
+    pub fn path_of(&self, entry: &Entry) -> PathBuf {
+        entry_path(&self.roots, entry)
+    }
+}
+
+/// Where `entry` lands on disk, given where each mount's root lands.
+pub fn entry_path(roots: &[PathBuf], entry: &Entry) -> PathBuf {
+    let root = &roots[entry.mount as usize];
+    if entry.path.is_empty() { root.clone() } else { root.join(OsStr::from_bytes(&entry.path)) }
 }
 
 /// What happens to one entry.
@@ -88,21 +105,15 @@ pub enum Action {
     Replace,
 }
 
-/// One file to write.
+/// One file to write; its name, mode and mtime are its manifest entry's.
 #[derive(Clone, Debug)]
 pub struct FileJob {
     /// Entry index.
     pub entry: usize,
-    /// Final path (for messages).
-    pub path: PathBuf,
     /// Stream extent start.
     pub offset: u64,
     /// Length.
     pub size: u64,
-    /// Permission bits to set.
-    pub mode: u32,
-    /// Modification time to set.
-    pub mtime: Timestamp,
 }
 
 /// Opens every mount root (creating what is missing), then removes what is in the way and
@@ -121,12 +132,12 @@ pub fn prepare_tree(
     let mut removed = 0;
     let mut roots = Vec::with_capacity(manifest.mounts.len());
     for (index, entry) in manifest.entries.iter().enumerate().filter(|(_, e)| e.path.is_empty()) {
-        let path = &plan.paths[index];
+        let path = plan.path_of(entry);
         if plan.actions[index] == Action::Replace {
             removed += 1;
         }
-        let root = open_root(target, &manifest.mounts[entry.mount as usize], path, plan.actions[index])
-            .map_err(io_error(path))?;
+        let root = open_root(target, &manifest.mounts[entry.mount as usize], &path, plan.actions[index])
+            .map_err(io_error(&path))?;
         roots.push(root);
     }
     let roots = Arc::new(roots);
@@ -134,10 +145,14 @@ pub fn prepare_tree(
     let at = |index: usize| (manifest.entries[index].mount, manifest.entries[index].path.as_slice());
     // Folders that stay but get new contents may have been saved read-only: make them
     // writable while working; `finish_tree` sets their saved mode again.
-    let receiving: BTreeSet<usize> = changed_parents(plan).collect();
-    for &index in receiving.iter().filter(|&&index| matches!(plan.actions[index], Action::Keep | Action::Touch)) {
+    let receiving = changed_dirs(plan);
+    for index in (0..receiving.len())
+        .filter(|&index| receiving[index] && matches!(plan.actions[index], Action::Keep | Action::Touch))
+    {
         let (mount, path) = at(index);
-        resolver.with_dir(mount, path, |dir| safe::make_owner_accessible(dir)).map_err(io_error(&plan.paths[index]))?;
+        resolver
+            .with_dir(mount, path, |dir| safe::make_owner_accessible(dir))
+            .map_err(|source| TreeError { path: plan.path_of(&manifest.entries[index]), source })?;
     }
     for (index, entry) in manifest.entries.iter().enumerate() {
         let action = plan.actions[index];
@@ -167,7 +182,7 @@ pub fn prepare_tree(
                     EntryKind::File { .. } => Ok(()),
                 }
             })
-            .map_err(io_error(&plan.paths[index]))?;
+            .map_err(|source| TreeError { path: plan.path_of(entry), source })?;
     }
     for removal in stale_staging {
         let entry = &manifest.entries[removal.dir];
@@ -179,9 +194,22 @@ pub fn prepare_tree(
     Ok((roots, removed))
 }
 
-/// The directories whose contents a restore changes (the parents of entries not kept).
-fn changed_parents(plan: &TreePlan) -> impl Iterator<Item = usize> + '_ {
-    plan.actions.iter().zip(&plan.parents).filter(|(action, _)| **action != Action::Keep).filter_map(|(_, p)| *p)
+/// Whether a restore changes the contents of each entry, by entry index: true for the parents
+/// of the entries not kept.
+fn changed_dirs(plan: &TreePlan) -> Vec<bool> {
+    let mut changed = vec![false; plan.actions.len()];
+    for (_, parent) in plan.actions.iter().zip(&plan.parents).filter(|(action, _)| **action != Action::Keep) {
+        if let Some(parent) = parent {
+            changed[*parent as usize] = true;
+        }
+    }
+    changed
+}
+
+/// Whether the manifest has an entry at `path` of `mount`: a binary search, since entries are
+/// sorted by `(mount, path)` (checked on decode), so no index of every path is built.
+fn has_entry(manifest: &Manifest, mount: u32, path: &[u8]) -> bool {
+    manifest.entries.binary_search_by(|entry| (entry.mount, entry.path.as_slice()).cmp(&(mount, path))).is_ok()
 }
 
 /// Opens a mount's root directory, making it a directory first if it is not one.
@@ -240,8 +268,7 @@ pub fn find_removals(
     plan: &TreePlan,
     mirror: bool,
 ) -> Result<(Vec<Removal>, Vec<Removal>), TreeError> {
-    let known: HashSet<(u32, &[u8])> = manifest.entries.iter().map(|e| (e.mount, e.path.as_slice())).collect();
-    let changed: HashSet<usize> = changed_parents(plan).collect();
+    let changed = changed_dirs(plan);
     // Listing is the cost (one per folder), so it runs in parallel. Folders to create are empty.
     let found = manifest
         .entries
@@ -250,14 +277,14 @@ pub fn find_removals(
         .filter(|(index, entry)| {
             matches!(entry.kind, EntryKind::Dir)
                 && matches!(plan.actions[*index], Action::Keep | Action::Touch)
-                && (mirror || changed.contains(index))
+                && (mirror || changed[*index])
         })
         .map(|(index, entry)| {
-            let path = &plan.paths[index];
+            let path = &plan.path_of(entry);
             let mut names = Vec::new();
             for found in fs::read_dir(path).map_err(io_error(path))? {
                 let name = found.map_err(io_error(path))?.file_name().into_vec();
-                if !known.contains(&(entry.mount, child_path(&entry.path, &name).as_slice())) {
+                if !has_entry(manifest, entry.mount, &child_path(&entry.path, &name)) {
                     names.push(name);
                 }
             }
@@ -267,8 +294,8 @@ pub fn find_removals(
         .collect::<Result<Vec<_>, TreeError>>()?;
     let (mut stale_staging, mut strays) = (Vec::new(), Vec::new());
     for (dir, name) in found.into_iter().flatten() {
-        let removal = Removal { dir, path: plan.paths[dir].join(OsStr::from_bytes(&name)), name };
-        if changed.contains(&dir) && is_staging_name(&removal.name) {
+        let removal = Removal { dir, path: plan.path_of(&manifest.entries[dir]).join(OsStr::from_bytes(&name)), name };
+        if changed[dir] && is_staging_name(&removal.name) {
             stale_staging.push(removal);
         } else if mirror {
             strays.push(removal);
@@ -354,23 +381,25 @@ pub fn write_pieces(
     let result = (|| {
         while let Some(piece) = receiver.blocking_recv() {
             let job = &plan.files[piece.file];
+            let entry = &manifest.entries[job.entry];
+            let failed = |source| TreeError { path: plan.path_of(entry), source };
             let (mount, parent) = parent_of_job(job);
             let (file, _) = match open.entry(piece.file) {
                 std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
                 std::collections::hash_map::Entry::Vacant(slot) => {
                     let (staging, file) = resolver
                         .with_dir(mount, parent, |dir| staged(|name| safe::create_file(dir, name)))
-                        .map_err(io_error(&job.path))?;
+                        .map_err(failed)?;
                     slot.insert((file, staging))
                 }
             };
-            file.write_all(&piece.data[piece.range]).map_err(io_error(&job.path))?;
+            file.write_all(&piece.data[piece.range]).map_err(failed)?;
             if piece.last {
                 let (file, staging) = open.remove(&piece.file).expect("opened above");
-                let name = safe::file_name(&manifest.entries[job.entry].path);
+                let name = safe::file_name(&entry.path);
                 resolver
                     .with_dir(mount, parent, |dir| {
-                        safe::set_mode_and_mtime(&file, job.mode, job.mtime)
+                        safe::set_mode_and_mtime(&file, entry.mode, entry.mtime)
                             .and_then(|()| {
                                 drop(file);
                                 safe::rename(dir, &staging, name)
@@ -379,7 +408,7 @@ pub fn write_pieces(
                                 let _ = safe::remove_file(dir, &staging);
                             })
                     })
-                    .map_err(io_error(&job.path))?;
+                    .map_err(failed)?;
             }
         }
         Ok(())
@@ -405,7 +434,7 @@ pub fn finish_tree(
 ) -> Result<u64, TreeError> {
     let mut removed = 0;
     let mut resolver = Resolver::new(roots.clone());
-    let mut changed: HashSet<usize> = changed_parents(plan).collect();
+    let mut changed = changed_dirs(plan);
     for stray in strays {
         let entry = &manifest.entries[stray.dir];
         let gone = resolver
@@ -418,15 +447,15 @@ pub fn finish_tree(
             })
             .map_err(io_error(&stray.path))?;
         removed += u64::from(gone);
-        changed.insert(stray.dir);
+        changed[stray.dir] = true;
     }
     for (index, entry) in manifest.entries.iter().enumerate().rev() {
-        if !matches!(entry.kind, EntryKind::Dir) || (plan.actions[index] == Action::Keep && !changed.contains(&index)) {
+        if !matches!(entry.kind, EntryKind::Dir) || (plan.actions[index] == Action::Keep && !changed[index]) {
             continue;
         }
         resolver
             .with_dir(entry.mount, &entry.path, |dir| safe::set_mode_and_mtime(dir, entry.mode, entry.mtime))
-            .map_err(io_error(&plan.paths[index]))?;
+            .map_err(|source| TreeError { path: plan.path_of(entry), source })?;
     }
     Ok(removed)
 }

@@ -3,6 +3,10 @@
 //! The walk runs in parallel (`ignore`'s walker, with every ignore-file filter turned off:
 //! a cache must hold exactly what is on disk) and the result is sorted, so the manifest and the
 //! chunk stream are deterministic. Symlinks are recorded, never followed.
+//!
+//! An entry holds its path once, relative to its mount: the scan of a large cache is hundreds of
+//! thousands of entries, so the absolute path of a file is joined ([`Scan::absolute`]) only when
+//! it is opened or named in a message (issue 9: memory flat in the size of the cache).
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -30,8 +34,6 @@ pub struct ScannedEntry {
     pub mount: u32,
     /// Path relative to the mount root (empty for the root).
     pub path: Vec<u8>,
-    /// Where it is on disk.
-    pub absolute: PathBuf,
     /// Permission bits.
     pub mode: u32,
     /// Modification time.
@@ -54,10 +56,21 @@ pub enum ScannedKind {
 /// The result of a scan.
 #[derive(Debug, Default)]
 pub struct Scan {
+    /// The directory each mount was read from, by mount index (a mount that is a symlink is
+    /// resolved to what it points to).
+    pub roots: Vec<PathBuf>,
     /// Entries sorted by `(mount, path)`.
     pub entries: Vec<ScannedEntry>,
     /// Entries left out because they cannot be cached (sockets, FIFOs, devices).
     pub skipped: Vec<PathBuf>,
+}
+
+impl Scan {
+    /// Where `entry` is on disk: its mount's root joined with its relative path.
+    pub fn absolute(&self, entry: &ScannedEntry) -> PathBuf {
+        let root = &self.roots[entry.mount as usize];
+        if entry.path.is_empty() { root.clone() } else { root.join(std::ffi::OsStr::from_bytes(&entry.path)) }
+    }
 }
 
 /// A scan that could not complete.
@@ -88,19 +101,20 @@ pub fn scan(mounts: &[PathBuf], options: &WalkOptions) -> Result<Scan, WalkError
     let entries = Mutex::new(Vec::new());
     let skipped = Mutex::new(Vec::new());
     let errors = Mutex::new(Vec::new());
+    let mut roots = Vec::with_capacity(mounts.len());
     for (index, given) in mounts.iter().enumerate() {
         let Ok(metadata) = std::fs::symlink_metadata(given) else {
             return Err(WalkError::MissingMount { path: given.clone() });
         };
         // A mount that is itself a symlink (a cache folder linked to another disk) is followed:
         // the cache is what it points to. Symlinks below it are recorded, never followed.
-        let resolved;
         let root = if metadata.file_type().is_symlink() {
-            resolved = std::fs::canonicalize(given).map_err(|_| WalkError::MissingMount { path: given.clone() })?;
-            &resolved
+            std::fs::canonicalize(given).map_err(|_| WalkError::MissingMount { path: given.clone() })?
         } else {
-            given
+            given.clone()
         };
+        roots.push(root);
+        let root = &roots[index];
         WalkBuilder::new(root).standard_filters(false).follow_links(false).threads(2).build_parallel().run(|| {
             Box::new(|result| {
                 let entry = match result {
@@ -133,10 +147,12 @@ pub fn scan(mounts: &[PathBuf], options: &WalkOptions) -> Result<Scan, WalkError
         return Err(err);
     }
     let mut entries = entries.into_inner().unwrap();
+    // Grown by doubling while the walk pushed; the scan is held for the whole save.
+    entries.shrink_to_fit();
     entries.sort_unstable_by(|a, b| (a.mount, &a.path).cmp(&(b.mount, &b.path)));
     let mut skipped = skipped.into_inner().unwrap();
     skipped.sort();
-    Ok(Scan { entries, skipped })
+    Ok(Scan { roots, entries, skipped })
 }
 
 fn walk_error(root: &Path, err: ignore::Error) -> WalkError {
@@ -176,7 +192,6 @@ fn scan_one(
     Ok(Some(ScannedEntry {
         mount,
         path,
-        absolute: absolute.to_path_buf(),
         mode: metadata.mode() & 0o7777,
         mtime: Timestamp { secs: metadata.mtime(), nanos: metadata.mtime_nsec() as u32 },
         kind,

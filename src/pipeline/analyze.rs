@@ -26,7 +26,7 @@ use serde::Serialize;
 use crate::core::chunker::ChunkerParams;
 use crate::core::id::ChunkId;
 use crate::core::manifest::{Timestamp, chunk_span};
-use crate::fs::walk::{self, ScannedEntry, ScannedKind, WalkError, WalkOptions};
+use crate::fs::walk::{self, Scan, ScannedEntry, ScannedKind, WalkError, WalkOptions};
 use crate::pipeline::chunk::{self, ChunkError, ChunkList, ChunkStageOptions, NewChunk, StagedChunk};
 use crate::pipeline::progress::Progress;
 
@@ -355,16 +355,15 @@ impl PackModel {
 /// [`AnalyzeError`]: a tree that cannot be scanned or a file that cannot be read.
 pub fn analyze(options: &AnalyzeOptions, progress: &dyn Progress) -> Result<AnalyzeReport, AnalyzeError> {
     let clock = Instant::now();
-    let current = walk::scan(&options.paths, &options.walk)?.entries;
-    let previous =
-        if options.previous.is_empty() { None } else { Some(walk::scan(&options.previous, &options.walk)?.entries) };
+    let current = walk::scan(&options.paths, &options.walk)?;
+    let previous = if options.previous.is_empty() { None } else { Some(walk::scan(&options.previous, &options.walk)?) };
 
     let (archive, measured) = std::thread::scope(|scope| {
         let archive = scope.spawn(|| archive_sizes(&options.paths, &current));
         let measured = options
             .chunk_sizes
             .iter()
-            .map(|&size| measure(options, size, &current, previous.as_deref(), progress))
+            .map(|&size| measure(options, size, &current, previous.as_ref(), progress))
             .collect::<Result<Vec<_>, AnalyzeError>>();
         (archive.join().expect("archive thread panicked"), measured)
     });
@@ -377,16 +376,16 @@ pub fn analyze(options: &AnalyzeOptions, progress: &dyn Progress) -> Result<Anal
     let mut directories = Directories::default();
     for (index, (row, churn)) in measured.into_iter().enumerate() {
         if index == directory_size {
-            directories = directory_table(&options.paths, &current, &churn, row.chunk_size, previous.is_some());
+            directories = directory_table(&options.paths, &current.entries, &churn, row.chunk_size, previous.is_some());
         }
         sizes.push(row);
     }
     let recommendation = recommend(&sizes, options.prices.is_some());
-    let current_totals = totals(&current);
+    let current_totals = totals(&current.entries);
     Ok(AnalyzeReport {
         files: current_totals.files,
         bytes: current_totals.bytes,
-        previous: previous.as_deref().map(totals),
+        previous: previous.as_ref().map(|previous| totals(&previous.entries)),
         archive,
         sizes,
         directories,
@@ -407,8 +406,8 @@ fn totals(entries: &[ScannedEntry]) -> TreeTotals {
 fn measure(
     options: &AnalyzeOptions,
     chunk_size: u32,
-    current: &[ScannedEntry],
-    previous: Option<&[ScannedEntry]>,
+    current: &Scan,
+    previous: Option<&Scan>,
     progress: &dyn Progress,
 ) -> Result<(SizeReport, Vec<u64>), AnalyzeError> {
     let params = ChunkerParams::with_average(chunk_size);
@@ -419,7 +418,7 @@ fn measure(
     let mut packs = PackModel::default();
     let known: HashMap<ChunkId, u32> = match previous {
         Some(previous) => {
-            progress.phase("previous", chunk::content_bytes(previous));
+            progress.phase("previous", chunk::content_bytes(&previous.entries));
             let before = chunk::chunk_files(previous, &params, HashMap::new(), stage, &count_only, progress)?;
             packs.save(before.new.iter().copied());
             before.new.iter().map(|c| (c.id, c.stored_len)).collect()
@@ -428,10 +427,10 @@ fn measure(
     };
 
     // The save of the current trees, exactly as `save` chunks them against what is known.
-    progress.phase("analyzing", chunk::content_bytes(current));
+    progress.phase("analyzing", chunk::content_bytes(&current.entries));
     let list = chunk::chunk_files(current, &params, known, stage, &count_only, progress)?;
 
-    let totals = totals(current);
+    let totals = totals(&current.entries);
     let mut distinct: HashMap<ChunkId, StagedChunk> = HashMap::new();
     let mut first_uses = Vec::new();
     for chunk in &list.chunks {
@@ -444,7 +443,7 @@ fn measure(
     let mut cold_packs = PackModel::default();
     let objects = cold_packs.save(first_uses.iter().copied());
     let cold_restore_gets = cold_packs.ranged_gets(distinct.keys().copied());
-    let churn = file_churn(current, &list);
+    let churn = file_churn(&current.entries, &list);
 
     let (upload, restore, warm_save, warm_restore) = match previous {
         Some(previous) => {
@@ -455,7 +454,7 @@ fn measure(
                 stored_bytes: list.new_stored_bytes(),
                 objects: upload_objects,
             };
-            let restore = restore_over(current, previous, &list, &packs);
+            let restore = restore_over(&current.entries, &previous.entries, &list, &packs);
             (Some(upload), Some(restore), Some(save_requests(upload_objects)), Some(restore_requests(restore.requests)))
         }
         None => (None, None, None, None),
@@ -703,7 +702,7 @@ fn human(bytes: u64) -> String {
 
 /// Streams the current trees, as tar would archive them (paths under their mounts, in scan
 /// order, symlinks as links), through gzip and zstd into byte counters ([`ArchiveSizer`]).
-fn archive_sizes(mounts: &[PathBuf], entries: &[ScannedEntry]) -> Result<ArchiveSizes, AnalyzeError> {
+fn archive_sizes(mounts: &[PathBuf], scan: &Scan) -> Result<ArchiveSizes, AnalyzeError> {
     let fail = |path: &Path| {
         let path = path.to_path_buf();
         move |source| AnalyzeError::Archive { path, source }
@@ -711,9 +710,10 @@ fn archive_sizes(mounts: &[PathBuf], entries: &[ScannedEntry]) -> Result<Archive
     let mut tar = tar::Builder::new(ArchiveSizer::new().map_err(fail(Path::new("(zstd)")))?);
     tar.follow_symlinks(false);
     tar.mode(tar::HeaderMode::Complete);
-    for entry in entries {
+    for entry in &scan.entries {
         let name = archive_name(&mounts[entry.mount as usize], &entry.path);
-        tar.append_path_with_name(&entry.absolute, &name).map_err(fail(&entry.absolute))?;
+        let absolute = scan.absolute(entry);
+        tar.append_path_with_name(&absolute, &name).map_err(fail(&absolute))?;
     }
     tar.into_inner().and_then(ArchiveSizer::finish).map_err(fail(Path::new("(tar)")))
 }

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use crate::core::chunker::ChunkerParams;
 use crate::core::codec;
 use crate::core::id::ChunkId;
-use crate::fs::walk::{ScannedEntry, ScannedKind};
+use crate::fs::walk::{Scan, ScannedEntry, ScannedKind};
 use crate::pipeline::progress::Progress;
 
 /// A chunk the stage found new: not known before, and seen first by this task.
@@ -114,14 +114,15 @@ pub fn content_bytes(entries: &[ScannedEntry]) -> u64 {
     entries.iter().map(file_size).sum()
 }
 
-/// Chunks the regular files of `entries`, in order. Chunks in `known` (id → stored size) are
+/// Chunks the regular files of `scan`, in order (each opened by its mount root and relative
+/// path, only while it is read). Chunks in `known` (id → stored size) are
 /// not new; every other chunk goes to `sink` once, however often it occurs. Reports each
 /// chunk's raw length to `progress`. Blocks on rayon: call it from a blocking context.
 ///
 /// # Errors
 /// [`ChunkError`]: a file unreadable or changed, or the sink stopped.
 pub fn chunk_files(
-    entries: &[ScannedEntry],
+    scan: &Scan,
     params: &ChunkerParams,
     known: HashMap<ChunkId, u32>,
     options: ChunkStageOptions,
@@ -129,15 +130,15 @@ pub fn chunk_files(
     progress: &dyn Progress,
 ) -> Result<ChunkList, ChunkError> {
     let files: Vec<&ScannedEntry> =
-        entries.iter().filter(|e| matches!(e.kind, ScannedKind::File(s) if s > 0)).collect();
+        scan.entries.iter().filter(|e| matches!(e.kind, ScannedKind::File(s) if s > 0)).collect();
     let segments = params.segments(files.iter().map(|e| (e.path.as_slice(), file_size(e))));
     let claims = Mutex::new(known);
     let chunked = segments
         .par_iter()
         .enumerate()
-        .map(|(segment, range)| {
-            let place = (segment, segments.len());
-            chunk_segment(&files[range.clone()], place, params, options, &claims, sink, progress)
+        .map(|(index, range)| {
+            let segment = Segment { scan, files: &files[range.clone()], index, of: segments.len() };
+            chunk_segment(segment, params, options, &claims, sink, progress)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let stored_lengths = claims.into_inner().unwrap();
@@ -155,16 +156,23 @@ struct SegmentChunks {
     new: Vec<(ChunkId, u32)>,
 }
 
+/// One segment's files, and where the segment lies in the stream.
+struct Segment<'a> {
+    scan: &'a Scan,
+    files: &'a [&'a ScannedEntry],
+    index: usize,
+    of: usize,
+}
+
 fn chunk_segment(
-    files: &[&ScannedEntry],
-    (segment, segments): (usize, usize),
+    Segment { scan, files, index: segment, of: segments }: Segment<'_>,
     params: &ChunkerParams,
     options: ChunkStageOptions,
     claims: &Mutex<HashMap<ChunkId, u32>>,
     sink: &dyn ChunkSink,
     progress: &dyn Progress,
 ) -> Result<SegmentChunks, ChunkError> {
-    let mut reader = SegmentReader { files: files.iter(), current: None, failure: None };
+    let mut reader = SegmentReader { scan, files: files.iter(), current: None, failure: None };
     let mut out = SegmentChunks { chunks: Vec::new(), new: Vec::new() };
     thread_local! {
         static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -228,27 +236,32 @@ impl Claim for HashMap<ChunkId, u32> {
 
 /// Reads the files of a segment back to back, exactly their scanned sizes.
 struct SegmentReader<'a> {
+    scan: &'a Scan,
     files: std::slice::Iter<'a, &'a ScannedEntry>,
-    current: Option<(&'a ScannedEntry, std::io::Take<File>)>,
+    /// The file being read, with its path on disk (for messages).
+    current: Option<(PathBuf, std::io::Take<File>)>,
     failure: Option<ChunkError>,
 }
 
 impl Read for SegmentReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         loop {
-            let Some((entry, file)) = &mut self.current else {
+            let Some((path, file)) = &mut self.current else {
                 let Some(entry) = self.files.next() else {
                     return Ok(0);
                 };
-                let file = File::open(&entry.absolute)
-                    .map_err(|source| self.fail(ChunkError::Read { path: entry.absolute.clone(), source }))?;
-                self.current = Some((entry, file.take(file_size(entry))));
+                let path = self.scan.absolute(entry);
+                let file = match File::open(&path) {
+                    Ok(file) => file,
+                    Err(source) => return Err(self.fail(ChunkError::Read { path, source })),
+                };
+                self.current = Some((path, file.take(file_size(entry))));
                 continue;
             };
-            let read = file.read(buf).map_err(|source| ChunkError::Read { path: entry.absolute.clone(), source });
+            let read = file.read(buf).map_err(|source| ChunkError::Read { path: path.clone(), source });
             match read {
                 Ok(0) => {
-                    let path = entry.absolute.clone();
+                    let path = path.clone();
                     let grew = file.limit() == 0 && file.get_mut().read(&mut [0u8; 1]).map_or(true, |n| n > 0);
                     if file.limit() > 0 || grew {
                         return Err(self.fail(ChunkError::FileChanged { path }));
@@ -284,7 +297,7 @@ mod tests {
     use crate::pipeline::progress::NoProgress;
 
     /// Two files sharing their content, and one of its own, chunked with small chunks.
-    fn tree() -> (tempfile::TempDir, Vec<ScannedEntry>, ChunkerParams) {
+    fn tree() -> (tempfile::TempDir, Scan, ChunkerParams) {
         let dir = tempfile::tempdir().unwrap();
         let mut state = 7u64;
         let shared: Vec<u8> = (0..300_000)
@@ -299,26 +312,26 @@ mod tests {
         std::fs::write(dir.path().join("b"), &shared).unwrap();
         std::fs::write(dir.path().join("c"), vec![b'x'; 100_000]).unwrap();
         let scan = walk::scan(&[dir.path().to_path_buf()], &WalkOptions::default()).unwrap();
-        (dir, scan.entries, ChunkerParams::with_average(16 * 1024))
+        (dir, scan, ChunkerParams::with_average(16 * 1024))
     }
 
     #[test]
     fn each_new_chunk_reaches_the_sink_once_and_the_list_does_not_depend_on_the_sink() {
-        let (_dir, entries, params) = tree();
+        let (_dir, scan, params) = tree();
         let seen = Mutex::new(Vec::new());
         let counter = |chunk: NewChunk<'_>| {
             seen.lock().unwrap().push((chunk.id, chunk.data.len(), chunk.object.map(|o| o.len())));
             true
         };
         let encoded = ChunkStageOptions { encode_level: Some(3) };
-        let list = chunk_files(&entries, &params, HashMap::new(), encoded, &counter, &NoProgress).unwrap();
+        let list = chunk_files(&scan, &params, HashMap::new(), encoded, &counter, &NoProgress).unwrap();
         let seen = seen.into_inner().unwrap();
 
-        assert_eq!(list.chunks.iter().map(|c| u64::from(c.len)).sum::<u64>(), content_bytes(&entries));
+        assert_eq!(list.chunks.iter().map(|c| u64::from(c.len)).sum::<u64>(), content_bytes(&scan.entries));
         assert_eq!(seen.len(), list.new.len());
         let distinct: std::collections::HashSet<ChunkId> = list.chunks.iter().map(|c| c.id).collect();
         assert_eq!(distinct.len(), list.new.len(), "each distinct chunk is new exactly once");
-        assert!(list.new_bytes() < content_bytes(&entries), "the shared file is deduplicated");
+        assert!(list.new_bytes() < content_bytes(&scan.entries), "the shared file is deduplicated");
         for &(id, raw, stored) in &seen {
             let listed = list.new.iter().find(|c| c.id == id).unwrap();
             assert_eq!((listed.len as usize, Some(listed.stored_len as usize)), (raw, stored));
@@ -326,7 +339,7 @@ mod tests {
         assert!(list.new_stored_bytes() < list.new_bytes(), "the run of x compresses");
 
         let raw = ChunkStageOptions { encode_level: None };
-        let again = chunk_files(&entries, &params, HashMap::new(), raw, &|_: NewChunk<'_>| true, &NoProgress).unwrap();
+        let again = chunk_files(&scan, &params, HashMap::new(), raw, &|_: NewChunk<'_>| true, &NoProgress).unwrap();
         let ids = |list: &ChunkList| list.chunks.iter().map(|c| (c.id, c.len)).collect::<Vec<_>>();
         assert_eq!(ids(&again), ids(&list), "same cut points whatever the sink and encoding");
         assert_eq!(again.new_stored_bytes(), 0);
@@ -334,21 +347,21 @@ mod tests {
 
     #[test]
     fn known_chunks_are_not_new_and_keep_their_stored_size() {
-        let (_dir, entries, params) = tree();
+        let (_dir, scan, params) = tree();
         let none = ChunkStageOptions { encode_level: None };
-        let first = chunk_files(&entries, &params, HashMap::new(), none, &|_: NewChunk<'_>| true, &NoProgress).unwrap();
+        let first = chunk_files(&scan, &params, HashMap::new(), none, &|_: NewChunk<'_>| true, &NoProgress).unwrap();
         let known: HashMap<ChunkId, u32> = first.chunks.iter().map(|c| (c.id, 42)).collect();
         let refuse = |_: NewChunk<'_>| -> bool { panic!("no chunk is new") };
-        let second = chunk_files(&entries, &params, known, none, &refuse, &NoProgress).unwrap();
+        let second = chunk_files(&scan, &params, known, none, &refuse, &NoProgress).unwrap();
         assert!(second.new.is_empty());
         assert!(second.chunks.iter().all(|c| c.stored_len == 42));
     }
 
     #[test]
     fn a_sink_that_stops_stops_the_stage() {
-        let (_dir, entries, params) = tree();
+        let (_dir, scan, params) = tree();
         let none = ChunkStageOptions { encode_level: None };
-        let stopped = chunk_files(&entries, &params, HashMap::new(), none, &|_: NewChunk<'_>| false, &NoProgress);
+        let stopped = chunk_files(&scan, &params, HashMap::new(), none, &|_: NewChunk<'_>| false, &NoProgress);
         assert!(matches!(stopped, Err(ChunkError::SinkStopped)));
     }
 }

@@ -42,7 +42,8 @@ use crate::core::manifest::{
 };
 pub use crate::fs::tree::RestoreTarget;
 use crate::fs::tree::{
-    Action, FileJob, Piece, Removal, TreeError, TreePlan, find_removals, finish_tree, prepare_tree, write_pieces,
+    Action, FileJob, Piece, Removal, TreeError, TreePlan, entry_path, find_removals, finish_tree, prepare_tree,
+    write_pieces,
 };
 use crate::pipeline::fetch::{KEPT_BYTES, Kept, READS_IN_FLIGHT, plan_ranges};
 use crate::pipeline::progress::Progress;
@@ -270,15 +271,17 @@ pub struct RestoreStats {
 
 impl RestorePlan {
     /// The files to write, in the order they are written.
-    pub fn paths_to_write(&self) -> impl Iterator<Item = &Path> {
-        self.work.iter().flat_map(|work| work.tree.files.iter().map(|file| file.path.as_path()))
+    pub fn paths_to_write(&self) -> impl Iterator<Item = PathBuf> + '_ {
+        self.work
+            .iter()
+            .flat_map(|work| work.tree.files.iter().map(|file| work.tree.path_of(&work.manifest.entries[file.entry])))
     }
 
     /// Everything to remove: what is in the way of an entry, stale staging files and strays.
-    pub fn paths_to_remove(&self) -> impl Iterator<Item = &Path> {
+    pub fn paths_to_remove(&self) -> impl Iterator<Item = PathBuf> + '_ {
         self.work.iter().flat_map(|work| {
-            let conflicts = work.tree.conflicts.iter().map(|&index| work.tree.paths[index].as_path());
-            let removals = work.stale_staging.iter().chain(&work.strays).map(|removal| removal.path.as_path());
+            let conflicts = work.tree.conflicts.iter().map(|&index| work.tree.path_of(&work.manifest.entries[index]));
+            let removals = work.stale_staging.iter().chain(&work.strays).map(|removal| removal.path.clone());
             conflicts.chain(removals)
         })
     }
@@ -437,27 +440,24 @@ pub fn at_boundary(prefix: &str, key: &str) -> bool {
 /// [`RestoreError::Io`] when a target cannot be inspected.
 pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<TreePlan, RestoreError> {
     let roots: Vec<PathBuf> = manifest.mounts.iter().map(|mount| mount_root(target, mount)).collect();
-    let paths: Vec<PathBuf> = manifest
+    // Entries are sorted by `(mount, path)` (checked on decode): a parent is found by binary
+    // search, with no index of every path (issue 9: memory flat in the size of the cache).
+    let parents: Vec<Option<u32>> = manifest
         .entries
         .iter()
         .map(|e| {
-            let root = &roots[e.mount as usize];
-            if e.path.is_empty() { root.clone() } else { root.join(OsStr::from_bytes(&e.path)) }
+            (!e.path.is_empty()).then(|| {
+                let parent = (e.mount, parent_of(&e.path));
+                let found = manifest.entries.binary_search_by(|p| (p.mount, p.path.as_slice()).cmp(&parent));
+                found.expect("a decoded manifest has every parent") as u32
+            })
         })
-        .collect();
-    let index_of: HashMap<(u32, &[u8]), usize> =
-        manifest.entries.iter().enumerate().map(|(index, e)| ((e.mount, e.path.as_slice()), index)).collect();
-    let parents: Vec<Option<usize>> = manifest
-        .entries
-        .iter()
-        .map(|e| (!e.path.is_empty()).then(|| index_of[&(e.mount, parent_of(&e.path))]))
         .collect();
     let follow_roots = matches!(target, RestoreTarget::Original(_));
     let (mut actions, found_dirs): (Vec<Action>, Vec<bool>) = manifest
         .entries
         .par_iter()
-        .zip(paths.par_iter())
-        .map(|(entry, path)| compare(entry, path, follow_roots && entry.path.is_empty()))
+        .map(|entry| compare(entry, &entry_path(&roots, entry), follow_roots && entry.path.is_empty()))
         .collect::<Result<Vec<_>, _>>()?
         .into_iter()
         .unzip();
@@ -465,7 +465,7 @@ pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<TreePlan, Res
     // path lookup went through) says nothing about the restored tree: all of it is created.
     // Parents come before their children in the manifest's order.
     for index in 0..actions.len() {
-        if parents[index].is_some_and(|parent| matches!(actions[parent], Action::Create | Action::Replace)) {
+        if parents[index].is_some_and(|parent| matches!(actions[parent as usize], Action::Create | Action::Replace)) {
             actions[index] = Action::Create;
         }
     }
@@ -482,14 +482,7 @@ pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<TreePlan, Res
         .enumerate()
         .filter(|(index, _)| matches!(actions[*index], Action::Create | Action::Replace))
         .filter_map(|(index, entry)| match entry.kind {
-            EntryKind::File { size, offset } => Some(FileJob {
-                entry: index,
-                path: paths[index].clone(),
-                offset,
-                size,
-                mode: entry.mode,
-                mtime: entry.mtime,
-            }),
+            EntryKind::File { size, offset } => Some(FileJob { entry: index, offset, size }),
             _ => None,
         })
         .collect();
@@ -498,7 +491,7 @@ pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<TreePlan, Res
     let mut chunks: Vec<usize> = files.iter().flat_map(|f| chunk_span(&offsets, f.offset, f.size)).collect();
     chunks.sort_unstable();
     chunks.dedup();
-    Ok(TreePlan { paths, parents, actions, conflicts, files, chunks })
+    Ok(TreePlan { roots, parents, actions, conflicts, files, chunks })
 }
 
 /// Where a mount's root lands on disk.
@@ -632,17 +625,16 @@ struct Users<'a> {
     /// The first chunk index of each id.
     first_chunk: HashMap<ChunkId, usize>,
     offsets: &'a [u64],
-    files: &'a [FileJob],
+    manifest: &'a Manifest,
+    plan: &'a TreePlan,
 }
 
 impl Users<'_> {
     fn path(&self, id: ChunkId) -> PathBuf {
         let chunk = self.first_chunk[&id];
         let (start, end) = (self.offsets[chunk], self.offsets[chunk + 1]);
-        self.files
-            .iter()
-            .find(|f| f.offset < end && f.offset + f.size > start)
-            .map_or_else(PathBuf::new, |f| f.path.clone())
+        let user = self.plan.files.iter().find(|f| f.offset < end && f.offset + f.size > start);
+        user.map_or_else(PathBuf::new, |f| self.plan.path_of(&self.manifest.entries[f.entry]))
     }
 }
 
@@ -668,7 +660,7 @@ async fn dispatch(
             return Ok(());
         }
     }
-    let mut users = Users { first_chunk: HashMap::with_capacity(plan.chunks.len()), offsets, files };
+    let mut users = Users { first_chunk: HashMap::with_capacity(plan.chunks.len()), offsets, manifest, plan };
     for &chunk in &plan.chunks {
         users.first_chunk.entry(manifest.chunks[chunk].id).or_insert(chunk);
     }

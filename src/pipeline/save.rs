@@ -202,7 +202,7 @@ async fn run(
         sender.blocking_send((lane, chunk.id, object)).is_ok()
     };
     let chunked =
-        tokio::task::block_in_place(|| chunk::chunk_files(&scan.entries, &params, stored_lens, stage, &pack, progress));
+        tokio::task::block_in_place(|| chunk::chunk_files(&scan, &params, stored_lens, stage, &pack, progress));
     drop(sender);
     let packed = packer.await.expect("pack task panicked")?;
     let chunked = chunked?;
@@ -211,7 +211,8 @@ async fn run(
         (chunked.new.len() as u64, chunked.new_bytes(), chunked.new_stored_bytes());
     let new_packs = packed.packs.len() as u64;
     let (packs, chunks) = locate(&chunked.chunks, &known, &packed);
-    let manifest = build_manifest(options, recorded, started_at_ms, params, &scan.entries, packs, chunks);
+    let skipped_special = scan.skipped.iter().map(|p| p.display().to_string()).collect();
+    let manifest = build_manifest(options, recorded, started_at_ms, params, scan.entries, packs, chunks);
     // What restores will check, checked before committing: a manifest no restore accepts must
     // never become the key's latest.
     manifest.validate().map_err(|reason| SaveError::Invalid { reason })?;
@@ -236,7 +237,7 @@ async fn run(
         new_bytes,
         new_stored_bytes,
         dedup_percent: if summary.bytes == 0 { 100.0 } else { 100.0 * (1.0 - new_bytes as f64 / summary.bytes as f64) },
-        skipped_special: scan.skipped.iter().map(|p| p.display().to_string()).collect(),
+        skipped_special,
         requests: store.requests(),
         elapsed_ms: clock.elapsed().as_millis() as u64,
     })
@@ -445,30 +446,32 @@ fn locate(chunks: &[StagedChunk], known: &HashMap<ChunkId, Location>, packed: &P
     (packs, refs)
 }
 
+/// The manifest of the scanned entries, which it takes over: each path moves into the manifest
+/// instead of being copied, so a save holds every path once.
 fn build_manifest(
     options: &SaveOptions,
     mounts: Vec<Mount>,
     started_at_ms: u64,
     chunker: ChunkerParams,
-    scanned: &[ScannedEntry],
+    scanned: Vec<ScannedEntry>,
     packs: Vec<PackId>,
     chunks: Vec<ChunkRef>,
 ) -> Manifest {
     let mut offset = 0u64;
     let entries = scanned
-        .iter()
+        .into_iter()
         .map(|e| Entry {
             mount: e.mount,
-            path: e.path.clone(),
+            path: e.path,
             mode: e.mode,
             mtime: e.mtime,
-            kind: match &e.kind {
+            kind: match e.kind {
                 ScannedKind::Dir => EntryKind::Dir,
-                ScannedKind::Symlink(target) => EntryKind::Symlink { target: target.clone() },
+                ScannedKind::Symlink(target) => EntryKind::Symlink { target },
                 ScannedKind::File(size) => {
                     let start = offset;
                     offset += size;
-                    EntryKind::File { size: *size, offset: start }
+                    EntryKind::File { size, offset: start }
                 }
             },
         })
