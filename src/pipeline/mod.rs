@@ -3,6 +3,8 @@
 
 pub mod chunk;
 pub mod fetch;
+pub mod gc;
 pub mod progress;
 pub mod restore;
 pub mod save;
+pub mod verify;

@@ -38,6 +38,7 @@
 pub mod azure_admin;
 pub mod backend;
 pub mod counting;
+pub mod gc;
 pub mod retry;
 
 use std::fmt;
@@ -72,6 +73,10 @@ pub struct StoreConfig {
     pub format: u16,
     /// The chunker every writer of this store must use.
     pub chunker: ChunkerParams,
+    /// The GC grace period in ms, recorded by the first `chunkcache gc` run (absent before):
+    /// a save refuses to commit once half of it has passed since it read the condemned lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc_grace_ms: Option<u64>,
 }
 
 /// A store operation that failed.
@@ -280,6 +285,8 @@ pub struct Store {
     objects: Arc<dyn ObjectStore>,
     description: String,
     requests: Arc<RequestCounts>,
+    /// The folder of a `file://` store, where GC sweeps staging files the listing hides.
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl Store {
@@ -295,7 +302,22 @@ impl Store {
         let counted = CountingStore::new(backend);
         let requests = counted.counts();
         let counted = Arc::new(counted);
-        Self { objects: Arc::new(RetryStore::new(counted, policy)), description: description.into(), requests }
+        Self {
+            objects: Arc::new(RetryStore::new(counted, policy)),
+            description: description.into(),
+            requests,
+            local_root: None,
+        }
+    }
+
+    /// Records that the store is the local folder `root` (see [`Store::local_root`]).
+    pub fn with_local_root(self, root: std::path::PathBuf) -> Self {
+        Self { local_root: Some(root), ..self }
+    }
+
+    /// The folder of a `file://` store; `None` for other backends.
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        self.local_root.as_deref()
     }
 
     /// How the store is named in messages.
@@ -391,7 +413,8 @@ impl Store {
             }
             Some(config) => config,
             None => {
-                let fresh = StoreConfig { format: STORE_FORMAT, chunker: requested.unwrap_or_default() };
+                let fresh =
+                    StoreConfig { format: STORE_FORMAT, chunker: requested.unwrap_or_default(), gc_grace_ms: None };
                 let json = serde_json::to_vec_pretty(&fresh).expect("config serializes");
                 if self.put(&Path::from(CONFIG_PATH), json.into(), true).await? {
                     fresh
