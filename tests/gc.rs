@@ -14,6 +14,8 @@ use chunkcache::core::gc::{CondemnedList, CondemnedPack};
 use chunkcache::core::id::PackId;
 use chunkcache::core::manifest::Manifest;
 
+use crate::remote::Remote;
+use crate::support::servers::{Azurite, Moto};
 use crate::util::{
     assert_same_tree, chunkcache_on, noise, on_store, pack_objects, run, run_json, scratch, snapshot, stderr,
 };
@@ -198,6 +200,10 @@ fn gc_killed_at_random_points_leaves_a_valid_store_and_the_next_run_finishes() {
     tree(&work.join("live"), 6, 10);
     run(&mut chunkcache_on(&work, &store, &["save", "--key", "live/k", "--chunk-size", "64K", "live"]), 0);
     let gc_args = ["gc", "--grace", "1s", "--max-unused", "0s", "--keep", "live/**"];
+    // How long a run takes here, so the kills fall across the whole run.
+    let started = Instant::now();
+    run(&mut chunkcache_on(&work, &store, &gc_args), 5);
+    let full = started.elapsed();
     let mut killed = 0;
     for trial in 0..24u64 {
         let garbage = work.join(format!("g{trial}"));
@@ -205,7 +211,8 @@ fn gc_killed_at_random_points_leaves_a_valid_store_and_the_next_run_finishes() {
         run(&mut chunkcache_on(&work, &store, &["save", "--key", &format!("tmp/{trial}"), &format!("g{trial}")]), 0);
         let mut child =
             chunkcache_on(&work, &store, &gc_args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        thread::sleep(Duration::from_micros(500 + (trial * 7919) % 40_000));
+        // Spread over the run: trial 7919 × n mod 24 visits every 24th of it once.
+        thread::sleep(full.mul_f64(((trial * 7919) % 24) as f64 / 24.0));
         if child.try_wait().unwrap().is_none() {
             killed += 1;
         }
@@ -213,7 +220,7 @@ fn gc_killed_at_random_points_leaves_a_valid_store_and_the_next_run_finishes() {
         child.wait().unwrap();
         run(&mut chunkcache_on(&work, &store, &["verify", "--read-data"]), 0);
     }
-    assert!(killed >= 10, "only {killed} of 24 runs were killed before they ended");
+    assert!(killed >= 6, "only {killed} of 24 runs were killed before they ended (a run takes {full:?})");
     // Two runs to the end, a grace apart: the first condemns what is left, the second deletes it.
     run(&mut chunkcache_on(&work, &store, &gc_args), 0);
     thread::sleep(Duration::from_millis(1100));
@@ -285,29 +292,32 @@ fn saves_and_restores_racing_gc_never_lose_a_committed_key() {
     let gc_runs = {
         let (work, store, stop) = (work.clone(), store.clone(), Arc::clone(&stop));
         thread::spawn(move || {
-            let mut runs = 0;
+            let (mut runs, mut deleted) = (0, 0);
             while !stop.load(Ordering::Relaxed) {
-                let args = ["gc", "--grace", "2s", "--max-unused", "3s"];
+                let args = ["gc", "--grace", "2s", "--max-unused", "3s", "--json"];
                 let output = chunkcache_on(&work, &store, &args).output().unwrap();
                 assert!(matches!(output.status.code(), Some(0 | 5)), "{}", stderr(&output));
+                let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+                deleted += report["deleted"].as_u64().unwrap();
                 runs += 1;
                 thread::sleep(Duration::from_millis(200));
             }
-            runs
+            (runs, deleted)
         })
     };
     let rounds: Vec<(u64, u64)> = savers.into_iter().map(|saver| saver.join().unwrap()).collect();
     stop.store(true, Ordering::Relaxed);
-    let gc_runs = gc_runs.join().unwrap();
-    eprintln!("race: saves (committed, refused) per worker {rounds:?}, {gc_runs} gc runs");
+    let (gc_runs, deleted) = gc_runs.join().unwrap();
+    eprintln!("race: saves (committed, refused) per worker {rounds:?}, {gc_runs} gc runs, {deleted} packs deleted");
     assert!(gc_runs >= 10 && rounds.iter().all(|r| r.0 >= 5), "{rounds:?} {gc_runs}");
+    assert!(deleted > 0, "GC deleted nothing while the saves ran: the race was not exercised");
 
     run(&mut chunkcache_on(&work, &store, &["verify", "--read-data"]), 0);
     let saved = saved.lock().unwrap();
     let mut restored = 0;
     for (key, expected) in saved.iter() {
         let out = dir.path().join(format!("check-{restored}"));
-        let code = chunkcache_on(&work, &store, &["restore", "--key", key]).arg(&out).status().unwrap().code();
+        let code = chunkcache_on(&work, &store, &["restore", "--key", key]).arg(&out).output().unwrap().status.code();
         match code {
             Some(0) => {
                 let name = key.trim_start_matches("race/").split('-').next().unwrap();
@@ -319,4 +329,38 @@ fn saves_and_restores_racing_gc_never_lose_a_committed_key() {
         }
     }
     assert!(restored > 0, "no key was left to check");
+}
+
+/// The same GC end to end on Azurite and moto: batch deletes, requests counted. Their
+/// last-modified times have one-second resolution, hence the longer waits.
+#[test]
+fn gc_end_to_end_on_azurite_and_moto() {
+    for remote in [Remote::azure(Azurite::start()), Remote::s3(Moto::start())] {
+        let dir = scratch();
+        let work = dir.path().join("work");
+        tree(&work.join("a"), 21, 8);
+        tree(&work.join("b"), 22, 8);
+        run(&mut remote.command(&work, &["save", "--key", "old/a", "--chunk-size", "64K", "a"]), 0);
+        run(&mut remote.command(&work, &["save", "--key", "keep/b", "b"]), 0);
+        thread::sleep(Duration::from_millis(2100));
+        let gc = |code| {
+            let args = ["gc", "--grace", "1s", "--max-unused", "1s", "--keep", "keep/*", "--json"];
+            let output = run(&mut remote.command(&work, &args), code);
+            serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+        };
+        let first = gc(0);
+        assert_eq!(first["expired"], 1, "{}: {first}", remote.name);
+        let condemned = first["condemned"].as_u64().unwrap();
+        assert!(condemned > 0, "{}: {first}", remote.name);
+        thread::sleep(Duration::from_millis(2100));
+        let second = gc(0);
+        assert_eq!(second["deleted"].as_u64(), Some(condemned), "{}: {second}", remote.name);
+        assert!(second["requests"]["delete"].as_u64().unwrap() >= 2 * condemned, "packs and markers: {second}");
+        eprintln!("{}: gc requests {}", remote.name, second["requests"]);
+        run(&mut remote.command(&work, &["verify", "--read-data"]), 0);
+        let out = dir.path().join("out");
+        run(remote.command(&work, &["restore", "--key", "keep/b"]).arg(&out), 0);
+        assert_same_tree(&snapshot(&out.join("b")), &snapshot(&work.join("b")));
+        run(remote.command(&work, &["restore", "--key", "old/a"]).arg(dir.path().join("gone")), 4);
+    }
 }

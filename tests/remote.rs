@@ -23,8 +23,8 @@ const CHUNK_SIZE: &str = "64K";
 const MAX_CHUNK: u64 = 256 * 1024;
 
 /// A running emulator and how the binary reaches it.
-struct Remote {
-    name: &'static str,
+pub(crate) struct Remote {
+    pub(crate) name: &'static str,
     /// Store URL, e.g. `az://cache/ci`.
     url: String,
     /// The only credential variables the binary sees.
@@ -33,7 +33,7 @@ struct Remote {
 }
 
 impl Remote {
-    fn azure(azurite: Azurite) -> Remote {
+    pub(crate) fn azure(azurite: Azurite) -> Remote {
         Remote {
             name: "azure",
             url: "az://cache/ci".into(),
@@ -46,7 +46,7 @@ impl Remote {
         }
     }
 
-    fn s3(moto: Moto) -> Remote {
+    pub(crate) fn s3(moto: Moto) -> Remote {
         create_bucket(&moto, "cache");
         Remote {
             name: "s3",
@@ -62,7 +62,7 @@ impl Remote {
     }
 
     /// `chunkcache ARGS… --store URL` in `cwd`, with this remote's credentials and no inherited ones.
-    fn command(&self, cwd: &Path, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, cwd: &Path, args: &[&str]) -> Command {
         let mut command = isolated(cwd);
         command.args(args).args(["--store", &self.url]).envs(self.env.iter().map(|(k, v)| (k, v)));
         command

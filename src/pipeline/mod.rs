@@ -1,4 +1,4 @@
-//! The pipelines: save and restore, each reading top to bottom as its pipeline, the chunk stage
+//! The pipelines: save, restore, gc and verify, each reading top to bottom as its pipeline, the chunk stage
 //! save (and later analyze) plug sinks into, the restore's reads of packs, and the progress interface they report to.
 
 pub mod chunk;

@@ -12,6 +12,9 @@
 //!                            the key's "last used", readable for all keys with one listing
 //! damaged/<64 hex>           empty marker: a restore found this pack missing or a chunk in it
 //!                            corrupt, so no save reuses chunks from it (they are uploaded again)
+//! gc/clock                   empty; GC writes it and reads its last-modified as the server's time
+//! gc/condemned/<run>.json    packs a GC run found unreferenced, with when (see gc.rs and
+//!                            pipeline/gc.rs); saves read these lists and reuse none of those packs
 //! ```
 //! Store format 1 kept one object per chunk under `chunks/`. A save to a format-1 store rewrites
 //! `chunkcache.json` to format 2 and saves into packs; its old manifests are refused with advice
@@ -21,9 +24,9 @@
 //! object name every backend stores as is live in [`crate::core::key`] (`p` → `manifests/p~`).
 //! All I/O goes through `object_store`, so local folders, memory, Azure, S3 and GCS share one
 //! code path. Pack uploads are create-if-absent puts of content-named objects, so concurrent
-//! savers never clobber each other and a pack, once written, never changes. No path lists the
-//! packs: a save learns what exists from parent manifests, and a restore reads the ranges its
-//! manifest names.
+//! savers never clobber each other and a pack, once written, never changes. Only GC and verify
+//! list the packs: a save learns what exists from parent manifests, and a restore reads the
+//! ranges its manifest names.
 //!
 //! Every backend is wrapped the same way, whatever it is ([`Store::with_retry`]):
 //!
