@@ -28,14 +28,19 @@
 //! use pack P (reused, or found present when uploading). P was not on any list S read. Deleting P
 //! needs a condemnation at some `t3` and a later run whose manifest listing is at least `t3 +
 //! grace`. If the condemnation was on a list S could not see, that list became visible after
-//! `tc`, and its times are read just before it is written: `t3 > tc − ε`, ε being one PUT. S
-//! commits before `tc + grace/2 < t3 + grace` (as long as ε < grace/2), so the deleting run's
+//! `tc`, and its times are read just before it is written: `t3 > tc − ε`, ε being one PUT plus
+//! the server clock's resolution (a second on Azure and S3). S commits before
+//! `tc + grace/2 < t3 + grace` (as long as ε < grace/2), so the deleting run's
 //! listing holds S's manifest, which references P: P is kept. A parent key expiring while S runs
 //! is the same case. Assumptions: one server clock per store; local clocks only measure
-//! durations (skew does not matter); a save longer than grace/2 refuses to commit; one PUT takes
-//! less than grace/2; listings are strongly consistent (Azure, S3, GCS and local folders are). A
+//! durations (skew does not matter); a save longer than grace/2 refuses to commit; ε is less
+//! than grace/2; listings are strongly consistent (Azure, S3, GCS and local folders are). A
 //! run asked for a shorter grace than the recorded one records it but uses the longer one, so
 //! saves that read the old grace stay safe during that run.
+//!
+//! Not covered: a restore slower than the grace whose key expires meanwhile fails naming the
+//! missing pack (never a half-written tree); a key saved again between the run's listing and its
+//! expiry delete loses that new save (a later miss, not a broken cache).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime};
