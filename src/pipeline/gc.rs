@@ -172,7 +172,12 @@ pub async fn gc(store: &Store, options: &GcOptions) -> Result<GcReport, GcError>
     let mut doomed = Vec::new();
     for (index, key) in keys.iter().enumerate() {
         if expired.contains(&index) {
-            doomed.extend(Store::key_objects(&key.key)?);
+            let [manifest, marker] = Store::key_objects(&key.key)?;
+            doomed.push(manifest);
+            // Most keys were never restored: no marker, no DELETE for it.
+            if used.contains_key(&key.key) {
+                doomed.push(marker);
+            }
             if options.dry_run {
                 report.expired_keys.push(key.key.clone());
             }
