@@ -208,10 +208,15 @@ pub async fn gc(store: &Store, options: &GcOptions) -> Result<GcReport, GcError>
     // 5. Sweep.
     let mut sweep = Sweep::new(now, report.grace_ms, chunks, condemned);
     let mut deletes = Vec::new();
+    // One listing, so that a deleted pack's damaged marker costs a DELETE only when there is one.
+    let damaged = store.damaged_packs().await?;
     let mut packs = store.list_packs();
     while let Some(pack) = packs.try_next().await? {
         if sweep.visit(pack) == Verdict::Delete && !options.dry_run {
-            deletes.extend([Store::pack_object(pack.id), Store::damaged_object(pack.id)]);
+            deletes.push(Store::pack_object(pack.id));
+            if damaged.contains(&pack.id) {
+                deletes.push(Store::damaged_object(pack.id));
+            }
             if deletes.len() >= DELETE_BATCH {
                 store.delete_objects(std::mem::take(&mut deletes)).await?;
             }
