@@ -11,7 +11,9 @@
 //! [`PACK_TARGET_BYTES`](crate::core::pack::PACK_TARGET_BYTES), at most [`PACKS_IN_FLIGHT`] at once. Memory is bounded by the queue and
 //! `(lanes + packs in flight) × pack size`, not by the size of the cache. The manifest is
 //! uploaded only after every pack it names is in the store: it is the commit point, so a save
-//! that fails or is killed leaves no manifest behind. [`save_dry_run`] runs the same pipeline
+//! that fails or is killed leaves no manifest behind. Before anything else it reads GC's condemned
+//! lists: it reuses no chunk of a condemned pack, names no new pack like one, and refuses to commit
+//! once half the store's GC grace has passed ([`crate::pipeline::gc`] has the protocol). [`save_dry_run`] runs the same pipeline
 //! with a packer that seals packs but uploads nothing, and stops before the manifest.
 
 use std::collections::{HashMap, HashSet};
@@ -112,11 +114,9 @@ pub enum SaveError {
     /// The save ran longer than half the store's GC grace period since it read the condemned
     /// lists: a concurrent GC may have deleted packs it reuses ([`crate::pipeline::gc`]).
     #[error(
-        "the save took {}s since it read GC's condemned lists, more than half the store's GC grace period of \
-         {}s, so packs it reuses may have been deleted by `chunkcache gc` meanwhile; nothing was committed: \
-         run the save again, or run gc with a longer --grace",
-        elapsed_ms / 1000,
-        grace_ms / 1000
+        "the save took {elapsed_ms} ms since it read GC's condemned lists, more than half the store's GC grace \
+         period of {grace_ms} ms, so `chunkcache gc` may have deleted packs it reuses meanwhile: run the save \
+         again, or run gc with a longer --grace"
     )]
     PastGcDeadline {
         /// Time since the lists were read.
