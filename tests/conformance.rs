@@ -95,7 +95,11 @@ async fn config_is_created_once_and_mismatches_are_refused(backend: &Backend) {
     let store = backend.open("config").await;
     assert_eq!(store.config().await.unwrap(), None, "{name}: a new store has no config");
     let created = store.config_or_init(None).await.unwrap();
-    assert_eq!(created, StoreConfig { format: STORE_FORMAT, chunker: ChunkerParams::default() }, "{name}");
+    assert_eq!(
+        created,
+        StoreConfig { format: STORE_FORMAT, chunker: ChunkerParams::default(), gc_grace_ms: None },
+        "{name}"
+    );
     assert_eq!(store.config().await.unwrap().as_ref(), Some(&created), "{name}");
     assert_eq!(store.config_or_init(None).await.unwrap(), created, "{name}");
     assert_eq!(store.config_or_init(Some(ChunkerParams::default())).await.unwrap(), created, "{name}");

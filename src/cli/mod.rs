@@ -14,11 +14,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use chunkcache::core::chunker::ChunkerParams;
+use chunkcache::core::gc::RetentionOptions;
 use chunkcache::core::manifest::Manifest;
 use chunkcache::core::time::now_ms;
 use chunkcache::fs::walk::WalkOptions;
+use chunkcache::pipeline::gc::{self, GcOptions};
 use chunkcache::pipeline::restore::{self, Outcome, RestoreOptions, RestoreTarget};
 use chunkcache::pipeline::save::{self, SaveOptions};
+use chunkcache::pipeline::verify::{self, VerifyOptions};
 use chunkcache::store::backend;
 use chunkcache::store::{ManifestInfo, Store};
 use clap::{Args, Parser, Subcommand};
@@ -36,6 +39,10 @@ pub const EXIT_ERROR: u8 = 1;
 const EXIT_FALLBACK_HIT: u8 = 3;
 /// Exit code of `restore` when nothing matched.
 const EXIT_MISS: u8 = 4;
+/// Exit code of `gc` when there was nothing to do.
+const EXIT_NOTHING_TO_DO: u8 = 5;
+/// Exit code of `verify` when a key would not restore.
+const EXIT_DAMAGED: u8 = 6;
 
 /// `--version`: the package version and the git commit it was built from (`unknown` when built
 /// outside a git checkout; see `build.rs`).
@@ -81,6 +88,20 @@ enum Command {
     /// would upload and a restore would fetch, against a tar.gz or tar.zst of the whole tree;
     /// the largest directories; requests; and a recommended chunk size.
     Analyze(analyze::AnalyzeArgs),
+    /// Expire old cache keys and delete packs no key references, safely while pipelines save
+    /// and restore (the operator's cron job).
+    ///
+    /// A pack is deleted only when no live manifest references it and an earlier run, at least
+    /// --grace ago, recorded it as unreferenced (lists under gc/ in the store). Saves longer than
+    /// half the grace refuse to commit, so the grace must be more than twice the longest save.
+    ///
+    /// Exit status: 0 something was done, 5 nothing to do, 1 error.
+    Gc(GcArgs),
+    /// Check that every cache would restore: the packs each manifest names exist, and with
+    /// --read-data that every chunk reads back and matches its BLAKE3.
+    ///
+    /// Exit status: 0 all sound, 6 damaged keys found (named on stdout), 1 error.
+    Verify(VerifyArgs),
     /// Run as a Drone/Harness plugin step: settings come from PLUGIN_* variables, as for
     /// meltwater/drone-cache (restore, rebuild, mount, cache_key, backend, account_name, …).
     ///
@@ -210,6 +231,42 @@ struct ShowArgs {
     key: String,
 }
 
+#[derive(Debug, Args)]
+struct GcArgs {
+    #[command(flatten)]
+    common: StoreArgs,
+    /// Expire keys neither saved nor restored for this long (e.g. 14d, 12h).
+    #[arg(long, value_name = "DURATION", value_parser = output::parse_duration)]
+    max_unused: Option<u64>,
+    /// Then expire least recently used keys until the rest fit in this size (each key counted at
+    /// its own stored size), e.g. 50G.
+    #[arg(long, value_name = "SIZE", value_parser = output::parse_size)]
+    max_size: Option<u64>,
+    /// Never expire keys matching this glob (repeatable; `*` stops at `/`, `**` crosses it).
+    #[arg(long, value_name = "GLOB")]
+    keep: Vec<String>,
+    /// How long a pack stays recorded as unreferenced before it is deleted; must be more than
+    /// twice the longest save. Recorded in the store; a shorter grace than the recorded one
+    /// takes effect from the next run.
+    #[arg(long, value_name = "DURATION", value_parser = output::parse_duration, default_value = "24h")]
+    grace: u64,
+    /// Report what would be expired and deleted (naming the keys) and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    common: StoreArgs,
+    /// Only keys matching this glob (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    key: Vec<String>,
+    /// Also read every referenced chunk and check its BLAKE3 (reads all the data).
+    #[arg(long)]
+    read_data: bool,
+}
+
 /// An error and its causes on one line, as `main` and the plugin print it.
 pub fn describe(err: &anyhow::Error) -> String {
     chunkcache::core::error::one_line(err.as_ref())
@@ -229,6 +286,8 @@ pub fn run(cli: Cli, env: &BTreeMap<String, String>) -> Result<ExitCode> {
             Command::List(args) => run_list(args, env).await,
             Command::Show(args) => run_show(args, env).await,
             Command::Analyze(args) => analyze::run(args).await,
+            Command::Gc(args) => run_gc(args, env).await,
+            Command::Verify(args) => run_verify(args, env).await,
             Command::Plugin => plugin::run(env).await,
             Command::PluginKey(args) => plugin::print_key(env, args.epoch),
         }
@@ -491,5 +550,61 @@ async fn run_show(args: ShowArgs, env: &BTreeMap<String, String>) -> Result<Exit
         human_bytes(summary.bytes),
         output::count(summary.chunks, "chunk")
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_gc(args: GcArgs, env: &BTreeMap<String, String>) -> Result<ExitCode> {
+    let store = open_store(&resolve_config(&args.common, None, env, false)?).await?;
+    let options = GcOptions {
+        retention: RetentionOptions { max_unused_ms: args.max_unused, max_size: args.max_size },
+        keep: output::flag_glob_set("--keep", &args.keep)?.unwrap_or_default(),
+        grace_ms: args.grace,
+        dry_run: args.dry_run,
+    };
+    let report = gc::gc(&store, &options).await?;
+    if args.common.json {
+        print_json(&report)?;
+    } else {
+        for key in &report.expired_keys {
+            println!("would expire\t{key}");
+        }
+    }
+    eprintln!("{}", output::gc_summary(&report, store.description()));
+    Ok(if report.nothing_to_do { ExitCode::from(EXIT_NOTHING_TO_DO) } else { ExitCode::SUCCESS })
+}
+
+async fn run_verify(args: VerifyArgs, env: &BTreeMap<String, String>) -> Result<ExitCode> {
+    let store = open_store(&resolve_config(&args.common, None, env, false)?).await?;
+    let options = VerifyOptions { keys: output::flag_glob_set("--key", &args.key)?, read_data: args.read_data };
+    let report = verify::verify(&store, &options).await?;
+    if args.common.json {
+        print_json(&report)?;
+    } else {
+        for damaged in &report.damaged {
+            let mut problems: Vec<String> = damaged.manifest_error.iter().cloned().collect();
+            problems.extend(damaged.missing_packs.iter().map(|pack| format!("missing pack {pack}")));
+            problems
+                .extend(damaged.corrupt_chunks.iter().map(|c| format!("corrupt chunk {} in pack {}", c.chunk, c.pack)));
+            println!("{}\t{}", damaged.key, problems.join("; "));
+        }
+    }
+    eprintln!(
+        "verify: {} checked, {} damaged, {} in the store{}; {:.1}s",
+        output::count(report.keys, "key"),
+        report.damaged.len(),
+        output::count(report.packs, "pack"),
+        if args.read_data {
+            format!(", {} read and verified", output::count(report.chunks_verified, "chunk"))
+        } else {
+            String::new()
+        },
+        report.elapsed_ms as f64 / 1000.0
+    );
+    if !report.damaged.is_empty() {
+        eprintln!(
+            "damaged keys do not restore: save them again (a save uploads what is missing) or let gc expire them"
+        );
+        return Ok(ExitCode::from(EXIT_DAMAGED));
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -95,8 +95,32 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     digits.parse::<u64>().map(|n| n << shift).map_err(|_| format!("{text:?} is not a size like 1M, 512K or 1048576"))
 }
 
+/// Parses `90s`, `30m`, `12h`, `7d`, `500ms` or a number of seconds, into milliseconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let scale = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => 0,
+    };
+    match digits.parse::<u64>() {
+        Ok(n) if scale > 0 => n.checked_mul(scale).ok_or_else(|| format!("{text:?} is too long a duration")),
+        _ => Err(format!("{text:?} is not a duration like 90s, 30m, 12h or 7d")),
+    }
+}
+
 /// Compiles `--exclude` globs.
 pub fn glob_set(patterns: &[String]) -> Result<Option<globset::GlobSet>> {
+    flag_glob_set("--exclude", patterns)
+}
+
+/// Compiles the globs of `flag` (`*` stops at `/`, `**` crosses it).
+pub fn flag_glob_set(flag: &str, patterns: &[String]) -> Result<Option<globset::GlobSet>> {
     if patterns.is_empty() {
         return Ok(None);
     }
@@ -106,7 +130,7 @@ pub fn glob_set(patterns: &[String]) -> Result<Option<globset::GlobSet>> {
             globset::GlobBuilder::new(pattern)
                 .literal_separator(true)
                 .build()
-                .with_context(|| format!("--exclude {pattern:?} is not a valid glob"))?,
+                .with_context(|| format!("{flag} {pattern:?} is not a valid glob"))?,
         );
     }
     Ok(Some(builder.build()?))
@@ -245,6 +269,35 @@ pub fn print_warnings(warnings: &[String]) {
 pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// The one line a GC run ends with.
+pub fn gc_summary(report: &chunkcache::pipeline::gc::GcReport, store: &str) -> String {
+    let requests = &report.requests;
+    format!(
+        "gc{}: {} of {} expired; packs: {} condemned, {} revived, {} deleted ({} reclaimed), {} pending; \
+         store {} -> {} ({} wasted in live packs); requests: {} list, {} get, {} put, {} head, {} delete; \
+         {:.1}s, {}{}",
+        if report.dry_run { " (dry run, nothing changed)" } else { "" },
+        count(report.expired, "key"),
+        report.keys,
+        report.sweep.condemned,
+        report.sweep.revived,
+        report.sweep.deleted,
+        human_bytes(report.bytes_reclaimed),
+        report.condemned_total,
+        human_bytes(report.store_bytes_before),
+        human_bytes(report.store_bytes_after),
+        human_bytes(report.sweep.waste_bytes),
+        requests.list,
+        requests.get,
+        requests.put,
+        requests.head,
+        requests.delete,
+        report.elapsed_ms as f64 / 1000.0,
+        store,
+        if report.nothing_to_do { "; nothing to do" } else { "" },
+    )
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 pub mod chunker;
 pub mod codec;
 pub mod error;
+pub mod gc;
 pub mod id;
 pub mod key;
 pub mod manifest;

@@ -11,7 +11,9 @@
 //! [`PACK_TARGET_BYTES`](crate::core::pack::PACK_TARGET_BYTES), at most [`PACKS_IN_FLIGHT`] at once. Memory is bounded by the queue and
 //! `(lanes + packs in flight) × pack size`, not by the size of the cache. The manifest is
 //! uploaded only after every pack it names is in the store: it is the commit point, so a save
-//! that fails or is killed leaves no manifest behind. [`save_dry_run`] runs the same pipeline
+//! that fails or is killed leaves no manifest behind. Before anything else it reads GC's condemned
+//! lists: it reuses no chunk of a condemned pack, names no new pack like one, and refuses to commit
+//! once half the store's GC grace has passed ([`crate::pipeline::gc`] has the protocol). [`save_dry_run`] runs the same pipeline
 //! with a packer that seals packs but uploads nothing, and stops before the manifest.
 
 use std::collections::{HashMap, HashSet};
@@ -24,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::core::chunker::ChunkerParams;
+use crate::core::gc::DEFAULT_GRACE_MS;
 use crate::core::id::{ChunkId, PackId};
 use crate::core::manifest::{ChunkRef, Entry, EntryKind, Manifest, ManifestSummary, Mount, validate_mounts};
 use crate::core::pack::PackBuilder;
@@ -108,6 +111,19 @@ pub enum SaveError {
         /// The rule the manifest would break.
         reason: String,
     },
+    /// The save ran longer than half the store's GC grace period since it read the condemned
+    /// lists: a concurrent GC may have deleted packs it reuses ([`crate::pipeline::gc`]).
+    #[error(
+        "the save took {elapsed_ms} ms since it read GC's condemned lists, more than half the store's GC grace \
+         period of {grace_ms} ms, so `chunkcache gc` may have deleted packs it reuses meanwhile: run the save \
+         again, or run gc with a longer --grace"
+    )]
+    PastGcDeadline {
+        /// Time since the lists were read.
+        elapsed_ms: u64,
+        /// The store's grace.
+        grace_ms: u64,
+    },
     /// The paths to save cannot be recorded; refused before any work.
     #[error(
         "cannot save these paths: {reason}; name each folder once, without `..` (use an absolute path \
@@ -177,23 +193,37 @@ async fn run(
     }
     // A store without a config was never saved to: it holds no chunks and no damaged markers (a
     // dry run then lists nothing, so a container no save created yet is no error).
-    let (params, never_saved_to) = match mode {
-        Mode::Upload => (store.config_or_init(options.chunker).await?.chunker, false),
-        Mode::DryRun => chunker_without_init(store, options.chunker).await?,
+    let (params, never_saved_to, grace_ms) = match mode {
+        Mode::Upload => {
+            let config = store.config_or_init(options.chunker).await?;
+            (config.chunker, false, config.gc_grace_ms.unwrap_or(DEFAULT_GRACE_MS))
+        }
+        Mode::DryRun => {
+            let (params, never_saved_to) = chunker_without_init(store, options.chunker).await?;
+            (params, never_saved_to, DEFAULT_GRACE_MS)
+        }
+    };
+    // GC's condemned packs are not reused, and the commit must come before half the grace has
+    // passed since they were read: the GC protocol (crate::pipeline::gc) needs both.
+    let lists_read = Instant::now();
+    let condemned: HashSet<PackId> = if never_saved_to {
+        HashSet::new()
+    } else {
+        store.condemned_lists().await?.iter().flat_map(|(_, list)| list.packs.iter().map(|pack| pack.id)).collect()
     };
 
     let mounts: Vec<PathBuf> = options.mounts.iter().map(|m| options.root.join(m)).collect();
     let walk_options = options.walk.clone();
     let scan = tokio::task::spawn_blocking(move || walk::scan(&mounts, &walk_options));
-    let Known { chunks: known, parents, damaged } =
-        if never_saved_to { Known::default() } else { known_chunks(store, options).await? };
+    let Known { chunks: known, parents, damaged, .. } =
+        if never_saved_to { Known::default() } else { known_chunks(store, options, &condemned).await? };
     let scan = scan.await.expect("scan task panicked")?;
 
     let stage = ChunkStageOptions { encode_level: Some(options.compression_level) };
     progress.phase("saving", chunk::content_bytes(&scan.entries));
     let stored_lens = known.iter().map(|(&id, location)| (id, location.stored_len)).collect();
     let (sender, receiver) = mpsc::channel(QUEUED_CHUNKS);
-    let packer = tokio::spawn(pack_all(store.clone(), receiver, mode));
+    let packer = tokio::spawn(pack_all(store.clone(), receiver, mode, condemned));
     let pack = |chunk: NewChunk<'_>| {
         let object = chunk.object.expect("the stage encodes when asked to");
         // Each lane packs a contiguous part of the stream, so its packs hold the stream in order.
@@ -218,6 +248,10 @@ async fn run(
     manifest.validate().map_err(|reason| SaveError::Invalid { reason })?;
     let summary = manifest.summary();
     if mode == Mode::Upload {
+        let elapsed_ms = lists_read.elapsed().as_millis() as u64;
+        if elapsed_ms > grace_ms / 2 {
+            return Err(SaveError::PastGcDeadline { elapsed_ms, grace_ms });
+        }
         store.put_manifest(&options.key, manifest.encode()).await?;
         for pack in packed.packs.iter().filter(|pack| damaged.contains(pack)) {
             // Written whole again just now. Best effort: a marker left behind only costs a later
@@ -293,15 +327,18 @@ struct Known {
     parents: Vec<String>,
     /// Packs a restore found damaged (their chunks are not in `chunks`).
     damaged: HashSet<PackId>,
+    /// Packs GC condemned (their chunks are not in `chunks` either).
+    condemned: HashSet<PackId>,
 }
 
 /// Chunks the store is known to hold, and the keys that said so. Read from parent manifests,
 /// never from a listing of chunks: the key's previous save, the newest cache under each of
 /// `parent_prefixes`, and, when those found nothing, the newest cache in the key's folder (the
 /// keys sharing its text up to the last `/`, or every key). Chunks in packs a restore found
-/// damaged are left out, so they are uploaded again. A damaged parent manifest is skipped.
-async fn known_chunks(store: &Store, options: &SaveOptions) -> Result<Known, SaveError> {
-    let mut known = Known { damaged: store.damaged_packs().await?, ..Known::default() };
+/// damaged, or that GC condemned (`condemned`), are left out, so they are uploaded again. A
+/// damaged parent manifest is skipped.
+async fn known_chunks(store: &Store, options: &SaveOptions, condemned: &HashSet<PackId>) -> Result<Known, SaveError> {
+    let mut known = Known { damaged: store.damaged_packs().await?, condemned: condemned.clone(), ..Known::default() };
     learn_from(store, &options.key, &mut known).await?;
     for prefix in &options.parent_prefixes {
         if known.parents.len() >= MAX_PARENTS {
@@ -330,7 +367,7 @@ async fn learn_from(store: &Store, key: &str, known: &mut Known) -> Result<(), S
     let Ok(parent) = Manifest::decode(key, &bytes) else { return Ok(()) };
     for chunk in &parent.chunks {
         let pack = parent.packs[chunk.pack as usize];
-        if !known.damaged.contains(&pack) {
+        if !known.damaged.contains(&pack) && !known.condemned.contains(&pack) {
             let location = Location { pack, offset: chunk.offset, stored_len: chunk.stored_len };
             known.chunks.entry(chunk.id).or_insert(location);
         }
@@ -360,11 +397,12 @@ struct Packed {
 
 /// Appends each new chunk object to its lane's open pack; seals a pack when it is full and
 /// uploads it (unless dry-running), [`PACKS_IN_FLIGHT`] at a time; seals and uploads the
-/// partly filled packs at the end.
+/// partly filled packs at the end. No pack is named like a `condemned` one ([`seal`]).
 async fn pack_all(
     store: Store,
     mut receiver: mpsc::Receiver<(usize, ChunkId, Vec<u8>)>,
     mode: Mode,
+    condemned: HashSet<PackId>,
 ) -> Result<Packed, StoreError> {
     let mut packed = Packed::default();
     let mut open: Vec<PackBuilder> = (0..LANES).map(|_| PackBuilder::new()).collect();
@@ -377,14 +415,14 @@ async fn pack_all(
         pending[lane].push((id, offset, object.len() as u32));
         if open[lane].is_full() {
             let builder = std::mem::take(&mut open[lane]);
-            let (pack, bytes) = seal(builder, &mut packed, &mut pending[lane]);
+            let (pack, bytes) = seal(builder, &mut packed, &mut pending[lane], &condemned);
             upload(&store, &mut uploads, pack, bytes, mode).await?;
         }
     }
     for lane in 0..LANES {
         if !open[lane].is_empty() {
             let builder = std::mem::take(&mut open[lane]);
-            let (pack, bytes) = seal(builder, &mut packed, &mut pending[lane]);
+            let (pack, bytes) = seal(builder, &mut packed, &mut pending[lane], &condemned);
             upload(&store, &mut uploads, pack, bytes, mode).await?;
         }
     }
@@ -395,8 +433,28 @@ async fn pack_all(
 }
 
 /// Seals a pack and records where its chunks (`pending`, emptied) lie.
-fn seal(builder: PackBuilder, packed: &mut Packed, pending: &mut Vec<(ChunkId, u32, u32)>) -> (PackId, Bytes) {
-    let (id, bytes) = builder.finish();
+///
+/// Packs are named by their content, so a save can build a pack GC condemned (the same chunks
+/// saved again). Uploading it would find the condemned object there and leave it as it is, and
+/// GC could delete it under this save's manifest. Such a pack gets its first chunk object again
+/// at its end, until its name is on no condemned list: the copy is never referenced, and the
+/// pack is new.
+fn seal(
+    builder: PackBuilder,
+    packed: &mut Packed,
+    pending: &mut Vec<(ChunkId, u32, u32)>,
+    condemned: &HashSet<PackId>,
+) -> (PackId, Bytes) {
+    let (mut id, mut bytes) = builder.finish();
+    let mut copies = 0;
+    while condemned.contains(&id) {
+        copies += 1;
+        let mut renamed = PackBuilder::new();
+        for &(chunk, offset, len) in pending.iter().chain(std::iter::repeat_n(&pending[0], copies)) {
+            renamed.push(chunk, &bytes[offset as usize..(offset + len) as usize]);
+        }
+        (id, bytes) = renamed.finish();
+    }
     let index = packed.packs.len();
     packed.packs.push(id);
     for (chunk, offset, len) in pending.drain(..) {

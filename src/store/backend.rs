@@ -522,7 +522,8 @@ fn open_local(url: &str, path: &Path, options: &BackendOptions) -> Result<Store,
         return Err(BackendError::Missing { url: url.to_string(), path });
     }
     let backend = LocalFileSystem::new_with_prefix(&path).map_err(|e| local(std::io::Error::other(e)))?;
-    Ok(Store::with_retry(Arc::new(backend), format!("file://{}", path.display()), options.retry_policy()))
+    let store = Store::with_retry(Arc::new(backend), format!("file://{}", path.display()), options.retry_policy());
+    Ok(store.with_local_root(path))
 }
 
 /// The HTTP client settings of every remote backend. `object_store`'s own retries are off: every

@@ -12,6 +12,9 @@
 //!                            the key's "last used", readable for all keys with one listing
 //! damaged/<64 hex>           empty marker: a restore found this pack missing or a chunk in it
 //!                            corrupt, so no save reuses chunks from it (they are uploaded again)
+//! gc/clock                   empty; GC writes it and reads its last-modified as the server's time
+//! gc/condemned/<run>.json    packs a GC run found unreferenced, with when (see gc.rs and
+//!                            pipeline/gc.rs); saves read these lists and reuse none of those packs
 //! ```
 //! Store format 1 kept one object per chunk under `chunks/`. A save to a format-1 store rewrites
 //! `chunkcache.json` to format 2 and saves into packs; its old manifests are refused with advice
@@ -21,9 +24,9 @@
 //! object name every backend stores as is live in [`crate::core::key`] (`p` → `manifests/p~`).
 //! All I/O goes through `object_store`, so local folders, memory, Azure, S3 and GCS share one
 //! code path. Pack uploads are create-if-absent puts of content-named objects, so concurrent
-//! savers never clobber each other and a pack, once written, never changes. No path lists the
-//! packs: a save learns what exists from parent manifests, and a restore reads the ranges its
-//! manifest names.
+//! savers never clobber each other and a pack, once written, never changes. Only GC and verify
+//! list the packs: a save learns what exists from parent manifests, and a restore reads the
+//! ranges its manifest names.
 //!
 //! Every backend is wrapped the same way, whatever it is ([`Store::with_retry`]):
 //!
@@ -38,6 +41,7 @@
 pub mod azure_admin;
 pub mod backend;
 pub mod counting;
+pub mod gc;
 pub mod retry;
 
 use std::fmt;
@@ -72,6 +76,10 @@ pub struct StoreConfig {
     pub format: u16,
     /// The chunker every writer of this store must use.
     pub chunker: ChunkerParams,
+    /// The GC grace period in ms, recorded by the first `chunkcache gc` run (absent before):
+    /// a save refuses to commit once half of it has passed since it read the condemned lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc_grace_ms: Option<u64>,
 }
 
 /// A store operation that failed.
@@ -280,6 +288,8 @@ pub struct Store {
     objects: Arc<dyn ObjectStore>,
     description: String,
     requests: Arc<RequestCounts>,
+    /// The folder of a `file://` store, where GC sweeps staging files the listing hides.
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl Store {
@@ -295,7 +305,22 @@ impl Store {
         let counted = CountingStore::new(backend);
         let requests = counted.counts();
         let counted = Arc::new(counted);
-        Self { objects: Arc::new(RetryStore::new(counted, policy)), description: description.into(), requests }
+        Self {
+            objects: Arc::new(RetryStore::new(counted, policy)),
+            description: description.into(),
+            requests,
+            local_root: None,
+        }
+    }
+
+    /// Records that the store is the local folder `root` (see [`Store::local_root`]).
+    pub fn with_local_root(self, root: std::path::PathBuf) -> Self {
+        Self { local_root: Some(root), ..self }
+    }
+
+    /// The folder of a `file://` store; `None` for other backends.
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        self.local_root.as_deref()
     }
 
     /// How the store is named in messages.
@@ -391,7 +416,8 @@ impl Store {
             }
             Some(config) => config,
             None => {
-                let fresh = StoreConfig { format: STORE_FORMAT, chunker: requested.unwrap_or_default() };
+                let fresh =
+                    StoreConfig { format: STORE_FORMAT, chunker: requested.unwrap_or_default(), gc_grace_ms: None };
                 let json = serde_json::to_vec_pretty(&fresh).expect("config serializes");
                 if self.put(&Path::from(CONFIG_PATH), json.into(), true).await? {
                     fresh
