@@ -13,9 +13,10 @@ use crate::support::servers::Azurite;
 use crate::util::{chunkcache, chunkcache_on, noise, on_store, run, run_json, scratch, snapshot, stderr};
 
 /// The counts a dry run must predict.
-fn counts(report: &serde_json::Value) -> [&serde_json::Value; 8] {
-    ["new_chunks", "new_packs", "new_bytes", "new_stored_bytes", "unique_chunks", "chunks", "bytes", "files"]
-        .map(|f| &report[f])
+/// The figures a dry run predicts exactly. Not `new_packs`: a chunk that occurs twice is packed
+/// by whichever part of the stream met it first, so a save may write one pack more or less.
+fn counts(report: &serde_json::Value) -> [&serde_json::Value; 7] {
+    ["new_chunks", "new_bytes", "new_stored_bytes", "unique_chunks", "chunks", "bytes", "files"].map(|f| &report[f])
 }
 
 fn dry_run(work: &Path, store: &Path, args: &[&str]) -> serde_json::Value {
