@@ -291,7 +291,7 @@ pub enum AnalyzeError {
 /// per run of neighbouring chunks of one pack, runs less than [`RANGE_GAP_BYTES`] apart
 /// fetched together. So requests follow the packs touched, not the chunks. The model packs the
 /// stream in one lane and does not split reads longer than [`crate::pipeline::fetch::MAX_RANGE`]:
-/// a save writes up to four partly filled packs more, and a cold restore makes a read per 8 MiB.
+/// a save writes up to two partly filled packs more, and a cold restore makes a read per 8 MiB.
 #[derive(Debug, Default)]
 pub struct PackModel {
     /// Where each stored chunk lies: pack number, offset in it, stored length.
@@ -846,9 +846,13 @@ mod tests {
         assert_eq!(packs.save((15..25).map(|n| chunk(n, mib))), 1);
         let id = |n: u8| ChunkId::of(&[n]);
         assert_eq!(packs.ranged_gets((0..20).map(id)), 2, "a whole pack is one GET");
-        assert_eq!(packs.ranged_gets([0, 2].map(id)), 1, "a gap of 1 MiB is read through");
-        assert_eq!(packs.ranged_gets([0, 3].map(id)), 2, "a gap of 2 MiB is not");
         assert_eq!(packs.ranged_gets([15, 16, 20].map(id)), 3, "one run per pack");
+        // Chunks as long as the read gap: a gap of one is read through, of two is not.
+        let gap = RANGE_GAP_BYTES as u32;
+        let mut packs = PackModel::default();
+        packs.save((0..4).map(|n| chunk(n, gap)));
+        assert_eq!(packs.ranged_gets([0, 2].map(id)), 1, "a gap of one chunk is read through");
+        assert_eq!(packs.ranged_gets([0, 3].map(id)), 2, "a gap of two is not");
     }
 
     #[test]

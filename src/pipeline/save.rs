@@ -300,7 +300,7 @@ async fn chunker_without_init(
 /// apart, so a pack holds a run of the stream in order (the chunk stage works on several parts
 /// at once) and which pack a chunk lands in does not depend on thread timing. More lanes cost
 /// memory (a pack each) and a partly filled pack each per save.
-const LANES: usize = 4;
+const LANES: usize = 2;
 /// Sealed packs uploading at once. Each holds a pack in memory; per-request costs are what
 /// packs amortise, so a few large uploads in flight keep a link busy.
 pub const PACKS_IN_FLIGHT: usize = 4;
