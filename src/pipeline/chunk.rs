@@ -28,11 +28,6 @@ pub struct NewChunk<'a> {
     pub data: &'a [u8],
     /// The stored object ([`codec::encode`]), when the stage was asked to encode.
     pub object: Option<Vec<u8>>,
-    /// Where in the stream it was found: its segment's index, of `segments` in all (segments
-    /// are chunked in parallel, so chunks arrive out of stream order; this tells the order).
-    pub segment: usize,
-    /// How many segments the stream has.
-    pub segments: usize,
 }
 
 /// Receives each new chunk once, from any rayon thread.
@@ -135,11 +130,7 @@ pub fn chunk_files(
     let claims = Mutex::new(known);
     let chunked = segments
         .par_iter()
-        .enumerate()
-        .map(|(index, range)| {
-            let segment = Segment { scan, files: &files[range.clone()], index, of: segments.len() };
-            chunk_segment(segment, params, options, &claims, sink, progress)
-        })
+        .map(|range| chunk_segment(scan, &files[range.clone()], params, options, &claims, sink, progress))
         .collect::<Result<Vec<_>, _>>()?;
     let stored_lengths = claims.into_inner().unwrap();
     let stored =
@@ -156,16 +147,9 @@ struct SegmentChunks {
     new: Vec<(ChunkId, u32)>,
 }
 
-/// One segment's files, and where the segment lies in the stream.
-struct Segment<'a> {
-    scan: &'a Scan,
-    files: &'a [&'a ScannedEntry],
-    index: usize,
-    of: usize,
-}
-
 fn chunk_segment(
-    Segment { scan, files, index: segment, of: segments }: Segment<'_>,
+    scan: &Scan,
+    files: &[&ScannedEntry],
     params: &ChunkerParams,
     options: ChunkStageOptions,
     claims: &Mutex<HashMap<ChunkId, u32>>,
@@ -187,7 +171,7 @@ fn chunk_segment(
                     claims.lock().unwrap().insert(id, object.len() as u32);
                 }
                 out.new.push((id, len));
-                if !sink.accept(NewChunk { id, data, object, segment, segments }) {
+                if !sink.accept(NewChunk { id, data, object }) {
                     return Err(ChunkingStopped::SinkStopped);
                 }
             }

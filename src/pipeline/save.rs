@@ -6,8 +6,8 @@
 //! prefix, else the newest cache in the key's folder), never by listing chunks. CPU work
 //! (reading, chunking, hashing, compressing) is the chunk stage ([`crate::pipeline::chunk`]), on
 //! rayon, one segment per task. Each new chunk object goes through a bounded channel to the
-//! packer, which appends it to the open pack of its part of the stream ([`LANES`]: so a pack
-//! holds a run of the stream in order, and a restore reads it in order) and uploads every pack that reaches
+//! packer, which appends it to the open pack of the thread that chunked it ([`LANES`]: so a
+//! pack holds runs of the stream in order, and a restore reads it in order) and uploads every pack that reaches
 //! [`PACK_TARGET_BYTES`](crate::core::pack::PACK_TARGET_BYTES), at most [`PACKS_IN_FLIGHT`] at once. Memory is bounded by the queue and
 //! `(lanes + packs in flight) × pack size`, not by the size of the cache. The manifest is
 //! uploaded only after every pack it names is in the store: it is the commit point, so a save
@@ -226,8 +226,9 @@ async fn run(
     let packer = tokio::spawn(pack_all(store.clone(), receiver, mode, condemned));
     let pack = |chunk: NewChunk<'_>| {
         let object = chunk.object.expect("the stage encodes when asked to");
-        // Each lane packs a contiguous part of the stream, so its packs hold the stream in order.
-        let lane = chunk.segment * LANES / chunk.segments.max(1);
+        // Each chunk-stage thread fills its own pack: a thread chunks its segments in stream
+        // order, so its packs hold runs of the stream in order.
+        let lane = rayon::current_thread_index().unwrap_or(0) % LANES;
         // A failed send means the packer stopped; its error is the one reported.
         sender.blocking_send((lane, chunk.id, object)).is_ok()
     };
@@ -296,11 +297,13 @@ async fn chunker_without_init(
     }
 }
 
-/// Open packs: the stream is split into this many contiguous parts by segment, each packed
-/// apart, so a pack holds a run of the stream in order (the chunk stage works on several parts
-/// at once) and which pack a chunk lands in does not depend on thread timing. More lanes cost
-/// memory (a pack each) and a partly filled pack each per save.
-const LANES: usize = 2;
+/// Open packs, one per chunk-stage thread up to this many (threads beyond share them). A
+/// thread chunks its segments in stream order, so each pack holds a few long runs of the stream
+/// in order and a cold restore reads it almost sequentially. Packing by part of the stream
+/// instead (deterministic, but two threads then fill one pack in alternation) made a cold
+/// restore of 2 GiB drop and re-read 500 of 7,108 chunks (810 ranged reads instead of about 230).
+/// More lanes cost memory (a pack each) and a partly filled pack each per save.
+const LANES: usize = 4;
 /// Sealed packs uploading at once. Each holds a pack in memory; per-request costs are what
 /// packs amortise, so a few large uploads in flight keep a link busy.
 pub const PACKS_IN_FLIGHT: usize = 4;

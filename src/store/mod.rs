@@ -630,7 +630,11 @@ fn decode_range(bytes: &Bytes, start: u32, chunks: &[(ChunkId, u32, u32)]) -> Re
                     reason: format!("its pack is cut short ({} of {} bytes read)", bytes.len(), to),
                 });
             }
-            codec::decode(id, bytes.slice(from..to))
+            let raw = codec::decode(id, bytes.slice(from..to))?;
+            // A chunk stored raw comes back as a slice of the whole range: copy it out, so that
+            // a chunk kept for later does not keep the range's buffer (up to 8 MiB) alive.
+            let inside = bytes.as_ptr_range().contains(&raw.as_ptr());
+            Ok(if inside { Bytes::copy_from_slice(&raw) } else { raw })
         })
         .collect()
 }
