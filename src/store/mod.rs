@@ -694,13 +694,12 @@ fn pack_path(id: PackId) -> Path {
     Path::from(format!("packs/{}/{hex}", &hex[..2]))
 }
 
-/// A ranged read that starts past the end of the object (HTTP 416, or the local store's
-/// "out of range" error).
+/// A ranged read that starts past the end of the object: HTTP 416 (Azure and S3 name it
+/// `InvalidRange`), or the local and memory stores' `StartTooLarge`. Matched on those names, not
+/// on a bare "416", which a pack's hex name in the same message may contain.
 fn is_range_not_satisfiable(error: &object_store::Error) -> bool {
     let text = format!("{error:?}");
-    ["InvalidRange", "StartTooLarge", "416", "Range Not Satisfiable", "out of range", "OutOfRange"]
-        .iter()
-        .any(|needle| text.contains(needle))
+    ["InvalidRange", "StartTooLarge", "Range Not Satisfiable"].iter().any(|needle| text.contains(needle))
 }
 
 /// Checks a cache key against the one rule every backend shares and returns its object path
