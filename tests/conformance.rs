@@ -600,10 +600,11 @@ async fn azure_missing_container_is_named() {
     let store = backend::open("az://missing/ci", &options).await.unwrap();
     let message = fails_fast("azure save, missing container", store.config_or_init(None)).await;
     assert!(message.contains("\"missing\"") && message.contains("does not exist"), "{message}");
-    // Reads see an empty store: a restore from a container nothing was saved to is a miss.
-    assert_eq!(store.get_manifest("k").await.unwrap(), None);
-    assert!(store.list_manifests("").await.unwrap().is_empty());
-    assert!(!store.has_manifest("k").await.unwrap());
+    // Reads name the missing container too: a typo must not look like a cold cache.
+    let message = fails_fast("azure get, missing container", store.get_manifest("k")).await;
+    assert!(message.contains("\"missing\"") && message.contains("does not exist"), "{message}");
+    let message = fails_fast("azure list, missing container", store.list_manifests("")).await;
+    assert!(message.contains("\"missing\"") && message.contains("check the store URL"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -644,7 +645,7 @@ async fn s3_missing_bucket_is_named() {
     let store = backend::open("s3://missing/ci", &s3_options(&moto)).await.unwrap();
     let message = fails_fast("s3 save, missing bucket", store.config_or_init(None)).await;
     assert!(message.contains("\"missing\"") && message.contains("does not exist"), "{message}");
-    // A restore's first read sees no manifest: the exact key is a miss.
-    assert_eq!(store.get_manifest("k").await.unwrap(), None);
-    assert!(!store.has_manifest("k").await.unwrap());
+    // A restore's first read names the missing bucket: a typo must not look like a cold cache.
+    let message = fails_fast("s3 get, missing bucket", store.get_manifest("k")).await;
+    assert!(message.contains("\"missing\"") && message.contains("check the store URL"), "{message}");
 }

@@ -202,9 +202,10 @@ async fn the_harness_azure_page_works_as_written() {
     assert_same_tree(&snapshot(&ws.gradle.join("caches")), &gen1_tree);
 }
 
-#[test]
-fn secrets_never_appear_even_with_debug_and_exit_code_fails_a_miss() {
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_never_appear_even_with_debug_and_exit_code_fails_a_miss() {
     let azurite = Azurite::start();
+    store(&azurite).await; // creates the container: a miss, not a missing store
     let ws = Workspace::new();
     ws.set_build_gradle("x");
     let run = ws.step(&azurite, "PLUGIN_RESTORE", &[("PLUGIN_DEBUG", "true"), ("PLUGIN_EXIT_CODE", "true")]);

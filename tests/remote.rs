@@ -433,3 +433,74 @@ fn azure_sas_token_without_key() {
     assert!(message.contains("the store refused the credentials"), "{message}");
     assert!(!dir.path().join("out-forged").exists(), "a failed restore created its destination");
 }
+
+/// A typo in a remote store URL never looks like a cold cache: read-only commands on a container
+/// or bucket that does not exist fail naming the store and say how to create it, and create nothing.
+fn read_only_commands_on_a_missing_bucket_fail_naming_it(mut remote: Remote) {
+    remote.url = remote.url.replace("cache", "cahce");
+    let dir = scratch();
+    let work = dir.path().join("work");
+    fs::create_dir_all(&work).unwrap();
+    for args in [&["list"][..], &["show", "--key", "k"], &["restore", "--key", "k", "out"], &["verify"], &["gc"]] {
+        let output = run(&mut remote.command(&work, args), 1);
+        let message = stderr(&output);
+        assert!(
+            message.contains("cahce") && message.contains("does not exist"),
+            "{}: {args:?}: {message}",
+            remote.name
+        );
+        assert!(message.contains("check the store URL"), "{}: {args:?}: {message}", remote.name);
+        assert!(!message.contains("cache miss"), "{}: {args:?}: a typo is not a miss: {message}", remote.name);
+        assert_eq!(message.trim().lines().count(), 1, "{}: {args:?}: one line: {message}", remote.name);
+        assert!(!work.join("out").exists(), "{}: {args:?}", remote.name);
+    }
+    // Nothing was created: listing still fails (an Azure container, if created, would list empty).
+    run(&mut remote.command(&work, &["list"]), 1);
+}
+
+#[test]
+fn azure_read_only_commands_on_a_missing_container_fail_naming_it() {
+    read_only_commands_on_a_missing_bucket_fail_naming_it(Remote::azure(Azurite::start()));
+}
+
+#[test]
+fn s3_read_only_commands_on_a_missing_bucket_fail_naming_it() {
+    read_only_commands_on_a_missing_bucket_fail_naming_it(Remote::s3(Moto::start()));
+}
+
+/// In the plugin, a restore from a bucket that does not exist is a store error (exit code per
+/// `exit_code`), not a miss.
+#[test]
+fn a_plugin_restore_from_a_missing_bucket_is_a_store_error_not_a_miss() {
+    let moto = Moto::start();
+    let dir = scratch();
+    let workspace = dir.path().join("workspace");
+    fs::create_dir_all(&workspace).unwrap();
+    let vars = [
+        ("PLUGIN_RESTORE", "true"),
+        ("PLUGIN_BACKEND", "s3"),
+        ("PLUGIN_BUCKET", "no-such-bucket"),
+        ("PLUGIN_ENDPOINT", moto.endpoint.as_str()),
+        ("PLUGIN_PATH_STYLE", "true"),
+        ("PLUGIN_ACCESS_KEY", moto.access_key),
+        ("PLUGIN_SECRET_KEY", moto.secret_key),
+        ("PLUGIN_REGION", moto.region),
+        ("PLUGIN_MOUNT", "tree"),
+        ("PLUGIN_CACHE_KEY", "k"),
+        ("DRONE_REPO_NAME", "app"),
+    ];
+    let plugin = |extra: &[(&str, &str)]| {
+        let mut command = chunkcache(&workspace);
+        command.arg("plugin").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        command.envs(vars.iter().copied()).envs(extra.iter().copied());
+        command.output().unwrap()
+    };
+    let output = plugin(&[]);
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "store errors do not fail the step by default: {message}");
+    assert!(message.contains("no-such-bucket") && message.contains("does not exist"), "{message}");
+    assert!(message.contains("the cache step failed"), "{message}");
+    assert!(!message.contains("cache miss"), "{message}");
+    let strict = plugin(&[("PLUGIN_EXIT_CODE", "true")]);
+    assert_eq!(strict.status.code(), Some(1), "{}", stderr(&strict));
+}

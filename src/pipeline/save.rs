@@ -285,7 +285,13 @@ async fn chunker_without_init(
     store: &Store,
     requested: Option<ChunkerParams>,
 ) -> Result<(ChunkerParams, bool), SaveError> {
-    match (store.config().await?, requested) {
+    // A missing container reads as the empty store a save would create (an Azure save with the
+    // account key creates it; elsewhere the real save names the missing bucket).
+    let config = match store.config().await {
+        Err(StoreError::MissingBucket { .. }) => None,
+        read => read?,
+    };
+    match (config, requested) {
         (Some(config), Some(requested)) if config.chunker != requested => Err(StoreError::ParamsMismatch {
             store: store.description().to_string(),
             store_params: config.chunker,

@@ -147,6 +147,18 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// The container or bucket a read found missing: almost always a typo in the store URL, which
+    /// must not look like an empty (cold) cache. Reads never create it; a save does where it can.
+    #[error(
+        "store {store} does not exist (its container or bucket is missing): check the store URL (--store or \
+         CHUNKCACHE_STORE; the plugin's bucket or container setting) for a typo, or create it: `chunkcache \
+         save` creates an Azure container when it has the account key; create an S3 or GCS bucket with your \
+         cloud's tools"
+    )]
+    MissingBucket {
+        /// The store's description.
+        store: String,
+    },
     /// A cache key that cannot name an object ([`crate::core::key`]'s rule).
     #[error(transparent)]
     InvalidKey(#[from] InvalidKey),
@@ -343,6 +355,10 @@ impl Store {
         }
     }
 
+    fn missing_bucket(&self) -> StoreError {
+        StoreError::MissingBucket { store: self.description.clone() }
+    }
+
     /// Reads an object of at most `limit` bytes. The request asks for one byte more than the
     /// limit, so an object a damaged or hostile store made larger is refused without being read
     /// whole into memory.
@@ -357,6 +373,7 @@ impl Store {
                 Err(StoreError::TooLarge { path: path.to_string(), store: self.description.clone(), limit })
             }
             Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if is_missing_bucket(&e) => Err(self.missing_bucket()),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.backend_error("GET", path, e)),
         }
@@ -552,8 +569,7 @@ impl Store {
             let meta = match listing.try_next().await {
                 Ok(Some(meta)) => meta,
                 Ok(None) => break,
-                // A container or bucket that does not exist holds no caches: a miss, not a failure.
-                Err(e) if is_missing_bucket(&e) => return Ok(Vec::new()),
+                Err(e) if is_missing_bucket(&e) => return Err(self.missing_bucket()),
                 Err(e) => return Err(self.backend_error("LIST", &directory, e)),
             };
             let Some(key) = meta.location.as_ref().strip_prefix("manifests/").and_then(key::decode_key) else {
