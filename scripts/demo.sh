@@ -14,8 +14,9 @@ say() { printf '== %s\n' "$*"; }
 
 say "building chunkcache and the fixture generator (release; the first build takes a few minutes)"
 cargo build --release --locked --quiet --bin chunkcache --example gradle-fixture
-bin=$PWD/target/release/chunkcache
-fixture=$PWD/target/release/examples/gradle-fixture
+target=${CARGO_TARGET_DIR:-$PWD/target}
+bin=$target/release/chunkcache
+fixture=$target/release/examples/gradle-fixture
 # Only the demo's own folder is cleared, and only when it is the demo's (it holds its marker).
 if [[ -e "$WORK" && ! -e "$WORK/.chunkcache-demo" ]]; then
 	echo "error: $WORK exists and was not made by this demo; set WORK to another folder" >&2

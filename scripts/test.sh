@@ -10,3 +10,5 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked --lib --bins --tests --examples
 cargo test --locked --doc
+# The README's install and quick-start commands, verbatim, in a fresh clone of HEAD.
+scripts/check-readme.py
