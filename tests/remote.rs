@@ -82,7 +82,7 @@ fn isolated(cwd: &Path) -> Command {
 }
 
 /// Creates a bucket in moto with an unsigned `PUT /BUCKET`, which moto accepts.
-fn create_bucket(moto: &Moto, bucket: &str) {
+pub(crate) fn create_bucket(moto: &Moto, bucket: &str) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let url = format!("{}/{bucket}", moto.endpoint);
     // Under load moto can accept a probe connection before its HTTP server answers: retry the

@@ -281,7 +281,7 @@ async fn save_step(plan: &StepPlan, config: &Config, override_existing: bool) ->
         key: plan.key.clone(),
         mounts: plan.mounts.clone(),
         root: plan.root.clone(),
-        walk: WalkOptions { exclude: glob_set(&plan.exclude)?, skip_symlinks: false },
+        walk: WalkOptions { exclude: glob_set(&plan.exclude)?, skip_symlinks: plan.skip_symlinks },
         compression_level: plan.compression_level,
         concurrency: config.concurrency,
         chunker: None,

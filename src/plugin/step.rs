@@ -52,6 +52,8 @@ pub struct StepPlan {
     pub exclude: Vec<String>,
     /// zstd level for compressible chunks.
     pub compression_level: i32,
+    /// `skip_symlinks`: a save leaves symbolic links out, as drone-cache's archiver does.
+    pub skip_symlinks: bool,
     /// What the step should log about how the key was formed: a template that fell back to drone-cache's
     /// default key, a key normalised as drone-cache's path join does.
     pub key_notes: Vec<String>,
@@ -188,6 +190,7 @@ pub fn resolve(
         root,
         exclude: settings.effective_excludes(),
         compression_level: if settings.compression_level > 0 { settings.compression_level.min(19) } else { 3 },
+        skip_symlinks: settings.skip_symlinks,
         key_notes,
     })
 }

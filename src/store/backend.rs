@@ -223,9 +223,12 @@ pub struct S3Options {
     /// Path-style requests (`endpoint/bucket/key`) instead of virtual-hosted; `None` leaves it to the
     /// `AWS_*` variables.
     pub path_style: Option<bool>,
-    /// Object ACL (the plugin's `acl`, accepted for drone-cache compatibility; chunkcache sends none).
+    /// Object ACL (the plugin's `acl`). Only `private` (drone-cache's default), which is what S3
+    /// gives an object written without an ACL, is accepted; any other is refused by [`open`], since
+    /// a security setting is never dropped silently and `object_store` sends no canned ACLs.
     pub acl: String,
-    /// Server-side encryption (the plugin's `encryption`, accepted for drone-cache compatibility).
+    /// Server-side encryption for every object written (the plugin's `encryption`): `AES256`
+    /// (SSE-S3), `aws:kms` or `aws:kms:dsse` (with the bucket's or the account's default KMS key).
     pub encryption: Option<String>,
     /// Raw `AWS_*` variables, passed to `object_store`'s S3 configuration.
     pub aws_env: BTreeMap<String, Secret>,
@@ -643,6 +646,23 @@ fn open_s3(bucket: &str, options: &BackendOptions) -> Result<(Arc<dyn ObjectStor
     }
     if let Some(path_style) = s3.path_style {
         builder = builder.with_virtual_hosted_style_request(!path_style);
+    }
+    if !matches!(s3.acl.as_str(), "" | "private") {
+        return Err(BackendError::Config(format!(
+            "S3 acl {:?} is not supported: chunkcache writes objects without an ACL, which S3 makes private (the \
+             default acl); grant wider access with a bucket policy instead, and drop the acl setting",
+            s3.acl
+        )));
+    }
+    if let Some(encryption) = &s3.encryption {
+        if !["AES256", "aws:kms", "aws:kms:dsse"].contains(&encryption.as_str()) {
+            return Err(BackendError::Config(format!(
+                "S3 encryption {encryption:?} is not supported: use AES256 (SSE-S3), aws:kms or aws:kms:dsse \
+                 (SSE-KMS with the default KMS key), or leave the encryption setting unset"
+            )));
+        }
+        let key: AmazonS3ConfigKey = "aws_server_side_encryption".parse().expect("object_store knows this key");
+        builder = builder.with_config(key, encryption);
     }
     let description = match &endpoint {
         Some(endpoint) => format!("S3 bucket {bucket:?} at {endpoint}"),

@@ -40,7 +40,7 @@ exec 3<&-
 wait "$pid""#;
 
 /// The repository's `.tools` directory.
-fn tools_dir() -> PathBuf {
+pub fn tools_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools")
 }
 

@@ -1,0 +1,129 @@
+//! drone-cache's plugin settings mean what they mean there (issue 12): each is honoured, or refused
+//! with a message that says what to do, never parsed and dropped.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use futures::TryStreamExt as _;
+
+use crate::remote::create_bucket;
+use crate::support::servers::{Moto, tools_dir};
+use crate::util::{chunkcache, scratch, stderr};
+
+/// The plugin in `workspace` with only `vars` (and `PATH`) in its environment.
+fn plugin(workspace: &Path, vars: &[(&str, &str)]) -> Output {
+    let mut command: Command = chunkcache(workspace);
+    command.arg("plugin").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).envs(vars.iter().copied());
+    command.output().unwrap()
+}
+
+#[test]
+fn skip_symlinks_leaves_links_out_of_the_cache() {
+    let dir = scratch();
+    let workspace = dir.path().join("ws");
+    fs::create_dir_all(workspace.join("deps")).unwrap();
+    fs::write(workspace.join("deps/real.txt"), b"content").unwrap();
+    symlink("real.txt", workspace.join("deps/link")).unwrap();
+    let root = dir.path().join("cache");
+    fs::create_dir_all(&root).unwrap();
+    let base = [
+        ("PLUGIN_BACKEND", "filesystem"),
+        ("PLUGIN_FILESYSTEM_CACHE_ROOT", root.to_str().unwrap()),
+        ("PLUGIN_MOUNT", "deps"),
+        ("DRONE_REPO_NAME", "app"),
+    ];
+    for (skip, key, link_restored) in [("true", "skipping", false), ("false", "keeping", true)] {
+        let settings = [&base[..], &[("PLUGIN_SKIP_SYMLINKS", skip), ("PLUGIN_CACHE_KEY", key)]].concat();
+        let saved = plugin(&workspace, &[&settings[..], &[("PLUGIN_REBUILD", "true")]].concat());
+        assert_eq!(saved.status.code(), Some(0), "{}", stderr(&saved));
+        let restore_into = dir.path().join(key);
+        fs::create_dir_all(&restore_into).unwrap();
+        let restored = plugin(&restore_into, &[&settings[..], &[("PLUGIN_RESTORE", "true")]].concat());
+        assert_eq!(restored.status.code(), Some(0), "{}", stderr(&restored));
+        assert_eq!(fs::read(restore_into.join("deps/real.txt")).unwrap(), b"content");
+        let link = restore_into.join("deps/link");
+        assert_eq!(link.symlink_metadata().is_ok(), link_restored, "skip_symlinks={skip}: {}", stderr(&restored));
+    }
+}
+
+/// S3 settings of a plugin step against moto, with `extra` on top.
+fn s3_step(moto: &Moto, workspace: &Path, bucket: &str, extra: &[(&str, &str)]) -> Output {
+    let vars = [
+        ("PLUGIN_REBUILD", "true"),
+        ("PLUGIN_BACKEND", "s3"),
+        ("PLUGIN_BUCKET", bucket),
+        ("PLUGIN_ENDPOINT", moto.endpoint.as_str()),
+        ("PLUGIN_PATH_STYLE", "true"),
+        ("PLUGIN_ACCESS_KEY", moto.access_key),
+        ("PLUGIN_SECRET_KEY", moto.secret_key),
+        ("PLUGIN_REGION", moto.region),
+        ("PLUGIN_MOUNT", "deps"),
+        ("PLUGIN_CACHE_KEY", "k"),
+        ("PLUGIN_EXIT_CODE", "true"),
+        ("DRONE_REPO_NAME", "app"),
+    ];
+    plugin(workspace, &[&vars[..], extra].concat())
+}
+
+/// `encryption` asks S3 for server-side encryption of every object written, as drone-cache's
+/// `ServerSideEncryption` does; what moto records for the objects is the reference.
+#[test]
+fn s3_encryption_is_applied_to_every_object_written() {
+    let moto = Moto::start();
+    create_bucket(&moto, "sealed");
+    let dir = scratch();
+    let workspace = dir.path().join("ws");
+    fs::create_dir_all(workspace.join("deps")).unwrap();
+    fs::write(workspace.join("deps/a.bin"), crate::util::noise(300_000, 1)).unwrap();
+    let saved = s3_step(&moto, &workspace, "sealed", &[("PLUGIN_ENCRYPTION", "AES256")]);
+    assert_eq!(saved.status.code(), Some(0), "{}", stderr(&saved));
+
+    // What moto recorded, read with the official SDK (boto3, from moto's own environment).
+    let script = r#"
+import sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id="test", aws_secret_access_key="test",
+                  region_name="us-east-1")
+for o in s3.list_objects_v2(Bucket="sealed")["Contents"]:
+    print(o["Key"], s3.head_object(Bucket="sealed", Key=o["Key"]).get("ServerSideEncryption"))
+"#;
+    let python = tools_dir().join("moto/bin/python");
+    let listed = Command::new(python).args(["-c", script, &moto.endpoint]).output().unwrap();
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    let objects: Vec<(&str, &str)> = listed.lines().filter_map(|line| line.split_once(' ')).collect();
+    assert!(objects.iter().any(|(key, _)| key.starts_with("packs/")), "{listed}");
+    assert!(objects.iter().any(|(key, _)| key.starts_with("manifests/")), "{listed}");
+    for (key, sse) in objects {
+        assert_eq!(sse, "AES256", "{key} was stored without server-side encryption");
+    }
+}
+
+/// Security settings chunkcache cannot honour fail the step before anything is written, saying
+/// what to do instead, even with `exit_code` off.
+#[test]
+fn s3_settings_that_cannot_be_honoured_are_refused() {
+    let moto = Moto::start();
+    create_bucket(&moto, "strict");
+    let dir = scratch();
+    let workspace = dir.path().join("ws");
+    fs::create_dir_all(workspace.join("deps")).unwrap();
+    fs::write(workspace.join("deps/a.txt"), b"a").unwrap();
+    let refused = [
+        (("PLUGIN_ACL", "public-read"), "S3 acl \"public-read\" is not supported"),
+        (("PLUGIN_ENCRYPTION", "rot13"), "S3 encryption \"rot13\" is not supported"),
+    ];
+    for ((name, value), expected) in refused {
+        let output = s3_step(&moto, &workspace, "strict", &[(name, value), ("PLUGIN_EXIT_CODE", "false")]);
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{name}={value}: {message}");
+        assert!(message.contains(expected), "{name}={value}: {message}");
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let written: Vec<_> = runtime.block_on(moto.object_store("strict").list(None).try_collect()).unwrap();
+    assert!(written.is_empty(), "a refused step wrote {written:?}");
+    // drone-cache's default acl, `private`, is what S3 gives an object written without one.
+    let output = s3_step(&moto, &workspace, "strict", &[("PLUGIN_ACL", "private")]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
