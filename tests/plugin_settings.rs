@@ -127,3 +127,44 @@ fn s3_settings_that_cannot_be_honoured_are_refused() {
     let output = s3_step(&moto, &workspace, "strict", &[("PLUGIN_ACL", "private")]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
+
+/// Gradle's per-process files are left out of a mount laid out as a Gradle user home or its
+/// `caches/`, and only there: a `vendor` mount keeps its `yarn.lock`.
+#[test]
+fn gradle_default_excludes_apply_only_to_gradle_mounts() {
+    let dir = scratch();
+    let workspace = dir.path().join("ws");
+    for (path, content) in [
+        ("gradle/caches/modules-2/files-2.1/g/a.jar", "jar"),
+        ("gradle/caches/modules-2/modules-2.lock", "lock"),
+        ("gradle/caches/journal-1/file-access.bin", "journal"),
+        ("vendor/yarn.lock", "yarn"),
+        ("vendor/pkg/index.js", "js"),
+    ] {
+        fs::create_dir_all(workspace.join(path).parent().unwrap()).unwrap();
+        fs::write(workspace.join(path), content).unwrap();
+    }
+    let root = dir.path().join("cache");
+    fs::create_dir_all(&root).unwrap();
+    let settings = [
+        ("PLUGIN_BACKEND", "filesystem"),
+        ("PLUGIN_FILESYSTEM_CACHE_ROOT", root.to_str().unwrap()),
+        ("PLUGIN_MOUNT", "gradle/caches/,vendor"),
+        ("PLUGIN_CACHE_KEY", "k"),
+        ("DRONE_REPO_NAME", "app"),
+    ];
+    let saved = plugin(&workspace, &[&settings[..], &[("PLUGIN_REBUILD", "true")]].concat());
+    assert_eq!(saved.status.code(), Some(0), "{}", stderr(&saved));
+    let log = stderr(&saved);
+    assert!(log.contains("gradle/caches/ is a Gradle user home or its caches/ (modules-2 inside)"), "{log}");
+    assert!(!log.contains("vendor is a Gradle"), "{log}");
+
+    let fresh = dir.path().join("fresh");
+    fs::create_dir_all(&fresh).unwrap();
+    let restored = plugin(&fresh, &[&settings[..], &[("PLUGIN_RESTORE", "true")]].concat());
+    assert_eq!(restored.status.code(), Some(0), "{}", stderr(&restored));
+    assert_eq!(fs::read_to_string(fresh.join("vendor/yarn.lock")).unwrap(), "yarn");
+    assert_eq!(fs::read_to_string(fresh.join("gradle/caches/modules-2/files-2.1/g/a.jar")).unwrap(), "jar");
+    assert!(!fresh.join("gradle/caches/modules-2/modules-2.lock").exists());
+    assert!(!fresh.join("gradle/caches/journal-1/file-access.bin").exists());
+}

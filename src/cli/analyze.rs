@@ -120,7 +120,11 @@ fn options(args: &AnalyzeArgs) -> Result<AnalyzeOptions> {
         previous: args.previous.clone(),
         chunk_sizes,
         compression_level: args.level,
-        walk: WalkOptions { exclude: output::glob_set(&args.exclude)?, skip_symlinks: args.skip_symlinks },
+        walk: WalkOptions {
+            exclude: output::glob_set(&args.exclude)?,
+            skip_symlinks: args.skip_symlinks,
+            ..WalkOptions::default()
+        },
         prices,
     })
 }

@@ -345,7 +345,7 @@ async fn run_save(args: SaveArgs, env: &BTreeMap<String, String>) -> Result<Exit
         key: args.key,
         mounts: args.paths,
         root: PathBuf::from("."),
-        walk: WalkOptions { exclude, skip_symlinks: args.skip_symlinks },
+        walk: WalkOptions { exclude, skip_symlinks: args.skip_symlinks, ..WalkOptions::default() },
         compression_level: args.level,
         concurrency: config.concurrency,
         chunker,

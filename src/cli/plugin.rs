@@ -30,7 +30,7 @@ use chunkcache::fs::walk::WalkOptions;
 use chunkcache::fs::workspace::WorkspaceFiles;
 use chunkcache::pipeline::restore::{self, Outcome, RestoreOptions, RestoreTarget};
 use chunkcache::pipeline::save::{self, SaveOptions};
-use chunkcache::plugin::settings::{PluginSettings, StepMode};
+use chunkcache::plugin::settings::{GRADLE_DEFAULT_EXCLUDES, PluginSettings, StepMode, gradle_layout};
 use chunkcache::plugin::step::{self, StepError, StepPlan};
 use chunkcache::plugin::template::{Metadata, RenderContext, RenderedKey};
 use chunkcache::store::backend::{self, BackendError};
@@ -274,6 +274,31 @@ async fn restore_step(plan: &StepPlan, config: &Config) -> Result<(Outputs, Opti
     Ok((outputs, miss))
 }
 
+/// The Gradle default excludes for each mount laid out as a Gradle user home or its `caches/`, each
+/// logged with the folder that gave it away; other mounts keep every file (a `vendor` mount keeps its
+/// `yarn.lock`).
+fn gradle_excludes(plan: &StepPlan) -> Result<Vec<Option<globset::GlobSet>>> {
+    if !plan.gradle_default_excludes {
+        return Ok(Vec::new());
+    }
+    let defaults: Vec<String> = GRADLE_DEFAULT_EXCLUDES.iter().map(|pattern| (*pattern).to_owned()).collect();
+    plan.mounts
+        .iter()
+        .map(|mount| match gradle_layout(&plan.root.join(mount)) {
+            Some(marker) => {
+                eprintln!(
+                    "{} is a Gradle user home or its caches/ ({marker} inside): leaving out Gradle's per-process \
+                     files (lock files, gc.properties, journal-1, cc-keystore, daemon logs; \
+                     gradle_default_excludes: false keeps them)",
+                    mount.display()
+                );
+                glob_set(&defaults)
+            }
+            None => Ok(None),
+        })
+        .collect()
+}
+
 async fn save_step(plan: &StepPlan, config: &Config, override_existing: bool) -> Result<(Outputs, Option<String>)> {
     let store = backend::open(&config.store_url, &config.backend).await?;
     eprintln!("saving {} as cache key {:?} to {}", mounts_text(&plan.mounts), plan.key, store.description());
@@ -281,7 +306,11 @@ async fn save_step(plan: &StepPlan, config: &Config, override_existing: bool) ->
         key: plan.key.clone(),
         mounts: plan.mounts.clone(),
         root: plan.root.clone(),
-        walk: WalkOptions { exclude: glob_set(&plan.exclude)?, skip_symlinks: plan.skip_symlinks },
+        walk: WalkOptions {
+            exclude: glob_set(&plan.exclude)?,
+            skip_symlinks: plan.skip_symlinks,
+            mount_exclude: gradle_excludes(plan)?,
+        },
         compression_level: plan.compression_level,
         concurrency: config.concurrency,
         chunker: None,

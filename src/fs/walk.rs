@@ -23,6 +23,8 @@ use crate::core::manifest::Timestamp;
 pub struct WalkOptions {
     /// Globs matched against paths relative to each mount root (`/`-separated).
     pub exclude: Option<GlobSet>,
+    /// More globs for single mounts, by mount index (a missing or `None` entry adds none).
+    pub mount_exclude: Vec<Option<GlobSet>>,
     /// Leave symlinks out instead of recording them.
     pub skip_symlinks: bool,
 }
@@ -126,11 +128,12 @@ pub fn scan(mounts: &[PathBuf], options: &WalkOptions) -> Result<Scan, WalkError
                 };
                 let relative = entry.path().strip_prefix(root).unwrap_or(Path::new(""));
                 let relative = relative.as_os_str().as_bytes().to_vec();
+                let mount_exclude = options.mount_exclude.get(index).and_then(Option::as_ref);
                 if !relative.is_empty()
-                    && options
-                        .exclude
-                        .as_ref()
-                        .is_some_and(|set| set.is_match(Path::new(std::ffi::OsStr::from_bytes(&relative))))
+                    && [options.exclude.as_ref(), mount_exclude]
+                        .into_iter()
+                        .flatten()
+                        .any(|set| set.is_match(Path::new(std::ffi::OsStr::from_bytes(&relative))))
                 {
                     return WalkState::Skip;
                 }
@@ -221,7 +224,8 @@ mod tests {
         assert_eq!(scan_paths(&WalkOptions::default()), ["", "a.txt", "b", "b/c", "b/c/x.lock", "b/link"]);
         let mut exclude = globset::GlobSetBuilder::new();
         exclude.add(globset::Glob::new("**/*.lock").unwrap());
-        let options = WalkOptions { exclude: Some(exclude.build().unwrap()), skip_symlinks: true };
+        let options =
+            WalkOptions { exclude: Some(exclude.build().unwrap()), skip_symlinks: true, ..WalkOptions::default() };
         assert_eq!(scan_paths(&options), ["", "a.txt", "b", "b/c"]);
         let entries = scan(std::slice::from_ref(&root), &WalkOptions::default()).unwrap().entries;
         assert_eq!(entries[1].kind, ScannedKind::File(5));

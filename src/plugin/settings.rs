@@ -35,8 +35,8 @@ use std::time::Duration;
 /// example (`rm -f ~/.gradle/caches/modules-2/modules-2.lock ~/.gradle/caches/modules-2/gc.properties`) and
 /// `gradle/actions` (`setup-gradle`), which always deletes `caches/*/cc-keystore` before saving.
 ///
-/// `**/*.lock` also matches lock files of other tools (`yarn.lock`, `Cargo.lock`); turn
-/// `gradle_default_excludes` off for a mount that is not a Gradle home and needs them.
+/// They apply only to a mount [`gradle_layout`] recognises as a Gradle user home or its `caches/` folder: `**/*.lock`
+/// would also match lock files of other tools (`yarn.lock`, `Cargo.lock`) in any other mount.
 pub const GRADLE_DEFAULT_EXCLUDES: &[&str] = &[
     // Cross-process lock files (`modules-2/modules-2.lock`, `jars-9/jars-9.lock`, …): they belong to the
     // process that held them; a restored copy describes a lock nobody holds.
@@ -58,6 +58,16 @@ pub const GRADLE_DEFAULT_EXCLUDES: &[&str] = &[
     // `.tmp/` of a Gradle user home: scratch files of running Gradle processes.
     ".tmp/**",
 ];
+
+/// Folders only Gradle makes: `modules-2` (the dependency cache, named so since Gradle 1.x) under a user
+/// home's `caches/`, and `wrapper/dists` (the distributions the wrapper downloaded).
+const GRADLE_MARKERS: [&str; 3] = ["caches/modules-2", "wrapper/dists", "modules-2"];
+
+/// Whether `mount` is a Gradle user home (`caches/modules-2` or `wrapper/dists` inside) or its `caches/`
+/// folder (`modules-2` inside), and the folder that says so: [`GRADLE_DEFAULT_EXCLUDES`] apply to such mounts only.
+pub fn gradle_layout(mount: &std::path::Path) -> Option<&'static str> {
+    GRADLE_MARKERS.into_iter().find(|marker| mount.join(marker).is_dir())
+}
 
 /// How the patterns of `exclude` and [`GRADLE_DEFAULT_EXCLUDES`] are matched: case-sensitive, `*` and `?` never
 /// match `/` (only `**` spans folders), and a leading `.` needs no literal match.
@@ -224,7 +234,8 @@ pub struct PluginSettings {
     pub backend_operation_timeout: Duration,
     /// `exclude`: glob patterns of entries not to save, relative to each mount root. chunkcache's extension.
     pub exclude: Vec<String>,
-    /// `gradle_default_excludes`, default true: also exclude [`GRADLE_DEFAULT_EXCLUDES`]. chunkcache's extension.
+    /// `gradle_default_excludes`, default true: also exclude [`GRADLE_DEFAULT_EXCLUDES`] from mounts that are a
+    /// Gradle user home or its `caches/` ([`gradle_layout`]). chunkcache's extension.
     pub gradle_default_excludes: bool,
     /// `region` (`PLUGIN_REGION`, `S3_REGION`), accepted for every backend.
     pub region: Option<String>,
@@ -695,13 +706,6 @@ impl PluginSettings {
         })
     }
 
-    /// The exclude patterns to apply to every mount: [`GRADLE_DEFAULT_EXCLUDES`] when `gradle_default_excludes`
-    /// is on, then `exclude`. Match them with [`EXCLUDE_MATCH_OPTIONS`].
-    pub fn effective_excludes(&self) -> Vec<String> {
-        let defaults = if self.gradle_default_excludes { GRADLE_DEFAULT_EXCLUDES } else { &[] };
-        defaults.iter().map(|pattern| (*pattern).to_owned()).chain(self.exclude.iter().cloned()).collect()
-    }
-
     /// Checks that the chosen backend has what it needs to connect: Azure an account name and a key or SAS
     /// token, S3 and GCS a bucket. Credentials that S3 and GCS can find elsewhere (instance roles, workload
     /// identity) are not required.
@@ -1060,13 +1064,20 @@ mod tests {
     }
 
     #[test]
-    fn effective_excludes_put_gradle_defaults_first() {
-        let settings = parse(&[("PLUGIN_EXCLUDE", "build/**")]).unwrap();
-        let excludes = settings.effective_excludes();
-        assert_eq!(excludes.len(), GRADLE_DEFAULT_EXCLUDES.len() + 1);
-        assert_eq!(excludes.last().map(String::as_str), Some("build/**"));
-        let settings = parse(&[("PLUGIN_EXCLUDE", "build/**"), ("PLUGIN_GRADLE_DEFAULT_EXCLUDES", "false")]).unwrap();
-        assert_eq!(settings.effective_excludes(), ["build/**"]);
+    fn gradle_layouts_are_recognised_by_folders_only_gradle_makes() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("gradle");
+        std::fs::create_dir_all(home.join("caches/modules-2/files-2.1")).unwrap();
+        assert_eq!(gradle_layout(&home), Some("caches/modules-2"));
+        assert_eq!(gradle_layout(&home.join("caches")), Some("modules-2"));
+        let wrapper_only = dir.path().join("wrapper-home");
+        std::fs::create_dir_all(wrapper_only.join("wrapper/dists/gradle-8.5-bin")).unwrap();
+        assert_eq!(gradle_layout(&wrapper_only), Some("wrapper/dists"));
+        let vendor = dir.path().join("vendor");
+        std::fs::create_dir_all(vendor.join("caches")).unwrap();
+        std::fs::write(vendor.join("yarn.lock"), "").unwrap();
+        assert_eq!(gradle_layout(&vendor), None);
+        assert_eq!(gradle_layout(&dir.path().join("missing")), None);
     }
 
     fn excluded(path: &str) -> bool {

@@ -48,8 +48,11 @@ pub struct StepPlan {
     pub mounts: Vec<PathBuf>,
     /// What relative mounts are relative to.
     pub root: PathBuf,
-    /// Exclude globs (Gradle defaults first, unless turned off).
+    /// The `exclude` globs, for every mount.
     pub exclude: Vec<String>,
+    /// `gradle_default_excludes`: also leave [`crate::plugin::settings::GRADLE_DEFAULT_EXCLUDES`] out of
+    /// mounts laid out as a Gradle user home or its `caches/` ([`crate::plugin::settings::gradle_layout`]).
+    pub gradle_default_excludes: bool,
     /// zstd level for compressible chunks.
     pub compression_level: i32,
     /// `skip_symlinks`: a save leaves symbolic links out, as drone-cache's archiver does.
@@ -188,7 +191,8 @@ pub fn resolve(
         fallback_prefixes,
         mounts: settings.mounts.iter().map(PathBuf::from).collect(),
         root,
-        exclude: settings.effective_excludes(),
+        exclude: settings.exclude.clone(),
+        gradle_default_excludes: settings.gradle_default_excludes,
         compression_level: if settings.compression_level > 0 { settings.compression_level.min(19) } else { 3 },
         skip_symlinks: settings.skip_symlinks,
         key_notes,
@@ -287,7 +291,7 @@ mod tests {
         );
         assert!(!step.backend.azure.create_container, "restores never create containers");
         assert_eq!(step.mounts, [PathBuf::from("/harness/gradle/caches/")]);
-        assert!(step.exclude.iter().any(|e| e == "**/*.lock"));
+        assert!(step.gradle_default_excludes && step.exclude.is_empty());
         assert!(!format!("{step:?}").contains("c2VjcmV0a2V5"));
     }
 
