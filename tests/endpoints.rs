@@ -64,7 +64,7 @@ fn plugin_with_a_scheme_less_s3_endpoint_fails_as_a_store_failure_not_a_panic() 
             let what = format!("{mode}, exit_code {exit_code}");
             assert_clean_failure(&what, &output, expected);
             let message = stderr(&output);
-            assert!(message.contains("using http://127.0.0.1:9, as drone-cache does"), "{what}: {message}");
+            assert!(message.contains("using https://127.0.0.1:9, as drone-cache does"), "{what}: {message}");
             assert!(message.contains("127.0.0.1:9") && message.contains("cannot be reached"), "{what}: {message}");
             assert!(!message.contains("s3cr3t-never-printed"), "{what}: {message}");
             if exit_code == "false" {

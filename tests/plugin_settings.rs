@@ -168,3 +168,116 @@ fn gradle_default_excludes_apply_only_to_gradle_mounts() {
     assert!(!fresh.join("gradle/caches/modules-2/modules-2.lock").exists());
     assert!(!fresh.join("gradle/caches/journal-1/file-access.bin").exists());
 }
+
+/// The plugin's own settings win, and the `AWS_*` variables fill in the rest, as the AWS SDK's
+/// default chain does for drone-cache: here the endpoint and region come from the environment only.
+#[test]
+fn aws_variables_reach_the_s3_store_in_plugin_mode() {
+    let moto = Moto::start();
+    create_bucket(&moto, "from-env");
+    let dir = scratch();
+    let workspace = dir.path().join("ws");
+    fs::create_dir_all(workspace.join("deps")).unwrap();
+    fs::write(workspace.join("deps/a.txt"), b"a").unwrap();
+    let vars = [
+        ("PLUGIN_REBUILD", "true"),
+        ("PLUGIN_BACKEND", "s3"),
+        ("PLUGIN_BUCKET", "from-env"),
+        ("PLUGIN_PATH_STYLE", "true"),
+        ("PLUGIN_MOUNT", "deps"),
+        ("PLUGIN_CACHE_KEY", "k"),
+        ("PLUGIN_EXIT_CODE", "true"),
+        ("DRONE_REPO_NAME", "app"),
+        ("AWS_ACCESS_KEY_ID", moto.access_key),
+        ("AWS_SECRET_ACCESS_KEY", moto.secret_key),
+        ("AWS_SESSION_TOKEN", "session-token-from-the-environment"),
+        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("AWS_REGION", moto.region),
+    ];
+    let output = plugin(&workspace, &vars);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let written: Vec<_> = runtime.block_on(moto.object_store("from-env").list(None).try_collect()).unwrap();
+    assert!(!written.is_empty(), "nothing reached moto");
+    assert!(!stderr(&output).contains("session-token-from-the-environment"));
+}
+
+/// A scheme-less S3 endpoint means https, as in drone-cache and the Harness fork; `disable_ssl`
+/// makes it http.
+#[test]
+fn a_scheme_less_endpoint_means_https_unless_disable_ssl() {
+    let moto = Moto::start();
+    create_bucket(&moto, "plain");
+    let dir = scratch();
+    let workspace = dir.path().join("ws");
+    fs::create_dir_all(workspace.join("deps")).unwrap();
+    fs::write(workspace.join("deps/a.txt"), b"a").unwrap();
+    let bare = format!("127.0.0.1:{}", moto.port);
+    let tls = s3_step(&moto, &workspace, "plain", &[("PLUGIN_ENDPOINT", &bare)]);
+    assert_eq!(tls.status.code(), Some(1), "https to a plain-http server must fail: {}", stderr(&tls));
+    assert!(stderr(&tls).contains(&format!("using https://{bare}")), "{}", stderr(&tls));
+    let plain = s3_step(&moto, &workspace, "plain", &[("PLUGIN_ENDPOINT", &bare), ("PLUGIN_DISABLESSL", "true")]);
+    assert_eq!(plain.status.code(), Some(0), "{}", stderr(&plain));
+    assert!(stderr(&plain).contains(&format!("using http://{bare}")), "{}", stderr(&plain));
+}
+
+/// Settings of drone-cache or its Harness fork that chunkcache cannot honour fail the step, naming
+/// the variable and what to do instead; those that change nothing here are logged as such.
+#[test]
+fn unsupported_fork_settings_fail_and_inert_ones_are_logged() {
+    let dir = scratch();
+    let workspace = dir.path().join("ws");
+    fs::create_dir_all(workspace.join("deps")).unwrap();
+    let root = dir.path().join("cache");
+    fs::create_dir_all(&root).unwrap();
+    let base = [
+        ("PLUGIN_RESTORE", "true"),
+        ("PLUGIN_BACKEND", "filesystem"),
+        ("PLUGIN_FILESYSTEM_CACHE_ROOT", root.to_str().unwrap()),
+        ("PLUGIN_MOUNT", "deps"),
+        ("PLUGIN_CACHE_KEY", "k"),
+        ("DRONE_REPO_NAME", "app"),
+    ];
+    for (var, value) in
+        [("PLUGIN_GCS_ENCRYPTION_KEY", "k3y"), ("GCP_API_KEY", "AIza-k3y"), ("PLUGIN_AUTO_CACHE", "true")]
+    {
+        let output = plugin(&workspace, &[&base[..], &[(var, value)]].concat());
+        assert_eq!(output.status.code(), Some(1), "{var}: {}", stderr(&output));
+        let message = stderr(&output);
+        assert!(message.contains(&format!("{var} is set, but chunkcache does not support it")), "{message}");
+        assert!(!message.contains(value), "{message}");
+    }
+    let output = plugin(&workspace, &[&base[..], &[("PLUGIN_STRICT_KEY_MATCHING", "false")]].concat());
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stderr(&output).contains("strict_key_matching: false changes nothing"), "{}", stderr(&output));
+}
+
+/// The Harness fork's `fail_restore_if_key_not_present`: a miss fails the step even with
+/// `exit_code` off; a hit does not.
+#[test]
+fn fail_restore_if_key_not_present_fails_a_miss() {
+    let dir = scratch();
+    let workspace = dir.path().join("ws");
+    fs::create_dir_all(workspace.join("deps")).unwrap();
+    fs::write(workspace.join("deps/a.txt"), b"a").unwrap();
+    let root = dir.path().join("cache");
+    fs::create_dir_all(&root).unwrap();
+    let base = [
+        ("PLUGIN_BACKEND", "filesystem"),
+        ("PLUGIN_FILESYSTEM_CACHE_ROOT", root.to_str().unwrap()),
+        ("PLUGIN_MOUNT", "deps"),
+        ("PLUGIN_CACHE_KEY", "k"),
+        ("DRONE_REPO_NAME", "app"),
+    ];
+    let strict = [("PLUGIN_RESTORE", "true"), ("PLUGIN_FAIL_RESTORE_IF_KEY_NOT_PRESENT", "true")];
+    let miss = plugin(&workspace, &[&base[..], &strict[..]].concat());
+    assert_eq!(miss.status.code(), Some(1), "{}", stderr(&miss));
+    assert!(stderr(&miss).contains("failing the step because fail_restore_if_key_not_present is true"));
+    let lenient = plugin(&workspace, &[&base[..], &[("PLUGIN_RESTORE", "true")]].concat());
+    assert_eq!(lenient.status.code(), Some(0), "a miss alone does not fail the step: {}", stderr(&lenient));
+
+    let saved = plugin(&workspace, &[&base[..], &[("PLUGIN_REBUILD", "true")]].concat());
+    assert_eq!(saved.status.code(), Some(0), "{}", stderr(&saved));
+    let hit = plugin(&workspace, &[&base[..], &strict[..]].concat());
+    assert_eq!(hit.status.code(), Some(0), "{}", stderr(&hit));
+}

@@ -96,14 +96,15 @@ async fn run_step(env: &BTreeMap<String, String>) -> Result<ExitCode> {
     let settings = PluginSettings::from_env(env)?;
     let workdir = std::env::current_dir().context("cannot read the working directory")?;
     let mut plan = step::resolve(&settings, env, &workdir)?;
-    for note in &plan.key_notes {
+    for note in plan.key_notes.iter().map(String::as_str).chain(settings.notes.iter().copied()) {
         eprintln!("{note}");
     }
     if let Some(endpoint) = &plan.backend.s3.endpoint {
-        let meant = backend::drone_cache_endpoint(endpoint);
+        let meant = backend::drone_cache_endpoint(endpoint, settings.disable_ssl);
         if meant != *endpoint {
             eprintln!(
-                "note: endpoint {endpoint:?} has no scheme: using {meant}, as drone-cache does (write https://… for TLS)"
+                "note: endpoint {endpoint:?} has no scheme: using {meant}, as drone-cache does (disable_ssl: true \
+                 means http://; or write the scheme)"
             );
             plan.backend.s3.endpoint = Some(meant);
         }
@@ -125,8 +126,9 @@ async fn run_step(env: &BTreeMap<String, String>) -> Result<ExitCode> {
     })
     .await;
     let (mut outputs, code) = match outcome {
-        Ok((outputs, Some(miss))) if settings.exit_code => {
-            eprintln!("error: {miss}; failing the step because exit_code is true");
+        Ok((outputs, Some(miss))) if settings.exit_code || settings.fail_if_key_not_present => {
+            let why = if settings.exit_code { "exit_code" } else { "fail_restore_if_key_not_present" };
+            eprintln!("error: {miss}; failing the step because {why} is true");
             (outputs, ExitCode::from(EXIT_ERROR))
         }
         Ok((outputs, _)) => (outputs, ExitCode::SUCCESS),

@@ -188,7 +188,8 @@ pub struct AzureSettings {
     ///   `AZURE_BLOB_STORAGE_URL`, else `blob.core.windows.net`;
     /// - `create_container`: left off here; the step turns it on for a rebuild.
     pub options: AzureOptions,
-    /// `container` (`PLUGIN_CONTAINER`, `PLUGIN_BLOB_CONTAINER_NAME`, `AZURE_CONTAINER_NAME`). When unset, the
+    /// `container` (`PLUGIN_CONTAINER`, `PLUGIN_BLOB_CONTAINER_NAME`, `AZURE_CONTAINER_NAME`, `AZURE_CONTAINER`),
+    /// lowercased as the Harness fork does (Azure container names are lowercase). When unset, the
     /// plugin takes the first path segment of the cache key, as the Harness page describes.
     pub container: Option<String>,
     /// `AZURE_BLOB_MAX_RETRY_REQUESTS`, default 4.
@@ -241,16 +242,25 @@ pub struct PluginSettings {
     pub region: Option<String>,
     /// Azure settings.
     pub azure: AzureSettings,
-    /// S3 settings: `bucket` (`PLUGIN_BUCKET`, `S3_BUCKET`), `endpoint` (`PLUGIN_ENDPOINT`, `S3_ENDPOINT`),
+    /// S3 settings: `bucket` (`PLUGIN_BUCKET`, `S3_BUCKET`, `GCS_BUCKET`), `endpoint` (`PLUGIN_ENDPOINT`,
+    /// `S3_ENDPOINT`, `GCS_ENDPOINT`), `session_token` (`PLUGIN_SESSION_TOKEN`, `AWS_SESSION_TOKEN`),
     /// `access_key` (`PLUGIN_ACCESS_KEY`, `AWS_ACCESS_KEY_ID`, `CACHE_AWS_ACCESS_KEY_ID`), `secret_key`
     /// (`PLUGIN_SECRET_KEY`, `AWS_SECRET_ACCESS_KEY`, `CACHE_AWS_SECRET_ACCESS_KEY`), `path_style`
     /// (`PLUGIN_PATH_STYLE`, `AWS_PLUGIN_PATH_STYLE`, default false), `acl` (`PLUGIN_ACL`, `AWS_ACL`, default
     /// `private`) and `encryption` (`PLUGIN_ENCRYPTION`, `AWS_ENCRYPTION`). The region is [`Self::region`].
     pub s3: S3Options,
-    /// GCS settings: `bucket` (`PLUGIN_BUCKET`, `GCS_BUCKET`), `endpoint` (`PLUGIN_ENDPOINT`,
-    /// `GCS_ENDPOINT`), `json_key` (`PLUGIN_JSON_KEY`, `GCS_CACHE_JSON_KEY`) as the service account key and
-    /// `api_key` (`PLUGIN_API_KEY`, `GCP_API_KEY`).
+    /// GCS settings: `bucket` and `endpoint` (the same variables as S3's, as in drone-cache) and `json_key`
+    /// (`PLUGIN_JSON_KEY`, `GCS_CACHE_JSON_KEY`) as the service account key.
     pub gcs: GcsOptions,
+    /// `disable_ssl` (`PLUGIN_DISABLESSL`, `AWS_DISABLESSL`): an S3 `endpoint` without a scheme means
+    /// `http://` instead of `https://`.
+    pub disable_ssl: bool,
+    /// The Harness fork's `fail_restore_if_key_not_present` (`PLUGIN_FAIL_RESTORE_IF_KEY_NOT_PRESENT`): a
+    /// restore that finds no cache (not even a fallback) fails the step whatever `exit_code` says.
+    pub fail_if_key_not_present: bool,
+    /// Notes about settings of the Harness fork that change nothing here, for the step to log
+    /// (`strict_key_matching: false`, `enable_separator`, `preserve_metadata`).
+    pub notes: Vec<&'static str>,
 }
 
 impl Default for PluginSettings {
@@ -281,6 +291,9 @@ impl Default for PluginSettings {
             },
             s3: S3Options { acl: DEFAULT_ACL.to_owned(), path_style: Some(false), ..S3Options::default() },
             gcs: GcsOptions::default(),
+            disable_ssl: false,
+            fail_if_key_not_present: false,
+            notes: Vec::new(),
         }
     }
 }
@@ -368,6 +381,14 @@ pub enum SettingsError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A setting of drone-cache or its Harness fork that chunkcache cannot honour.
+    #[error("{var} is set, but chunkcache does not support it: {advice}")]
+    Unsupported {
+        /// The variable.
+        var: &'static str,
+        /// What to do instead.
+        advice: &'static str,
+    },
     /// A setting the chosen backend needs is missing (from [`PluginSettings::validate`]).
     #[error("backend {backend} needs {setting}: set {vars}")]
     Missing {
@@ -404,21 +425,45 @@ const REGION: &[&str] = &["PLUGIN_REGION", "S3_REGION"];
 const ACCOUNT_NAME: &[&str] = &["PLUGIN_ACCOUNT_NAME", "AZURE_ACCOUNT_NAME"];
 const ACCOUNT_KEY: &[&str] = &["PLUGIN_ACCOUNT_KEY", "AZURE_ACCOUNT_KEY"];
 const SAS_TOKEN: &[&str] = &["PLUGIN_SAS_TOKEN", "AZURE_SAS_TOKEN"];
-const CONTAINER: &[&str] = &["PLUGIN_CONTAINER", "PLUGIN_BLOB_CONTAINER_NAME", "AZURE_CONTAINER_NAME"];
+const CONTAINER: &[&str] =
+    &["PLUGIN_CONTAINER", "PLUGIN_BLOB_CONTAINER_NAME", "AZURE_CONTAINER_NAME", "AZURE_CONTAINER"];
 const PLUGIN_ENDPOINT: &[&str] = &["PLUGIN_ENDPOINT"];
 const BLOB_STORAGE_URL: &[&str] = &["AZURE_BLOB_STORAGE_URL"];
 const MAX_RETRY_REQUESTS: &[&str] = &["AZURE_BLOB_MAX_RETRY_REQUESTS"];
-const S3_BUCKET: &[&str] = &["PLUGIN_BUCKET", "S3_BUCKET"];
-const S3_ENDPOINT: &[&str] = &["PLUGIN_ENDPOINT", "S3_ENDPOINT"];
+// One `bucket` and one `endpoint` flag serve S3 and GCS in drone-cache, so each reads every alias.
+const BUCKET: &[&str] = &["PLUGIN_BUCKET", "S3_BUCKET", "GCS_BUCKET"];
+const ENDPOINT: &[&str] = &["PLUGIN_ENDPOINT", "S3_ENDPOINT", "GCS_ENDPOINT"];
+const SESSION_TOKEN: &[&str] = &["PLUGIN_SESSION_TOKEN", "AWS_SESSION_TOKEN"];
+const DISABLE_SSL: &[&str] = &["PLUGIN_DISABLESSL", "AWS_DISABLESSL"];
 const ACCESS_KEY: &[&str] = &["PLUGIN_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "CACHE_AWS_ACCESS_KEY_ID"];
 const SECRET_KEY: &[&str] = &["PLUGIN_SECRET_KEY", "AWS_SECRET_ACCESS_KEY", "CACHE_AWS_SECRET_ACCESS_KEY"];
 const PATH_STYLE: &[&str] = &["PLUGIN_PATH_STYLE", "AWS_PLUGIN_PATH_STYLE"];
 const ACL: &[&str] = &["PLUGIN_ACL", "AWS_ACL"];
 const ENCRYPTION: &[&str] = &["PLUGIN_ENCRYPTION", "AWS_ENCRYPTION"];
-const GCS_BUCKET: &[&str] = &["PLUGIN_BUCKET", "GCS_BUCKET"];
-const GCS_ENDPOINT: &[&str] = &["PLUGIN_ENDPOINT", "GCS_ENDPOINT"];
 const JSON_KEY: &[&str] = &["PLUGIN_JSON_KEY", "GCS_CACHE_JSON_KEY"];
-const API_KEY: &[&str] = &["PLUGIN_API_KEY", "GCP_API_KEY"];
+const STRICT_KEY_MATCHING: &[&str] = &["PLUGIN_STRICT_KEY_MATCHING"];
+const ENABLE_SEPARATOR: &[&str] = &["PLUGIN_ENABLE_SEPARATOR"];
+const PRESERVE_METADATA: &[&str] = &["PLUGIN_PRESERVE_METADATA"];
+const FAIL_IF_KEY_NOT_PRESENT: &[&str] = &["PLUGIN_FAIL_RESTORE_IF_KEY_NOT_PRESENT"];
+
+/// Settings of drone-cache or its Harness fork that chunkcache cannot honour: set to anything (a
+/// boolean: to true), they fail the step with the advice given, instead of being dropped.
+const UNSUPPORTED: &[(&[&str], &str)] = &[
+    (
+        &["PLUGIN_API_KEY", "GCP_API_KEY"],
+        "chunkcache authenticates to GCS with a service account: set json_key (PLUGIN_JSON_KEY) or \
+         GOOGLE_APPLICATION_CREDENTIALS instead",
+    ),
+    (
+        &["PLUGIN_GCS_ENCRYPTION_KEY", "GCS_ENCRYPTION_KEY"],
+        "customer-supplied encryption keys cannot be sent by chunkcache's GCS client; use the bucket's default \
+         encryption (Google-managed or a CMEK set on the bucket) and unset it",
+    ),
+    (
+        &["PLUGIN_AUTO_CACHE"],
+        "chunkcache does not detect build tools (Harness Cache Intelligence): set mount and cache_key instead",
+    ),
+];
 
 /// Reads settings from an environment map, each by its list of variable names.
 struct EnvReader<'a> {
@@ -653,6 +698,29 @@ impl PluginSettings {
             None => defaults.azure.max_retry_requests,
         };
 
+        for (vars, advice) in UNSUPPORTED {
+            if let Some((var, value)) = reader.raw(vars)
+                && parse_bool(value) != Some(false)
+            {
+                return Err(SettingsError::Unsupported { var, advice });
+            }
+        }
+        let mut notes = Vec::new();
+        if !reader.bool(STRICT_KEY_MATCHING, true)? {
+            notes.push(
+                "note: strict_key_matching: false changes nothing: chunkcache restores only the exact key, then the \
+                 restore_keys prefixes (matched at a separator)",
+            );
+        }
+        if reader.bool(ENABLE_SEPARATOR, false)? {
+            notes.push("note: enable_separator changes nothing: chunkcache never lists keys by string prefix");
+        }
+        if reader.bool(PRESERVE_METADATA, false)? {
+            notes.push(
+                "note: preserve_metadata: chunkcache always restores mode and modification time; owner, group and \
+                 access time are not restored (files belong to the step's user)",
+            );
+        }
         Ok(Self {
             mode,
             mounts: reader.list(MOUNT),
@@ -683,12 +751,13 @@ impl PluginSettings {
                     endpoint: Some(blob_endpoint),
                     create_container: false,
                 },
-                container: reader.string(CONTAINER),
+                container: reader.string(CONTAINER).map(|name| name.to_lowercase()),
                 max_retry_requests,
             },
             s3: S3Options {
-                bucket: reader.string(S3_BUCKET),
-                endpoint: reader.string(S3_ENDPOINT),
+                bucket: reader.string(BUCKET),
+                endpoint: reader.string(ENDPOINT),
+                session_token: reader.secret(SESSION_TOKEN),
                 access_key: reader.string(ACCESS_KEY),
                 secret_key: reader.secret(SECRET_KEY),
                 path_style: Some(reader.bool(PATH_STYLE, false)?),
@@ -697,12 +766,14 @@ impl PluginSettings {
                 ..S3Options::default()
             },
             gcs: GcsOptions {
-                bucket: reader.string(GCS_BUCKET),
-                endpoint: reader.string(GCS_ENDPOINT),
+                bucket: reader.string(BUCKET),
+                endpoint: reader.string(ENDPOINT),
                 service_account_json: reader.secret(JSON_KEY),
-                api_key: reader.secret(API_KEY),
                 ..GcsOptions::default()
             },
+            disable_ssl: reader.bool(DISABLE_SSL, false)?,
+            fail_if_key_not_present: reader.bool(FAIL_IF_KEY_NOT_PRESENT, false)?,
+            notes,
         })
     }
 
@@ -732,12 +803,12 @@ impl PluginSettings {
             }
             Backend::S3 => {
                 if self.s3.bucket.is_none() {
-                    return missing("a bucket", "PLUGIN_BUCKET (setting bucket) or S3_BUCKET");
+                    return missing("a bucket", "PLUGIN_BUCKET (setting bucket), S3_BUCKET or GCS_BUCKET");
                 }
             }
             Backend::Gcs => {
                 if self.gcs.bucket.is_none() {
-                    return missing("a bucket", "PLUGIN_BUCKET (setting bucket) or GCS_BUCKET");
+                    return missing("a bucket", "PLUGIN_BUCKET (setting bucket), S3_BUCKET or GCS_BUCKET");
                 }
             }
             Backend::Filesystem => {}
@@ -889,8 +960,9 @@ mod tests {
         assert_eq!(settings.azure.options.key.as_ref().map(Secret::expose), Some("alias-key"));
         // PLUGIN_BLOB_CONTAINER_NAME (the Harness page's `blob_container_name`) outranks the bare alias.
         assert_eq!(settings.azure.container.as_deref(), Some("blob-container"));
+        // One flag serves both backends in drone-cache: S3_BUCKET outranks GCS_BUCKET for GCS too.
         assert_eq!(settings.s3.bucket.as_deref(), Some("s3-bucket"));
-        assert_eq!(settings.gcs.bucket.as_deref(), Some("gcs-bucket"));
+        assert_eq!(settings.gcs.bucket.as_deref(), Some("s3-bucket"));
         assert_eq!(settings.s3.access_key.as_deref(), Some("AKIAEXAMPLE"));
         assert_eq!(settings.s3.secret_key.as_ref().map(Secret::expose), Some("cache-secret"));
         assert_eq!(settings.region.as_deref(), Some("eu-west-1"));
@@ -912,6 +984,43 @@ mod tests {
         assert_eq!(settings.azure.container.as_deref(), Some("plugin-container"));
         assert_eq!(settings.s3.bucket.as_deref(), Some("plugin-bucket"));
         assert_eq!(settings.gcs.bucket.as_deref(), Some("plugin-bucket"));
+    }
+
+    #[test]
+    fn cross_backend_aliases_and_the_container_work_as_in_drone_cache() {
+        let settings = parse(&[("GCS_BUCKET", "only-gcs"), ("GCS_ENDPOINT", "http://fake:4443")]).unwrap();
+        assert_eq!(settings.s3.bucket.as_deref(), Some("only-gcs"));
+        assert_eq!(settings.s3.endpoint.as_deref(), Some("http://fake:4443"));
+        let settings = parse(&[("S3_ENDPOINT", "minio:9000"), ("AZURE_CONTAINER", " Team-Cache ")]).unwrap();
+        assert_eq!(settings.gcs.endpoint.as_deref(), Some("minio:9000"));
+        assert_eq!(settings.azure.container.as_deref(), Some("team-cache"));
+    }
+
+    #[test]
+    fn settings_chunkcache_cannot_honour_are_refused_naming_them() {
+        for (var, value, advice) in [
+            ("GCP_API_KEY", "AIza-secret-api-key", "json_key"),
+            ("PLUGIN_GCS_ENCRYPTION_KEY", "0123456789abcdef0123456789abcdef", "bucket's default encryption"),
+            ("PLUGIN_AUTO_CACHE", "true", "set mount and cache_key"),
+        ] {
+            let message = parse(&[(var, value)]).unwrap_err().to_string();
+            assert!(message.starts_with(&format!("{var} is set, but chunkcache does not support it")), "{message}");
+            assert!(message.contains(advice) && !message.contains(value), "{message}");
+        }
+        assert!(parse(&[("PLUGIN_AUTO_CACHE", "false")]).is_ok(), "auto_cache: false asks for nothing");
+    }
+
+    #[test]
+    fn fork_settings_that_change_nothing_are_noted() {
+        let settings = parse(&[("PLUGIN_STRICT_KEY_MATCHING", "false"), ("PLUGIN_ENABLE_SEPARATOR", "true")]).unwrap();
+        assert_eq!(settings.notes.len(), 2, "{:?}", settings.notes);
+        assert!(settings.notes[0].contains("strict_key_matching") && settings.notes[1].contains("enable_separator"));
+        assert!(parse(&[("PLUGIN_STRICT_KEY_MATCHING", "true")]).unwrap().notes.is_empty());
+        let settings = parse(&[("PLUGIN_PRESERVE_METADATA", "true"), ("PLUGIN_DISABLESSL", "true")]).unwrap();
+        assert!(settings.notes[0].contains("owner, group and access time are not restored"));
+        assert!(settings.disable_ssl);
+        let message = parse(&[("PLUGIN_STRICT_KEY_MATCHING", "maybe")]).unwrap_err().to_string();
+        assert!(message.contains("PLUGIN_STRICT_KEY_MATCHING"), "{message}");
     }
 
     #[test]
@@ -1023,14 +1132,14 @@ mod tests {
             ("PLUGIN_SAS_TOKEN", "sv=2022&sig=sas-value-2"),
             ("PLUGIN_SECRET_KEY", "secret-key-value-3"),
             ("PLUGIN_JSON_KEY", "{\"private_key\":\"json-key-value-4\"}"),
-            ("PLUGIN_API_KEY", "api-key-value-5"),
+            ("PLUGIN_SESSION_TOKEN", "session-token-value-5"),
             ("PLUGIN_DEBUG", "true"),
         ])
         .unwrap();
         let debug = format!("{settings:?}");
         let pretty = format!("{settings:#?}");
         for secret in
-            ["account-key-value-1", "sas-value-2", "secret-key-value-3", "json-key-value-4", "api-key-value-5"]
+            ["account-key-value-1", "sas-value-2", "secret-key-value-3", "json-key-value-4", "session-token-value-5"]
         {
             assert!(!debug.contains(secret), "{secret} leaked into {debug}");
             assert!(!pretty.contains(secret), "{secret} leaked into {pretty}");

@@ -29,7 +29,7 @@ use crate::plugin::settings::{Backend, PluginSettings, SettingsError, StepMode};
 use crate::plugin::template::{
     Metadata, RenderContext, RenderedKey, Template, TemplateError, default_cache_key, normalise_key, render_key,
 };
-use crate::store::backend::{AzureOptions, BackendOptions, BlobEndpoint, S3Options};
+use crate::store::backend::{self, AzureOptions, BackendOptions, BlobEndpoint, GcsOptions, S3Options};
 
 /// Work a plugin step has resolved, not yet done.
 #[derive(Debug, Clone)]
@@ -167,11 +167,24 @@ pub fn resolve(
             format!("az://{container}")
         }
         Backend::S3 => {
-            backend.s3 = S3Options { region: settings.region.clone(), ..settings.s3.clone() };
+            // The settings win; the `AWS_*` variables fill in the rest (session token, web identity,
+            // profile, region), as the AWS SDK's default chain does for drone-cache.
+            backend.s3 = S3Options {
+                region: settings.region.clone(),
+                aws_env: backend::aws_variables(env),
+                ..settings.s3.clone()
+            };
             format!("s3://{}", settings.s3.bucket.as_deref().expect("validated"))
         }
         Backend::Gcs => {
-            backend.gcs = settings.gcs.clone();
+            // The settings win; `GOOGLE_APPLICATION_CREDENTIALS` and the like fill in the rest.
+            let from_env = GcsOptions::from_env(env);
+            backend.gcs = GcsOptions {
+                service_account_json: settings.gcs.service_account_json.clone().or(from_env.service_account_json),
+                service_account_path: settings.gcs.service_account_path.clone().or(from_env.service_account_path),
+                endpoint: settings.gcs.endpoint.clone().or(from_env.endpoint),
+                ..settings.gcs.clone()
+            };
             format!("gs://{}", settings.gcs.bucket.as_deref().expect("validated"))
         }
         Backend::Filesystem => {

@@ -216,6 +216,8 @@ pub struct S3Options {
     pub access_key: Option<String>,
     /// Secret access key.
     pub secret_key: Option<Secret>,
+    /// Session token of temporary credentials (the plugin's `session_token`).
+    pub session_token: Option<Secret>,
     /// Region.
     pub region: Option<String>,
     /// Endpoint for S3-compatible servers.
@@ -245,9 +247,6 @@ pub struct GcsOptions {
     pub service_account_path: Option<PathBuf>,
     /// Endpoint (an emulator).
     pub endpoint: Option<String>,
-    /// An API key (the plugin's `api_key`, accepted for drone-cache compatibility; chunkcache uses
-    /// the service account).
-    pub api_key: Option<Secret>,
 }
 
 /// How remote stores are reached.
@@ -315,17 +314,29 @@ impl BackendOptions {
         if let Some(connection) = first(env, &["AZURE_STORAGE_CONNECTION_STRING"]) {
             apply_connection_string(azure, connection)?;
         }
-        options.s3.aws_env = env
-            .iter()
-            .filter(|(k, _)| k.starts_with("AWS_"))
-            .map(|(k, v)| (k.clone(), Secret::new(v.clone())))
-            .collect();
-        let gcs = &mut options.gcs;
-        gcs.service_account_json = first(env, &["GOOGLE_SERVICE_ACCOUNT_KEY"]).map(Secret::new);
-        gcs.service_account_path =
-            first(env, &["GOOGLE_SERVICE_ACCOUNT", "GOOGLE_APPLICATION_CREDENTIALS"]).map(PathBuf::from);
-        gcs.endpoint = first(env, &["CHUNKCACHE_GCS_ENDPOINT"]).cloned();
+        options.s3.aws_env = aws_variables(env);
+        options.gcs = GcsOptions::from_env(env);
         Ok(options)
+    }
+}
+
+/// The `AWS_*` variables of `env`, for `object_store`'s S3 configuration (region, session token,
+/// web identity, profile, endpoint, …).
+pub fn aws_variables(env: &BTreeMap<String, String>) -> BTreeMap<String, Secret> {
+    env.iter().filter(|(k, _)| k.starts_with("AWS_")).map(|(k, v)| (k.clone(), Secret::new(v.clone()))).collect()
+}
+
+impl GcsOptions {
+    /// The service account (`GOOGLE_SERVICE_ACCOUNT_KEY`, `GOOGLE_SERVICE_ACCOUNT`,
+    /// `GOOGLE_APPLICATION_CREDENTIALS`) and endpoint (`CHUNKCACHE_GCS_ENDPOINT`) of `env`.
+    pub fn from_env(env: &BTreeMap<String, String>) -> Self {
+        Self {
+            service_account_json: first(env, &["GOOGLE_SERVICE_ACCOUNT_KEY"]).map(Secret::new),
+            service_account_path: first(env, &["GOOGLE_SERVICE_ACCOUNT", "GOOGLE_APPLICATION_CREDENTIALS"])
+                .map(PathBuf::from),
+            endpoint: first(env, &["CHUNKCACHE_GCS_ENDPOINT"]).cloned(),
+            ..Self::default()
+        }
     }
 }
 
@@ -432,12 +443,16 @@ fn endpoint_text(url: &url::Url) -> String {
 }
 
 /// How drone-cache reads its S3 `endpoint` setting, for the plugin: a value without a scheme
-/// (`minio:9000`, as drone-cache's own tests write it) means plain `http://` (drone-cache sets the
-/// AWS SDK's `DisableSSL` unless the value starts with `https://`, and the SDK then adds `http://`).
-/// Anything with a scheme is returned as it is.
-pub fn drone_cache_endpoint(value: &str) -> String {
+/// (`minio:9000`) gets the one the AWS SDK adds, `https://`, or `http://` with `disable_ssl`
+/// (drone-cache's `setSSLMode`; the Harness fork always uses https). Anything with a scheme is
+/// returned as it is.
+pub fn drone_cache_endpoint(value: &str, disable_ssl: bool) -> String {
     let value = value.trim();
-    if value.contains("://") { value.to_string() } else { format!("http://{value}") }
+    match (value.contains("://"), disable_ssl) {
+        (true, _) => value.to_string(),
+        (false, false) => format!("https://{value}"),
+        (false, true) => format!("http://{value}"),
+    }
 }
 
 /// Opens the store a URL names. For Azure with a shared key, a missing container is created
@@ -631,6 +646,9 @@ fn open_s3(bucket: &str, options: &BackendOptions) -> Result<(Arc<dyn ObjectStor
     }
     if let Some(secret) = &s3.secret_key {
         builder = builder.with_secret_access_key(secret.expose());
+    }
+    if let Some(token) = &s3.session_token {
+        builder = builder.with_token(token.expose());
     }
     if let Some(region) = &s3.region {
         builder = builder.with_region(region);
@@ -868,10 +886,10 @@ mod tests {
 
     #[test]
     fn the_plugin_reads_a_scheme_less_endpoint_as_drone_cache_does() {
-        assert_eq!(drone_cache_endpoint("minio:9000"), "http://minio:9000");
-        assert_eq!(drone_cache_endpoint(" 127.0.0.1:9000 "), "http://127.0.0.1:9000");
-        assert_eq!(drone_cache_endpoint("https://s3.example.com"), "https://s3.example.com");
-        assert_eq!(drone_cache_endpoint("http://minio:9000"), "http://minio:9000");
+        assert_eq!(drone_cache_endpoint("minio:9000", false), "https://minio:9000");
+        assert_eq!(drone_cache_endpoint(" 127.0.0.1:9000 ", true), "http://127.0.0.1:9000");
+        assert_eq!(drone_cache_endpoint("https://s3.example.com", true), "https://s3.example.com");
+        assert_eq!(drone_cache_endpoint("http://minio:9000", false), "http://minio:9000");
     }
 
     #[tokio::test]
