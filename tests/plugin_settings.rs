@@ -281,3 +281,51 @@ fn fail_restore_if_key_not_present_fails_a_miss() {
     let hit = plugin(&workspace, &[&base[..], &strict[..]].concat());
     assert_eq!(hit.status.code(), Some(0), "{}", stderr(&hit));
 }
+
+/// The Harness fork's `cache_intel_metrics_file`: each restore that finds a cache appends one
+/// `{"cache_size_bytes", "dst_path"}` object per mount to a tab-indented JSON array; a miss
+/// writes nothing; a file that is not a JSON array is left alone with a warning.
+#[test]
+fn restores_append_cache_metrics_as_the_harness_fork_does() {
+    let dir = scratch();
+    let workspace = dir.path().join("ws");
+    fs::create_dir_all(workspace.join("deps/sub")).unwrap();
+    fs::write(workspace.join("deps/a.txt"), b"12345").unwrap();
+    fs::write(workspace.join("deps/sub/b.txt"), b"123").unwrap();
+    fs::create_dir_all(workspace.join("more")).unwrap();
+    fs::write(workspace.join("more/c.txt"), b"1").unwrap();
+    let root = dir.path().join("cache");
+    fs::create_dir_all(&root).unwrap();
+    let metrics = workspace.join("metrics/cache.json");
+    let settings = [
+        ("PLUGIN_BACKEND", "filesystem"),
+        ("PLUGIN_FILESYSTEM_CACHE_ROOT", root.to_str().unwrap()),
+        ("PLUGIN_MOUNT", "deps/,more"),
+        ("PLUGIN_CACHE_KEY", "k"),
+        ("PLUGIN_CACHE_INTEL_METRICS_FILE", "metrics/cache.json"),
+        ("DRONE_REPO_NAME", "app"),
+    ];
+    let restore = [&settings[..], &[("PLUGIN_RESTORE", "true")]].concat();
+    let miss = plugin(&workspace, &restore);
+    assert_eq!(miss.status.code(), Some(0), "{}", stderr(&miss));
+    assert!(!metrics.exists(), "a miss wrote metrics");
+    let saved = plugin(&workspace, &[&settings[..], &[("PLUGIN_REBUILD", "true")]].concat());
+    assert_eq!(saved.status.code(), Some(0), "{}", stderr(&saved));
+    for _ in 0..2 {
+        let hit = plugin(&workspace, &restore);
+        assert_eq!(hit.status.code(), Some(0), "{}", stderr(&hit));
+    }
+    let text = fs::read_to_string(&metrics).unwrap();
+    assert!(text.starts_with("[\n\t{\n\t\t\"cache_size_bytes\": 8,\n\t\t\"dst_path\": \"deps/\"\n\t},"), "{text}");
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    let expected = serde_json::json!({ "cache_size_bytes": 1, "dst_path": "more" });
+    assert_eq!(entries.len(), 4, "{text}");
+    assert_eq!(entries[1], expected);
+    assert_eq!(entries[3], expected);
+
+    fs::write(&metrics, "not json").unwrap();
+    let hit = plugin(&workspace, &restore);
+    assert_eq!(hit.status.code(), Some(0), "{}", stderr(&hit));
+    assert!(stderr(&hit).contains("cannot update the cache metrics file"), "{}", stderr(&hit));
+    assert_eq!(fs::read_to_string(&metrics).unwrap(), "not json");
+}

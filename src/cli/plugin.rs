@@ -26,9 +26,10 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow};
+use chunkcache::core::manifest::Mount;
 use chunkcache::fs::walk::WalkOptions;
 use chunkcache::fs::workspace::WorkspaceFiles;
-use chunkcache::pipeline::restore::{self, Outcome, RestoreOptions, RestoreTarget};
+use chunkcache::pipeline::restore::{self, MountBytes, Outcome, RestoreOptions, RestoreTarget};
 use chunkcache::pipeline::save::{self, SaveOptions};
 use chunkcache::plugin::settings::{GRADLE_DEFAULT_EXCLUDES, PluginSettings, StepMode, gradle_layout};
 use chunkcache::plugin::step::{self, StepError, StepPlan};
@@ -272,8 +273,40 @@ async fn restore_step(plan: &StepPlan, config: &Config) -> Result<(Outputs, Opti
             miss = Some(message);
         }
     }
+    if let (Some(file), None) = (&plan.metrics_file, &miss) {
+        match append_metrics(file, plan, &report.mounts) {
+            Ok(()) => eprintln!("cache metrics appended to {}", file.display()),
+            Err(err) => eprintln!("warning: cannot update the cache metrics file {}: {err:#}", file.display()),
+        }
+    }
     let outputs = vec![("cache_hit", (report.outcome == Outcome::Hit).to_string()), ("restored_key", restored)];
     Ok((outputs, miss))
+}
+
+/// Appends one `{"cache_size_bytes", "dst_path"}` object per restored mount to the JSON array in
+/// `file`, as the Harness fork's `cache_intel_metrics_file` does (tab-indented; the folder is
+/// created; a missing file is an empty array). `dst_path` is the mount as the step names it, or as
+/// the cache recorded it when the step names none.
+fn append_metrics(file: &std::path::Path, plan: &StepPlan, mounts: &[MountBytes]) -> Result<()> {
+    use serde::Serialize as _;
+    let mut entries: Vec<serde_json::Value> = match std::fs::read(file) {
+        Ok(bytes) => serde_json::from_slice(&bytes).context("it is not a JSON array; fix or delete it")?,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(err) => return Err(err.into()),
+    };
+    for mount in mounts {
+        let named = plan.mounts.iter().find(|given| Mount::from_path(given).path == mount.path.as_bytes());
+        let dst_path = named.map_or_else(|| mount.path.clone(), |given| given.display().to_string());
+        entries.push(serde_json::json!({ "cache_size_bytes": mount.bytes, "dst_path": dst_path }));
+    }
+    if let Some(folder) = file.parent() {
+        std::fs::create_dir_all(folder)?;
+    }
+    let mut text = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"\t");
+    entries.serialize(&mut serde_json::Serializer::with_formatter(&mut text, formatter))?;
+    std::fs::write(file, text)?;
+    Ok(())
 }
 
 /// The Gradle default excludes for each mount laid out as a Gradle user home or its `caches/`, each

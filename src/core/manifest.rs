@@ -493,6 +493,17 @@ impl Manifest {
         offsets
     }
 
+    /// Bytes of file content under each mount, by mount index.
+    pub fn mount_bytes(&self) -> Vec<u64> {
+        let mut bytes = vec![0; self.mounts.len()];
+        for entry in &self.entries {
+            if let (EntryKind::File { size, .. }, Some(total)) = (&entry.kind, bytes.get_mut(entry.mount as usize)) {
+                *total += size;
+            }
+        }
+        bytes
+    }
+
     /// Totals for reports.
     pub fn summary(&self) -> ManifestSummary {
         let mut summary = ManifestSummary {

@@ -116,12 +116,23 @@ pub struct RestoreReport {
     pub ranges_fetched: u64,
     /// Entries removed (type conflicts, and with `--mirror` entries not in the manifest).
     pub removed: u64,
+    /// Each restored mount, as the cache recorded it, with the bytes of its files.
+    pub mounts: Vec<MountBytes>,
     /// Problems that did not fail the restore.
     pub warnings: Vec<String>,
     /// Store requests made.
     pub requests: RequestSnapshot,
     /// Wall time.
     pub elapsed_ms: u64,
+}
+
+/// A restored mount and the bytes of its files.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MountBytes {
+    /// The mount as the save recorded it.
+    pub path: String,
+    /// Bytes of file content under it.
+    pub bytes: u64,
 }
 
 /// Why a restore failed.
@@ -390,6 +401,13 @@ pub async fn execute(store: &Store, plan: RestorePlan, progress: &dyn Progress) 
     let fetched = write_files(store, key, &work, &roots, plan.concurrency, progress).await?;
     (report.chunks_fetched, report.bytes_fetched, report.ranges_fetched) =
         (fetched.chunks, fetched.bytes, fetched.ranges);
+    report.mounts = work
+        .manifest
+        .mounts
+        .iter()
+        .zip(work.manifest.mount_bytes())
+        .map(|(mount, bytes)| MountBytes { path: String::from_utf8_lossy(&mount.path).into_owned(), bytes })
+        .collect();
     let (tree, manifest) = (work.tree, work.manifest);
     report.removed += tokio::task::spawn_blocking(move || finish_tree(&manifest, &tree, &roots, &strays))
         .await

@@ -258,6 +258,9 @@ pub struct PluginSettings {
     /// The Harness fork's `fail_restore_if_key_not_present` (`PLUGIN_FAIL_RESTORE_IF_KEY_NOT_PRESENT`): a
     /// restore that finds no cache (not even a fallback) fails the step whatever `exit_code` says.
     pub fail_if_key_not_present: bool,
+    /// The Harness fork's `cache_intel_metrics_file` (`PLUGIN_CACHE_INTEL_METRICS_FILE`): a JSON array to
+    /// which a restore appends `{"cache_size_bytes", "dst_path"}` per restored mount, for later steps.
+    pub metrics_file: Option<PathBuf>,
     /// Notes about settings of the Harness fork that change nothing here, for the step to log
     /// (`strict_key_matching: false`, `enable_separator`, `preserve_metadata`).
     pub notes: Vec<&'static str>,
@@ -293,6 +296,7 @@ impl Default for PluginSettings {
             gcs: GcsOptions::default(),
             disable_ssl: false,
             fail_if_key_not_present: false,
+            metrics_file: None,
             notes: Vec::new(),
         }
     }
@@ -445,6 +449,7 @@ const STRICT_KEY_MATCHING: &[&str] = &["PLUGIN_STRICT_KEY_MATCHING"];
 const ENABLE_SEPARATOR: &[&str] = &["PLUGIN_ENABLE_SEPARATOR"];
 const PRESERVE_METADATA: &[&str] = &["PLUGIN_PRESERVE_METADATA"];
 const FAIL_IF_KEY_NOT_PRESENT: &[&str] = &["PLUGIN_FAIL_RESTORE_IF_KEY_NOT_PRESENT"];
+const METRICS_FILE: &[&str] = &["PLUGIN_CACHE_INTEL_METRICS_FILE"];
 
 /// Settings of drone-cache or its Harness fork that chunkcache cannot honour: set to anything (a
 /// boolean: to true), they fail the step with the advice given, instead of being dropped.
@@ -773,6 +778,7 @@ impl PluginSettings {
             },
             disable_ssl: reader.bool(DISABLE_SSL, false)?,
             fail_if_key_not_present: reader.bool(FAIL_IF_KEY_NOT_PRESENT, false)?,
+            metrics_file: reader.string(METRICS_FILE).map(PathBuf::from),
             notes,
         })
     }

@@ -57,6 +57,8 @@ pub struct StepPlan {
     pub compression_level: i32,
     /// `skip_symlinks`: a save leaves symbolic links out, as drone-cache's archiver does.
     pub skip_symlinks: bool,
+    /// `cache_intel_metrics_file`, relative to the working directory.
+    pub metrics_file: Option<PathBuf>,
     /// What the step should log about how the key was formed: a template that fell back to drone-cache's
     /// default key, a key normalised as drone-cache's path join does.
     pub key_notes: Vec<String>,
@@ -208,6 +210,7 @@ pub fn resolve(
         gradle_default_excludes: settings.gradle_default_excludes,
         compression_level: if settings.compression_level > 0 { settings.compression_level.min(19) } else { 3 },
         skip_symlinks: settings.skip_symlinks,
+        metrics_file: settings.metrics_file.as_ref().map(|file| workdir.join(file)),
         key_notes,
     })
 }
