@@ -52,10 +52,12 @@ def shape(line: str) -> re.Pattern:
 
 def run(command: str, cwd: str, env: dict) -> str:
     print(f"check-readme: $ {command}", flush=True)
-    result = subprocess.run(command, shell=True, cwd=cwd, env=env, text=True, capture_output=True)
+    # Summaries go to stderr and data to stdout, as in a terminal: check both, in order.
+    result = subprocess.run(
+        command, shell=True, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     sys.stdout.write(result.stdout)
     if result.returncode != 0:
-        sys.stderr.write(result.stderr)
         sys.exit(f"check-readme: `{command}` exited {result.returncode}")
     return result.stdout
 

@@ -329,3 +329,44 @@ fn restores_append_cache_metrics_as_the_harness_fork_does() {
     assert!(stderr(&hit).contains("cannot update the cache metrics file"), "{}", stderr(&hit));
     assert_eq!(fs::read_to_string(&metrics).unwrap(), "not json");
 }
+
+/// `log_format` (json, logfmt) shapes every line the step logs, and `log_level` filters them, as
+/// in drone-cache; an unknown level is refused (drone-cache panics on one).
+#[test]
+fn log_format_and_log_level_shape_the_log() {
+    let dir = scratch();
+    let workspace = dir.path().join("ws");
+    fs::create_dir_all(workspace.join("deps")).unwrap();
+    fs::write(workspace.join("deps/a.txt"), b"a").unwrap();
+    let root = dir.path().join("cache");
+    fs::create_dir_all(&root).unwrap();
+    let base = [
+        ("PLUGIN_BACKEND", "filesystem"),
+        ("PLUGIN_FILESYSTEM_CACHE_ROOT", root.to_str().unwrap()),
+        ("PLUGIN_MOUNT", "deps"),
+        ("PLUGIN_CACHE_KEY", "k"),
+        ("DRONE_REPO_NAME", "app"),
+    ];
+    let step = |extra: &[(&str, &str)]| plugin(&workspace, &[&base[..], extra].concat());
+    let saved = step(&[("PLUGIN_REBUILD", "true"), ("PLUGIN_LOG_FORMAT", "json"), ("PLUGIN_LOG_LEVEL", "debug")]);
+    assert_eq!(saved.status.code(), Some(0), "{}", stderr(&saved));
+    let lines: Vec<serde_json::Value> =
+        stderr(&saved).lines().map(|line| serde_json::from_str(line).expect(line)).collect();
+    assert!(lines.iter().any(|l| l["level"] == "debug" && l["msg"].as_str().unwrap().contains("effective settings")));
+    assert!(lines.iter().any(|l| l["level"] == "info" && l["msg"].as_str().unwrap().starts_with("saved")));
+
+    let quiet = step(&[("PLUGIN_RESTORE", "true"), ("LOG_LEVEL", "error"), ("LOG_FORMAT", "logfmt")]);
+    assert_eq!(quiet.status.code(), Some(0), "{}", stderr(&quiet));
+    assert_eq!(stderr(&quiet), "", "log_level error logs no info lines");
+    let broken = step(&[("PLUGIN_RESTORE", "true"), ("LOG_FORMAT", "logfmt"), ("PLUGIN_BACKEND", "dropbox")]);
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(stderr(&broken).starts_with("level=error msg=\"PLUGIN_BACKEND=\\\"dropbox\\\""), "{}", stderr(&broken));
+    let logfmt = step(&[("PLUGIN_RESTORE", "true"), ("LOG_FORMAT", "logfmt")]);
+    assert!(stderr(&logfmt).lines().all(|l| l.starts_with("level=info msg=")), "{}", stderr(&logfmt));
+
+    let unknown = step(&[("PLUGIN_RESTORE", "true"), ("PLUGIN_LOG_LEVEL", "verbose")]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        stderr(&unknown).contains("PLUGIN_LOG_LEVEL=\"verbose\" is not a log level: use error, warn, info or debug")
+    );
+}

@@ -5,6 +5,7 @@
 
 mod analyze;
 mod config;
+mod log;
 mod output;
 mod plugin;
 

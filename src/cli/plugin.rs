@@ -31,32 +31,43 @@ use chunkcache::fs::walk::WalkOptions;
 use chunkcache::fs::workspace::WorkspaceFiles;
 use chunkcache::pipeline::restore::{self, MountBytes, Outcome, RestoreOptions, RestoreTarget};
 use chunkcache::pipeline::save::{self, SaveOptions};
-use chunkcache::plugin::settings::{GRADLE_DEFAULT_EXCLUDES, PluginSettings, StepMode, gradle_layout};
+use chunkcache::plugin::settings::{
+    GRADLE_DEFAULT_EXCLUDES, LogFormat, LogLevel, PluginSettings, StepMode, gradle_layout,
+};
 use chunkcache::plugin::step::{self, StepError, StepPlan};
 use chunkcache::plugin::template::{Metadata, RenderContext, RenderedKey};
 use chunkcache::store::backend::{self, BackendError};
 
 use super::config::{Config, FlagOptions};
-use super::output::{CliProgress, glob_set, print_warnings, restore_details, save_summary};
+use super::log;
+use super::output::{CliProgress, glob_set, restore_details, save_summary};
 use super::{EXIT_ERROR, describe};
 
-/// Runs the step described by the `PLUGIN_*` variables in `env`.
+/// Runs the step described by the `PLUGIN_*` variables in `env`. Invalid settings, and run-time
+/// failures with `exit_code: true`, are logged (in `log_format`) and exit with status 1.
 ///
 /// # Errors
-/// Invalid settings; run-time failures are errors only with `exit_code: true`.
+/// None today: every failure is logged here.
 pub async fn run(env: &BTreeMap<String, String>) -> Result<ExitCode> {
     std::panic::set_hook(Box::new(report_panic));
     let env = env.clone();
-    isolated(async move { run_step(&env).await }).await
+    match isolated(async move { run_step(&env).await }).await {
+        Ok(code) => Ok(code),
+        // Logged here, so that it follows log_format like every other line.
+        Err(err) => {
+            log::error(describe(&err));
+            Ok(ExitCode::from(EXIT_ERROR))
+        }
+    }
 }
 
 /// Reports a panic on one line, with where it happened but without its message.
 fn report_panic(info: &std::panic::PanicHookInfo<'_>) {
     let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-    eprintln!(
-        "error: internal error{location}: a bug in chunkcache, please report it (its message is not shown, \
+    log::error(format!(
+        "internal error{location}: a bug in chunkcache, please report it (its message is not shown, \
          since it could quote a setting)"
-    );
+    ));
 }
 
 /// Runs `work` as a task of its own, so that a panic in it becomes an error instead of ending
@@ -85,7 +96,7 @@ pub fn print_key(env: &BTreeMap<String, String>, epoch_seconds: Option<u64>) -> 
     }
     let rendered = step::cache_key(settings.cache_key.as_deref(), &context).map_err(StepError::from)?;
     if let RenderedKey::Fallback { error, .. } = &rendered {
-        eprintln!("warning: cache_key failed to render: {error}; drone-cache's default key follows");
+        log::warn(format!("cache_key failed to render: {error}; drone-cache's default key follows"));
     }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(rendered.key().as_bytes()).context("cannot write the key to stdout")?;
@@ -94,27 +105,29 @@ pub fn print_key(env: &BTreeMap<String, String>, epoch_seconds: Option<u64>) -> 
 }
 
 async fn run_step(env: &BTreeMap<String, String>) -> Result<ExitCode> {
+    log::init(LogLevel::Info, LogFormat::from_env(env));
     let settings = PluginSettings::from_env(env)?;
+    log::init(settings.log_level, settings.log_format);
     let workdir = std::env::current_dir().context("cannot read the working directory")?;
     let mut plan = step::resolve(&settings, env, &workdir)?;
     for note in plan.key_notes.iter().map(String::as_str).chain(settings.notes.iter().copied()) {
-        eprintln!("{note}");
+        log::info(note);
     }
     if let Some(endpoint) = &plan.backend.s3.endpoint {
         let meant = backend::drone_cache_endpoint(endpoint, settings.disable_ssl);
         if meant != *endpoint {
-            eprintln!(
+            log::info(format!(
                 "note: endpoint {endpoint:?} has no scheme: using {meant}, as drone-cache does (disable_ssl: true \
                  means http://; or write the scheme)"
-            );
+            ));
             plan.backend.s3.endpoint = Some(meant);
         }
     }
     let config = Config::resolve(&FlagOptions::default(), Some(&plan), env, plan.mode == StepMode::Rebuild)?;
     if settings.debug {
-        eprintln!("debug: effective settings (secrets masked):");
+        log::debug("effective settings (secrets masked):");
         for (name, value) in debug_settings(&plan, &config) {
-            eprintln!("debug:   {name}: {value}");
+            log::debug(format!("  {name}: {value}"));
         }
     }
     let step_plan = plan.clone();
@@ -129,14 +142,14 @@ async fn run_step(env: &BTreeMap<String, String>) -> Result<ExitCode> {
     let (mut outputs, code) = match outcome {
         Ok((outputs, Some(miss))) if settings.exit_code || settings.fail_if_key_not_present => {
             let why = if settings.exit_code { "exit_code" } else { "fail_restore_if_key_not_present" };
-            eprintln!("error: {miss}; failing the step because {why} is true");
+            log::error(format!("{miss}; failing the step because {why} is true"));
             (outputs, ExitCode::from(EXIT_ERROR))
         }
         Ok((outputs, _)) => (outputs, ExitCode::SUCCESS),
         Err(err) if settings.exit_code || is_invalid_setting(&err) => return Err(err),
         Err(err) => {
-            eprintln!("error: {}", describe(&err));
-            eprintln!("the cache step failed; the build goes on without it (set exit_code: true to fail instead)");
+            log::error(describe(&err));
+            log::info("the cache step failed; the build goes on without it (set exit_code: true to fail instead)");
             (vec![("cache_hit", "false".to_string())], ExitCode::SUCCESS)
         }
     };
@@ -234,9 +247,9 @@ type Outputs = Vec<(&'static str, String)>;
 /// Restores; returns the outputs, and a message when it was a miss.
 async fn restore_step(plan: &StepPlan, config: &Config) -> Result<(Outputs, Option<String>)> {
     let store = backend::open(&config.store_url, &config.backend).await?;
-    eprintln!("restoring cache key {:?} from {}", plan.key, store.description());
+    log::info(format!("restoring cache key {:?} from {}", plan.key, store.description()));
     if plan.mounts.is_empty() {
-        eprintln!("no mount set (PLUGIN_MOUNT): restoring every path the cache saved, as drone-cache does");
+        log::info("no mount set (PLUGIN_MOUNT): restoring every path the cache saved, as drone-cache does");
     }
     let options = RestoreOptions {
         key: plan.key.clone(),
@@ -249,14 +262,16 @@ async fn restore_step(plan: &StepPlan, config: &Config) -> Result<(Outputs, Opti
     let progress = CliProgress::new(false);
     let report = restore::restore(&store, &options, &progress).await?;
     progress.finish();
-    print_warnings(&report.warnings);
+    for warning in &report.warnings {
+        log::warn(warning);
+    }
     let restored = report.restored_key.clone().unwrap_or_default();
     let details = restore_details(&report);
     let mut miss = None;
     match report.outcome {
-        Outcome::Hit => eprintln!("cache hit: restored {restored:?}: {details}"),
+        Outcome::Hit => log::info(format!("cache hit: restored {restored:?}: {details}")),
         Outcome::FallbackHit => {
-            eprintln!("cache miss for {:?}, fallback hit: restored {restored:?}: {details}", plan.key)
+            log::info(format!("cache miss for {:?}, fallback hit: restored {restored:?}: {details}", plan.key))
         }
         Outcome::Miss => {
             let message = format!(
@@ -269,14 +284,14 @@ async fn restore_step(plan: &StepPlan, config: &Config) -> Result<(Outputs, Opti
                 },
                 store.description()
             );
-            eprintln!("{message}; the build goes on without it");
+            log::info(format!("{message}; the build goes on without it"));
             miss = Some(message);
         }
     }
     if let (Some(file), None) = (&plan.metrics_file, &miss) {
         match append_metrics(file, plan, &report.mounts) {
-            Ok(()) => eprintln!("cache metrics appended to {}", file.display()),
-            Err(err) => eprintln!("warning: cannot update the cache metrics file {}: {err:#}", file.display()),
+            Ok(()) => log::info(format!("cache metrics appended to {}", file.display())),
+            Err(err) => log::warn(format!("cannot update the cache metrics file {}: {err:#}", file.display())),
         }
     }
     let outputs = vec![("cache_hit", (report.outcome == Outcome::Hit).to_string()), ("restored_key", restored)];
@@ -321,12 +336,12 @@ fn gradle_excludes(plan: &StepPlan) -> Result<Vec<Option<globset::GlobSet>>> {
         .iter()
         .map(|mount| match gradle_layout(&plan.root.join(mount)) {
             Some(marker) => {
-                eprintln!(
+                log::info(format!(
                     "{} is a Gradle user home or its caches/ ({marker} inside): leaving out Gradle's per-process \
                      files (lock files, gc.properties, journal-1, cc-keystore, daemon logs; \
                      gradle_default_excludes: false keeps them)",
                     mount.display()
-                );
+                ));
                 glob_set(&defaults)
             }
             None => Ok(None),
@@ -336,7 +351,7 @@ fn gradle_excludes(plan: &StepPlan) -> Result<Vec<Option<globset::GlobSet>>> {
 
 async fn save_step(plan: &StepPlan, config: &Config, override_existing: bool) -> Result<(Outputs, Option<String>)> {
     let store = backend::open(&config.store_url, &config.backend).await?;
-    eprintln!("saving {} as cache key {:?} to {}", mounts_text(&plan.mounts), plan.key, store.description());
+    log::info(format!("saving {} as cache key {:?} to {}", mounts_text(&plan.mounts), plan.key, store.description()));
     let options = SaveOptions {
         key: plan.key.clone(),
         mounts: plan.mounts.clone(),
@@ -356,9 +371,9 @@ async fn save_step(plan: &StepPlan, config: &Config, override_existing: bool) ->
     let report = save::save(&store, &options, &progress).await?;
     progress.finish();
     if report.skipped_existing {
-        eprintln!("cache key {:?} already exists and override is false: nothing saved", plan.key);
+        log::info(format!("cache key {:?} already exists and override is false: nothing saved", plan.key));
     } else {
-        eprintln!("{}", save_summary(&report));
+        log::info(save_summary(&report));
     }
     Ok((Vec::new(), None))
 }

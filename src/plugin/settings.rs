@@ -196,6 +196,43 @@ pub struct AzureSettings {
     pub max_retry_requests: u32,
 }
 
+/// How much the plugin logs: each level includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Errors and warnings.
+    Warn,
+    /// What the step did (the default).
+    Info,
+    /// Also the effective settings.
+    Debug,
+}
+
+/// How the plugin's log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `warning: …`, `error: …` and plain lines for people (the default).
+    Plain,
+    /// drone-cache's `level=info msg="…"`.
+    Logfmt,
+    /// One JSON object per line: `{"level":"info","msg":"…"}`.
+    Json,
+}
+
+impl LogFormat {
+    /// `log_format` (`PLUGIN_LOG_FORMAT`, `LOG_FORMAT`) alone, so that even a step whose other settings
+    /// are invalid says so in the format asked for: plain when unset, `json`, else logfmt (as drone-cache).
+    pub fn from_env(env: &BTreeMap<String, String>) -> Self {
+        let format = EnvReader { env }.string(LOG_FORMAT).map(|format| format.to_ascii_lowercase());
+        match format.as_deref() {
+            None => Self::Plain,
+            Some("json") => Self::Json,
+            Some(_) => Self::Logfmt,
+        }
+    }
+}
+
 /// Every setting of a plugin step, parsed and validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginSettings {
@@ -261,6 +298,11 @@ pub struct PluginSettings {
     /// The Harness fork's `cache_intel_metrics_file` (`PLUGIN_CACHE_INTEL_METRICS_FILE`): a JSON array to
     /// which a restore appends `{"cache_size_bytes", "dst_path"}` per restored mount, for later steps.
     pub metrics_file: Option<PathBuf>,
+    /// `log_level` (`PLUGIN_LOG_LEVEL`, `LOG_LEVEL`): the least severe lines logged; `debug: true` means
+    /// `debug`, and `debug` turns `debug` on.
+    pub log_level: LogLevel,
+    /// `log_format` (`PLUGIN_LOG_FORMAT`, `LOG_FORMAT`): plain lines when unset.
+    pub log_format: LogFormat,
     /// Notes about settings of the Harness fork that change nothing here, for the step to log
     /// (`strict_key_matching: false`, `enable_separator`, `preserve_metadata`).
     pub notes: Vec<&'static str>,
@@ -297,6 +339,8 @@ impl Default for PluginSettings {
             disable_ssl: false,
             fail_if_key_not_present: false,
             metrics_file: None,
+            log_level: LogLevel::Info,
+            log_format: LogFormat::Plain,
             notes: Vec::new(),
         }
     }
@@ -339,6 +383,14 @@ pub enum SettingsError {
         value: String,
         /// Extra explanation for drone-cache backends chunkcache lacks (sftp, alioss); may be empty.
         hint: &'static str,
+    },
+    /// A `log_level` drone-cache does not know either (it panics on one).
+    #[error("{var}={value:?} is not a log level: use error, warn, info or debug")]
+    UnknownLogLevel {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
     },
     /// An unknown archive format.
     #[error("{var}={value:?} is not an archive format: use one of tar, gzip, zstd")]
@@ -450,6 +502,8 @@ const ENABLE_SEPARATOR: &[&str] = &["PLUGIN_ENABLE_SEPARATOR"];
 const PRESERVE_METADATA: &[&str] = &["PLUGIN_PRESERVE_METADATA"];
 const FAIL_IF_KEY_NOT_PRESENT: &[&str] = &["PLUGIN_FAIL_RESTORE_IF_KEY_NOT_PRESENT"];
 const METRICS_FILE: &[&str] = &["PLUGIN_CACHE_INTEL_METRICS_FILE"];
+const LOG_LEVEL: &[&str] = &["PLUGIN_LOG_LEVEL", "LOG_LEVEL"];
+const LOG_FORMAT: &[&str] = &["PLUGIN_LOG_FORMAT", "LOG_FORMAT"];
 
 /// Settings of drone-cache or its Harness fork that chunkcache cannot honour: set to anything (a
 /// boolean: to true), they fail the step with the advice given, instead of being dropped.
@@ -726,6 +780,23 @@ impl PluginSettings {
                  access time are not restored (files belong to the step's user)",
             );
         }
+        let debug = reader.bool(DEBUG, defaults.debug)?;
+        let log_level = match reader.raw(LOG_LEVEL) {
+            None if debug => LogLevel::Debug,
+            None => defaults.log_level,
+            Some((var, value)) => match value.trim().to_ascii_lowercase().as_str() {
+                _ if debug => LogLevel::Debug,
+                "error" => LogLevel::Error,
+                "warn" | "warning" => LogLevel::Warn,
+                "info" => LogLevel::Info,
+                "debug" => LogLevel::Debug,
+                _ => return Err(SettingsError::UnknownLogLevel { var, value: value.to_owned() }),
+            },
+        };
+        let log_format = LogFormat::from_env(env);
+        if reader.string(LOG_FORMAT).is_some_and(|format| !["json", "logfmt"].contains(&&*format.to_lowercase())) {
+            notes.push("note: log_format is neither logfmt nor json: using logfmt, as drone-cache does");
+        }
         Ok(Self {
             mode,
             mounts: reader.list(MOUNT),
@@ -738,7 +809,7 @@ impl PluginSettings {
             override_existing: reader.bool(OVERRIDE, defaults.override_existing)?,
             exit_code: reader.bool(EXIT_CODE, defaults.exit_code)?,
             skip_symlinks: reader.bool(SKIP_SYMLINKS, defaults.skip_symlinks)?,
-            debug: reader.bool(DEBUG, defaults.debug)?,
+            debug: log_level == LogLevel::Debug,
             local_root: reader.string(LOCAL_ROOT).map(PathBuf::from),
             remote_root: reader.string(REMOTE_ROOT),
             filesystem_cache_root: reader
@@ -779,6 +850,8 @@ impl PluginSettings {
             disable_ssl: reader.bool(DISABLE_SSL, false)?,
             fail_if_key_not_present: reader.bool(FAIL_IF_KEY_NOT_PRESENT, false)?,
             metrics_file: reader.string(METRICS_FILE).map(PathBuf::from),
+            log_level,
+            log_format,
             notes,
         })
     }
