@@ -238,9 +238,15 @@ fn unsupported_fork_settings_fail_and_inert_ones_are_logged() {
         ("PLUGIN_CACHE_KEY", "k"),
         ("DRONE_REPO_NAME", "app"),
     ];
-    for (var, value) in
-        [("PLUGIN_GCS_ENCRYPTION_KEY", "k3y"), ("GCP_API_KEY", "AIza-k3y"), ("PLUGIN_AUTO_CACHE", "true")]
-    {
+    for (var, value) in [
+        ("PLUGIN_GCS_ENCRYPTION_KEY", "k3y"),
+        ("GCP_API_KEY", "AIza-k3y"),
+        ("PLUGIN_AUTO_CACHE", "true"),
+        ("PLUGIN_OIDC_TOKEN_ID", "eyJ-t0ken"),
+        ("PLUGIN_EXTERNAL_ID", "ext-1d"),
+        ("PLUGIN_POOL_ID", "p00l"),
+        ("PLUGIN_AZURE_CLIENT_SECRET", "cl1ent-secret"),
+    ] {
         let output = plugin(&workspace, &[&base[..], &[(var, value)]].concat());
         assert_eq!(output.status.code(), Some(1), "{var}: {}", stderr(&output));
         let message = stderr(&output);
@@ -369,4 +375,33 @@ fn log_format_and_log_level_shape_the_log() {
     assert!(
         stderr(&unknown).contains("PLUGIN_LOG_LEVEL=\"verbose\" is not a log level: use error, warn, info or debug")
     );
+}
+
+/// drone-cache's `s3_bucket_public`: without keys, requests go unsigned (moto serves them), where
+/// chunkcache would otherwise refuse a step without credentials.
+#[test]
+fn s3_bucket_public_sends_unsigned_requests() {
+    let moto = Moto::start();
+    create_bucket(&moto, "open");
+    let dir = scratch();
+    let workspace = dir.path().join("ws");
+    fs::create_dir_all(workspace.join("deps")).unwrap();
+    fs::write(workspace.join("deps/a.txt"), b"a").unwrap();
+    let vars = [
+        ("PLUGIN_REBUILD", "true"),
+        ("PLUGIN_BACKEND", "s3"),
+        ("PLUGIN_BUCKET", "open"),
+        ("PLUGIN_ENDPOINT", moto.endpoint.as_str()),
+        ("PLUGIN_PATH_STYLE", "true"),
+        ("PLUGIN_REGION", moto.region),
+        ("PLUGIN_MOUNT", "deps"),
+        ("PLUGIN_CACHE_KEY", "k"),
+        ("PLUGIN_EXIT_CODE", "true"),
+        ("DRONE_REPO_NAME", "app"),
+    ];
+    let refused = plugin(&workspace, &vars);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("has no credentials"), "{}", stderr(&refused));
+    let public = plugin(&workspace, &[&vars[..], &[("PLUGIN_S3_BUCKET_PUBLIC", "true")]].concat());
+    assert_eq!(public.status.code(), Some(0), "{}", stderr(&public));
 }

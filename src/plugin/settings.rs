@@ -292,6 +292,9 @@ pub struct PluginSettings {
     /// `disable_ssl` (`PLUGIN_DISABLESSL`, `AWS_DISABLESSL`): an S3 `endpoint` without a scheme means
     /// `http://` instead of `https://`.
     pub disable_ssl: bool,
+    /// `s3_bucket_public` (`PLUGIN_S3_BUCKET_PUBLIC`, `S3_BUCKET_PUBLIC`): without `access_key` and
+    /// `secret_key`, S3 requests go unsigned (anonymous), as drone-cache does.
+    pub s3_bucket_public: bool,
     /// The Harness fork's `fail_restore_if_key_not_present` (`PLUGIN_FAIL_RESTORE_IF_KEY_NOT_PRESENT`): a
     /// restore that finds no cache (not even a fallback) fails the step whatever `exit_code` says.
     pub fail_if_key_not_present: bool,
@@ -337,6 +340,7 @@ impl Default for PluginSettings {
             s3: S3Options { acl: DEFAULT_ACL.to_owned(), path_style: Some(false), ..S3Options::default() },
             gcs: GcsOptions::default(),
             disable_ssl: false,
+            s3_bucket_public: false,
             fail_if_key_not_present: false,
             metrics_file: None,
             log_level: LogLevel::Info,
@@ -491,6 +495,7 @@ const BUCKET: &[&str] = &["PLUGIN_BUCKET", "S3_BUCKET", "GCS_BUCKET"];
 const ENDPOINT: &[&str] = &["PLUGIN_ENDPOINT", "S3_ENDPOINT", "GCS_ENDPOINT"];
 const SESSION_TOKEN: &[&str] = &["PLUGIN_SESSION_TOKEN", "AWS_SESSION_TOKEN"];
 const DISABLE_SSL: &[&str] = &["PLUGIN_DISABLESSL", "AWS_DISABLESSL"];
+const BUCKET_PUBLIC: &[&str] = &["PLUGIN_S3_BUCKET_PUBLIC", "S3_BUCKET_PUBLIC"];
 const ACCESS_KEY: &[&str] = &["PLUGIN_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "CACHE_AWS_ACCESS_KEY_ID"];
 const SECRET_KEY: &[&str] = &["PLUGIN_SECRET_KEY", "AWS_SECRET_ACCESS_KEY", "CACHE_AWS_SECRET_ACCESS_KEY"];
 const PATH_STYLE: &[&str] = &["PLUGIN_PATH_STYLE", "AWS_PLUGIN_PATH_STYLE"];
@@ -517,6 +522,28 @@ const UNSUPPORTED: &[(&[&str], &str)] = &[
         &["PLUGIN_GCS_ENCRYPTION_KEY", "GCS_ENCRYPTION_KEY"],
         "customer-supplied encryption keys cannot be sent by chunkcache's GCS client; use the bucket's default \
          encryption (Google-managed or a CMEK set on the bucket) and unset it",
+    ),
+    (
+        &["PLUGIN_OIDC_TOKEN_ID", "PLUGIN_ASSUME_ROLE_ARN", "PLUGIN_ASSUME_ROLE", "PLUGIN_ASSUME_ROLE_SESSION_NAME"],
+        "the plugin cannot exchange an OIDC token or assume a role itself yet: give the step credentials \
+         through the environment instead (AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN, as EKS IRSA sets them, or \
+         access_key/secret_key with session_token)",
+    ),
+    (
+        &["PLUGIN_USER_ROLE_ARN", "PLUGIN_EXTERNAL_ID", "PLUGIN_USER_ROLE_EXTERNAL_ID", "PLUGIN_STS_ENDPOINT"],
+        "chained roles and external ids need an STS AssumeRole client the plugin does not have: give the step \
+         the final role's credentials (access_key/secret_key/session_token, or AWS_WEB_IDENTITY_TOKEN_FILE with \
+         AWS_ROLE_ARN)",
+    ),
+    (
+        &["PLUGIN_PROJECT_NUMBER", "PLUGIN_POOL_ID", "PLUGIN_PROVIDER_ID", "PLUGIN_SERVICE_ACCOUNT_EMAIL"],
+        "GCS workload identity federation from the plugin is not supported: give a service-account key (json_key \
+         or GOOGLE_APPLICATION_CREDENTIALS)",
+    ),
+    (
+        &["PLUGIN_AZURE_CLIENT_ID", "PLUGIN_AZURE_CLIENT_SECRET", "PLUGIN_AZURE_TENANT_ID"],
+        "Azure AD (service principal or OIDC) sign-in is not supported yet: use the storage account key \
+         (account_key) or a SAS token (sas_token)",
     ),
     (
         &["PLUGIN_AUTO_CACHE"],
@@ -848,6 +875,7 @@ impl PluginSettings {
                 ..GcsOptions::default()
             },
             disable_ssl: reader.bool(DISABLE_SSL, false)?,
+            s3_bucket_public: reader.bool(BUCKET_PUBLIC, false)?,
             fail_if_key_not_present: reader.bool(FAIL_IF_KEY_NOT_PRESENT, false)?,
             metrics_file: reader.string(METRICS_FILE).map(PathBuf::from),
             log_level,

@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::core::secret::Secret;
 use crate::fs::workspace::WorkspaceFiles;
 use crate::plugin::settings::{Backend, PluginSettings, SettingsError, StepMode};
 use crate::plugin::template::{
@@ -171,11 +172,11 @@ pub fn resolve(
         Backend::S3 => {
             // The settings win; the `AWS_*` variables fill in the rest (session token, web identity,
             // profile, region), as the AWS SDK's default chain does for drone-cache.
-            backend.s3 = S3Options {
-                region: settings.region.clone(),
-                aws_env: backend::aws_variables(env),
-                ..settings.s3.clone()
-            };
+            let mut aws_env = backend::aws_variables(env);
+            if settings.s3_bucket_public && settings.s3.access_key.is_none() && settings.s3.secret_key.is_none() {
+                aws_env.insert("AWS_SKIP_SIGNATURE".into(), Secret::new("true"));
+            }
+            backend.s3 = S3Options { region: settings.region.clone(), aws_env, ..settings.s3.clone() };
             format!("s3://{}", settings.s3.bucket.as_deref().expect("validated"))
         }
         Backend::Gcs => {
