@@ -249,7 +249,7 @@ async fn restore_step(plan: &StepPlan, config: &Config) -> Result<(Outputs, Opti
     let store = backend::open(&config.store_url, &config.backend).await?;
     log::info(format!("restoring cache key {:?} from {}", plan.key, store.description()));
     if plan.mounts.is_empty() {
-        log::info("no mount set (PLUGIN_MOUNT): restoring every path the cache saved, as drone-cache does");
+        log::info("no mount set (PLUGIN_MOUNT): restoring every path the cache saved, as the Harness fork (plugins/cache) does");
     }
     let options = RestoreOptions {
         key: plan.key.clone(),
