@@ -405,3 +405,49 @@ fn s3_bucket_public_sends_unsigned_requests() {
     let public = plugin(&workspace, &[&vars[..], &[("PLUGIN_S3_BUCKET_PUBLIC", "true")]].concat());
     assert_eq!(public.status.code(), Some(0), "{}", stderr(&public));
 }
+
+/// `mount` entries as drone-cache and the Harness fork read them: `**` globs are expanded on save
+/// and match the cache's mounts on restore; `~` and `$VAR` are expanded.
+#[test]
+fn mount_globs_home_and_variables_are_expanded() {
+    let dir = scratch();
+    let workspace = dir.path().join("ws");
+    for path in ["a/node_modules/x.js", "b/c/node_modules/y.js", "other/z.js", "deps/d.txt"] {
+        fs::create_dir_all(workspace.join(path).parent().unwrap()).unwrap();
+        fs::write(workspace.join(path), path).unwrap();
+    }
+    let root = dir.path().join("cache");
+    fs::create_dir_all(&root).unwrap();
+    let settings = [
+        ("PLUGIN_BACKEND", "filesystem"),
+        ("PLUGIN_FILESYSTEM_CACHE_ROOT", root.to_str().unwrap()),
+        ("PLUGIN_MOUNT", "**/node_modules"),
+        ("PLUGIN_CACHE_KEY", "k"),
+        ("DRONE_REPO_NAME", "app"),
+    ];
+    let saved = plugin(&workspace, &[&settings[..], &[("PLUGIN_REBUILD", "true")]].concat());
+    assert_eq!(saved.status.code(), Some(0), "{}", stderr(&saved));
+    assert!(stderr(&saved).contains("mount \"**/node_modules\" matches 2 path(s)"), "{}", stderr(&saved));
+    let fresh = dir.path().join("fresh");
+    fs::create_dir_all(&fresh).unwrap();
+    let restored = plugin(&fresh, &[&settings[..], &[("PLUGIN_RESTORE", "true")]].concat());
+    assert_eq!(restored.status.code(), Some(0), "{}", stderr(&restored));
+    assert_eq!(fs::read_to_string(fresh.join("a/node_modules/x.js")).unwrap(), "a/node_modules/x.js");
+    assert_eq!(fs::read_to_string(fresh.join("b/c/node_modules/y.js")).unwrap(), "b/c/node_modules/y.js");
+    assert!(!fresh.join("other").exists());
+
+    let home = workspace.to_str().unwrap();
+    let vars = [
+        ("PLUGIN_BACKEND", "filesystem"),
+        ("PLUGIN_FILESYSTEM_CACHE_ROOT", root.to_str().unwrap()),
+        ("PLUGIN_MOUNT", "~/deps,${SUB}/z.js"),
+        ("PLUGIN_CACHE_KEY", "home"),
+        ("PLUGIN_REBUILD", "true"),
+        ("DRONE_REPO_NAME", "app"),
+        ("HOME", home),
+        ("SUB", "other"),
+    ];
+    let saved = plugin(&workspace, &vars);
+    assert_eq!(saved.status.code(), Some(0), "{}", stderr(&saved));
+    assert!(stderr(&saved).contains(&format!("saving {home}/deps, other/z.js as cache key")), "{}", stderr(&saved));
+}

@@ -29,7 +29,7 @@ use anyhow::{Context, Result, anyhow};
 use chunkcache::core::manifest::Mount;
 use chunkcache::fs::walk::WalkOptions;
 use chunkcache::fs::workspace::WorkspaceFiles;
-use chunkcache::pipeline::restore::{self, MountBytes, Outcome, RestoreOptions, RestoreTarget};
+use chunkcache::pipeline::restore::{self, MOUNT_GLOB_OPTIONS, MountBytes, Outcome, RestoreOptions, RestoreTarget};
 use chunkcache::pipeline::save::{self, SaveOptions};
 use chunkcache::plugin::settings::{
     GRADLE_DEFAULT_EXCLUDES, LogFormat, LogLevel, PluginSettings, StepMode, gradle_layout,
@@ -249,7 +249,9 @@ async fn restore_step(plan: &StepPlan, config: &Config) -> Result<(Outputs, Opti
     let store = backend::open(&config.store_url, &config.backend).await?;
     log::info(format!("restoring cache key {:?} from {}", plan.key, store.description()));
     if plan.mounts.is_empty() {
-        log::info("no mount set (PLUGIN_MOUNT): restoring every path the cache saved, as the Harness fork (plugins/cache) does");
+        log::info(
+            "no mount set (PLUGIN_MOUNT): restoring every path the cache saved, as the Harness fork (plugins/cache) does",
+        );
     }
     let options = RestoreOptions {
         key: plan.key.clone(),
@@ -327,12 +329,12 @@ fn append_metrics(file: &std::path::Path, plan: &StepPlan, mounts: &[MountBytes]
 /// The Gradle default excludes for each mount laid out as a Gradle user home or its `caches/`, each
 /// logged with the folder that gave it away; other mounts keep every file (a `vendor` mount keeps its
 /// `yarn.lock`).
-fn gradle_excludes(plan: &StepPlan) -> Result<Vec<Option<globset::GlobSet>>> {
+fn gradle_excludes(plan: &StepPlan, mounts: &[PathBuf]) -> Result<Vec<Option<globset::GlobSet>>> {
     if !plan.gradle_default_excludes {
         return Ok(Vec::new());
     }
     let defaults: Vec<String> = GRADLE_DEFAULT_EXCLUDES.iter().map(|pattern| (*pattern).to_owned()).collect();
-    plan.mounts
+    mounts
         .iter()
         .map(|mount| match gradle_layout(&plan.root.join(mount)) {
             Some(marker) => {
@@ -349,17 +351,44 @@ fn gradle_excludes(plan: &StepPlan) -> Result<Vec<Option<globset::GlobSet>>> {
         .collect()
 }
 
+/// The mounts to save: entries with `**` are expanded, as drone-cache expands them (doublestar,
+/// against `root`), into the folders and files they match, in order; the rest are kept as given.
+fn expand_mount_globs(plan: &StepPlan) -> Result<Vec<PathBuf>> {
+    let mut mounts = Vec::with_capacity(plan.mounts.len());
+    for mount in &plan.mounts {
+        let Some(pattern) = mount.to_str().filter(|text| text.contains("**")) else {
+            mounts.push(mount.clone());
+            continue;
+        };
+        let absolute = plan.root.join(pattern.trim_end_matches('/'));
+        let absolute = absolute.to_str().context("the mount root is not UTF-8")?;
+        let matched = glob::glob_with(absolute, MOUNT_GLOB_OPTIONS)
+            .with_context(|| format!("mount {pattern:?} is not a valid glob"))?
+            .filter_map(Result::ok)
+            .filter_map(|path| path.strip_prefix(&plan.root).map(std::path::Path::to_path_buf).ok())
+            .collect::<Vec<_>>();
+        log::info(format!("mount {pattern:?} matches {} path(s)", matched.len()));
+        mounts.extend(matched);
+    }
+    Ok(mounts)
+}
+
 async fn save_step(plan: &StepPlan, config: &Config, override_existing: bool) -> Result<(Outputs, Option<String>)> {
     let store = backend::open(&config.store_url, &config.backend).await?;
-    log::info(format!("saving {} as cache key {:?} to {}", mounts_text(&plan.mounts), plan.key, store.description()));
+    let mounts = expand_mount_globs(plan)?;
+    if mounts.is_empty() {
+        log::warn("the mounts match nothing: nothing saved");
+        return Ok((Vec::new(), None));
+    }
+    log::info(format!("saving {} as cache key {:?} to {}", mounts_text(&mounts), plan.key, store.description()));
     let options = SaveOptions {
         key: plan.key.clone(),
-        mounts: plan.mounts.clone(),
+        mounts: mounts.clone(),
         root: plan.root.clone(),
         walk: WalkOptions {
             exclude: glob_set(&plan.exclude)?,
             skip_symlinks: plan.skip_symlinks,
-            mount_exclude: gradle_excludes(plan)?,
+            mount_exclude: gradle_excludes(plan, &mounts)?,
         },
         compression_level: plan.compression_level,
         concurrency: config.concurrency,

@@ -70,7 +70,9 @@ pub struct RestoreOptions {
     pub concurrency: usize,
     /// Restore only these mounts (as given to `save`); the cache's other mounts are skipped
     /// with a warning. `None` restores every mount. The plugin passes its `mount` setting, so a
-    /// cache can never write outside the folders the step names.
+    /// cache can never write outside the folders the step names. An entry with `**` in it is a
+    /// glob, as drone-cache expands mounts: it keeps every mount of the cache it matches, under
+    /// [`MOUNT_GLOB_OPTIONS`].
     pub only_mounts: Option<Vec<PathBuf>>,
 }
 
@@ -125,6 +127,11 @@ pub struct RestoreReport {
     /// Wall time.
     pub elapsed_ms: u64,
 }
+
+/// How a mount with `**` in it matches paths, as drone-cache's doublestar does: `*` and `?` stay
+/// within one folder, `**` spans folders.
+pub const MOUNT_GLOB_OPTIONS: glob::MatchOptions =
+    glob::MatchOptions { case_sensitive: true, require_literal_separator: true, require_literal_leading_dot: false };
 
 /// A restored mount and the bytes of its files.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -324,7 +331,16 @@ pub async fn prepare(store: &Store, options: &RestoreOptions) -> Result<RestoreP
     let mut manifest = Manifest::decode(&key, &bytes)?;
     if let Some(only) = &options.only_mounts {
         let allowed: Vec<Mount> = only.iter().map(|m| Mount::from_path(m)).collect();
-        for skipped in manifest.retain_mounts(|mount| allowed.contains(mount)) {
+        let globs: Vec<glob::Pattern> = only
+            .iter()
+            .filter_map(|m| m.to_str().filter(|m| m.contains("**")))
+            .filter_map(|m| glob::Pattern::new(m.trim_end_matches('/')).ok())
+            .collect();
+        let glob_match = |mount: &Mount| {
+            let path = String::from_utf8_lossy(&mount.path);
+            globs.iter().any(|glob| glob.matches_with(&path, MOUNT_GLOB_OPTIONS))
+        };
+        for skipped in manifest.retain_mounts(|mount| allowed.contains(mount) || glob_match(mount)) {
             plan.warnings
                 .push(format!("skipped the cache's mount {skipped:?}: it is not one of the mounts to restore"));
         }

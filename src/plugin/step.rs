@@ -205,7 +205,7 @@ pub fn resolve(
         backend,
         key,
         fallback_prefixes,
-        mounts: settings.mounts.iter().map(PathBuf::from).collect(),
+        mounts: settings.mounts.iter().map(|mount| PathBuf::from(expand_mount(mount, env))).collect(),
         root,
         exclude: settings.exclude.clone(),
         gradle_default_excludes: settings.gradle_default_excludes,
@@ -214,6 +214,35 @@ pub fn resolve(
         metrics_file: settings.metrics_file.as_ref().map(|file| workdir.join(file)),
         key_notes,
     })
+}
+
+/// A `mount` entry as the Harness fork reads it: the first `~` becomes `$HOME`, then `$NAME` and
+/// `${NAME}` become the variable's value (empty when unset), as Go's `os.ExpandEnv` does. Entries
+/// with `**` are globs, expanded when the step runs (drone-cache's doublestar expansion).
+pub fn expand_mount(mount: &str, env: &BTreeMap<String, String>) -> String {
+    let home = env.get("HOME").map_or("", String::as_str);
+    let mount = mount.replacen('~', home, 1);
+    let mut expanded = String::with_capacity(mount.len());
+    let mut rest = mount.as_str();
+    while let Some(at) = rest.find('$') {
+        expanded.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let (name, len) = match after.strip_prefix('{').and_then(|inner| inner.find('}').map(|end| (inner, end))) {
+            Some((inner, end)) => (&inner[..end], end + 2),
+            None => {
+                let end = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
+                (&after[..end], end)
+            }
+        };
+        if len == 0 {
+            expanded.push('$');
+        } else {
+            expanded.push_str(env.get(name).map_or("", String::as_str));
+        }
+        rest = &after[len..];
+    }
+    expanded.push_str(rest);
+    expanded
 }
 
 /// The key a `cache_key` template renders to, as drone-cache's key generator forms it, before
@@ -285,6 +314,19 @@ mod tests {
 
     fn plan(vars: &BTreeMap<String, String>, dir: &Path) -> Result<StepPlan, StepError> {
         resolve(&PluginSettings::from_env(vars).unwrap(), vars, dir)
+    }
+
+    #[test]
+    fn mounts_expand_home_and_variables_as_the_harness_fork_does() {
+        let env: BTreeMap<String, String> = [("HOME", "/home/ci"), ("GRADLE_USER_HOME", "/opt/gradle"), ("V", "x")]
+            .map(|(k, v)| (k.into(), v.into()))
+            .into();
+        assert_eq!(expand_mount("~/.m2/repository", &env), "/home/ci/.m2/repository");
+        assert_eq!(expand_mount("$GRADLE_USER_HOME/caches/", &env), "/opt/gradle/caches/");
+        assert_eq!(expand_mount("a/${V}/b-$V.d", &env), "a/x/b-x.d");
+        assert_eq!(expand_mount("$UNSET/a", &env), "/a");
+        assert_eq!(expand_mount("cost$/a~", &env), "cost$/a/home/ci");
+        assert_eq!(expand_mount("**/node_modules", &env), "**/node_modules");
     }
 
     #[test]
