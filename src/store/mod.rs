@@ -302,11 +302,22 @@ impl Store {
     /// Wraps a backend: retries (`policy`) over request counting over `backend` (see the module
     /// docs). Every store is built this way, [`crate::store::backend::open`]'s included.
     pub fn with_retry(backend: Arc<dyn ObjectStore>, description: impl Into<String>, policy: RetryPolicy) -> Self {
-        let counted = CountingStore::new(backend);
+        Self::with_batched_deletes(backend, description, policy, 1)
+    }
+
+    /// [`Store::with_retry`] for a backend whose `delete_stream` deletes up to `objects_per_delete`
+    /// objects in one request: deletes are sent, retried and counted in batches of that many.
+    pub fn with_batched_deletes(
+        backend: Arc<dyn ObjectStore>,
+        description: impl Into<String>,
+        policy: RetryPolicy,
+        objects_per_delete: usize,
+    ) -> Self {
+        let counted = CountingStore::new(backend).with_objects_per_delete(objects_per_delete);
         let requests = counted.counts();
         let counted = Arc::new(counted);
         Self {
-            objects: Arc::new(RetryStore::new(counted, policy)),
+            objects: Arc::new(RetryStore::new(counted, policy).with_objects_per_delete(objects_per_delete)),
             description: description.into(),
             requests,
             local_root: None,
