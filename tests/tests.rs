@@ -17,6 +17,7 @@ mod keys;
 mod kill;
 mod packs;
 mod plugin;
+mod plugin_gc;
 mod read_only;
 mod remote;
 mod restore_dry_run;
