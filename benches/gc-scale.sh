@@ -10,18 +10,22 @@
 #
 # Environment:
 #   KEYS=1000        keys saved, one generation each
-#   FILES=25         files per tree        FILE_KB=800   size of each file (noise: nothing compresses)
+#   FILES=25         files per tree        FILE_KB=1000  size of each file (noise: nothing compresses)
 #   CHUNK=4K         average chunk size of the store (small, so that chunks are many and cheap)
 #   WORK=/dev/shm/chunkcache-gc-scale      tree, store and logs (removed first)
 #   CHUNKCACHE=...   binary (default target/release/chunkcache; build it under
 #                    `flock /tmp/release-build.lock cargo build --release` on a shared machine)
 #   AZURITE=1        run on a fresh in-memory Azurite from .tools/ instead of a local folder
+#   GENERATE_WITH=... binary for the saves that generate the store (default CHUNKCACHE): a debug
+#                    build generates while the release build waits for its lock
 #
-# How the store is generated cheaply: one tree of FILES x FILE_KB (20 MB by default); key
+# The 4K chunker averages about 4.8 KiB: the defaults give about 210,000 chunks.
+#
+# How the store is generated cheaply: one tree of FILES x FILE_KB (25 MB by default); key
 # `scale/N` is the tree after generation N rewrote one file with fresh noise, saved with the
-# previous key as its parent, so each save uploads one file's chunks (about 200 at 4K) in one
-# pack, and references all 5,000 chunks of its tree: 1,000 keys are 20 GB of logical data in a
-# store of about 820 MB. GC then runs three times:
+# previous key as its parent, so each save uploads one file's chunks (about 210 at 4K) in one
+# pack, and references all 5,300 chunks of its tree: 1,000 keys are 25.6 GB of logical data in
+# a store of about 1 GiB. GC then runs three times:
 #   1. --dry-run, every key live: peak RSS against the referenced chunks (GC and verify count them);
 #   2. --max-size of half the keys' sizes, --grace 1s: the least recently used half expires and
 #      the packs only they referenced are condemned;
@@ -33,7 +37,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 KEYS=${KEYS:-1000}
 FILES=${FILES:-25}
-FILE_KB=${FILE_KB:-800}
+FILE_KB=${FILE_KB:-1000}
 CHUNK=${CHUNK:-4K}
 WORK=${WORK:-/dev/shm/chunkcache-gc-scale}
 CHUNKCACHE=${CHUNKCACHE:-$ROOT/target/release/chunkcache}
@@ -48,6 +52,7 @@ die() {
 [[ -x /usr/bin/time ]] || die "GNU time is missing: apt-get install time"
 [[ -x $CHUNKCACHE ]] || die "$CHUNKCACHE not found: cargo build --release (or set CHUNKCACHE)"
 CHUNKCACHE=$(realpath "$CHUNKCACHE")
+GENERATE_WITH=$(realpath "${GENERATE_WITH:-$CHUNKCACHE}")
 command -v jq >/dev/null || die "jq is missing: apt-get install jq"
 rm -rf "$WORK"
 mkdir -p "$WORK/tree" "$WORK/logs"
@@ -74,7 +79,7 @@ else
 	BASELINE_STORE=file://$WORK/baseline
 fi
 
-cc() { "$CHUNKCACHE" "$@"; }
+cc() { "$GENERATE_WITH" "$@"; }
 
 # measure NAME COMMAND...: runs COMMAND under GNU time, its stdout (JSON) to logs/NAME.json;
 # prints "seconds peak_rss_kib".
@@ -113,7 +118,7 @@ log "gc runs"
 read -r base_s base_kb < <(measure baseline "$CHUNKCACHE" gc --store "$BASELINE_STORE" --dry-run --json)
 read -r dry_s dry_kb < <(measure dry "$CHUNKCACHE" gc --store "$STORE" --dry-run --json)
 key_bytes=$(jq '.store_bytes_before' "$WORK/logs/dry.json")
-# Each key is counted at its own stored size (its tree, 20 MB): half of them fit in half the sum.
+# Each key is counted at its own stored size (its tree): half of them fit in half the sum.
 half=$((KEYS / 2 * FILES * FILE_KB * 1024 + FILES * FILE_KB * 1024 / 2))
 read -r first_s first_kb < <(measure first "$CHUNKCACHE" gc --store "$STORE" --max-size "$half" --grace 1s --json)
 sleep 2.1
@@ -136,7 +141,13 @@ row first "$first_s" "$first_kb"
 row second "$second_s" "$second_kb"
 echo
 referenced=$(jq .referenced_chunks "$WORK/logs/dry.json")
-[[ $referenced -eq $chunks ]] || log "note: gc counted $referenced referenced chunks, verify $chunks"
+# GC counts chunk locations (a chunk stored in two packs counts twice), verify distinct ids.
+[[ $referenced -eq $chunks ]] || log "note: gc counted $referenced referenced chunk locations, verify $chunks distinct chunks"
 per_chunk=$(((dry_kb - base_kb) * 1024 / referenced))
 echo "peak RSS above the one-key baseline, per referenced chunk (dry run, every key live): $per_chunk bytes (bound: 64)"
-[[ $per_chunk -le 64 ]] || die "more than 64 bytes per referenced chunk"
+# Below 100,000 chunks the fixed costs (one decoded manifest, buffers) outweigh the chunks.
+if ((referenced >= 100000)); then
+	[[ $per_chunk -le 64 ]] || die "more than 64 bytes per referenced chunk"
+else
+	log "only $referenced referenced chunks: fixed costs dominate, the 64-byte bound is not checked"
+fi

@@ -83,9 +83,13 @@ fn a_gc_step_expires_unused_keys_and_deletes_their_packs_a_grace_later() {
     let gc = [("PLUGIN_GC", "true"), ("PLUGIN_MAX_UNUSED", "1s"), ("PLUGIN_GRACE", "1s"), ("PLUGIN_KEEP", "repo/main")];
 
     // A dry run names the key and changes nothing.
-    let dry = pipeline.step(&[gc.as_slice(), &[("PLUGIN_DRY_RUN", "true")]].concat());
+    let dry = pipeline.step(&[gc.as_slice(), &[("PLUGIN_DRY_RUN", "true"), ("PLUGIN_DEBUG", "true")]].concat());
     assert_code(&dry, 0);
     assert!(stderr(&dry).contains("would expire repo/old"), "{}", stderr(&dry));
+    for line in ["debug:   mode: gc", "debug:   max unused: 1s", "debug:   keep: repo/main", "debug:   dry run: true"] {
+        assert!(stderr(&dry).lines().any(|l| l == line), "{line:?} missing: {}", stderr(&dry));
+    }
+    assert!(!stderr(&dry).contains("cache key"), "a gc step has no key: {}", stderr(&dry));
     assert!(!pipeline.store.join("gc").exists(), "a dry run writes nothing");
 
     let first = pipeline.step(&gc);

@@ -168,8 +168,7 @@ fn debug_settings(plan: &StepPlan, config: &Config) -> Vec<(&'static str, String
         StepMode::Rebuild => "rebuild",
         StepMode::Gc => "gc",
     };
-    let mounts: Vec<String> = plan.mounts.iter().map(|mount| mount.display().to_string()).collect();
-    let mut lines = vec![("mode", mode.to_string())];
+    let mut lines = vec![("mode", mode.to_string()), ("store", config.store_url.clone())];
     if plan.mode == StepMode::Gc {
         let gc = &plan.gc;
         let duration = |ms: Option<u64>| ms.map_or_else(|| "not set".to_string(), |ms| format!("{}s", ms / 1000));
@@ -180,16 +179,19 @@ fn debug_settings(plan: &StepPlan, config: &Config) -> Vec<(&'static str, String
             ("grace", duration(Some(gc.grace_ms))),
             ("dry run", gc.dry_run.to_string()),
         ]);
+    } else {
+        let mounts: Vec<String> = plan.mounts.iter().map(|mount| mount.display().to_string()).collect();
+        lines.extend([
+            ("cache key", plan.key.clone()),
+            (
+                "restore keys",
+                if plan.fallback_prefixes.is_empty() { "none".into() } else { plan.fallback_prefixes.join(", ") },
+            ),
+            ("mounts", mounts.join(", ")),
+            ("local root", plan.root.display().to_string()),
+        ]);
     }
     lines.extend([
-        ("store", config.store_url.clone()),
-        ("cache key", plan.key.clone()),
-        (
-            "restore keys",
-            if plan.fallback_prefixes.is_empty() { "none".into() } else { plan.fallback_prefixes.join(", ") },
-        ),
-        ("mounts", mounts.join(", ")),
-        ("local root", plan.root.display().to_string()),
         ("request timeout", format!("{}s", config.backend.request_timeout.as_secs())),
         ("concurrency", config.concurrency.to_string()),
     ]);

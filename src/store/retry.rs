@@ -51,7 +51,8 @@ use object_store::{
 /// The `store` name in errors this layer creates.
 const STORE: &str = "RetryStore";
 
-/// Deletes retried concurrently by [`RetryStore::delete_stream`] (the rate `object_store` uses).
+/// Batches of deletes [`RetryStore::delete_stream`] has in flight at once (the rate of `object_store`'s
+/// per-object deletes).
 const DELETE_CONCURRENCY: usize = 10;
 
 /// How often, and for how long, a transiently failing operation is tried.
