@@ -61,6 +61,17 @@ impl Remote {
         }
     }
 
+    /// Runs `f` on this remote's store, opened in-process with the same credentials as [`Remote::command`].
+    pub(crate) fn on_store<T>(&self, f: impl AsyncFnOnce(&chunkcache::store::Store) -> T) -> T {
+        let env: BTreeMap<String, String> = self.env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let options = chunkcache::store::backend::BackendOptions::from_env(&env).unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let store = chunkcache::store::backend::open(&self.url, &options).await.unwrap();
+            f(&store).await
+        })
+    }
+
     /// `chunkcache ARGS… --store URL` in `cwd`, with this remote's credentials and no inherited ones.
     pub(crate) fn command(&self, cwd: &Path, args: &[&str]) -> Command {
         let mut command = isolated(cwd);

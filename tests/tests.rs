@@ -17,6 +17,7 @@ mod keys;
 mod kill;
 mod packs;
 mod plugin;
+mod plugin_gc;
 mod plugin_settings;
 mod read_only;
 mod remote;

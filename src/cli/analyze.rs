@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use chunkcache::core::chunker::ChunkerParams;
+use chunkcache::core::units;
 use chunkcache::fs::walk::WalkOptions;
 use chunkcache::pipeline::analyze::{self, AnalyzeOptions, AnalyzeReport, DirectoryUse, Prices, SizeReport};
 use clap::Args;
@@ -27,7 +28,7 @@ pub struct AnalyzeArgs {
     previous: Vec<PathBuf>,
     /// Average chunk sizes to compare, comma-separated [default: 128K,256K,512K,1M,2M; the
     /// store default is 512K].
-    #[arg(long, value_name = "SIZE[,SIZE...]", value_delimiter = ',', value_parser = output::parse_size)]
+    #[arg(long, value_name = "SIZE[,SIZE...]", value_delimiter = ',', value_parser = units::parse_size)]
     chunk_size: Vec<u64>,
     /// zstd level for compressible chunks (1–19), as for `save`.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]

@@ -18,6 +18,7 @@ use chunkcache::core::chunker::ChunkerParams;
 use chunkcache::core::gc::RetentionOptions;
 use chunkcache::core::manifest::Manifest;
 use chunkcache::core::time::now_ms;
+use chunkcache::core::units;
 use chunkcache::fs::walk::WalkOptions;
 use chunkcache::pipeline::gc::{self, GcOptions};
 use chunkcache::pipeline::restore::{self, Outcome, RestoreOptions, RestoreTarget};
@@ -169,7 +170,7 @@ struct SaveArgs {
     #[arg(long)]
     concurrency: Option<usize>,
     /// Average chunk size for a new store (e.g. 1M); an existing store must match.
-    #[arg(long, value_name = "SIZE", value_parser = output::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
     chunk_size: Option<u64>,
     /// Do nothing if the key already exists.
     #[arg(long)]
@@ -237,11 +238,11 @@ struct GcArgs {
     #[command(flatten)]
     common: StoreArgs,
     /// Expire keys neither saved nor restored for this long (e.g. 14d, 12h).
-    #[arg(long, value_name = "DURATION", value_parser = output::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration_ms)]
     max_unused: Option<u64>,
     /// Then expire least recently used keys until the rest fit in this size (each key counted at
     /// its own stored size), e.g. 50G.
-    #[arg(long, value_name = "SIZE", value_parser = output::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
     max_size: Option<u64>,
     /// Never expire keys matching this glob (repeatable; `*` stops at `/`, `**` crosses it).
     #[arg(long, value_name = "GLOB")]
@@ -249,7 +250,7 @@ struct GcArgs {
     /// How long a pack stays recorded as unreferenced before it is deleted; must be more than
     /// twice the longest save. Recorded in the store; a shorter grace than the recorded one
     /// takes effect from the next run.
-    #[arg(long, value_name = "DURATION", value_parser = output::parse_duration, default_value = "24h")]
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration_ms, default_value = "24h")]
     grace: u64,
     /// Report what would be expired and deleted (naming the keys) and change nothing.
     #[arg(long)]

@@ -83,37 +83,6 @@ pub fn human_age(ms: i64) -> String {
     }
 }
 
-/// Parses `512K`, `1M`, `1G` or a byte count.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (digits, shift) = match text.char_indices().last() {
-        Some((at, 'k' | 'K')) => (&text[..at], 10),
-        Some((at, 'm' | 'M')) => (&text[..at], 20),
-        Some((at, 'g' | 'G')) => (&text[..at], 30),
-        _ => (text, 0),
-    };
-    digits.parse::<u64>().map(|n| n << shift).map_err(|_| format!("{text:?} is not a size like 1M, 512K or 1048576"))
-}
-
-/// Parses `90s`, `30m`, `12h`, `7d`, `500ms` or a number of seconds, into milliseconds.
-pub fn parse_duration(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let scale = match unit {
-        "ms" => 1,
-        "" | "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => 0,
-    };
-    match digits.parse::<u64>() {
-        Ok(n) if scale > 0 => n.checked_mul(scale).ok_or_else(|| format!("{text:?} is too long a duration")),
-        _ => Err(format!("{text:?} is not a duration like 90s, 30m, 12h or 7d")),
-    }
-}
-
 /// Compiles `--exclude` globs.
 pub fn glob_set(patterns: &[String]) -> Result<Option<globset::GlobSet>> {
     flag_glob_set("--exclude", patterns)
@@ -305,11 +274,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_parse_and_print() {
-        assert_eq!(parse_size("1M"), Ok(1 << 20));
-        assert_eq!(parse_size("512k"), Ok(512 << 10));
-        assert_eq!(parse_size("42"), Ok(42));
-        assert!(parse_size("lots").is_err());
+    fn sizes_and_counts_print() {
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(12), "12 B");
         assert_eq!(human_age(90_000), "1m");

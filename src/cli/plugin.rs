@@ -3,6 +3,8 @@
 //! Settings errors always fail the step: a misconfigured cache should be fixed, not ignored.
 //! A miss, or a store failure at run time, is logged and the step succeeds, as with
 //! drone-cache, unless `exit_code` is true. Results go to `DRONE_OUTPUT` for later steps.
+//! A `gc: true` step runs `chunkcache gc` on the store (chunkcache's extension, for a scheduled
+//! pipeline): its failures follow `exit_code` the same way, and nothing to do is a success.
 //! A store that does not exist (a `filesystem_cache_root` with no folder) is such a store failure,
 //! never a miss, since it is usually a typo; only a rebuild creates the folder. (drone-cache's
 //! filesystem backend refuses a missing root for both modes: "make sure volume is mounted".)
@@ -26,9 +28,11 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow};
+use chunkcache::core::gc::RetentionOptions;
 use chunkcache::core::manifest::Mount;
 use chunkcache::fs::walk::WalkOptions;
 use chunkcache::fs::workspace::WorkspaceFiles;
+use chunkcache::pipeline::gc::{self, GcOptions};
 use chunkcache::pipeline::restore::{self, MOUNT_GLOB_OPTIONS, MountBytes, Outcome, RestoreOptions, RestoreTarget};
 use chunkcache::pipeline::save::{self, SaveOptions};
 use chunkcache::plugin::settings::{
@@ -40,7 +44,7 @@ use chunkcache::store::backend::{self, BackendError};
 
 use super::config::{Config, FlagOptions};
 use super::log;
-use super::output::{CliProgress, glob_set, restore_details, save_summary};
+use super::output::{CliProgress, flag_glob_set, gc_summary, glob_set, restore_details, save_summary};
 use super::{EXIT_ERROR, describe};
 
 /// Runs the step described by the `PLUGIN_*` variables in `env`. Invalid settings, and run-time
@@ -136,6 +140,7 @@ async fn run_step(env: &BTreeMap<String, String>) -> Result<ExitCode> {
         match step_plan.mode {
             StepMode::Restore => restore_step(&step_plan, &config).await,
             StepMode::Rebuild => save_step(&step_plan, &config, override_existing).await,
+            StepMode::Gc => gc_step(&step_plan, &config).await,
         }
     })
     .await;
@@ -153,7 +158,9 @@ async fn run_step(env: &BTreeMap<String, String>) -> Result<ExitCode> {
             (vec![("cache_hit", "false".to_string())], ExitCode::SUCCESS)
         }
     };
-    outputs.push(("cache_key", plan.key.clone()));
+    if plan.mode != StepMode::Gc {
+        outputs.push(("cache_key", plan.key.clone()));
+    }
     write_outputs(env, &outputs)?;
     Ok(code)
 }
@@ -175,21 +182,35 @@ fn debug_settings(plan: &StepPlan, config: &Config) -> Vec<(&'static str, String
     let mode = match plan.mode {
         StepMode::Restore => "restore",
         StepMode::Rebuild => "rebuild",
+        StepMode::Gc => "gc",
     };
-    let mounts: Vec<String> = plan.mounts.iter().map(|mount| mount.display().to_string()).collect();
-    let mut lines = vec![
-        ("mode", mode.to_string()),
-        ("store", config.store_url.clone()),
-        ("cache key", plan.key.clone()),
-        (
-            "restore keys",
-            if plan.fallback_prefixes.is_empty() { "none".into() } else { plan.fallback_prefixes.join(", ") },
-        ),
-        ("mounts", mounts.join(", ")),
-        ("local root", plan.root.display().to_string()),
+    let mut lines = vec![("mode", mode.to_string()), ("store", config.store_url.clone())];
+    if plan.mode == StepMode::Gc {
+        let gc = &plan.gc;
+        let duration = |ms: Option<u64>| ms.map_or_else(|| "not set".to_string(), |ms| format!("{}s", ms / 1000));
+        lines.extend([
+            ("max unused", duration(gc.max_unused_ms)),
+            ("max size", gc.max_size.map_or_else(|| "not set".to_string(), |bytes| format!("{bytes} bytes"))),
+            ("keep", if gc.keep.is_empty() { "none".into() } else { gc.keep.join(", ") }),
+            ("grace", duration(Some(gc.grace_ms))),
+            ("dry run", gc.dry_run.to_string()),
+        ]);
+    } else {
+        let mounts: Vec<String> = plan.mounts.iter().map(|mount| mount.display().to_string()).collect();
+        lines.extend([
+            ("cache key", plan.key.clone()),
+            (
+                "restore keys",
+                if plan.fallback_prefixes.is_empty() { "none".into() } else { plan.fallback_prefixes.join(", ") },
+            ),
+            ("mounts", mounts.join(", ")),
+            ("local root", plan.root.display().to_string()),
+        ]);
+    }
+    lines.extend([
         ("request timeout", format!("{}s", config.backend.request_timeout.as_secs())),
         ("concurrency", config.concurrency.to_string()),
-    ];
+    ]);
     let (scheme, rest) = config.store_url.split_once("://").unwrap_or(("file", &config.store_url));
     let bucket = rest.split('/').next().unwrap_or_default().to_string();
     let backend = &config.backend;
@@ -405,6 +426,32 @@ async fn save_step(plan: &StepPlan, config: &Config, override_existing: bool) ->
         log::info(save_summary(&report));
     }
     Ok((Vec::new(), None))
+}
+
+/// Runs `chunkcache gc` on the step's store; its outputs are the keys expired, packs deleted and bytes
+/// reclaimed. Nothing to do is no failure.
+async fn gc_step(plan: &StepPlan, config: &Config) -> Result<(Outputs, Option<String>)> {
+    let store = backend::open(&config.store_url, &config.backend).await?;
+    let settings = &plan.gc;
+    let dry_run = if settings.dry_run { " (dry run: nothing is changed)" } else { "" };
+    log::info(format!("collecting garbage in {}{dry_run}", store.description()));
+    let options = GcOptions {
+        retention: RetentionOptions { max_unused_ms: settings.max_unused_ms, max_size: settings.max_size },
+        keep: flag_glob_set("PLUGIN_KEEP (setting keep)", &settings.keep)?.unwrap_or_default(),
+        grace_ms: settings.grace_ms,
+        dry_run: settings.dry_run,
+    };
+    let report = gc::gc(&store, &options).await?;
+    for key in &report.expired_keys {
+        log::info(format!("would expire {key}"));
+    }
+    log::info(gc_summary(&report, store.description()));
+    let outputs = vec![
+        ("gc_keys_expired", report.expired.to_string()),
+        ("gc_packs_deleted", report.sweep.deleted.to_string()),
+        ("gc_bytes_reclaimed", report.bytes_reclaimed.to_string()),
+    ];
+    Ok((outputs, None))
 }
 
 fn mounts_text(mounts: &[PathBuf]) -> String {

@@ -128,6 +128,8 @@ pub enum Verdict {
 /// What the sweep counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct SweepCounts {
+    /// Distinct chunks the live manifests reference (what GC's memory grows with).
+    pub referenced_chunks: u64,
     /// Packs listed.
     pub packs: u64,
     /// Their bytes.
@@ -168,7 +170,7 @@ impl Sweep {
     /// (`chunks`: pack, offset and stored length of each referenced chunk, in any order and with
     /// repeats) and the merged condemned lists ([`merge_condemned`]).
     pub fn new(now_ms: i64, grace_ms: u64, chunks: ReferencedChunks, condemned: Vec<CondemnedPack>) -> Self {
-        let (referenced, referenced_bytes) = chunks.finish();
+        let (referenced, referenced_bytes, referenced_chunks) = chunks.finish();
         Self {
             now_ms,
             grace_ms,
@@ -176,7 +178,7 @@ impl Sweep {
             referenced_bytes,
             condemned,
             pending: Vec::new(),
-            counts: SweepCounts::default(),
+            counts: SweepCounts { referenced_chunks, ..SweepCounts::default() },
         }
     }
 
@@ -259,15 +261,18 @@ impl ReferencedChunks {
         self.compacted = self.chunks.len();
     }
 
-    /// The referenced packs, sorted, and the stored bytes each holds of referenced chunks.
-    fn finish(mut self) -> (Vec<PackId>, Vec<u64>) {
+    /// The referenced packs, sorted, the stored bytes each holds of referenced chunks, and how
+    /// many distinct chunks are referenced.
+    fn finish(mut self) -> (Vec<PackId>, Vec<u64>, u64) {
         self.compact();
+        let chunks = self.chunks.len() as u64;
         let mut bytes_by_index = vec![0u64; self.packs.len()];
         for &(index, _, len) in &self.chunks {
             bytes_by_index[index as usize] += u64::from(len);
         }
         // BTreeMap iterates in id order: the sorted vector binary searches need.
-        self.packs.into_iter().map(|(id, index)| (id, bytes_by_index[index as usize])).unzip()
+        let (packs, bytes) = self.packs.into_iter().map(|(id, index)| (id, bytes_by_index[index as usize])).unzip();
+        (packs, bytes, chunks)
     }
 }
 
@@ -335,6 +340,7 @@ mod tests {
         assert_eq!(first.visit(listed(2, 0)), Verdict::Condemn);
         let (counts, list) = first.finish(10 * HOUR + 5);
         assert_eq!((counts.live_packs, counts.condemned, counts.deleted), (1, 1, 0));
+        assert_eq!(counts.referenced_chunks, 2, "pack 1's two chunks, each once");
         assert_eq!(counts.waste_bytes, 600, "1000 bytes listed, 400 referenced once each");
         assert_eq!(list.packs, [CondemnedPack { id: pack(2), condemned_at_ms: 10 * HOUR + 5 }], "at the list's time");
 
@@ -393,8 +399,8 @@ mod tests {
                 chunks.add(pack((offset % 7) as u8), offset * 10, 10);
             }
         }
-        let (packs, bytes) = chunks.finish();
-        assert_eq!(packs.len(), 7);
+        let (packs, bytes, distinct) = chunks.finish();
+        assert_eq!((packs.len(), distinct), (7, 100_000));
         assert!(packs.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(bytes.iter().sum::<u64>(), 100_000 * 10);
     }

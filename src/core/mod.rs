@@ -1,6 +1,6 @@
 //! The pure core: no file system, network or async. Ids, chunking, the chunk object codec, the
 //! pack format, the manifest format, the cache-key rule and encoding, the one-line error formatter, secrets that
-//! never print, and the wall clock in manifest units.
+//! never print, the wall clock in manifest units, and sizes and durations as people write them.
 
 pub mod chunker;
 pub mod codec;
@@ -12,3 +12,4 @@ pub mod manifest;
 pub mod pack;
 pub mod secret;
 pub mod time;
+pub mod units;

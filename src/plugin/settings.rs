@@ -3,7 +3,8 @@
 //!
 //! chunkcache is a drop-in for the `meltwater/drone-cache` plugin, so the setting names, the extra environment
 //! aliases and the defaults are drone-cache's (its `main.go` flag table). A few settings are chunkcache's own
-//! extensions (`restore_keys`, `exclude`, `gradle_default_excludes`, `sas_token`); each says so in its docs.
+//! extensions (`restore_keys`, `exclude`, `gradle_default_excludes`, `sas_token`, and `gc` with its settings);
+//! each says so in its docs.
 //!
 //! The parser is pure: [`PluginSettings::from_env`] reads a map that the caller builds, never the process
 //! environment, so tests pass maps and the binary passes `std::env::vars()`.
@@ -90,16 +91,45 @@ pub const DEFAULT_AZURE_MAX_RETRY_REQUESTS: u32 = 4;
 /// drone-cache's default S3 and GCS object ACL.
 pub const DEFAULT_ACL: &str = "private";
 
+use crate::core::gc::DEFAULT_GRACE_MS;
 pub use crate::core::secret::Secret;
+use crate::core::units;
 use crate::store::backend::{AzureOptions, BlobEndpoint, GcsOptions, S3Options};
 
-/// What the step does: `restore: true` or `rebuild: true`.
+/// What the step does: `restore: true`, `rebuild: true` or `gc: true`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepMode {
     /// `restore: true`: fetch the cache into the mounts.
     Restore,
     /// `rebuild: true`: save the mounts into the cache.
     Rebuild,
+    /// `gc: true`: run `chunkcache gc` on the store (a scheduled pipeline's step). chunkcache's extension.
+    Gc,
+}
+
+/// What a `gc: true` step does: the flags of `chunkcache gc`, as settings. chunkcache's extension. GC covers
+/// the whole container or bucket, every repository's keys; keys are matched as stored, with their
+/// `remote_root` namespace (by default the repository name: `my-repo/main-…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcSettings {
+    /// `max_unused` (`PLUGIN_MAX_UNUSED`): expire keys neither saved nor restored for this long, in ms
+    /// (written `14d`, `36h`, `90m`).
+    pub max_unused_ms: Option<u64>,
+    /// `max_size` (`PLUGIN_MAX_SIZE`): then expire the least recently used keys until the rest fit in this
+    /// many bytes (written `500G`, `2T`).
+    pub max_size: Option<u64>,
+    /// `keep` (`PLUGIN_KEEP`): globs of keys that never expire (`*` stops at `/`, `**` crosses it).
+    pub keep: Vec<String>,
+    /// `grace` (`PLUGIN_GRACE`), default 24h: how long a pack stays condemned before it is deleted.
+    pub grace_ms: u64,
+    /// `dry_run` (`PLUGIN_DRY_RUN`): report what would be expired and deleted, change nothing.
+    pub dry_run: bool,
+}
+
+impl Default for GcSettings {
+    fn default() -> Self {
+        Self { max_unused_ms: None, max_size: None, keep: Vec::new(), grace_ms: DEFAULT_GRACE_MS, dry_run: false }
+    }
 }
 
 /// The storage backend (`backend`). drone-cache's default is [`Backend::S3`].
@@ -236,8 +266,11 @@ impl LogFormat {
 /// Every setting of a plugin step, parsed and validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginSettings {
-    /// `restore: true` or `rebuild: true`; `None` when neither is set (drone-cache then does nothing).
+    /// `restore: true`, `rebuild: true` or `gc: true`; `None` when none is set (drone-cache then does
+    /// nothing).
     pub mode: Option<StepMode>,
+    /// What a `gc: true` step does.
+    pub gc: GcSettings,
     /// `mount`: the folders (or files) to cache, relative to `local_root`.
     pub mounts: Vec<String>,
     /// `cache_key`: a Go `text/template` (see [`crate::plugin::template`]); `None` when unset or empty, in
@@ -315,6 +348,7 @@ impl Default for PluginSettings {
     fn default() -> Self {
         Self {
             mode: None,
+            gc: GcSettings::default(),
             mounts: Vec::new(),
             cache_key: None,
             restore_keys: Vec::new(),
@@ -360,6 +394,32 @@ pub enum SettingsError {
          set one of them to false"
     )]
     RestoreAndRebuild,
+    /// `gc` with `restore` or `rebuild`.
+    #[error(
+        "PLUGIN_GC (gc: true) is set together with {with}: a gc step collects the store's garbage and \
+         neither restores nor saves; run it as its own step, in a scheduled (cron) pipeline, and remove {with} \
+         from it"
+    )]
+    GcWithCacheStep {
+        /// The other mode's variable.
+        with: &'static str,
+    },
+    /// A gc setting on a step that is not a gc step.
+    #[error("{var} is a setting of gc steps only: set PLUGIN_GC (gc: true) for a gc step, or remove {var}")]
+    GcSettingWithoutGc {
+        /// The variable.
+        var: &'static str,
+    },
+    /// A gc size or duration that is not one.
+    #[error("{var}={value:?} is invalid: {reason}")]
+    InvalidGcValue {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A boolean setting had another value.
     #[error("{var}={value:?} is not a boolean: use true or false (1/0 and yes/no also work)")]
     InvalidBool {
@@ -465,6 +525,12 @@ pub enum SettingsError {
 // The variables of each setting, in drone-cache's order of precedence.
 const RESTORE: &[&str] = &["PLUGIN_RESTORE"];
 const REBUILD: &[&str] = &["PLUGIN_REBUILD"];
+const GC: &[&str] = &["PLUGIN_GC"];
+const MAX_UNUSED: &[&str] = &["PLUGIN_MAX_UNUSED"];
+const MAX_SIZE: &[&str] = &["PLUGIN_MAX_SIZE"];
+const KEEP: &[&str] = &["PLUGIN_KEEP"];
+const GRACE: &[&str] = &["PLUGIN_GRACE"];
+const DRY_RUN: &[&str] = &["PLUGIN_DRY_RUN"];
 const MOUNT: &[&str] = &["PLUGIN_MOUNT"];
 const CACHE_KEY: &[&str] = &["PLUGIN_CACHE_KEY"];
 const RESTORE_KEYS: &[&str] = &["PLUGIN_RESTORE_KEYS"];
@@ -585,6 +651,43 @@ impl<'a> EnvReader<'a> {
                 parse_bool(value).ok_or_else(|| SettingsError::InvalidBool { var, value: value.to_owned() })
             }
         }
+    }
+}
+
+impl EnvReader<'_> {
+    /// The settings of a gc step; `gc` says whether this is one (its settings on another step are refused).
+    fn gc_settings(&self, gc: bool) -> Result<GcSettings, SettingsError> {
+        if !gc {
+            return match [MAX_UNUSED, MAX_SIZE, KEEP, GRACE, DRY_RUN].into_iter().find_map(|names| self.raw(names)) {
+                Some((var, _)) => Err(SettingsError::GcSettingWithoutGc { var }),
+                None => Ok(GcSettings::default()),
+            };
+        }
+        let duration = |names: &[&'static str]| match self.raw(names) {
+            Some((var, value)) => units::parse_duration_ms(value)
+                .map(Some)
+                .map_err(|reason| SettingsError::InvalidGcValue { var, value: value.to_owned(), reason }),
+            None => Ok(None),
+        };
+        let keep = self.list(KEEP);
+        check_globs(KEEP[0], &keep)?;
+        let defaults = GcSettings::default();
+        Ok(GcSettings {
+            max_unused_ms: duration(MAX_UNUSED)?,
+            max_size: match self.raw(MAX_SIZE) {
+                Some((var, value)) => {
+                    Some(units::parse_size(value).map_err(|reason| SettingsError::InvalidGcValue {
+                        var,
+                        value: value.to_owned(),
+                        reason,
+                    })?)
+                }
+                None => None,
+            },
+            keep,
+            grace_ms: duration(GRACE)?.unwrap_or(defaults.grace_ms),
+            dry_run: self.bool(DRY_RUN, defaults.dry_run)?,
+        })
     }
 }
 
@@ -727,12 +830,17 @@ impl PluginSettings {
 
         let restore = reader.bool(RESTORE, false)?;
         let rebuild = reader.bool(REBUILD, false)?;
-        let mode = match (restore, rebuild) {
-            (true, true) => return Err(SettingsError::RestoreAndRebuild),
-            (true, false) => Some(StepMode::Restore),
-            (false, true) => Some(StepMode::Rebuild),
-            (false, false) => None,
+        let gc = reader.bool(GC, false)?;
+        let mode = match (restore, rebuild, gc) {
+            (true, true, _) => return Err(SettingsError::RestoreAndRebuild),
+            (true, false, true) => return Err(SettingsError::GcWithCacheStep { with: RESTORE[0] }),
+            (false, true, true) => return Err(SettingsError::GcWithCacheStep { with: REBUILD[0] }),
+            (true, false, false) => Some(StepMode::Restore),
+            (false, true, false) => Some(StepMode::Rebuild),
+            (false, false, true) => Some(StepMode::Gc),
+            (false, false, false) => None,
         };
+        let gc = reader.gc_settings(gc)?;
 
         let backend = match reader.raw(BACKEND) {
             Some((var, value)) => parse_backend(var, value)?,
@@ -826,6 +934,7 @@ impl PluginSettings {
         }
         Ok(Self {
             mode,
+            gc,
             mounts: reader.list(MOUNT),
             // The template is kept byte for byte: drone-cache renders it as given.
             cache_key: reader.raw(CACHE_KEY).map(|(_, value)| value.to_owned()),
@@ -996,6 +1105,41 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("PLUGIN_RESTORE") && message.contains("PLUGIN_REBUILD"));
         assert!(message.contains("set one of them to false"));
+    }
+
+    #[test]
+    fn gc_steps_take_their_own_settings_and_nothing_else_does() {
+        let gc = parse(&[
+            ("PLUGIN_GC", "true"),
+            ("PLUGIN_MAX_UNUSED", "14d"),
+            ("PLUGIN_MAX_SIZE", "500G"),
+            ("PLUGIN_KEEP", "repo/release-*,other/**"),
+            ("PLUGIN_DRY_RUN", "yes"),
+        ])
+        .unwrap();
+        assert_eq!(gc.mode, Some(StepMode::Gc));
+        assert_eq!(
+            gc.gc,
+            GcSettings {
+                max_unused_ms: Some(14 * 86_400_000),
+                max_size: Some(500 << 30),
+                keep: vec!["repo/release-*".into(), "other/**".into()],
+                grace_ms: DEFAULT_GRACE_MS,
+                dry_run: true,
+            }
+        );
+        assert_eq!(parse(&[("PLUGIN_GC", "true"), ("PLUGIN_GRACE", "36h")]).unwrap().gc.grace_ms, 36 * 3_600_000);
+        assert_eq!(parse(&[("PLUGIN_GC", "false")]).unwrap().mode, None);
+
+        let with = |mode| parse(&[("PLUGIN_GC", "true"), (mode, "true")]).unwrap_err();
+        assert_eq!(with("PLUGIN_RESTORE"), SettingsError::GcWithCacheStep { with: "PLUGIN_RESTORE" });
+        assert_eq!(with("PLUGIN_REBUILD"), SettingsError::GcWithCacheStep { with: "PLUGIN_REBUILD" });
+        let elsewhere = parse(&[("PLUGIN_REBUILD", "true"), ("PLUGIN_GRACE", "1h")]).unwrap_err();
+        assert_eq!(elsewhere, SettingsError::GcSettingWithoutGc { var: "PLUGIN_GRACE" });
+        let message = parse(&[("PLUGIN_GC", "true"), ("PLUGIN_MAX_UNUSED", "2 weeks")]).unwrap_err().to_string();
+        assert!(message.contains("PLUGIN_MAX_UNUSED") && message.contains("like 90s, 30m, 12h or 7d"), "{message}");
+        let bad_glob = parse(&[("PLUGIN_GC", "true"), ("PLUGIN_KEEP", "[oops")]).unwrap_err();
+        assert!(matches!(bad_glob, SettingsError::InvalidGlob { var: "PLUGIN_KEEP", .. }), "{bad_glob}");
     }
 
     #[test]

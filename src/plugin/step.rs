@@ -16,6 +16,9 @@
 //! `checksum`/`hashFiles`/`epoch` call (for `pipeline/{{ .Commit.Branch }}-{{ checksum "x" }}`
 //! that is `pipeline/main-`): the newest cache of the same branch.
 //!
+//! A gc step (`gc: true`) uses the same backend settings and the same store (for Azure, set `container`:
+//! a gc step usually has no cache key to take it from); its key and mounts are not used.
+//!
 //! A rebuild needs `mount`; a restore without one restores every path the cache saved, as
 //! drone-cache's restorer does when it is given no mounts (it lists the key's entries and
 //! restores each).
@@ -26,7 +29,7 @@ use std::sync::Arc;
 
 use crate::core::secret::Secret;
 use crate::fs::workspace::WorkspaceFiles;
-use crate::plugin::settings::{Backend, PluginSettings, SettingsError, StepMode};
+use crate::plugin::settings::{Backend, GcSettings, PluginSettings, SettingsError, StepMode};
 use crate::plugin::template::{
     Metadata, RenderContext, RenderedKey, Template, TemplateError, default_cache_key, normalise_key, render_key,
 };
@@ -35,8 +38,10 @@ use crate::store::backend::{self, AzureOptions, BackendOptions, BlobEndpoint, Gc
 /// Work a plugin step has resolved, not yet done.
 #[derive(Debug, Clone)]
 pub struct StepPlan {
-    /// Restore or save.
+    /// Restore, save or gc.
     pub mode: StepMode,
+    /// What a gc step does.
+    pub gc: GcSettings,
     /// The store URL (never holds credentials).
     pub store_url: String,
     /// How to reach it.
@@ -78,9 +83,10 @@ pub enum StepError {
     /// A `restore_keys` template does not parse or render.
     #[error("PLUGIN_RESTORE_KEYS (setting restore_keys) holds a template that does not render; fix it and run again")]
     RestoreKeyTemplate(#[source] TemplateError),
-    /// Neither restore nor rebuild was asked for.
+    /// Neither restore, rebuild nor gc was asked for.
     #[error(
-        "the step neither restores nor saves: set PLUGIN_RESTORE (restore: true) or PLUGIN_REBUILD (rebuild: true)"
+        "the step neither restores nor saves: set PLUGIN_RESTORE (restore: true) or PLUGIN_REBUILD (rebuild: true), \
+         or PLUGIN_GC (gc: true) for a scheduled garbage collection step"
     )]
     NoMode,
     /// A save without mounts.
@@ -201,6 +207,7 @@ pub fn resolve(
     }
     Ok(StepPlan {
         mode,
+        gc: settings.gc.clone(),
         store_url,
         backend,
         key,

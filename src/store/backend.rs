@@ -491,16 +491,22 @@ pub async fn open(url: &str, options: &BackendOptions) -> Result<Store, BackendE
     if bucket.is_empty() {
         return Err(invalid("the container or bucket name is missing, e.g. az://my-container/ci-cache"));
     }
-    let (backend, description): (Arc<dyn ObjectStore>, String) = match scheme {
-        "s3" => open_s3(bucket, options)?,
-        "gs" => open_gcs(bucket, options)?,
-        _ => open_azure(bucket, options).await?,
+    let ((backend, description), objects_per_delete): ((Arc<dyn ObjectStore>, String), usize) = match scheme {
+        "s3" => (open_s3(bucket, options)?, S3_OBJECTS_PER_DELETE),
+        "gs" => (open_gcs(bucket, options)?, 1),
+        _ => (open_azure(bucket, options).await?, AZURE_OBJECTS_PER_DELETE),
     };
     let description = if prefix.is_empty() { description } else { format!("{description} under {prefix:?}") };
     let backend: Arc<dyn ObjectStore> =
         if prefix.is_empty() { backend } else { Arc::new(PrefixStore::new(backend, prefix)) };
-    Ok(Store::with_retry(backend, description, options.retry_policy()))
+    Ok(Store::with_batched_deletes(backend, description, options.retry_policy(), objects_per_delete))
 }
+
+/// Objects `object_store`'s Azure client deletes in one blob batch request (Azure's limit).
+const AZURE_OBJECTS_PER_DELETE: usize = 256;
+/// Objects `object_store`'s S3 client deletes in one `DeleteObjects` request (S3's limit). GCS
+/// has no batch delete in `object_store`: one request per object.
+const S3_OBJECTS_PER_DELETE: usize = 1000;
 
 /// Levenshtein distance, for "did you mean" suggestions.
 fn edit_distance(a: &str, b: &str) -> usize {

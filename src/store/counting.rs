@@ -41,7 +41,8 @@ pub struct RequestSnapshot {
     pub head: u64,
     /// LIST calls (a call may fetch several pages), retries included.
     pub list: u64,
-    /// Objects deleted (S3 deletes up to 1000 in one request), retries included.
+    /// DELETE requests, retries included: a batch (an Azure blob batch of up to 256 objects, an
+    /// S3 `DeleteObjects` of up to 1000) is one request.
     pub delete: u64,
     /// Payload bytes of successful uploads.
     pub bytes_uploaded: u64,
@@ -74,16 +75,28 @@ fn bump(counter: &AtomicU64, by: u64) {
 /// [`Store`](super::Store) puts it below its [`RetryStore`](super::retry::RetryStore), so each
 /// attempt counts. Multipart uploads, copies and renames, which chunkcache does not use, pass
 /// through uncounted.
+///
+/// **Deletes.** `delete_stream` hides how many requests it sends. `object_store`'s Azure and S3
+/// clients cut the stream into batches of a fixed size and send one request per batch; the others
+/// send one request per object. So each call counts one request for every `objects_per_delete`
+/// objects that enter it ([`CountingStore::with_objects_per_delete`]; the
+/// [`RetryStore`](super::retry::RetryStore) above hands over at most that many per call).
 #[derive(Debug)]
 pub struct CountingStore {
     inner: Arc<dyn ObjectStore>,
     counts: Arc<RequestCounts>,
+    objects_per_delete: usize,
 }
 
 impl CountingStore {
-    /// Wraps `inner`, counting from zero.
+    /// Wraps `inner`, counting from zero; its deletes are one request per object.
     pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        Self { inner, counts: Arc::default() }
+        Self { inner, counts: Arc::default(), objects_per_delete: 1 }
+    }
+
+    /// `inner` deletes up to `objects` (at least 1) in one request.
+    pub fn with_objects_per_delete(self, objects: usize) -> Self {
+        Self { objects_per_delete: objects.max(1), ..self }
     }
 
     /// The counts, shared: they keep counting while the wrapper is in use.
@@ -154,8 +167,15 @@ impl ObjectStore for CountingStore {
         &self,
         locations: BoxStream<'static, object_store::Result<Path>>,
     ) -> BoxStream<'static, object_store::Result<Path>> {
-        let counts = Arc::clone(&self.counts);
-        self.inner.delete_stream(locations.inspect_ok(move |_| bump(&counts.delete, 1)).boxed())
+        let (counts, per_request) = (Arc::clone(&self.counts), self.objects_per_delete);
+        let mut objects = 0;
+        let counted = locations.inspect_ok(move |_| {
+            if objects % per_request == 0 {
+                bump(&counts.delete, 1);
+            }
+            objects += 1;
+        });
+        self.inner.delete_stream(counted.boxed())
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
@@ -208,5 +228,19 @@ mod tests {
             counts.snapshot(),
             RequestSnapshot { put: 1, get: 1, head: 2, list: 1, delete: 1, bytes_uploaded: 3, bytes_downloaded: 3 }
         );
+    }
+
+    #[tokio::test]
+    async fn a_batch_delete_counts_one_request_per_batch_of_objects() {
+        let store = CountingStore::new(Arc::new(InMemory::new())).with_objects_per_delete(256);
+        let counts = store.counts();
+        let paths: Vec<Path> = (0..600).map(|n| Path::from(format!("d/{n}"))).collect();
+        for path in &paths {
+            store.put(path, PutPayload::from_static(b"x")).await.unwrap();
+        }
+        let deleted: Vec<Path> =
+            store.delete_stream(futures::stream::iter(paths.into_iter().map(Ok)).boxed()).try_collect().await.unwrap();
+        assert_eq!(deleted.len(), 600);
+        assert_eq!(counts.snapshot().delete, 3, "600 objects in batches of 256");
     }
 }

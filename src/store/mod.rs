@@ -28,7 +28,8 @@
 //! list the packs: a save learns what exists from parent manifests, and a restore reads the
 //! ranges its manifest names.
 //!
-//! Every backend is wrapped the same way, whatever it is ([`Store::with_retry`]):
+//! Every backend is wrapped the same way, whatever it is ([`Store::with_retry`], or
+//! [`Store::with_batched_deletes`] where deletes go in batches):
 //!
 //! ```text
 //! Store ─▶ RetryStore (retries transient failures, reads GET bodies whole) ─▶ CountingStore ─▶ backend
@@ -312,13 +313,26 @@ impl Store {
     }
 
     /// Wraps a backend: retries (`policy`) over request counting over `backend` (see the module
-    /// docs). Every store is built this way, [`crate::store::backend::open`]'s included.
+    /// docs), for a backend that deletes one object per request. Every store is built this way
+    /// or by [`Store::with_batched_deletes`] ([`crate::store::backend::open`]'s Azure and S3
+    /// stores).
     pub fn with_retry(backend: Arc<dyn ObjectStore>, description: impl Into<String>, policy: RetryPolicy) -> Self {
-        let counted = CountingStore::new(backend);
+        Self::with_batched_deletes(backend, description, policy, 1)
+    }
+
+    /// [`Store::with_retry`] for a backend whose `delete_stream` deletes up to `objects_per_delete`
+    /// objects in one request: deletes are sent, retried and counted in batches of that many.
+    pub fn with_batched_deletes(
+        backend: Arc<dyn ObjectStore>,
+        description: impl Into<String>,
+        policy: RetryPolicy,
+        objects_per_delete: usize,
+    ) -> Self {
+        let counted = CountingStore::new(backend).with_objects_per_delete(objects_per_delete);
         let requests = counted.counts();
         let counted = Arc::new(counted);
         Self {
-            objects: Arc::new(RetryStore::new(counted, policy)),
+            objects: Arc::new(RetryStore::new(counted, policy).with_objects_per_delete(objects_per_delete)),
             description: description.into(),
             requests,
             local_root: None,

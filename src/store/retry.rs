@@ -12,7 +12,7 @@
 //! | PUT, overwrite (manifests, markers) | the request: writing the same bytes again is harmless |
 //! | PUT, create-if-absent (chunks, config) | the request; a retry that meets `AlreadyExists` returns `AlreadyExists`, since an earlier attempt may have created the object: the object exists, which is what the caller asked for, but whether this call created it cannot be known |
 //! | LIST (`list`, `list_with_offset`, `list_with_delimiter`) | the whole listing: all pages are read per attempt, so a retry never yields an object twice |
-//! | DELETE (`delete_stream`) | each object; `NotFound` after an earlier attempt counts as deleted |
+//! | DELETE (`delete_stream`) | in batches of the most objects the backend deletes in one request (256 on Azure, a blob batch; 1000 on S3, `DeleteObjects`; 1 elsewhere): a batch whose request failed is sent again whole, and of a batch that was answered, only the objects whose delete failed transiently; `NotFound` after an earlier attempt counts as deleted |
 //!
 //! Multipart uploads, copies and renames are passed through untouched: chunkcache does not use them.
 //!
@@ -34,24 +34,25 @@ use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher as _, Hasher as _};
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use futures::stream::BoxStream;
+use futures::stream::{BoxStream, TryChunksError};
 use futures::{StreamExt as _, TryStreamExt as _};
 use object_store::client::{HttpError, HttpErrorKind};
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    ObjectStoreExt as _, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
 };
 
 /// The `store` name in errors this layer creates.
 const STORE: &str = "RetryStore";
 
-/// Deletes retried concurrently by [`RetryStore::delete_stream`] (the rate `object_store` uses).
+/// Batches of deletes [`RetryStore::delete_stream`] has in flight at once (the rate of `object_store`'s
+/// per-object deletes).
 const DELETE_CONCURRENCY: usize = 10;
 
 /// How often, and for how long, a transiently failing operation is tried.
@@ -264,8 +265,12 @@ fn chain_is_transient(error: &(dyn StdError + 'static)) -> bool {
                 }
             }
         }
-        if let Some(status) = http_status_in(&cause.to_string()) {
+        let text = cause.to_string();
+        if let Some(status) = http_status_in(&text) {
             return status >= 500 || status == 429 || status == 408;
+        }
+        if let Some(transient) = batch_delete_failure_is_transient(&text) {
+            return transient;
         }
         current = cause.source();
     }
@@ -279,18 +284,41 @@ fn http_status_in(text: &str) -> Option<u16> {
     digits.bytes().all(|b| b.is_ascii_digit()).then(|| digits.parse().ok())?
 }
 
+/// Whether the failed delete of one object in a batch is worth another attempt, from the text
+/// `object_store` gives it: Azure's `Bulk delete request failed for key … (code: 503)` (the
+/// sub-response's status), S3's `DeleteObjects request failed for key … (code: SlowDown)` (S3's
+/// error code). `None` for any other text.
+fn batch_delete_failure_is_transient(text: &str) -> Option<bool> {
+    if !text.contains(" request failed for key ") {
+        return None;
+    }
+    let (_, after) = text.rsplit_once("(code: ")?;
+    let code = after.strip_suffix(')')?;
+    Some(match code.parse::<u16>() {
+        Ok(status) => status >= 500 || status == 429 || status == 408,
+        Err(_) => matches!(code, "InternalError" | "SlowDown" | "ServiceUnavailable" | "RequestTimeout"),
+    })
+}
+
 /// An `ObjectStore` that retries transient failures of the store it wraps (see the module docs),
 /// in the wrapper style of `object_store::limit::LimitStore`.
 #[derive(Debug)]
 pub struct RetryStore<T: ObjectStore + ?Sized> {
     inner: Arc<T>,
     policy: RetryPolicy,
+    objects_per_delete: usize,
 }
 
 impl<T: ObjectStore + ?Sized> RetryStore<T> {
-    /// Wraps `inner`.
+    /// Wraps `inner`, whose `delete_stream` deletes one object per request.
     pub fn new(inner: Arc<T>, policy: RetryPolicy) -> Self {
-        Self { inner, policy }
+        Self { inner, policy, objects_per_delete: 1 }
+    }
+
+    /// Deletes are handed to `inner`'s `delete_stream` in batches of `objects` (at least 1): the
+    /// most `inner` deletes in one request (see [`RetryStore::delete_stream`]).
+    pub fn with_objects_per_delete(self, objects: usize) -> Self {
+        Self { objects_per_delete: objects.max(1), ..self }
     }
 }
 
@@ -392,28 +420,23 @@ impl<T: ObjectStore + ?Sized> ObjectStore for RetryStore<T> {
         let inner = Arc::clone(&self.inner);
         let policy = self.policy.clone();
         locations
-            .map(move |location| {
-                let inner = Arc::clone(&inner);
-                let policy = policy.clone();
+            .try_chunks(self.objects_per_delete)
+            .map(move |batch| {
+                let (inner, policy) = (Arc::clone(&inner), policy.clone());
                 async move {
-                    let location = location?;
-                    policy
-                        .retry("DELETE", |attempt| {
-                            let inner = Arc::clone(&inner);
-                            let location = location.clone();
-                            async move {
-                                match inner.delete(&location).await {
-                                    // An earlier attempt may have deleted it.
-                                    Err(object_store::Error::NotFound { .. }) if attempt > 1 => Ok(()),
-                                    other => other,
-                                }
-                            }
-                        })
-                        .await?;
-                    Ok(location)
+                    match batch {
+                        Ok(batch) => delete_batch(inner, policy, batch).await,
+                        // The objects before a failed input are deleted, then the failure is passed on.
+                        Err(TryChunksError(batch, error)) => {
+                            let mut results = delete_batch(inner, policy, batch).await;
+                            results.push(Err(error));
+                            results
+                        }
+                    }
                 }
             })
             .buffered(DELETE_CONCURRENCY)
+            .flat_map(futures::stream::iter)
             .boxed()
     }
 
@@ -446,6 +469,63 @@ impl<T: ObjectStore + ?Sized> ObjectStore for RetryStore<T> {
     }
 }
 
+/// Deletes `batch` through one `inner.delete_stream` call (one request on a backend that batches
+/// deletes), then sends again only the objects whose delete failed transiently, or the whole
+/// batch when the request failed as a whole, until none is left or the policy gives up. An
+/// object not found on a retry counts as deleted: an earlier attempt whose answer was lost
+/// deleted it. Returns a result per object settled, and, if the policy gave up, one error for
+/// the objects left.
+async fn delete_batch<T: ObjectStore + ?Sized>(
+    inner: Arc<T>,
+    policy: RetryPolicy,
+    batch: Vec<Path>,
+) -> Vec<object_store::Result<Path>> {
+    let settled = Mutex::new(Vec::with_capacity(batch.len()));
+    let pending = Mutex::new(batch);
+    let outcome = policy
+        .retry("DELETE", |attempt| {
+            let paths = std::mem::take(&mut *pending.lock().expect("not poisoned"));
+            let inner = Arc::clone(&inner);
+            let (settled, pending) = (&settled, &pending);
+            async move {
+                let sent = futures::stream::iter(paths.clone().into_iter().map(Ok)).boxed();
+                let results: Vec<_> = inner.delete_stream(sent).collect().await;
+                if results.len() != paths.len() {
+                    // The request failed as a whole (one error for the batch): all of it again.
+                    let answered = results.len();
+                    let error =
+                        results.into_iter().find_map(Result::err).unwrap_or_else(|| object_store::Error::Generic {
+                            store: STORE,
+                            source: format!("the backend answered {answered} of {} deletes", paths.len()).into(),
+                        });
+                    *pending.lock().expect("not poisoned") = paths;
+                    return Err(error);
+                }
+                let mut failed = None;
+                for (path, result) in paths.into_iter().zip(results) {
+                    match result {
+                        Ok(_) => settled.lock().expect("not poisoned").push(Ok(path)),
+                        Err(object_store::Error::NotFound { .. }) if attempt > 1 => {
+                            settled.lock().expect("not poisoned").push(Ok(path))
+                        }
+                        Err(error) if is_transient(&error) => {
+                            pending.lock().expect("not poisoned").push(path);
+                            failed.get_or_insert(error);
+                        }
+                        Err(error) => settled.lock().expect("not poisoned").push(Err(error)),
+                    }
+                }
+                failed.map_or(Ok(()), Err)
+            }
+        })
+        .await;
+    let mut results = settled.into_inner().expect("not poisoned");
+    if let Err(error) = outcome {
+        results.push(Err(error));
+    }
+    results
+}
+
 impl<T: ObjectStore + ?Sized> RetryStore<T> {
     /// A listing read whole per attempt (so that a retry never yields an object twice), then
     /// yielded object by object.
@@ -464,12 +544,11 @@ impl<T: ObjectStore + ?Sized> RetryStore<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use object_store::client::{HttpClient, HttpConnector, HttpRequest, HttpResponse, HttpService};
     use object_store::memory::InMemory;
-    use object_store::{ClientOptions, PutMode};
+    use object_store::{ClientOptions, ObjectStoreExt as _, PutMode};
 
     fn fast() -> RetryPolicy {
         RetryPolicy {
@@ -639,6 +718,9 @@ mod tests {
         ShortBody,
         /// A permanent failure.
         Denied,
+        /// A batch delete that deletes every object but the first, which fails as Azure reports
+        /// a busy sub-request.
+        FirstObjectBusy,
     }
 
     #[derive(Debug)]
@@ -646,11 +728,18 @@ mod tests {
         inner: InMemory,
         faults: Mutex<Vec<Fault>>,
         calls: AtomicU32,
+        /// The objects each `delete_stream` call was given.
+        delete_calls: Mutex<Vec<Vec<Path>>>,
     }
 
     impl Flaky {
         fn new(faults: &[Fault]) -> Arc<Self> {
-            Arc::new(Self { inner: InMemory::new(), faults: Mutex::new(faults.to_vec()), calls: AtomicU32::new(0) })
+            Arc::new(Self {
+                inner: InMemory::new(),
+                faults: Mutex::new(faults.to_vec()),
+                calls: AtomicU32::new(0),
+                delete_calls: Mutex::default(),
+            })
         }
 
         fn next_fault(&self) -> Option<Fault> {
@@ -724,6 +813,11 @@ mod tests {
             locations: BoxStream<'static, object_store::Result<Path>>,
         ) -> BoxStream<'static, object_store::Result<Path>> {
             let inner = self.inner.clone();
+            // Every caller here hands over a ready stream: read it whole to record the call.
+            let paths: Vec<Path> =
+                futures::executor::block_on(locations.try_collect()).expect("the test hands over paths only");
+            self.delete_calls.lock().unwrap().push(paths.clone());
+            let locations = futures::stream::iter(paths.clone().into_iter().map(Ok)).boxed();
             match self.next_fault() {
                 Some(Fault::AfterApplying) => futures::stream::once(async move {
                     let _deleted: Vec<_> = inner.delete_stream(locations).collect().await;
@@ -731,6 +825,15 @@ mod tests {
                 })
                 .boxed(),
                 Some(Fault::Reset) => futures::stream::iter([Err(reset())]).boxed(),
+                Some(Fault::FirstObjectBusy) => {
+                    let busy = paths[0].clone();
+                    let rest = futures::stream::iter(paths.into_iter().skip(1).map(Ok)).boxed();
+                    let error = object_store::Error::Generic {
+                        store: "MicrosoftAzure",
+                        source: format!("Bulk delete request failed for key {busy}: Server Busy (code: 503)").into(),
+                    };
+                    futures::stream::iter([Err(error)]).chain(inner.delete_stream(rest)).boxed()
+                }
                 _ => inner.delete_stream(locations),
             }
         }
@@ -821,6 +924,39 @@ mod tests {
             store.delete_stream(futures::stream::iter([Ok(Path::from("d/3"))]).boxed()).try_collect().await.unwrap();
         assert_eq!(deleted, [Path::from("d/3")]);
         assert!(matches!(flaky.inner.head(&Path::from("d/3")).await, Err(object_store::Error::NotFound { .. })));
+    }
+
+    #[tokio::test]
+    async fn deletes_go_in_batches_and_only_what_failed_is_sent_again() {
+        let flaky = Flaky::new(&[]);
+        let paths: Vec<Path> = (0..600).map(|n| Path::from(format!("d/{n:03}"))).collect();
+        for path in &paths {
+            flaky.inner.put(path, Bytes::from_static(b"x").into()).await.unwrap();
+        }
+        // First batch: one object busy. Second: the request fails whole. Third: its answer is lost.
+        flaky.faults.lock().unwrap().extend([Fault::FirstObjectBusy, Fault::Reset, Fault::AfterApplying]);
+        let store = RetryStore::new(Arc::clone(&flaky), fast()).with_objects_per_delete(256);
+        let stream = futures::stream::iter(paths.clone().into_iter().map(Ok)).boxed();
+        let mut deleted: Vec<Path> = store.delete_stream(stream).try_collect().await.unwrap();
+        deleted.sort();
+        assert_eq!(deleted, paths, "every object reported deleted once");
+        assert_eq!(flaky.inner.list(None).count().await, 0, "and gone");
+
+        let mut calls = flaky.delete_calls.lock().unwrap().clone();
+        calls.sort_by_key(|call| (call[0].clone(), std::cmp::Reverse(call.len())));
+        let sizes: Vec<usize> = calls.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [256, 1, 256, 256, 88, 88], "{calls:?}");
+        assert_eq!(calls[1], [paths[0].clone()], "only the busy object is sent again");
+    }
+
+    #[test]
+    fn a_busy_object_in_a_batch_delete_is_transient_a_refused_one_is_not() {
+        let failure = |text: &str| object_store::Error::Generic { store: "x", source: text.to_string().into() };
+        assert!(is_transient(&failure("Bulk delete request failed for key packs/ab/cd: Server Busy (code: 503)")));
+        assert!(is_transient(&failure("DeleteObjects request failed for key packs/ab/cd: slow down (code: SlowDown)")));
+        assert!(!is_transient(&failure("Bulk delete request failed for key packs/ab/cd: Forbidden (code: 403)")));
+        assert!(!is_transient(&failure("DeleteObjects request failed for key p: denied (code: AccessDenied)")));
+        assert_eq!(batch_delete_failure_is_transient("not a delete (code: 503)"), None);
     }
 
     #[tokio::test]
