@@ -451,3 +451,84 @@ fn mount_globs_home_and_variables_are_expanded() {
     assert_eq!(saved.status.code(), Some(0), "{}", stderr(&saved));
     assert!(stderr(&saved).contains(&format!("saving {home}/deps, other/z.js as cache key")), "{}", stderr(&saved));
 }
+
+/// A miss falls back to the branch's newest cache by default, and says so; `restore_fallback:
+/// false` turns that off.
+#[test]
+fn restore_fallback_can_be_turned_off() {
+    let dir = scratch();
+    let workspace = dir.path().join("ws");
+    fs::create_dir_all(workspace.join("deps")).unwrap();
+    fs::write(workspace.join("deps/a.txt"), b"a").unwrap();
+    fs::write(workspace.join("deps.lock"), b"v1").unwrap();
+    let root = dir.path().join("cache");
+    fs::create_dir_all(&root).unwrap();
+    let base = [
+        ("PLUGIN_BACKEND", "filesystem"),
+        ("PLUGIN_FILESYSTEM_CACHE_ROOT", root.to_str().unwrap()),
+        ("PLUGIN_MOUNT", "deps"),
+        ("PLUGIN_CACHE_KEY", "deps-{{ .Commit.Branch }}-{{ checksum \"deps.lock\" }}"),
+        ("DRONE_COMMIT_BRANCH", "main"),
+        ("DRONE_REPO_NAME", "app"),
+    ];
+    let saved = plugin(&workspace, &[&base[..], &[("PLUGIN_REBUILD", "true")]].concat());
+    assert_eq!(saved.status.code(), Some(0), "{}", stderr(&saved));
+    fs::write(workspace.join("deps.lock"), b"v2").unwrap();
+    let fallback = plugin(&workspace, &[&base[..], &[("PLUGIN_RESTORE", "true")]].concat());
+    assert!(stderr(&fallback).contains("fallback hit: restored \"app/deps-main-"), "{}", stderr(&fallback));
+    let strict = [("PLUGIN_RESTORE", "true"), ("PLUGIN_RESTORE_FALLBACK", "false")];
+    let miss = plugin(&workspace, &[&base[..], &strict[..]].concat());
+    assert_eq!(miss.status.code(), Some(0), "{}", stderr(&miss));
+    assert!(stderr(&miss).contains("cache miss: no cache for"), "{}", stderr(&miss));
+    assert!(!stderr(&miss).contains("fallback hit"), "{}", stderr(&miss));
+}
+
+/// `cache_read_only`: restore always, save only where allowed, so pull requests and feature
+/// branches stop evicting the default branch's cache.
+#[test]
+fn cache_read_only_saves_only_where_allowed() {
+    let dir = scratch();
+    let workspace = dir.path().join("ws");
+    fs::create_dir_all(workspace.join("deps")).unwrap();
+    fs::write(workspace.join("deps/a.txt"), b"a").unwrap();
+    let root = dir.path().join("cache");
+    fs::create_dir_all(&root).unwrap();
+    let base = [
+        ("PLUGIN_REBUILD", "true"),
+        ("PLUGIN_BACKEND", "filesystem"),
+        ("PLUGIN_FILESYSTEM_CACHE_ROOT", root.to_str().unwrap()),
+        ("PLUGIN_MOUNT", "deps"),
+        ("DRONE_REPO_NAME", "app"),
+        ("DRONE_REPO_BRANCH", "main"),
+    ];
+    let keys = || {
+        let listed = crate::util::run_json(
+            &mut crate::util::chunkcache(&workspace).args(["list", "--store", root.to_str().unwrap()]),
+            0,
+        );
+        listed.as_array().map_or(0, Vec::len)
+    };
+    for (policy, branch, event, saves) in [
+        ("true", "main", "push", false),
+        ("not-default-branch", "feature", "push", false),
+        ("not-default-branch", "main", "pull_request", false),
+        ("not-default-branch", "main", "push", true),
+        ("false", "feature", "push", true),
+    ] {
+        let before = keys();
+        let key = format!("{policy}-{branch}-{event}");
+        let vars = [
+            ("PLUGIN_CACHE_READ_ONLY", policy),
+            ("PLUGIN_CACHE_KEY", key.as_str()),
+            ("DRONE_COMMIT_BRANCH", branch),
+            ("DRONE_BUILD_EVENT", event),
+        ];
+        let output = plugin(&workspace, &[&base[..], &vars[..]].concat());
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        assert_eq!(keys() > before, saves, "{key}: {}", stderr(&output));
+        assert_eq!(stderr(&output).contains("not saving cache key"), !saves, "{key}: {}", stderr(&output));
+    }
+    let bad = plugin(&workspace, &[&base[..], &[("PLUGIN_CACHE_READ_ONLY", "sometimes")]].concat());
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("use true, false or not-default-branch"), "{}", stderr(&bad));
+}

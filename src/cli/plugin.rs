@@ -395,6 +395,10 @@ fn expand_mount_globs(plan: &StepPlan) -> Result<Vec<PathBuf>> {
 }
 
 async fn save_step(plan: &StepPlan, config: &Config, override_existing: bool) -> Result<(Outputs, Option<String>)> {
+    if let Some(reason) = &plan.read_only {
+        log::info(format!("not saving cache key {:?}: {reason}", plan.key));
+        return Ok((Vec::new(), None));
+    }
     let store = backend::open(&config.store_url, &config.backend).await?;
     let mounts = expand_mount_globs(plan)?;
     if mounts.is_empty() {

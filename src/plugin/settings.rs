@@ -226,6 +226,19 @@ pub struct AzureSettings {
     pub max_retry_requests: u32,
 }
 
+/// When a rebuild step saves nothing, so that pull requests and feature branches restore the main
+/// branch's cache without evicting it (`gradle/actions`' `cache-read-only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadOnly {
+    /// Always save (the default).
+    Never,
+    /// Never save (`true`).
+    Always,
+    /// Save only on the repository's default branch (`DRONE_REPO_BRANCH`), and never for a pull
+    /// request (`not-default-branch`).
+    OffDefaultBranch,
+}
+
 /// How much the plugin logs: each level includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
@@ -331,6 +344,12 @@ pub struct PluginSettings {
     /// The Harness fork's `fail_restore_if_key_not_present` (`PLUGIN_FAIL_RESTORE_IF_KEY_NOT_PRESENT`): a
     /// restore that finds no cache (not even a fallback) fails the step whatever `exit_code` says.
     pub fail_if_key_not_present: bool,
+    /// `restore_fallback` (`PLUGIN_RESTORE_FALLBACK`, default true): on a miss, a restore falls back to the
+    /// newest cache under the key's template up to its first `checksum`/`hashFiles`/`epoch` (the branch's
+    /// newest cache). chunkcache's extension; `restore_keys` apply either way.
+    pub restore_fallback: bool,
+    /// `cache_read_only` (`PLUGIN_CACHE_READ_ONLY`): when a rebuild saves nothing. chunkcache's extension.
+    pub cache_read_only: ReadOnly,
     /// The Harness fork's `cache_intel_metrics_file` (`PLUGIN_CACHE_INTEL_METRICS_FILE`): a JSON array to
     /// which a restore appends `{"cache_size_bytes", "dst_path"}` per restored mount, for later steps.
     pub metrics_file: Option<PathBuf>,
@@ -377,6 +396,8 @@ impl Default for PluginSettings {
             s3_bucket_public: false,
             fail_if_key_not_present: false,
             metrics_file: None,
+            restore_fallback: true,
+            cache_read_only: ReadOnly::Never,
             log_level: LogLevel::Info,
             log_format: LogFormat::Plain,
             notes: Vec::new(),
@@ -447,6 +468,14 @@ pub enum SettingsError {
         value: String,
         /// Extra explanation for drone-cache backends chunkcache lacks (sftp, alioss); may be empty.
         hint: &'static str,
+    },
+    /// A `cache_read_only` that is neither a boolean nor `not-default-branch`.
+    #[error("{var}={value:?} is not a read-only policy: use true, false or not-default-branch")]
+    InvalidReadOnly {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
     },
     /// A `log_level` drone-cache does not know either (it panics on one).
     #[error("{var}={value:?} is not a log level: use error, warn, info or debug")]
@@ -573,6 +602,8 @@ const ENABLE_SEPARATOR: &[&str] = &["PLUGIN_ENABLE_SEPARATOR"];
 const PRESERVE_METADATA: &[&str] = &["PLUGIN_PRESERVE_METADATA"];
 const FAIL_IF_KEY_NOT_PRESENT: &[&str] = &["PLUGIN_FAIL_RESTORE_IF_KEY_NOT_PRESENT"];
 const METRICS_FILE: &[&str] = &["PLUGIN_CACHE_INTEL_METRICS_FILE"];
+const RESTORE_FALLBACK: &[&str] = &["PLUGIN_RESTORE_FALLBACK"];
+const CACHE_READ_ONLY: &[&str] = &["PLUGIN_CACHE_READ_ONLY"];
 const LOG_LEVEL: &[&str] = &["PLUGIN_LOG_LEVEL", "LOG_LEVEL"];
 const LOG_FORMAT: &[&str] = &["PLUGIN_LOG_FORMAT", "LOG_FORMAT"];
 
@@ -915,6 +946,15 @@ impl PluginSettings {
                  access time are not restored (files belong to the step's user)",
             );
         }
+        let cache_read_only = match reader.raw(CACHE_READ_ONLY) {
+            None => ReadOnly::Never,
+            Some((_, value)) if value.trim().eq_ignore_ascii_case("not-default-branch") => ReadOnly::OffDefaultBranch,
+            Some((var, value)) => match parse_bool(value) {
+                Some(true) => ReadOnly::Always,
+                Some(false) => ReadOnly::Never,
+                None => return Err(SettingsError::InvalidReadOnly { var, value: value.to_owned() }),
+            },
+        };
         let debug = reader.bool(DEBUG, defaults.debug)?;
         let log_level = match reader.raw(LOG_LEVEL) {
             None if debug => LogLevel::Debug,
@@ -987,6 +1027,8 @@ impl PluginSettings {
             s3_bucket_public: reader.bool(BUCKET_PUBLIC, false)?,
             fail_if_key_not_present: reader.bool(FAIL_IF_KEY_NOT_PRESENT, false)?,
             metrics_file: reader.string(METRICS_FILE).map(PathBuf::from),
+            restore_fallback: reader.bool(RESTORE_FALLBACK, true)?,
+            cache_read_only,
             log_level,
             log_format,
             notes,

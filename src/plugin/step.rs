@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use crate::core::secret::Secret;
 use crate::fs::workspace::WorkspaceFiles;
-use crate::plugin::settings::{Backend, GcSettings, PluginSettings, SettingsError, StepMode};
+use crate::plugin::settings::{Backend, GcSettings, PluginSettings, ReadOnly, SettingsError, StepMode};
 use crate::plugin::template::{
     Metadata, RenderContext, RenderedKey, Template, TemplateError, default_cache_key, normalise_key, render_key,
 };
@@ -63,6 +63,8 @@ pub struct StepPlan {
     pub compression_level: i32,
     /// `skip_symlinks`: a save leaves symbolic links out, as drone-cache's archiver does.
     pub skip_symlinks: bool,
+    /// Why a rebuild saves nothing (`cache_read_only`), if it does not.
+    pub read_only: Option<String>,
     /// `cache_intel_metrics_file`, relative to the working directory.
     pub metrics_file: Option<PathBuf>,
     /// What the step should log about how the key was formed: a template that fell back to drone-cache's
@@ -142,7 +144,22 @@ pub fn resolve(
     }
     let mut fallback_prefixes =
         settings.restore_keys.iter().map(|t| Template::parse(t)?.render(&context)).collect::<Result<Vec<_>, _>>()?;
-    fallback_prefixes.extend(fallback.filter(|f| *f != key));
+    // A save still learns from the default fallback (its parent); only restores may turn it off.
+    if settings.restore_fallback || mode != StepMode::Restore {
+        fallback_prefixes.extend(fallback.filter(|f| *f != key));
+    }
+    let read_only = match settings.cache_read_only {
+        ReadOnly::Never => None,
+        ReadOnly::Always => Some("cache_read_only is true".to_string()),
+        ReadOnly::OffDefaultBranch if metadata.build.event == "pull_request" => {
+            Some("cache_read_only is not-default-branch and this build is a pull request".to_string())
+        }
+        ReadOnly::OffDefaultBranch if metadata.commit.branch != metadata.repo.branch => Some(format!(
+            "cache_read_only is not-default-branch and branch {:?} is not the default branch {:?}",
+            metadata.commit.branch, metadata.repo.branch
+        )),
+        ReadOnly::OffDefaultBranch => None,
+    };
 
     let mut backend =
         BackendOptions { request_timeout: settings.backend_operation_timeout, ..BackendOptions::default() };
@@ -218,6 +235,7 @@ pub fn resolve(
         gradle_default_excludes: settings.gradle_default_excludes,
         compression_level: if settings.compression_level > 0 { settings.compression_level.min(19) } else { 3 },
         skip_symlinks: settings.skip_symlinks,
+        read_only,
         metrics_file: settings.metrics_file.as_ref().map(|file| workdir.join(file)),
         key_notes,
     })
