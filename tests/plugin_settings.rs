@@ -503,7 +503,7 @@ fn cache_read_only_saves_only_where_allowed() {
     ];
     let keys = || {
         let listed = crate::util::run_json(
-            &mut crate::util::chunkcache(&workspace).args(["list", "--store", root.to_str().unwrap()]),
+            crate::util::chunkcache(&workspace).args(["list", "--store", root.to_str().unwrap()]),
             0,
         );
         listed.as_array().map_or(0, Vec::len)
