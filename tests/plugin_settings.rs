@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::os::unix::fs::symlink;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use futures::TryStreamExt as _;
@@ -19,31 +19,72 @@ fn plugin(workspace: &Path, vars: &[(&str, &str)]) -> Output {
     command.output().unwrap()
 }
 
+/// A scratch folder with a workspace (`ws`) holding `files`, and a cache root for steps on the
+/// filesystem backend.
+struct Local {
+    dir: tempfile::TempDir,
+    workspace: PathBuf,
+    root: String,
+}
+
+impl Local {
+    fn new(files: &[(&str, &str)]) -> Self {
+        let dir = scratch();
+        let workspace = dir.path().join("ws");
+        fs::create_dir_all(&workspace).unwrap();
+        for (path, content) in files {
+            fs::create_dir_all(workspace.join(path).parent().unwrap()).unwrap();
+            fs::write(workspace.join(path), content).unwrap();
+        }
+        let root = dir.path().join("cache");
+        fs::create_dir_all(&root).unwrap();
+        Local { root: root.to_str().unwrap().to_owned(), workspace, dir }
+    }
+
+    /// A step in `cwd` caching `mount` under `key` in this cache root, with `extra` settings on top.
+    fn step_in(&self, cwd: &Path, mount: &str, key: &str, extra: &[(&str, &str)]) -> Output {
+        let base = [
+            ("PLUGIN_BACKEND", "filesystem"),
+            ("PLUGIN_FILESYSTEM_CACHE_ROOT", self.root.as_str()),
+            ("PLUGIN_MOUNT", mount),
+            ("PLUGIN_CACHE_KEY", key),
+            ("DRONE_REPO_NAME", "app"),
+        ];
+        plugin(cwd, &[&base[..], extra].concat())
+    }
+
+    /// The same step in the workspace.
+    fn step(&self, mount: &str, key: &str, extra: &[(&str, &str)]) -> Output {
+        self.step_in(&self.workspace, mount, key, extra)
+    }
+
+    /// An empty folder beside the workspace, to restore into.
+    fn fresh(&self, name: &str) -> PathBuf {
+        let folder = self.dir.path().join(name);
+        fs::create_dir_all(&folder).unwrap();
+        folder
+    }
+}
+
+/// Asserts `output` exited with `code`, showing its log if not.
+fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(output.status.code(), Some(code), "{}", stderr(output));
+}
+
+const REBUILD: (&str, &str) = ("PLUGIN_REBUILD", "true");
+const RESTORE: (&str, &str) = ("PLUGIN_RESTORE", "true");
+
 #[test]
 fn skip_symlinks_leaves_links_out_of_the_cache() {
-    let dir = scratch();
-    let workspace = dir.path().join("ws");
-    fs::create_dir_all(workspace.join("deps")).unwrap();
-    fs::write(workspace.join("deps/real.txt"), b"content").unwrap();
-    symlink("real.txt", workspace.join("deps/link")).unwrap();
-    let root = dir.path().join("cache");
-    fs::create_dir_all(&root).unwrap();
-    let base = [
-        ("PLUGIN_BACKEND", "filesystem"),
-        ("PLUGIN_FILESYSTEM_CACHE_ROOT", root.to_str().unwrap()),
-        ("PLUGIN_MOUNT", "deps"),
-        ("DRONE_REPO_NAME", "app"),
-    ];
+    let local = Local::new(&[("deps/real.txt", "content")]);
+    symlink("real.txt", local.workspace.join("deps/link")).unwrap();
     for (skip, key, link_restored) in [("true", "skipping", false), ("false", "keeping", true)] {
-        let settings = [&base[..], &[("PLUGIN_SKIP_SYMLINKS", skip), ("PLUGIN_CACHE_KEY", key)]].concat();
-        let saved = plugin(&workspace, &[&settings[..], &[("PLUGIN_REBUILD", "true")]].concat());
-        assert_eq!(saved.status.code(), Some(0), "{}", stderr(&saved));
-        let restore_into = dir.path().join(key);
-        fs::create_dir_all(&restore_into).unwrap();
-        let restored = plugin(&restore_into, &[&settings[..], &[("PLUGIN_RESTORE", "true")]].concat());
-        assert_eq!(restored.status.code(), Some(0), "{}", stderr(&restored));
-        assert_eq!(fs::read(restore_into.join("deps/real.txt")).unwrap(), b"content");
-        let link = restore_into.join("deps/link");
+        assert_exit(&local.step("deps", key, &[REBUILD, ("PLUGIN_SKIP_SYMLINKS", skip)]), 0);
+        let fresh = local.fresh(key);
+        let restored = local.step_in(&fresh, "deps", key, &[RESTORE]);
+        assert_exit(&restored, 0);
+        assert_eq!(fs::read(fresh.join("deps/real.txt")).unwrap(), b"content");
+        let link = fresh.join("deps/link");
         assert_eq!(link.symlink_metadata().is_ok(), link_restored, "skip_symlinks={skip}: {}", stderr(&restored));
     }
 }
@@ -132,37 +173,22 @@ fn s3_settings_that_cannot_be_honoured_are_refused() {
 /// `caches/`, and only there: a `vendor` mount keeps its `yarn.lock`.
 #[test]
 fn gradle_default_excludes_apply_only_to_gradle_mounts() {
-    let dir = scratch();
-    let workspace = dir.path().join("ws");
-    for (path, content) in [
+    let local = Local::new(&[
         ("gradle/caches/modules-2/files-2.1/g/a.jar", "jar"),
         ("gradle/caches/modules-2/modules-2.lock", "lock"),
         ("gradle/caches/journal-1/file-access.bin", "journal"),
         ("vendor/yarn.lock", "yarn"),
         ("vendor/pkg/index.js", "js"),
-    ] {
-        fs::create_dir_all(workspace.join(path).parent().unwrap()).unwrap();
-        fs::write(workspace.join(path), content).unwrap();
-    }
-    let root = dir.path().join("cache");
-    fs::create_dir_all(&root).unwrap();
-    let settings = [
-        ("PLUGIN_BACKEND", "filesystem"),
-        ("PLUGIN_FILESYSTEM_CACHE_ROOT", root.to_str().unwrap()),
-        ("PLUGIN_MOUNT", "gradle/caches/,vendor"),
-        ("PLUGIN_CACHE_KEY", "k"),
-        ("DRONE_REPO_NAME", "app"),
-    ];
-    let saved = plugin(&workspace, &[&settings[..], &[("PLUGIN_REBUILD", "true")]].concat());
-    assert_eq!(saved.status.code(), Some(0), "{}", stderr(&saved));
+    ]);
+    let mounts = "gradle/caches/,vendor";
+    let saved = local.step(mounts, "k", &[REBUILD]);
+    assert_exit(&saved, 0);
     let log = stderr(&saved);
     assert!(log.contains("gradle/caches/ is a Gradle user home or its caches/ (modules-2 inside)"), "{log}");
     assert!(!log.contains("vendor is a Gradle"), "{log}");
 
-    let fresh = dir.path().join("fresh");
-    fs::create_dir_all(&fresh).unwrap();
-    let restored = plugin(&fresh, &[&settings[..], &[("PLUGIN_RESTORE", "true")]].concat());
-    assert_eq!(restored.status.code(), Some(0), "{}", stderr(&restored));
+    let fresh = local.fresh("fresh");
+    assert_exit(&local.step_in(&fresh, mounts, "k", &[RESTORE]), 0);
     assert_eq!(fs::read_to_string(fresh.join("vendor/yarn.lock")).unwrap(), "yarn");
     assert_eq!(fs::read_to_string(fresh.join("gradle/caches/modules-2/files-2.1/g/a.jar")).unwrap(), "jar");
     assert!(!fresh.join("gradle/caches/modules-2/modules-2.lock").exists());
@@ -225,19 +251,7 @@ fn a_scheme_less_endpoint_means_https_unless_disable_ssl() {
 /// the variable and what to do instead; those that change nothing here are logged as such.
 #[test]
 fn unsupported_fork_settings_fail_and_inert_ones_are_logged() {
-    let dir = scratch();
-    let workspace = dir.path().join("ws");
-    fs::create_dir_all(workspace.join("deps")).unwrap();
-    let root = dir.path().join("cache");
-    fs::create_dir_all(&root).unwrap();
-    let base = [
-        ("PLUGIN_RESTORE", "true"),
-        ("PLUGIN_BACKEND", "filesystem"),
-        ("PLUGIN_FILESYSTEM_CACHE_ROOT", root.to_str().unwrap()),
-        ("PLUGIN_MOUNT", "deps"),
-        ("PLUGIN_CACHE_KEY", "k"),
-        ("DRONE_REPO_NAME", "app"),
-    ];
+    let local = Local::new(&[("deps/a.txt", "a")]);
     for (var, value) in [
         ("PLUGIN_GCS_ENCRYPTION_KEY", "k3y"),
         ("GCP_API_KEY", "AIza-k3y"),
@@ -247,14 +261,14 @@ fn unsupported_fork_settings_fail_and_inert_ones_are_logged() {
         ("PLUGIN_POOL_ID", "p00l"),
         ("PLUGIN_AZURE_CLIENT_SECRET", "cl1ent-secret"),
     ] {
-        let output = plugin(&workspace, &[&base[..], &[(var, value)]].concat());
-        assert_eq!(output.status.code(), Some(1), "{var}: {}", stderr(&output));
+        let output = local.step("deps", "k", &[RESTORE, (var, value)]);
+        assert_exit(&output, 1);
         let message = stderr(&output);
         assert!(message.contains(&format!("{var} is set, but chunkcache does not support it")), "{message}");
         assert!(!message.contains(value), "{message}");
     }
-    let output = plugin(&workspace, &[&base[..], &[("PLUGIN_STRICT_KEY_MATCHING", "false")]].concat());
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = local.step("deps", "k", &[RESTORE, ("PLUGIN_STRICT_KEY_MATCHING", "false")]);
+    assert_exit(&output, 0);
     assert!(stderr(&output).contains("strict_key_matching: false changes nothing"), "{}", stderr(&output));
 }
 
@@ -262,30 +276,14 @@ fn unsupported_fork_settings_fail_and_inert_ones_are_logged() {
 /// `exit_code` off; a hit does not.
 #[test]
 fn fail_restore_if_key_not_present_fails_a_miss() {
-    let dir = scratch();
-    let workspace = dir.path().join("ws");
-    fs::create_dir_all(workspace.join("deps")).unwrap();
-    fs::write(workspace.join("deps/a.txt"), b"a").unwrap();
-    let root = dir.path().join("cache");
-    fs::create_dir_all(&root).unwrap();
-    let base = [
-        ("PLUGIN_BACKEND", "filesystem"),
-        ("PLUGIN_FILESYSTEM_CACHE_ROOT", root.to_str().unwrap()),
-        ("PLUGIN_MOUNT", "deps"),
-        ("PLUGIN_CACHE_KEY", "k"),
-        ("DRONE_REPO_NAME", "app"),
-    ];
-    let strict = [("PLUGIN_RESTORE", "true"), ("PLUGIN_FAIL_RESTORE_IF_KEY_NOT_PRESENT", "true")];
-    let miss = plugin(&workspace, &[&base[..], &strict[..]].concat());
-    assert_eq!(miss.status.code(), Some(1), "{}", stderr(&miss));
+    let local = Local::new(&[("deps/a.txt", "a")]);
+    let strict = [RESTORE, ("PLUGIN_FAIL_RESTORE_IF_KEY_NOT_PRESENT", "true")];
+    let miss = local.step("deps", "k", &strict);
+    assert_exit(&miss, 1);
     assert!(stderr(&miss).contains("failing the step because fail_restore_if_key_not_present is true"));
-    let lenient = plugin(&workspace, &[&base[..], &[("PLUGIN_RESTORE", "true")]].concat());
-    assert_eq!(lenient.status.code(), Some(0), "a miss alone does not fail the step: {}", stderr(&lenient));
-
-    let saved = plugin(&workspace, &[&base[..], &[("PLUGIN_REBUILD", "true")]].concat());
-    assert_eq!(saved.status.code(), Some(0), "{}", stderr(&saved));
-    let hit = plugin(&workspace, &[&base[..], &strict[..]].concat());
-    assert_eq!(hit.status.code(), Some(0), "{}", stderr(&hit));
+    assert_exit(&local.step("deps", "k", &[RESTORE]), 0);
+    assert_exit(&local.step("deps", "k", &[REBUILD]), 0);
+    assert_exit(&local.step("deps", "k", &strict), 0);
 }
 
 /// The Harness fork's `cache_intel_metrics_file`: each restore that finds a cache appends one
@@ -293,33 +291,14 @@ fn fail_restore_if_key_not_present_fails_a_miss() {
 /// writes nothing; a file that is not a JSON array is left alone with a warning.
 #[test]
 fn restores_append_cache_metrics_as_the_harness_fork_does() {
-    let dir = scratch();
-    let workspace = dir.path().join("ws");
-    fs::create_dir_all(workspace.join("deps/sub")).unwrap();
-    fs::write(workspace.join("deps/a.txt"), b"12345").unwrap();
-    fs::write(workspace.join("deps/sub/b.txt"), b"123").unwrap();
-    fs::create_dir_all(workspace.join("more")).unwrap();
-    fs::write(workspace.join("more/c.txt"), b"1").unwrap();
-    let root = dir.path().join("cache");
-    fs::create_dir_all(&root).unwrap();
-    let metrics = workspace.join("metrics/cache.json");
-    let settings = [
-        ("PLUGIN_BACKEND", "filesystem"),
-        ("PLUGIN_FILESYSTEM_CACHE_ROOT", root.to_str().unwrap()),
-        ("PLUGIN_MOUNT", "deps/,more"),
-        ("PLUGIN_CACHE_KEY", "k"),
-        ("PLUGIN_CACHE_INTEL_METRICS_FILE", "metrics/cache.json"),
-        ("DRONE_REPO_NAME", "app"),
-    ];
-    let restore = [&settings[..], &[("PLUGIN_RESTORE", "true")]].concat();
-    let miss = plugin(&workspace, &restore);
-    assert_eq!(miss.status.code(), Some(0), "{}", stderr(&miss));
+    let local = Local::new(&[("deps/a.txt", "12345"), ("deps/sub/b.txt", "123"), ("more/c.txt", "1")]);
+    let metrics = local.workspace.join("metrics/cache.json");
+    let restore = [RESTORE, ("PLUGIN_CACHE_INTEL_METRICS_FILE", "metrics/cache.json")];
+    assert_exit(&local.step("deps/,more", "k", &restore), 0);
     assert!(!metrics.exists(), "a miss wrote metrics");
-    let saved = plugin(&workspace, &[&settings[..], &[("PLUGIN_REBUILD", "true")]].concat());
-    assert_eq!(saved.status.code(), Some(0), "{}", stderr(&saved));
+    assert_exit(&local.step("deps/,more", "k", &[REBUILD]), 0);
     for _ in 0..2 {
-        let hit = plugin(&workspace, &restore);
-        assert_eq!(hit.status.code(), Some(0), "{}", stderr(&hit));
+        assert_exit(&local.step("deps/,more", "k", &restore), 0);
     }
     let text = fs::read_to_string(&metrics).unwrap();
     assert!(text.starts_with("[\n\t{\n\t\t\"cache_size_bytes\": 8,\n\t\t\"dst_path\": \"deps/\"\n\t},"), "{text}");
@@ -330,8 +309,8 @@ fn restores_append_cache_metrics_as_the_harness_fork_does() {
     assert_eq!(entries[3], expected);
 
     fs::write(&metrics, "not json").unwrap();
-    let hit = plugin(&workspace, &restore);
-    assert_eq!(hit.status.code(), Some(0), "{}", stderr(&hit));
+    let hit = local.step("deps/,more", "k", &restore);
+    assert_exit(&hit, 0);
     assert!(stderr(&hit).contains("cannot update the cache metrics file"), "{}", stderr(&hit));
     assert_eq!(fs::read_to_string(&metrics).unwrap(), "not json");
 }
@@ -340,38 +319,26 @@ fn restores_append_cache_metrics_as_the_harness_fork_does() {
 /// in drone-cache; an unknown level is refused (drone-cache panics on one).
 #[test]
 fn log_format_and_log_level_shape_the_log() {
-    let dir = scratch();
-    let workspace = dir.path().join("ws");
-    fs::create_dir_all(workspace.join("deps")).unwrap();
-    fs::write(workspace.join("deps/a.txt"), b"a").unwrap();
-    let root = dir.path().join("cache");
-    fs::create_dir_all(&root).unwrap();
-    let base = [
-        ("PLUGIN_BACKEND", "filesystem"),
-        ("PLUGIN_FILESYSTEM_CACHE_ROOT", root.to_str().unwrap()),
-        ("PLUGIN_MOUNT", "deps"),
-        ("PLUGIN_CACHE_KEY", "k"),
-        ("DRONE_REPO_NAME", "app"),
-    ];
-    let step = |extra: &[(&str, &str)]| plugin(&workspace, &[&base[..], extra].concat());
-    let saved = step(&[("PLUGIN_REBUILD", "true"), ("PLUGIN_LOG_FORMAT", "json"), ("PLUGIN_LOG_LEVEL", "debug")]);
-    assert_eq!(saved.status.code(), Some(0), "{}", stderr(&saved));
+    let local = Local::new(&[("deps/a.txt", "a")]);
+    let step = |extra: &[(&str, &str)]| local.step("deps", "k", extra);
+    let saved = step(&[REBUILD, ("PLUGIN_LOG_FORMAT", "json"), ("PLUGIN_LOG_LEVEL", "debug")]);
+    assert_exit(&saved, 0);
     let lines: Vec<serde_json::Value> =
         stderr(&saved).lines().map(|line| serde_json::from_str(line).expect(line)).collect();
     assert!(lines.iter().any(|l| l["level"] == "debug" && l["msg"].as_str().unwrap().contains("effective settings")));
     assert!(lines.iter().any(|l| l["level"] == "info" && l["msg"].as_str().unwrap().starts_with("saved")));
 
-    let quiet = step(&[("PLUGIN_RESTORE", "true"), ("LOG_LEVEL", "error"), ("LOG_FORMAT", "logfmt")]);
-    assert_eq!(quiet.status.code(), Some(0), "{}", stderr(&quiet));
+    let quiet = step(&[RESTORE, ("LOG_LEVEL", "error"), ("LOG_FORMAT", "logfmt")]);
+    assert_exit(&quiet, 0);
     assert_eq!(stderr(&quiet), "", "log_level error logs no info lines");
-    let broken = step(&[("PLUGIN_RESTORE", "true"), ("LOG_FORMAT", "logfmt"), ("PLUGIN_BACKEND", "dropbox")]);
-    assert_eq!(broken.status.code(), Some(1));
+    let broken = step(&[RESTORE, ("LOG_FORMAT", "logfmt"), ("PLUGIN_BACKEND", "dropbox")]);
+    assert_exit(&broken, 1);
     assert!(stderr(&broken).starts_with("level=error msg=\"PLUGIN_BACKEND=\\\"dropbox\\\""), "{}", stderr(&broken));
-    let logfmt = step(&[("PLUGIN_RESTORE", "true"), ("LOG_FORMAT", "logfmt")]);
+    let logfmt = step(&[RESTORE, ("LOG_FORMAT", "logfmt")]);
     assert!(stderr(&logfmt).lines().all(|l| l.starts_with("level=info msg=")), "{}", stderr(&logfmt));
 
-    let unknown = step(&[("PLUGIN_RESTORE", "true"), ("PLUGIN_LOG_LEVEL", "verbose")]);
-    assert_eq!(unknown.status.code(), Some(1));
+    let unknown = step(&[RESTORE, ("PLUGIN_LOG_LEVEL", "verbose")]);
+    assert_exit(&unknown, 1);
     assert!(
         stderr(&unknown).contains("PLUGIN_LOG_LEVEL=\"verbose\" is not a log level: use error, warn, info or debug")
     );
@@ -410,45 +377,20 @@ fn s3_bucket_public_sends_unsigned_requests() {
 /// and match the cache's mounts on restore; `~` and `$VAR` are expanded.
 #[test]
 fn mount_globs_home_and_variables_are_expanded() {
-    let dir = scratch();
-    let workspace = dir.path().join("ws");
-    for path in ["a/node_modules/x.js", "b/c/node_modules/y.js", "other/z.js", "deps/d.txt"] {
-        fs::create_dir_all(workspace.join(path).parent().unwrap()).unwrap();
-        fs::write(workspace.join(path), path).unwrap();
-    }
-    let root = dir.path().join("cache");
-    fs::create_dir_all(&root).unwrap();
-    let settings = [
-        ("PLUGIN_BACKEND", "filesystem"),
-        ("PLUGIN_FILESYSTEM_CACHE_ROOT", root.to_str().unwrap()),
-        ("PLUGIN_MOUNT", "**/node_modules"),
-        ("PLUGIN_CACHE_KEY", "k"),
-        ("DRONE_REPO_NAME", "app"),
-    ];
-    let saved = plugin(&workspace, &[&settings[..], &[("PLUGIN_REBUILD", "true")]].concat());
-    assert_eq!(saved.status.code(), Some(0), "{}", stderr(&saved));
+    let files = ["a/node_modules/x.js", "b/c/node_modules/y.js", "other/z.js", "deps/d.txt"].map(|path| (path, path));
+    let local = Local::new(&files);
+    let saved = local.step("**/node_modules", "k", &[REBUILD]);
+    assert_exit(&saved, 0);
     assert!(stderr(&saved).contains("mount \"**/node_modules\" matches 2 path(s)"), "{}", stderr(&saved));
-    let fresh = dir.path().join("fresh");
-    fs::create_dir_all(&fresh).unwrap();
-    let restored = plugin(&fresh, &[&settings[..], &[("PLUGIN_RESTORE", "true")]].concat());
-    assert_eq!(restored.status.code(), Some(0), "{}", stderr(&restored));
+    let fresh = local.fresh("fresh");
+    assert_exit(&local.step_in(&fresh, "**/node_modules", "k", &[RESTORE]), 0);
     assert_eq!(fs::read_to_string(fresh.join("a/node_modules/x.js")).unwrap(), "a/node_modules/x.js");
     assert_eq!(fs::read_to_string(fresh.join("b/c/node_modules/y.js")).unwrap(), "b/c/node_modules/y.js");
     assert!(!fresh.join("other").exists());
 
-    let home = workspace.to_str().unwrap();
-    let vars = [
-        ("PLUGIN_BACKEND", "filesystem"),
-        ("PLUGIN_FILESYSTEM_CACHE_ROOT", root.to_str().unwrap()),
-        ("PLUGIN_MOUNT", "~/deps,${SUB}/z.js"),
-        ("PLUGIN_CACHE_KEY", "home"),
-        ("PLUGIN_REBUILD", "true"),
-        ("DRONE_REPO_NAME", "app"),
-        ("HOME", home),
-        ("SUB", "other"),
-    ];
-    let saved = plugin(&workspace, &vars);
-    assert_eq!(saved.status.code(), Some(0), "{}", stderr(&saved));
+    let home = local.workspace.to_str().unwrap();
+    let saved = local.step("~/deps,${SUB}/z.js", "home", &[REBUILD, ("HOME", home), ("SUB", "other")]);
+    assert_exit(&saved, 0);
     assert!(stderr(&saved).contains(&format!("saving {home}/deps, other/z.js as cache key")), "{}", stderr(&saved));
 }
 
@@ -456,29 +398,15 @@ fn mount_globs_home_and_variables_are_expanded() {
 /// false` turns that off.
 #[test]
 fn restore_fallback_can_be_turned_off() {
-    let dir = scratch();
-    let workspace = dir.path().join("ws");
-    fs::create_dir_all(workspace.join("deps")).unwrap();
-    fs::write(workspace.join("deps/a.txt"), b"a").unwrap();
-    fs::write(workspace.join("deps.lock"), b"v1").unwrap();
-    let root = dir.path().join("cache");
-    fs::create_dir_all(&root).unwrap();
-    let base = [
-        ("PLUGIN_BACKEND", "filesystem"),
-        ("PLUGIN_FILESYSTEM_CACHE_ROOT", root.to_str().unwrap()),
-        ("PLUGIN_MOUNT", "deps"),
-        ("PLUGIN_CACHE_KEY", "deps-{{ .Commit.Branch }}-{{ checksum \"deps.lock\" }}"),
-        ("DRONE_COMMIT_BRANCH", "main"),
-        ("DRONE_REPO_NAME", "app"),
-    ];
-    let saved = plugin(&workspace, &[&base[..], &[("PLUGIN_REBUILD", "true")]].concat());
-    assert_eq!(saved.status.code(), Some(0), "{}", stderr(&saved));
-    fs::write(workspace.join("deps.lock"), b"v2").unwrap();
-    let fallback = plugin(&workspace, &[&base[..], &[("PLUGIN_RESTORE", "true")]].concat());
+    let local = Local::new(&[("deps/a.txt", "a"), ("deps.lock", "v1")]);
+    let key = "deps-{{ .Commit.Branch }}-{{ checksum \"deps.lock\" }}";
+    let branch = ("DRONE_COMMIT_BRANCH", "main");
+    assert_exit(&local.step("deps", key, &[REBUILD, branch]), 0);
+    fs::write(local.workspace.join("deps.lock"), b"v2").unwrap();
+    let fallback = local.step("deps", key, &[RESTORE, branch]);
     assert!(stderr(&fallback).contains("fallback hit: restored \"app/deps-main-"), "{}", stderr(&fallback));
-    let strict = [("PLUGIN_RESTORE", "true"), ("PLUGIN_RESTORE_FALLBACK", "false")];
-    let miss = plugin(&workspace, &[&base[..], &strict[..]].concat());
-    assert_eq!(miss.status.code(), Some(0), "{}", stderr(&miss));
+    let miss = local.step("deps", key, &[RESTORE, branch, ("PLUGIN_RESTORE_FALLBACK", "false")]);
+    assert_exit(&miss, 0);
     assert!(stderr(&miss).contains("cache miss: no cache for"), "{}", stderr(&miss));
     assert!(!stderr(&miss).contains("fallback hit"), "{}", stderr(&miss));
 }
@@ -487,23 +415,10 @@ fn restore_fallback_can_be_turned_off() {
 /// branches stop evicting the default branch's cache.
 #[test]
 fn cache_read_only_saves_only_where_allowed() {
-    let dir = scratch();
-    let workspace = dir.path().join("ws");
-    fs::create_dir_all(workspace.join("deps")).unwrap();
-    fs::write(workspace.join("deps/a.txt"), b"a").unwrap();
-    let root = dir.path().join("cache");
-    fs::create_dir_all(&root).unwrap();
-    let base = [
-        ("PLUGIN_REBUILD", "true"),
-        ("PLUGIN_BACKEND", "filesystem"),
-        ("PLUGIN_FILESYSTEM_CACHE_ROOT", root.to_str().unwrap()),
-        ("PLUGIN_MOUNT", "deps"),
-        ("DRONE_REPO_NAME", "app"),
-        ("DRONE_REPO_BRANCH", "main"),
-    ];
+    let local = Local::new(&[("deps/a.txt", "a")]);
     let keys = || {
         let listed = crate::util::run_json(
-            crate::util::chunkcache(&workspace).args(["list", "--store", root.to_str().unwrap()]),
+            crate::util::chunkcache(&local.workspace).args(["list", "--store", local.root.as_str()]),
             0,
         );
         listed.as_array().map_or(0, Vec::len)
@@ -518,17 +433,18 @@ fn cache_read_only_saves_only_where_allowed() {
         let before = keys();
         let key = format!("{policy}-{branch}-{event}");
         let vars = [
+            REBUILD,
             ("PLUGIN_CACHE_READ_ONLY", policy),
-            ("PLUGIN_CACHE_KEY", key.as_str()),
+            ("DRONE_REPO_BRANCH", "main"),
             ("DRONE_COMMIT_BRANCH", branch),
             ("DRONE_BUILD_EVENT", event),
         ];
-        let output = plugin(&workspace, &[&base[..], &vars[..]].concat());
-        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let output = local.step("deps", &key, &vars);
+        assert_exit(&output, 0);
         assert_eq!(keys() > before, saves, "{key}: {}", stderr(&output));
         assert_eq!(stderr(&output).contains("not saving cache key"), !saves, "{key}: {}", stderr(&output));
     }
-    let bad = plugin(&workspace, &[&base[..], &[("PLUGIN_CACHE_READ_ONLY", "sometimes")]].concat());
-    assert_eq!(bad.status.code(), Some(1));
+    let bad = local.step("deps", "k", &[REBUILD, ("PLUGIN_CACHE_READ_ONLY", "sometimes")]);
+    assert_exit(&bad, 1);
     assert!(stderr(&bad).contains("use true, false or not-default-branch"), "{}", stderr(&bad));
 }
