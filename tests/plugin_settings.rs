@@ -89,17 +89,13 @@ fn skip_symlinks_leaves_links_out_of_the_cache() {
     }
 }
 
-/// S3 settings of a plugin step against moto, with `extra` on top.
-fn s3_step(moto: &Moto, workspace: &Path, bucket: &str, extra: &[(&str, &str)]) -> Output {
+/// A rebuild of `deps` as key `k` to S3 `bucket`, failing on any store error, with `extra` settings on top.
+fn s3_step(workspace: &Path, bucket: &str, extra: &[(&str, &str)]) -> Output {
     let vars = [
-        ("PLUGIN_REBUILD", "true"),
+        REBUILD,
         ("PLUGIN_BACKEND", "s3"),
         ("PLUGIN_BUCKET", bucket),
-        ("PLUGIN_ENDPOINT", moto.endpoint.as_str()),
         ("PLUGIN_PATH_STYLE", "true"),
-        ("PLUGIN_ACCESS_KEY", moto.access_key),
-        ("PLUGIN_SECRET_KEY", moto.secret_key),
-        ("PLUGIN_REGION", moto.region),
         ("PLUGIN_MOUNT", "deps"),
         ("PLUGIN_CACHE_KEY", "k"),
         ("PLUGIN_EXIT_CODE", "true"),
@@ -108,17 +104,27 @@ fn s3_step(moto: &Moto, workspace: &Path, bucket: &str, extra: &[(&str, &str)]) 
     plugin(workspace, &[&vars[..], extra].concat())
 }
 
+/// The plugin settings that reach `moto`: endpoint, keys and region.
+fn on_moto(moto: &Moto) -> [(&'static str, &str); 4] {
+    [
+        ("PLUGIN_ENDPOINT", moto.endpoint.as_str()),
+        ("PLUGIN_ACCESS_KEY", moto.access_key),
+        ("PLUGIN_SECRET_KEY", moto.secret_key),
+        ("PLUGIN_REGION", moto.region),
+    ]
+}
+
 /// `encryption` asks S3 for server-side encryption of every object written, as drone-cache's
 /// `ServerSideEncryption` does; what moto records for the objects is the reference.
 #[test]
 fn s3_encryption_is_applied_to_every_object_written() {
     let moto = Moto::start();
     create_bucket(&moto, "sealed");
-    let dir = scratch();
-    let workspace = dir.path().join("ws");
-    fs::create_dir_all(workspace.join("deps")).unwrap();
-    fs::write(workspace.join("deps/a.bin"), crate::util::noise(300_000, 1)).unwrap();
-    let saved = s3_step(&moto, &workspace, "sealed", &[("PLUGIN_ENCRYPTION", "AES256")]);
+    let local = Local::new(&[]);
+    fs::create_dir_all(local.workspace.join("deps")).unwrap();
+    fs::write(local.workspace.join("deps/a.bin"), crate::util::noise(300_000, 1)).unwrap();
+    let saved =
+        s3_step(&local.workspace, "sealed", &[&on_moto(&moto)[..], &[("PLUGIN_ENCRYPTION", "AES256")]].concat());
     assert_eq!(saved.status.code(), Some(0), "{}", stderr(&saved));
 
     // What moto recorded, read with the official SDK (boto3, from moto's own environment).
@@ -147,16 +153,15 @@ for o in s3.list_objects_v2(Bucket="sealed")["Contents"]:
 fn s3_settings_that_cannot_be_honoured_are_refused() {
     let moto = Moto::start();
     create_bucket(&moto, "strict");
-    let dir = scratch();
-    let workspace = dir.path().join("ws");
-    fs::create_dir_all(workspace.join("deps")).unwrap();
-    fs::write(workspace.join("deps/a.txt"), b"a").unwrap();
+    let local = Local::new(&[("deps/a.txt", "a")]);
+    let workspace = &local.workspace;
     let refused = [
         (("PLUGIN_ACL", "public-read"), "S3 acl \"public-read\" is not supported"),
         (("PLUGIN_ENCRYPTION", "rot13"), "S3 encryption \"rot13\" is not supported"),
     ];
     for ((name, value), expected) in refused {
-        let output = s3_step(&moto, &workspace, "strict", &[(name, value), ("PLUGIN_EXIT_CODE", "false")]);
+        let extra = [(name, value), ("PLUGIN_EXIT_CODE", "false")];
+        let output = s3_step(workspace, "strict", &[&on_moto(&moto)[..], &extra].concat());
         let message = stderr(&output);
         assert_eq!(output.status.code(), Some(1), "{name}={value}: {message}");
         assert!(message.contains(expected), "{name}={value}: {message}");
@@ -165,7 +170,7 @@ fn s3_settings_that_cannot_be_honoured_are_refused() {
     let written: Vec<_> = runtime.block_on(moto.object_store("strict").list(None).try_collect()).unwrap();
     assert!(written.is_empty(), "a refused step wrote {written:?}");
     // drone-cache's default acl, `private`, is what S3 gives an object written without one.
-    let output = s3_step(&moto, &workspace, "strict", &[("PLUGIN_ACL", "private")]);
+    let output = s3_step(workspace, "strict", &[&on_moto(&moto)[..], &[("PLUGIN_ACL", "private")]].concat());
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
 
@@ -201,27 +206,17 @@ fn gradle_default_excludes_apply_only_to_gradle_mounts() {
 fn aws_variables_reach_the_s3_store_in_plugin_mode() {
     let moto = Moto::start();
     create_bucket(&moto, "from-env");
-    let dir = scratch();
-    let workspace = dir.path().join("ws");
-    fs::create_dir_all(workspace.join("deps")).unwrap();
-    fs::write(workspace.join("deps/a.txt"), b"a").unwrap();
+    let local = Local::new(&[("deps/a.txt", "a")]);
+    let workspace = &local.workspace;
     let vars = [
-        ("PLUGIN_REBUILD", "true"),
-        ("PLUGIN_BACKEND", "s3"),
-        ("PLUGIN_BUCKET", "from-env"),
-        ("PLUGIN_PATH_STYLE", "true"),
-        ("PLUGIN_MOUNT", "deps"),
-        ("PLUGIN_CACHE_KEY", "k"),
-        ("PLUGIN_EXIT_CODE", "true"),
-        ("DRONE_REPO_NAME", "app"),
         ("AWS_ACCESS_KEY_ID", moto.access_key),
         ("AWS_SECRET_ACCESS_KEY", moto.secret_key),
         ("AWS_SESSION_TOKEN", "session-token-from-the-environment"),
         ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
         ("AWS_REGION", moto.region),
     ];
-    let output = plugin(&workspace, &vars);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = s3_step(workspace, "from-env", &vars);
+    assert_exit(&output, 0);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let written: Vec<_> = runtime.block_on(moto.object_store("from-env").list(None).try_collect()).unwrap();
     assert!(!written.is_empty(), "nothing reached moto");
@@ -234,15 +229,14 @@ fn aws_variables_reach_the_s3_store_in_plugin_mode() {
 fn a_scheme_less_endpoint_means_https_unless_disable_ssl() {
     let moto = Moto::start();
     create_bucket(&moto, "plain");
-    let dir = scratch();
-    let workspace = dir.path().join("ws");
-    fs::create_dir_all(workspace.join("deps")).unwrap();
-    fs::write(workspace.join("deps/a.txt"), b"a").unwrap();
+    let local = Local::new(&[("deps/a.txt", "a")]);
+    let workspace = &local.workspace;
     let bare = format!("127.0.0.1:{}", moto.port);
-    let tls = s3_step(&moto, &workspace, "plain", &[("PLUGIN_ENDPOINT", &bare)]);
+    let tls = s3_step(workspace, "plain", &[&on_moto(&moto)[..], &[("PLUGIN_ENDPOINT", &bare)]].concat());
     assert_eq!(tls.status.code(), Some(1), "https to a plain-http server must fail: {}", stderr(&tls));
     assert!(stderr(&tls).contains(&format!("using https://{bare}")), "{}", stderr(&tls));
-    let plain = s3_step(&moto, &workspace, "plain", &[("PLUGIN_ENDPOINT", &bare), ("PLUGIN_DISABLESSL", "true")]);
+    let plain_http = [("PLUGIN_ENDPOINT", bare.as_str()), ("PLUGIN_DISABLESSL", "true")];
+    let plain = s3_step(workspace, "plain", &[&on_moto(&moto)[..], &plain_http].concat());
     assert_eq!(plain.status.code(), Some(0), "{}", stderr(&plain));
     assert!(stderr(&plain).contains(&format!("using http://{bare}")), "{}", stderr(&plain));
 }
@@ -350,26 +344,13 @@ fn log_format_and_log_level_shape_the_log() {
 fn s3_bucket_public_sends_unsigned_requests() {
     let moto = Moto::start();
     create_bucket(&moto, "open");
-    let dir = scratch();
-    let workspace = dir.path().join("ws");
-    fs::create_dir_all(workspace.join("deps")).unwrap();
-    fs::write(workspace.join("deps/a.txt"), b"a").unwrap();
-    let vars = [
-        ("PLUGIN_REBUILD", "true"),
-        ("PLUGIN_BACKEND", "s3"),
-        ("PLUGIN_BUCKET", "open"),
-        ("PLUGIN_ENDPOINT", moto.endpoint.as_str()),
-        ("PLUGIN_PATH_STYLE", "true"),
-        ("PLUGIN_REGION", moto.region),
-        ("PLUGIN_MOUNT", "deps"),
-        ("PLUGIN_CACHE_KEY", "k"),
-        ("PLUGIN_EXIT_CODE", "true"),
-        ("DRONE_REPO_NAME", "app"),
-    ];
-    let refused = plugin(&workspace, &vars);
+    let local = Local::new(&[("deps/a.txt", "a")]);
+    let workspace = &local.workspace;
+    let vars = [("PLUGIN_ENDPOINT", moto.endpoint.as_str()), ("PLUGIN_REGION", moto.region)];
+    let refused = s3_step(workspace, "open", &vars);
     assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
     assert!(stderr(&refused).contains("has no credentials"), "{}", stderr(&refused));
-    let public = plugin(&workspace, &[&vars[..], &[("PLUGIN_S3_BUCKET_PUBLIC", "true")]].concat());
+    let public = s3_step(workspace, "open", &[&vars[..], &[("PLUGIN_S3_BUCKET_PUBLIC", "true")]].concat());
     assert_eq!(public.status.code(), Some(0), "{}", stderr(&public));
 }
 
