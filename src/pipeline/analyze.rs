@@ -1116,16 +1116,12 @@ mod tests {
     #[test]
     fn archive_estimates_stay_within_a_percent_of_compressing_the_whole_stream() {
         // 12 MiB: noise, then lines of text, then noise again, then text with noise mixed in.
-        let mut state = 9u64;
+        let mut seed = 0u64;
         let mut noise = |len: usize| -> Vec<u8> {
-            (0..len)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    state as u8
-                })
-                .collect()
+            seed += 1;
+            let mut bytes = vec![0; len];
+            blake3::Hasher::new().update(&seed.to_le_bytes()).finalize_xof().fill(&mut bytes);
+            bytes
         };
         let text = |from: usize, lines: usize| -> Vec<u8> {
             (from..from + lines)
