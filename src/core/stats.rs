@@ -3,7 +3,7 @@
 //! ([`crate::pipeline::stats`] does the I/O).
 //!
 //! A chunk is a location in a pack (pack, offset, stored length), as GC counts it
-//! ([`ReferencedChunks`]): the bytes a key holds are the stored lengths of its distinct
+//! ([`ReferencedChunks`](crate::core::gc::ReferencedChunks)): the bytes a key holds are the stored lengths of its distinct
 //! locations. A key's **unique** bytes are those no other key references (what expiring it alone
 //! would free, once its packs are repacked or wholly unreferenced), its **shared** bytes the rest,
 //! so a key's unique + shared bytes are its stored bytes. Over the store, every referenced chunk

@@ -8,7 +8,7 @@
 //! ([`PackModel`]), and plan a restore of the current tree over the previous one as `restore`
 //! plans it (size, mode and mtime decide which files are written); after the first size, on
 //! another thread, stream the current tree through tar and estimate its gzip and zstd sizes
-//! from samples scaled by that size's chunks ([`ArchiveSizer`]) → recommend a chunk size.
+//! from samples scaled by that size's chunks (`ArchiveSizer`) → recommend a chunk size.
 //!
 //! Memory: the chunk sizes are measured one after the other, and each keeps only its chunk
 //! list (about 40 bytes a chunk, as a manifest holds) until its figures are taken, and the
@@ -114,7 +114,8 @@ pub struct TreeTotals {
 
 /// The current tree as one archive: what `tar | gzip` or `tar | zstd` caching uploads on
 /// every save and downloads on every restore. The compressed sizes are estimates from a sample
-/// of the stream (see [`ArchiveSizer`]): within 1 % of compressing the whole stream.
+/// of the stream, scaled by the chunks' own zstd sizes: within 1 % of compressing the whole
+/// stream.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct ArchiveSizes {
     /// The tar stream (exact).
