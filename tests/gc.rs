@@ -25,7 +25,7 @@ use crate::util::{
 type Snapshot = BTreeMap<Vec<u8>, String>;
 
 /// `files` files of 100 KB of noise from `seed`, plus one file shared by every tree.
-fn tree(dir: &Path, seed: u64, files: u64) {
+pub(crate) fn tree(dir: &Path, seed: u64, files: u64) {
     fs::create_dir_all(dir).unwrap();
     fs::write(dir.join("shared.bin"), noise(300_000, 7)).unwrap();
     for n in 0..files {

@@ -22,9 +22,13 @@ fn read_only_commands_on_a_missing_store_fail_and_create_nothing() {
     let work = work(dir.path());
     let store = dir.path().join("typo-store");
     let url = store_url(&store);
-    for args in
-        [&["list"][..], &["show", "--key", "k"], &["restore", "--key", "k"], &["restore", "--dry-run", "--key", "k"]]
-    {
+    for args in [
+        &["list"][..],
+        &["show", "--key", "k"],
+        &["restore", "--key", "k"],
+        &["restore", "--dry-run", "--key", "k"],
+        &["stats"],
+    ] {
         let output = run(&mut chunkcache_on(&work, &store, args), 1);
         let message = stderr(&output);
         assert!(message.contains(&format!("store {url} does not exist")), "{args:?}: {message}");

@@ -24,5 +24,6 @@ mod remote;
 mod restore_dry_run;
 mod save_dry_run;
 mod save_restore;
+mod stats;
 mod template_diff;
 mod verify;

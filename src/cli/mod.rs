@@ -8,6 +8,7 @@ mod config;
 mod log;
 mod output;
 mod plugin;
+mod stats;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -90,6 +91,12 @@ enum Command {
     /// would upload and a restore would fetch, against a tar.gz or tar.zst of the whole tree;
     /// the largest directories; requests; and a recommended chunk size.
     Analyze(analyze::AnalyzeArgs),
+    /// Show what each cache key holds of a store and where the store's bytes go: per key the
+    /// files, size, stored bytes, bytes no other key holds (unique) and shared, last use and
+    /// age; for the store the stored, referenced and unreferenced bytes and the objects.
+    ///
+    /// Reads only listings and manifests (no pack data) and changes nothing.
+    Stats(stats::StatsArgs),
     /// Expire old cache keys and delete packs no key references, safely while pipelines save
     /// and restore (the operator's cron job).
     ///
@@ -288,6 +295,7 @@ pub fn run(cli: Cli, env: &BTreeMap<String, String>) -> Result<ExitCode> {
             Command::List(args) => run_list(args, env).await,
             Command::Show(args) => run_show(args, env).await,
             Command::Analyze(args) => analyze::run(args).await,
+            Command::Stats(args) => stats::run(args, env).await,
             Command::Gc(args) => run_gc(args, env).await,
             Command::Verify(args) => run_verify(args, env).await,
             Command::Plugin => plugin::run(env).await,

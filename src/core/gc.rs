@@ -14,7 +14,8 @@
 //! modified since. Every other unreferenced pack stays condemned, at its earliest recorded time. A
 //! condemned pack that a manifest references again is revived: it leaves the lists. Memory: the
 //! referenced packs are a sorted vector of ids, and the referenced chunks (for the waste report) a
-//! sorted vector of `(pack index, offset, stored length)` of 12 bytes each.
+//! sorted vector of `(pack index, offset, stored length)` of 12 bytes each ([`ReferencedChunks`],
+//! which `stats` shares, with the key holding each chunk).
 
 use std::collections::BTreeMap;
 
@@ -36,6 +37,11 @@ pub struct KeyUse {
     pub bytes: u64,
     /// Matched a `--keep` glob: never expires.
     pub pinned: bool,
+}
+
+/// A key's last use: the newer of its manifest's write (`saved_ms`) and its `used/` marker.
+pub fn last_used_ms(saved_ms: i64, used_marker_ms: Option<i64>) -> i64 {
+    used_marker_ms.map_or(saved_ms, |at| at.max(saved_ms))
 }
 
 /// What the operator asked retention to do.
@@ -156,9 +162,8 @@ pub struct SweepCounts {
 pub struct Sweep {
     now_ms: i64,
     grace_ms: u64,
-    referenced: Vec<PackId>,
-    /// Per referenced pack (same index), the stored bytes of its distinct referenced chunks.
-    referenced_bytes: Vec<u64>,
+    /// The referenced packs, sorted by id.
+    referenced: Vec<ReferencedPack>,
     condemned: Vec<CondemnedPack>,
     /// Packs left condemned, with their condemnation time (`None`: condemned by this run).
     pending: Vec<(PackId, Option<i64>)>,
@@ -170,12 +175,12 @@ impl Sweep {
     /// (`chunks`: pack, offset and stored length of each referenced chunk, in any order and with
     /// repeats) and the merged condemned lists ([`merge_condemned`]).
     pub fn new(now_ms: i64, grace_ms: u64, chunks: ReferencedChunks, condemned: Vec<CondemnedPack>) -> Self {
-        let (referenced, referenced_bytes, referenced_chunks) = chunks.finish();
+        let referenced = chunks.finish();
+        let referenced_chunks = referenced.chunks.len() as u64;
         Self {
             now_ms,
             grace_ms,
-            referenced,
-            referenced_bytes,
+            referenced: referenced.packs,
             condemned,
             pending: Vec::new(),
             counts: SweepCounts { referenced_chunks, ..SweepCounts::default() },
@@ -187,9 +192,9 @@ impl Sweep {
         self.counts.packs += 1;
         self.counts.pack_bytes += pack.size;
         let condemned = self.condemned.binary_search_by_key(&pack.id, |c| c.id).ok().map(|at| self.condemned[at]);
-        if let Ok(at) = self.referenced.binary_search(&pack.id) {
+        if let Ok(at) = self.referenced.binary_search_by_key(&pack.id, |referenced| referenced.id) {
             self.counts.live_packs += 1;
-            self.counts.waste_bytes += pack.size.saturating_sub(self.referenced_bytes[at]);
+            self.counts.waste_bytes += pack.size.saturating_sub(self.referenced[at].bytes);
             if condemned.is_some() {
                 self.counts.revived += 1;
             }
@@ -234,22 +239,100 @@ impl Sweep {
     }
 }
 
-/// The chunks live manifests reference, gathered one manifest at a time: at most 12 bytes per
-/// referenced chunk and 32 per pack once compacted (packs are interned; the list is sorted and
-/// deduplicated whenever it doubles).
-#[derive(Debug, Default)]
-pub struct ReferencedChunks {
+/// Who holds a referenced chunk. [`ReferencedChunks`] keeps each chunk once and merges the
+/// holders of its repeats.
+pub trait Holder: Copy + Ord + std::fmt::Debug {
+    /// The holder of a chunk that both `self` and `other` hold.
+    #[must_use]
+    fn merge(self, other: Self) -> Self;
+}
+
+/// GC only asks whether a chunk is held: no holder, no bytes.
+impl Holder for () {
+    fn merge(self, (): ()) {}
+}
+
+/// The one cache key that holds a chunk (its index in the caller's list of keys), or
+/// [`KeyHolder::SHARED`] for a chunk two or more keys hold: what `stats` needs to tell a key's
+/// unique bytes from its shared ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeyHolder(u32);
+
+impl KeyHolder {
+    /// Held by two or more keys.
+    pub const SHARED: Self = Self(u32::MAX);
+
+    /// The key at `index` of the caller's list.
+    ///
+    /// # Panics
+    /// If `index` does not fit below [`KeyHolder::SHARED`] (four billion keys).
+    pub fn key(index: usize) -> Self {
+        let index = u32::try_from(index).ok().filter(|&index| index != u32::MAX).expect("fewer than 2^32 - 1 keys");
+        Self(index)
+    }
+
+    /// The index of the only key holding the chunk; `None` when it is shared.
+    pub fn only_key(self) -> Option<usize> {
+        (self != Self::SHARED).then_some(self.0 as usize)
+    }
+}
+
+impl Holder for KeyHolder {
+    fn merge(self, other: Self) -> Self {
+        if self == other { self } else { Self::SHARED }
+    }
+}
+
+/// The chunks manifests reference, gathered one manifest at a time: a chunk is a location (pack,
+/// offset, stored length), kept once with the merged [`Holder`] of its repeats. At most 12 bytes
+/// per referenced chunk plus the holder's size (none for GC, 4 for `stats`) and 32 per pack once
+/// compacted (packs are interned; the list is sorted and deduplicated whenever it doubles).
+#[derive(Debug)]
+pub struct ReferencedChunks<H: Holder = ()> {
     packs: BTreeMap<PackId, u32>,
-    chunks: Vec<(u32, u32, u32)>,
+    chunks: Vec<(u32, u32, u32, H)>,
     compacted: usize,
 }
 
-impl ReferencedChunks {
-    /// Adds one referenced chunk: its pack, offset and stored length.
-    pub fn add(&mut self, pack: PackId, offset: u32, stored_len: u32) {
+impl<H: Holder> Default for ReferencedChunks<H> {
+    fn default() -> Self {
+        Self { packs: BTreeMap::new(), chunks: Vec::new(), compacted: 0 }
+    }
+}
+
+/// A referenced pack, as [`ReferencedChunks::finish`] sums it up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReferencedPack {
+    /// The pack.
+    pub id: PackId,
+    /// The stored bytes of its distinct referenced chunks.
+    pub bytes: u64,
+    /// How many distinct chunks of it are referenced.
+    pub chunks: u64,
+}
+
+/// Every referenced chunk, each once: the packs (sorted by id, for binary searches) and the
+/// chunks' stored lengths with their holders.
+#[derive(Debug)]
+pub struct Referenced<H: Holder> {
+    /// The referenced packs, sorted by id.
+    pub packs: Vec<ReferencedPack>,
+    chunks: Vec<(u32, u32, u32, H)>,
+}
+
+impl<H: Holder> Referenced<H> {
+    /// Each distinct referenced chunk's stored length and holder.
+    pub fn held(&self) -> impl Iterator<Item = (u64, H)> + '_ {
+        self.chunks.iter().map(|&(_, _, len, holder)| (u64::from(len), holder))
+    }
+}
+
+impl<H: Holder> ReferencedChunks<H> {
+    /// Adds one referenced chunk: its pack, offset and stored length, and who holds it.
+    pub fn add(&mut self, pack: PackId, offset: u32, stored_len: u32, holder: H) {
         let next = self.packs.len() as u32;
         let index = *self.packs.entry(pack).or_insert(next);
-        self.chunks.push((index, offset, stored_len));
+        self.chunks.push((index, offset, stored_len, holder));
         if self.chunks.len() >= 2 * self.compacted.max(1 << 16) {
             self.compact();
         }
@@ -257,22 +340,35 @@ impl ReferencedChunks {
 
     fn compact(&mut self) {
         self.chunks.sort_unstable();
-        self.chunks.dedup();
+        self.chunks.dedup_by(|next, kept| {
+            let same = (next.0, next.1, next.2) == (kept.0, kept.1, kept.2);
+            if same {
+                kept.3 = kept.3.merge(next.3);
+            }
+            same
+        });
         self.compacted = self.chunks.len();
     }
 
-    /// The referenced packs, sorted, the stored bytes each holds of referenced chunks, and how
-    /// many distinct chunks are referenced.
-    fn finish(mut self) -> (Vec<PackId>, Vec<u64>, u64) {
+    /// Every referenced chunk once, and what each referenced pack holds of them.
+    pub fn finish(mut self) -> Referenced<H> {
         self.compact();
-        let chunks = self.chunks.len() as u64;
-        let mut bytes_by_index = vec![0u64; self.packs.len()];
-        for &(index, _, len) in &self.chunks {
-            bytes_by_index[index as usize] += u64::from(len);
+        let mut by_index = vec![(0u64, 0u64); self.packs.len()];
+        for &(index, _, len, _) in &self.chunks {
+            let (bytes, chunks) = &mut by_index[index as usize];
+            *bytes += u64::from(len);
+            *chunks += 1;
         }
         // BTreeMap iterates in id order: the sorted vector binary searches need.
-        let (packs, bytes) = self.packs.into_iter().map(|(id, index)| (id, bytes_by_index[index as usize])).unzip();
-        (packs, bytes, chunks)
+        let packs = self
+            .packs
+            .into_iter()
+            .map(|(id, index)| {
+                let (bytes, chunks) = by_index[index as usize];
+                ReferencedPack { id, bytes, chunks }
+            })
+            .collect();
+        Referenced { packs, chunks: self.chunks }
     }
 }
 
@@ -326,9 +422,9 @@ mod tests {
     fn referencing(packs: &[u8]) -> ReferencedChunks {
         let mut chunks = ReferencedChunks::default();
         for &n in packs {
-            chunks.add(pack(n), 8, 100);
-            chunks.add(pack(n), 8, 100);
-            chunks.add(pack(n), 108, 300);
+            chunks.add(pack(n), 8, 100, ());
+            chunks.add(pack(n), 8, 100, ());
+            chunks.add(pack(n), 108, 300, ());
         }
         chunks
     }
@@ -396,12 +492,36 @@ mod tests {
         let mut chunks = ReferencedChunks::default();
         for _ in 0..3 {
             for offset in 0..100_000u32 {
-                chunks.add(pack((offset % 7) as u8), offset * 10, 10);
+                chunks.add(pack((offset % 7) as u8), offset * 10, 10, ());
             }
         }
-        let (packs, bytes, distinct) = chunks.finish();
-        assert_eq!((packs.len(), distinct), (7, 100_000));
-        assert!(packs.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(bytes.iter().sum::<u64>(), 100_000 * 10);
+        let referenced = chunks.finish();
+        assert_eq!(referenced.packs.len(), 7);
+        assert!(referenced.packs.windows(2).all(|w| w[0].id < w[1].id));
+        assert_eq!(referenced.packs.iter().map(|p| p.bytes).sum::<u64>(), 100_000 * 10);
+        assert_eq!(referenced.packs.iter().map(|p| p.chunks).sum::<u64>(), 100_000);
+        assert_eq!(referenced.chunks.len(), 100_000, "each distinct chunk once");
+    }
+
+    #[test]
+    fn a_chunk_two_keys_hold_is_shared_and_one_key_holds_twice_is_its_own() {
+        let mut chunks = ReferencedChunks::default();
+        // Past the first compaction, so that merging across compactions is exercised too.
+        for offset in 0..100_000u32 {
+            chunks.add(pack(1), offset, 1, KeyHolder::key(0));
+        }
+        chunks.add(pack(1), 0, 1, KeyHolder::key(1));
+        chunks.add(pack(2), 0, 5, KeyHolder::key(1));
+        chunks.add(pack(2), 0, 5, KeyHolder::key(1));
+        chunks.add(pack(2), 8, 7, KeyHolder::key(2));
+        chunks.add(pack(2), 8, 7, KeyHolder::key(0));
+        chunks.add(pack(2), 8, 7, KeyHolder::key(2));
+        let held: Vec<(u64, KeyHolder)> = chunks.finish().held().collect();
+        assert_eq!(held.len(), 100_002);
+        assert_eq!(held[0], (1, KeyHolder::SHARED), "offset 0 of pack 1: keys 0 and 1");
+        assert!(held[1..100_000].iter().all(|&chunk| chunk == (1, KeyHolder::key(0))));
+        assert_eq!(held[100_000..], [(5, KeyHolder::key(1)), (7, KeyHolder::SHARED)]);
+        assert_eq!(KeyHolder::key(1).only_key(), Some(1));
+        assert_eq!(KeyHolder::SHARED.only_key(), None);
     }
 }

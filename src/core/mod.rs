@@ -1,6 +1,7 @@
 //! The pure core: no file system, network or async. Ids, chunking, the chunk object codec, the
-//! pack format, the manifest format, the cache-key rule and encoding, the one-line error formatter, secrets that
-//! never print, the wall clock in manifest units, and sizes and durations as people write them.
+//! pack format, the manifest format, the GC plan, the `stats` tally, the cache-key rule and
+//! encoding, the one-line error formatter, secrets that never print, the wall clock in manifest
+//! units, and sizes and durations as people write them.
 
 pub mod chunker;
 pub mod codec;
@@ -11,5 +12,6 @@ pub mod key;
 pub mod manifest;
 pub mod pack;
 pub mod secret;
+pub mod stats;
 pub mod time;
 pub mod units;

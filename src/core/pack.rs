@@ -35,6 +35,12 @@ const INDEX_MAGIC: &[u8; 8] = b"CCPACKIX";
 const INDEX_ENTRY_LEN: usize = 40;
 const FOOTER_LEN: usize = 12;
 
+/// The bytes of a pack of `chunks` chunk objects that are not chunk objects: its header, index
+/// and footer.
+pub fn framing_len(chunks: u64) -> u64 {
+    (MAGIC.len() + FOOTER_LEN) as u64 + INDEX_ENTRY_LEN as u64 * chunks
+}
+
 /// A pack being filled.
 #[derive(Debug)]
 pub struct PackBuilder {
@@ -144,6 +150,8 @@ mod tests {
         let offsets: Vec<u32> = raws.iter().map(|raw| builder.push(ChunkId::of(raw), &codec::encode(raw, 3))).collect();
         let (id, pack) = builder.finish();
         assert_eq!(id, PackId::of(&pack));
+        let objects: usize = raws.iter().map(|raw| codec::encode(raw, 3).len()).sum();
+        assert_eq!(pack.len() as u64, objects as u64 + framing_len(raws.len() as u64));
         let index = read_index(id, &pack).unwrap();
         assert_eq!(index.len(), raws.len());
         for ((entry, raw), offset) in index.iter().zip(&raws).zip(offsets) {

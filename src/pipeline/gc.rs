@@ -156,7 +156,7 @@ pub async fn gc(store: &Store, options: &GcOptions) -> Result<GcReport, GcError>
             Some(_) => decoded(store, &info.key).await?.map_or(0, |manifest| manifest.summary().stored_bytes),
             None => 0,
         };
-        let last_used_ms = used.get(&info.key).map_or(info.modified_ms, |&at| at.max(info.modified_ms));
+        let last_used_ms = gc::last_used_ms(info.modified_ms, used.get(&info.key).copied());
         keys.push(KeyUse { key: info.key.clone(), last_used_ms, bytes, pinned: options.keep.is_match(&info.key) });
     }
     let expired: HashSet<usize> = gc::expire(&keys, now, options.retention).into_iter().collect();
@@ -200,7 +200,7 @@ pub async fn gc(store: &Store, options: &GcOptions) -> Result<GcReport, GcError>
     for key in &live {
         if let Some(manifest) = decoded(store, key).await? {
             for chunk in &manifest.chunks {
-                chunks.add(manifest.packs[chunk.pack as usize], chunk.offset, chunk.stored_len);
+                chunks.add(manifest.packs[chunk.pack as usize], chunk.offset, chunk.stored_len, ());
             }
         }
     }

@@ -1,4 +1,4 @@
-//! The pipelines: save, restore, analyze, gc and verify, each reading top to bottom as its
+//! The pipelines: save, restore, analyze, gc, stats and verify, each reading top to bottom as its
 //! pipeline, the chunk stage save and analyze plug sinks into, the restore's ranged reads of
 //! packs, and the progress interface they report to.
 
@@ -9,4 +9,5 @@ pub mod gc;
 pub mod progress;
 pub mod restore;
 pub mod save;
+pub mod stats;
 pub mod verify;

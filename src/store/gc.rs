@@ -19,14 +19,25 @@ use super::{CONFIG_PATH, Store, StoreConfig, StoreError, is_missing_bucket, keye
 use crate::core::gc::{CondemnedList, ListedPack};
 use crate::core::id::PackId;
 use crate::core::key;
+use crate::core::stats::ListedObject;
 
 const CLOCK: &str = "gc/clock";
+const PACKS: &str = "packs";
+const MANIFESTS: &str = "manifests";
 const CONDEMNED: &str = "gc/condemned";
 /// A condemned list holds about 100 bytes per pack: this is over a million packs (16 TiB).
 const MAX_CONDEMNED_LEN: u64 = 256 << 20;
 /// How often a reader lists the condemned lists again when one vanished between the listing and
 /// its read (a GC run replaced it: its successor is there by then).
 const CONDEMNED_READS: usize = 5;
+
+/// The pack at `path`, if `path` names one (`packs/…/<64 hex>`).
+fn listed_pack(path: &Path, size: u64, modified_ms: i64) -> Option<ListedPack> {
+    if !path.prefix_matches(&Path::from(PACKS)) {
+        return None;
+    }
+    path.filename().and_then(PackId::from_hex).map(|id| ListedPack { id, size, modified_ms })
+}
 
 impl Store {
     /// The server's time: writes `gc/clock` and reads back its last-modified, in ms since the
@@ -61,7 +72,7 @@ impl Store {
     /// Backend failures.
     pub async fn used_markers(&self) -> Result<HashMap<String, i64>, StoreError> {
         let mut used = HashMap::new();
-        let mut listing = self.list_area("used");
+        let mut listing = self.list_area(Some("used"));
         while let Some((path, _, modified_ms)) = listing.try_next().await? {
             if let Some(key) = path.as_ref().strip_prefix("used/").and_then(key::decode_key) {
                 used.insert(key, modified_ms);
@@ -72,21 +83,32 @@ impl Store {
 
     /// The packs, streamed from the listing of `packs/` (objects not named as packs are skipped).
     pub fn list_packs(&self) -> BoxStream<'_, Result<ListedPack, StoreError>> {
-        self.list_area("packs")
-            .try_filter_map(|(path, size, modified_ms)| async move {
-                Ok(path.filename().and_then(PackId::from_hex).map(|id| ListedPack { id, size, modified_ms }))
+        self.list_area(Some(PACKS))
+            .try_filter_map(|(path, size, modified_ms)| async move { Ok(listed_pack(&path, size, modified_ms)) })
+            .boxed()
+    }
+
+    /// Every object under the store's prefix, streamed from one listing, by kind.
+    pub fn list_objects(&self) -> BoxStream<'_, Result<ListedObject, StoreError>> {
+        self.list_area(None)
+            .map_ok(|(path, size, modified_ms)| match listed_pack(&path, size, modified_ms) {
+                Some(pack) => ListedObject::Pack(pack),
+                None if path.prefix_matches(&Path::from(MANIFESTS)) => ListedObject::Manifest { size },
+                None => ListedObject::Other { size },
             })
             .boxed()
     }
 
-    /// Objects under `area`: path, size, last-modified in ms. A missing container lists nothing.
-    fn list_area(&self, area: &'static str) -> BoxStream<'_, Result<(Path, u64, i64), StoreError>> {
+    /// Objects under `area` (the whole store for `None`): path, size, last-modified in ms. A
+    /// missing container lists nothing.
+    fn list_area(&self, area: Option<&'static str>) -> BoxStream<'_, Result<(Path, u64, i64), StoreError>> {
+        let prefix = area.map(Path::from);
         self.objects
-            .list(Some(&Path::from(area)))
+            .list(prefix.as_ref())
             .take_while(|item| std::future::ready(!matches!(item, Err(e) if is_missing_bucket(e))))
             .map(move |item| match item {
                 Ok(meta) => Ok((meta.location, meta.size, meta.last_modified.timestamp_millis())),
-                Err(e) => Err(self.backend_error("LIST", &Path::from(area), e)),
+                Err(e) => Err(self.backend_error("LIST", &Path::from(area.unwrap_or("(all objects)")), e)),
             })
             .boxed()
     }
@@ -99,7 +121,7 @@ impl Store {
     /// Backend failures, an unreadable list, or lists that keep vanishing.
     pub async fn condemned_lists(&self) -> Result<Vec<(Path, CondemnedList)>, StoreError> {
         'again: for _ in 0..CONDEMNED_READS {
-            let names: Vec<Path> = self.list_area(CONDEMNED).map_ok(|(path, ..)| path).try_collect().await?;
+            let names: Vec<Path> = self.list_area(Some(CONDEMNED)).map_ok(|(path, ..)| path).try_collect().await?;
             let mut lists = Vec::with_capacity(names.len());
             for path in names {
                 let Some(bytes) = self.get_optional(&path, MAX_CONDEMNED_LEN).await? else { continue 'again };
