@@ -88,6 +88,8 @@ fn scenario(work: &Path, chunkcache: &dyn Fn(&[&str]) -> Command, wait: Duration
     assert_eq!(u(&condemned["keys_total"]), 2, "{condemned}");
     assert!(u(&store["unreferenced_bytes"]) > u(&c["stored_bytes"]), "y/c's packs, framing included: {condemned}");
     assert!(u(&store["unreferenced_packs"]) >= 1, "{condemned}");
+    // Every chunk y/c held alone is now unreferenced, counted from the pack footers.
+    assert_eq!(u(&store["unreferenced_chunks"]), u(&c["chunks"]), "{condemned}");
     assert_eq!(store["referenced_bytes"], u(&before["store"]["referenced_bytes"]) - u(&c["stored_bytes"]));
     thread::sleep(wait);
     gc();
@@ -95,6 +97,7 @@ fn scenario(work: &Path, chunkcache: &dyn Fn(&[&str]) -> Command, wait: Duration
     assert_adds_up(&after);
     let store = &after["store"];
     assert_eq!((u(&store["unreferenced_bytes"]), u(&store["unreferenced_packs"])), (0, 0), "{after}");
+    assert_eq!(u(&store["unreferenced_chunks"]), 0, "{after}");
     assert_eq!(u(&store["stored_bytes"]), u(&store["referenced_bytes"]) + u(&store["framing_bytes"]), "{after}");
 }
 
@@ -158,6 +161,7 @@ fn the_json_shape_is_pinned_and_the_text_ends_with_one_summary_line() {
             "shared_bytes",
             "framing_bytes",
             "unreferenced_bytes",
+            "unreferenced_chunks",
             "unreferenced_packs",
             "partly_referenced_packs",
             "missing_packs",
@@ -173,7 +177,7 @@ fn the_json_shape_is_pinned_and_the_text_ends_with_one_summary_line() {
     let text = run(&mut chunkcache_on(&work, &store, &["stats"]), 0);
     let stdout = String::from_utf8_lossy(&text.stdout);
     assert!(stdout.lines().any(|line| line.starts_with("k ")), "{stdout}");
-    assert!(stdout.contains("unreferenced: 0 B"), "{stdout}");
+    assert!(stdout.contains("unreferenced: 0 B in 0 chunks"), "{stdout}");
     let summary = stderr(&text);
     assert_eq!(summary.lines().count(), 1, "{summary}");
     assert!(summary.starts_with("stats: 1 key, ") && summary.contains(&store_url(&store)), "{summary}");

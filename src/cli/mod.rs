@@ -93,9 +93,11 @@ enum Command {
     Analyze(analyze::AnalyzeArgs),
     /// Show what each cache key holds of a store and where the store's bytes go: per key the
     /// files, size, stored bytes, bytes no other key holds (unique) and shared, last use and
-    /// age; for the store the stored, referenced and unreferenced bytes and the objects.
+    /// age; for the store the stored and referenced bytes, the unreferenced bytes and chunks, and
+    /// the objects.
     ///
-    /// Reads only listings and manifests (no pack data) and changes nothing.
+    /// Reads listings, manifests and the footers of packs holding unreferenced chunks (no chunk
+    /// data), and changes nothing.
     Stats(stats::StatsArgs),
     /// Expire old cache keys and delete packs no key references, safely while pipelines save
     /// and restore (the operator's cron job).

@@ -105,8 +105,9 @@ fn table(report: &StatsReport) -> String {
     );
     let _ = writeln!(
         out,
-        "unreferenced: {} ({} wholly unreferenced, {} partly)",
+        "unreferenced: {} in {} ({} wholly unreferenced, {} partly)",
         human_bytes(totals.unreferenced_bytes),
+        count(totals.unreferenced_chunks, "chunk"),
         count(totals.unreferenced_packs, "pack"),
         totals.partly_referenced_packs
     );

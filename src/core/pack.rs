@@ -41,6 +41,17 @@ pub fn framing_len(chunks: u64) -> u64 {
     (MAGIC.len() + FOOTER_LEN) as u64 + INDEX_ENTRY_LEN as u64 * chunks
 }
 
+/// The bytes at the end of a pack that say how many chunks it holds: read them with
+/// [`chunk_count`].
+pub const FOOTER_BYTES: u64 = FOOTER_LEN as u64;
+
+/// The chunk count a pack's last [`FOOTER_BYTES`] bytes record, or `None` if they are not a
+/// pack footer (a damaged or foreign object).
+pub fn chunk_count(footer: &[u8]) -> Option<u32> {
+    let (count, magic) = footer.split_at_checked(4)?;
+    (magic == INDEX_MAGIC).then(|| u32::from_le_bytes(count.try_into().expect("4 bytes")))
+}
+
 /// A pack being filled.
 #[derive(Debug)]
 pub struct PackBuilder {
@@ -141,6 +152,18 @@ pub fn read_index(id: PackId, pack: &[u8]) -> Result<Vec<PackEntry>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_footer_says_how_many_chunks_a_pack_holds() {
+        let mut builder = PackBuilder::new();
+        for n in 0..3u8 {
+            builder.push(ChunkId::of(&[n; 100]), &codec::encode(&[n; 100], 3));
+        }
+        let (_, bytes) = builder.finish();
+        assert_eq!(chunk_count(&bytes[bytes.len() - FOOTER_BYTES as usize..]), Some(3));
+        assert_eq!(chunk_count(b"not a footer"), None);
+        assert_eq!(chunk_count(b"CCPACKIX"), None);
+    }
 
     #[test]
     fn a_pack_lists_what_was_pushed_and_every_object_decodes_from_its_range() {

@@ -19,6 +19,7 @@
 use serde::Serialize;
 
 use crate::core::gc::{KeyHolder, ListedPack, Referenced, ReferencedPack};
+use crate::core::id::PackId;
 use crate::core::pack;
 
 /// An object of the store, as a listing of the whole store shows it.
@@ -73,6 +74,9 @@ pub struct StoreTotals {
     /// entries, whole unreferenced packs included. `stored_bytes = referenced_bytes −
     /// missing_bytes + framing_bytes + unreferenced_bytes`.
     pub unreferenced_bytes: u64,
+    /// Chunks no manifest references, in the packs that hold unreferenced bytes (from their
+    /// footers: [`StoreTally::to_count`]).
+    pub unreferenced_chunks: u64,
     /// Packs no manifest references at all (whole packs GC would condemn).
     pub unreferenced_packs: u64,
     /// Referenced packs that also hold unreferenced chunks.
@@ -97,6 +101,19 @@ pub struct StoreTally {
     referenced: Vec<ReferencedPack>,
     listed: Vec<bool>,
     totals: StoreTotals,
+    to_count: Vec<PackToCount>,
+}
+
+/// A listed pack that holds unreferenced bytes: its footer says how many chunks it holds, of
+/// which `referenced_chunks` are referenced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackToCount {
+    /// The pack.
+    pub id: PackId,
+    /// Its listed size.
+    pub size: u64,
+    /// Chunks manifests reference in it.
+    pub referenced_chunks: u64,
 }
 
 impl StoreTally {
@@ -110,7 +127,7 @@ impl StoreTally {
             shared_bytes,
             ..StoreTotals::default()
         };
-        Self { listed: vec![false; referenced.len()], referenced, totals }
+        Self { listed: vec![false; referenced.len()], referenced, totals, to_count: Vec::new() }
     }
 
     /// Counts one listed object.
@@ -137,15 +154,31 @@ impl StoreTally {
                         let used = (referenced.bytes + framing).min(pack.size);
                         totals.framing_bytes += framing.min(pack.size);
                         totals.unreferenced_bytes += pack.size - used;
-                        totals.partly_referenced_packs += u64::from(pack.size > used);
+                        if pack.size > used {
+                            totals.partly_referenced_packs += 1;
+                            let (id, size, referenced_chunks) = (pack.id, pack.size, referenced.chunks);
+                            self.to_count.push(PackToCount { id, size, referenced_chunks });
+                        }
                     }
                     Err(_) => {
                         totals.unreferenced_packs += 1;
                         totals.unreferenced_bytes += pack.size;
+                        self.to_count.push(PackToCount { id: pack.id, size: pack.size, referenced_chunks: 0 });
                     }
                 }
             }
         }
+    }
+
+    /// The listed packs that hold unreferenced bytes, whose footers give the unreferenced chunk
+    /// count ([`Self::counted`]).
+    pub fn to_count(&self) -> &[PackToCount] {
+        &self.to_count
+    }
+
+    /// Counts the unreferenced chunks of `pack`, whose footer says it holds `chunks`.
+    pub fn counted(&mut self, pack: &PackToCount, chunks: u32) {
+        self.totals.unreferenced_chunks += u64::from(chunks).saturating_sub(pack.referenced_chunks);
     }
 
     /// The totals.
@@ -163,7 +196,6 @@ impl StoreTally {
 mod tests {
     use super::*;
     use crate::core::gc::ReferencedChunks;
-    use crate::core::id::PackId;
 
     fn pack(n: u8) -> PackId {
         PackId::of(&[n])
@@ -194,7 +226,17 @@ mod tests {
         tally.visit(listed(4, 1000));
         tally.visit(ListedObject::Manifest { size: 7 });
         tally.visit(ListedObject::Other { size: 2 });
+        // Pack 2 (1 chunk referenced) and pack 4 (none) hold unreferenced bytes; their footers
+        // say 3 and 5 chunks.
+        let to_count = tally.to_count().to_vec();
+        assert_eq!(
+            to_count.iter().map(|p| (p.id, p.referenced_chunks)).collect::<Vec<_>>(),
+            [(pack(2), 1), (pack(4), 0)]
+        );
+        tally.counted(&to_count[0], 3);
+        tally.counted(&to_count[1], 5);
         let totals = tally.finish();
+        assert_eq!(totals.unreferenced_chunks, 2 + 5);
         assert_eq!((totals.referenced_bytes, totals.referenced_chunks), (189, 4));
         assert_eq!(totals.unreferenced_bytes, 110 + 1000);
         assert_eq!((totals.unreferenced_packs, totals.partly_referenced_packs), (1, 1));

@@ -507,6 +507,16 @@ impl Store {
         }
     }
 
+    /// How many chunks pack `id` (of `size` bytes, as listed) holds, from its footer: one ranged
+    /// GET of [`pack::FOOTER_BYTES`]. `None` if it is gone, or its end is not a pack footer.
+    ///
+    /// # Errors
+    /// Backend failures.
+    pub async fn pack_chunk_count(&self, id: PackId, size: u64) -> Result<Option<u32>, StoreError> {
+        let start = size.saturating_sub(pack::FOOTER_BYTES);
+        Ok(self.get_pack_range(id, start..size).await?.as_deref().and_then(pack::chunk_count))
+    }
+
     /// Reads a [`PackRange`] with one ranged GET and decodes its chunks, verifying each against
     /// its BLAKE3 id; returns them in the order of `range.chunks`, or `None` if the pack is
     /// missing. A range whose chunks fail verification is read again, up to [`CHUNK_READS`] reads
