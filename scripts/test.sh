@@ -10,5 +10,6 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked --lib --bins --tests --examples
 cargo test --locked --doc
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --quiet
 # The README's install and quick-start commands, verbatim, in a fresh clone of HEAD.
 scripts/check-readme.py

@@ -1,7 +1,7 @@
 //! GC: server clock → retention → condemned lists → referenced packs → sweep → new list, old
 //! lists deleted → staging leftovers.
 //!
-//! Read top to bottom, [`gc`] is the pipeline; the decisions are [`crate::core::gc`]'s.
+//! Read top to bottom, [`gc()`] is the pipeline; the decisions are [`crate::core::gc`]'s.
 //!
 //! # The protocol (two-phase, lock-free)
 //! 1. **Server now.** A run writes `gc/clock` and reads its last-modified: every time GC compares

@@ -2,11 +2,11 @@
 //! (last).
 //!
 //! Read top to bottom, [`save`] is the pipeline. What the store holds is learnt from parent
-//! manifests ([`known_chunks`]: the key's previous save, the newest cache under each parent
+//! manifests (`known_chunks`: the key's previous save, the newest cache under each parent
 //! prefix, else the newest cache in the key's folder), never by listing chunks. CPU work
 //! (reading, chunking, hashing, compressing) is the chunk stage ([`crate::pipeline::chunk`]), on
 //! rayon, one segment per task. Each new chunk object goes through a bounded channel to the
-//! packer, which appends it to the open pack of the thread that chunked it ([`LANES`]: so a
+//! packer, which appends it to the open pack of the thread that chunked it (`LANES`: so a
 //! pack holds runs of the stream in order, and a restore reads it in order) and uploads every pack that reaches
 //! [`PACK_TARGET_BYTES`](crate::core::pack::PACK_TARGET_BYTES), at most [`PACKS_IN_FLIGHT`] at once. Memory is bounded by the queue and
 //! `(lanes + packs in flight) × pack size`, not by the size of the cache. The manifest is
@@ -57,7 +57,7 @@ pub struct SaveOptions {
     /// Do nothing if the key already has a manifest (drone-cache's `override: false`).
     pub skip_if_exists: bool,
     /// Key prefixes whose newest cache tells what the store already holds, besides the key's
-    /// own previous save (the plugin passes its fallback prefixes; see [`known_chunks`]).
+    /// own previous save (the plugin passes its fallback prefixes; see `known_chunks`).
     pub parent_prefixes: Vec<String>,
 }
 
