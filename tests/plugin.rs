@@ -15,7 +15,7 @@ use chunkcache::store::backend::{self, BackendOptions, BlobEndpoint};
 
 use crate::gradle::{GradleTreeOptions, generate};
 use crate::support::servers::Azurite;
-use crate::util::{assert_same_tree, chunkcache, scratch, snapshot, stderr};
+use crate::util::{assert_same_tree, scratch, snapshot, stderr};
 
 /// The Harness page's cache key, after Harness substituted its pipeline variables.
 const KEY_TEMPLATE: &str = "somecontainer/pipelineid/{{ .Commit.Branch }}-{{ checksum \"gradle-examples/some-gradle-examples/build.gradle\" }}";
@@ -45,8 +45,7 @@ impl Workspace {
     /// `rebuild: true`), plus the Azurite endpoint and Drone metadata.
     fn step(&self, azurite: &Azurite, mode: &str, extra: &[(&str, &str)]) -> Output {
         let _ = fs::remove_file(&self.outputs);
-        let mut command = chunkcache(&self.root);
-        command.arg("plugin").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        let mut command = crate::util::plugin(&self.root);
         let mount = format!("{}/caches/", self.gradle.display());
         let settings = [
             (mode, "true"),
@@ -264,8 +263,8 @@ fn the_filesystem_backend_with_relative_mounts_and_local_root() {
     fs::create_dir_all(workspace.join("project/.gradle/caches")).unwrap();
     fs::write(workspace.join("project/.gradle/caches/dep.jar"), b"jar bytes").unwrap();
     let step = |mode: &str| {
-        let mut command = chunkcache(&workspace);
-        command.arg("plugin").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).envs([
+        let mut command = crate::util::plugin(&workspace);
+        command.envs([
             (mode, "true"),
             ("PLUGIN_BACKEND", "filesystem"),
             ("PLUGIN_FILESYSTEM_CACHE_ROOT", cache_root.to_str().unwrap()),

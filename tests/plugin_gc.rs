@@ -29,8 +29,7 @@ impl Pipeline {
     /// Runs the plugin with `settings` (and the filesystem backend on this pipeline's store).
     fn step(&self, settings: &[(&str, &str)]) -> Output {
         let _ = fs::remove_file(&self.outputs);
-        let mut command = chunkcache(&self.workdir);
-        command.arg("plugin").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        let mut command = crate::util::plugin(&self.workdir);
         command.envs([
             ("PLUGIN_BACKEND", "filesystem"),
             ("PLUGIN_FILESYSTEM_CACHE_ROOT", self.store.to_str().unwrap()),

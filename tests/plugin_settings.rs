@@ -10,12 +10,12 @@ use futures::TryStreamExt as _;
 
 use crate::remote::create_bucket;
 use crate::support::servers::{Moto, tools_dir};
-use crate::util::{chunkcache, scratch, stderr};
+use crate::util::{scratch, stderr};
 
 /// The plugin in `workspace` with only `vars` (and `PATH`) in its environment.
 fn plugin(workspace: &Path, vars: &[(&str, &str)]) -> Output {
-    let mut command: Command = chunkcache(workspace);
-    command.arg("plugin").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).envs(vars.iter().copied());
+    let mut command = crate::util::plugin(workspace);
+    command.envs(vars.iter().copied());
     command.output().unwrap()
 }
 

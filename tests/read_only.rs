@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::util::{chunkcache, chunkcache_on, run, run_json, scratch, stderr, store_url};
 
@@ -84,8 +84,8 @@ fn file_urls_without_an_absolute_path_are_refused_with_the_right_spelling() {
 
 /// The plugin binary in `workspace` with only `vars` (and `PATH`) in its environment.
 fn plugin(workspace: &Path, vars: &[(&str, &str)]) -> Output {
-    let mut command: Command = chunkcache(workspace);
-    command.arg("plugin").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).envs(vars.iter().copied());
+    let mut command = crate::util::plugin(workspace);
+    command.envs(vars.iter().copied());
     command.output().unwrap()
 }
 

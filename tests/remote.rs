@@ -501,8 +501,7 @@ fn a_plugin_restore_from_a_missing_bucket_is_a_store_error_not_a_miss() {
         ("DRONE_REPO_NAME", "app"),
     ];
     let plugin = |extra: &[(&str, &str)]| {
-        let mut command = chunkcache(&workspace);
-        command.arg("plugin").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        let mut command = crate::util::plugin(&workspace);
         command.envs(vars.iter().copied()).envs(extra.iter().copied());
         command.output().unwrap()
     };

@@ -251,8 +251,8 @@ impl Step {
     /// Runs `rebuild` or `restore` (`mode`) with `cache_key` (none when `None`) and `extra` settings.
     fn run(&self, mode: &str, cache_key: Option<&str>, extra: &[(&str, &str)]) -> Output {
         let _ = fs::remove_file(&self.outputs);
-        let mut command = chunkcache(&self.workspace);
-        command.arg("plugin").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).envs([
+        let mut command = crate::util::plugin(&self.workspace);
+        command.envs([
             (mode, "true"),
             ("PLUGIN_BACKEND", "filesystem"),
             ("PLUGIN_FILESYSTEM_CACHE_ROOT", self.cache_root.to_str().unwrap()),

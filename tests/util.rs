@@ -21,6 +21,14 @@ pub fn chunkcache(cwd: &Path) -> Command {
     command
 }
 
+/// `chunkcache plugin` in `cwd` with nothing of the test's environment but `PATH`: the step
+/// sees only the variables a test gives it, as in a pipeline.
+pub fn plugin(cwd: &Path) -> Command {
+    let mut command = chunkcache(cwd);
+    command.arg("plugin").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
+}
+
 /// The binary in `cwd` with `args`, on the local store folder `store`.
 pub fn chunkcache_on(cwd: &Path, store: &Path, args: &[&str]) -> Command {
     let mut command = chunkcache(cwd);
