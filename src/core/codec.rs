@@ -50,19 +50,33 @@ pub enum CorruptChunk {
 /// pays. Incompressible data is detected on a sample first, so it costs almost nothing.
 pub fn encode(raw: &[u8], level: i32) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + raw.len() / 2);
+    encode_into(raw, level, &mut out);
+    out
+}
+
+/// Appends the object [`encode`] makes of `raw` to `out`; returns its length. zstd writes
+/// straight into `out`'s spare room, so a pack being filled takes each object without a buffer
+/// of its own or a copy.
+pub fn encode_into(raw: &[u8], level: i32, out: &mut Vec<u8>) -> usize {
+    let start = out.len();
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&[ZSTD, 0, 0, 0]);
     out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
     if looks_compressible(raw) {
-        let compressed = compress(raw, level);
-        if compressed.len() + raw.len() / 32 < raw.len() {
-            out.extend_from_slice(&compressed);
-            return out;
+        let payload = out.len();
+        out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+        let mut spare = std::io::Cursor::new(&mut *out);
+        spare.set_position(payload as u64);
+        let compressed = with_compressor(level, |compressor| compressor.compress_to_buffer(raw, &mut spare))
+            .expect("zstd compression into a buffer of its bound");
+        if compressed + raw.len() / 32 < raw.len() {
+            return out.len() - start;
         }
+        out.truncate(payload);
     }
-    out[4] = RAW;
+    out[start + 4] = RAW;
     out.extend_from_slice(raw);
-    out
+    out.len() - start
 }
 
 fn looks_compressible(raw: &[u8]) -> bool {
@@ -82,6 +96,11 @@ thread_local! {
 }
 
 fn compress(data: &[u8], level: i32) -> Vec<u8> {
+    with_compressor(level, |compressor| compressor.compress(data)).expect("zstd compression of a buffer")
+}
+
+/// Runs `work` with this thread's compressor for `level`.
+fn with_compressor<T>(level: i32, work: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> T) -> T {
     COMPRESSORS.with_borrow_mut(|compressors| {
         let index = match compressors.iter().position(|(l, _)| *l == level) {
             Some(index) => index,
@@ -90,7 +109,7 @@ fn compress(data: &[u8], level: i32) -> Vec<u8> {
                 compressors.len() - 1
             }
         };
-        compressors[index].1.compress(data).expect("zstd compression of a buffer")
+        work(&mut compressors[index].1)
     })
 }
 
@@ -169,6 +188,17 @@ mod tests {
         assert_eq!(object[4], RAW);
         assert_eq!(object.len(), raw.len() + HEADER_LEN);
         assert_eq!(decode(ChunkId::of(&raw), object.into()).unwrap(), raw);
+    }
+
+    #[test]
+    fn encoding_into_a_buffer_appends_what_encode_returns() {
+        for raw in [vec![b'a'; 100_000], noise(100_000), Vec::new()] {
+            let mut out = b"before".to_vec();
+            let len = encode_into(&raw, 3, &mut out);
+            assert_eq!(&out[..6], b"before");
+            assert_eq!((len, &out[6..]), (out.len() - 6, &encode(&raw, 3)[..]));
+            assert_eq!(decode(ChunkId::of(&raw), Bytes::copy_from_slice(&out[6..])).unwrap(), raw);
+        }
     }
 
     #[test]

@@ -52,11 +52,13 @@ pub fn chunk_count(footer: &[u8]) -> Option<u32> {
     (magic == INDEX_MAGIC).then(|| u32::from_le_bytes(count.try_into().expect("4 bytes")))
 }
 
-/// A pack being filled.
+/// A pack being filled. Its name is hashed as objects are appended, while each is still in
+/// cache, instead of reading the whole pack again when it is sealed.
 #[derive(Debug)]
 pub struct PackBuilder {
     bytes: Vec<u8>,
-    index: Vec<(ChunkId, u32, u32)>,
+    index: Vec<PackEntry>,
+    hasher: blake3::Hasher,
 }
 
 impl Default for PackBuilder {
@@ -65,20 +67,53 @@ impl Default for PackBuilder {
     }
 }
 
+/// Room a pack buffer is allocated with: a pack reaches [`PACK_TARGET_BYTES`] and then takes at
+/// most one more object, which zstd writes in place (its compression bound reserved). Room
+/// never written is never touched, so it costs address space, not memory.
+const PACK_CAPACITY: usize = PACK_TARGET_BYTES + (4 << 20);
+
 impl PackBuilder {
     /// An empty pack.
     pub fn new() -> Self {
-        let mut bytes = Vec::with_capacity(PACK_TARGET_BYTES + (1 << 20));
-        bytes.extend_from_slice(MAGIC);
-        Self { bytes, index: Vec::new() }
+        Self::with_buffer(Vec::with_capacity(PACK_CAPACITY))
+    }
+
+    /// An empty pack written into `buffer` (its contents dropped, its allocation reused: a save
+    /// hands the buffer of an uploaded pack to the next, rather than faulting in fresh pages).
+    pub fn with_buffer(mut buffer: Vec<u8>) -> Self {
+        buffer.clear();
+        buffer.extend_from_slice(MAGIC);
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(MAGIC);
+        Self { bytes: buffer, index: Vec::new(), hasher }
     }
 
     /// Appends a chunk object; returns its offset in the pack.
     pub fn push(&mut self, id: ChunkId, object: &[u8]) -> u32 {
-        let offset = self.bytes.len() as u32;
+        let offset = self.bytes.len();
         self.bytes.extend_from_slice(object);
-        self.index.push((id, offset, object.len() as u32));
-        offset
+        self.appended(id, offset)
+    }
+
+    /// Encodes a chunk's raw bytes ([`codec::encode_into`]) straight into the pack; returns the
+    /// object's offset in the pack and its length.
+    pub fn push_encoded(&mut self, id: ChunkId, raw: &[u8], level: i32) -> (u32, u32) {
+        let offset = self.bytes.len();
+        codec::encode_into(raw, level, &mut self.bytes);
+        (self.appended(id, offset), (self.bytes.len() - offset) as u32)
+    }
+
+    /// Indexes and hashes the object just appended at `offset`.
+    fn appended(&mut self, id: ChunkId, offset: usize) -> u32 {
+        let object = &self.bytes[offset..];
+        self.hasher.update(object);
+        self.index.push(PackEntry { id, offset: offset as u32, stored_len: object.len() as u32 });
+        offset as u32
+    }
+
+    /// The chunks appended so far, in order.
+    pub fn entries(&self) -> &[PackEntry] {
+        &self.index
     }
 
     /// Whether no chunk was appended.
@@ -93,14 +128,16 @@ impl PackBuilder {
 
     /// Seals the pack: appends its index and names it.
     pub fn finish(mut self) -> (PackId, Bytes) {
-        for (id, offset, len) in &self.index {
-            self.bytes.extend_from_slice(id.as_bytes());
-            self.bytes.extend_from_slice(&offset.to_le_bytes());
-            self.bytes.extend_from_slice(&len.to_le_bytes());
+        let body_end = self.bytes.len();
+        for entry in &self.index {
+            self.bytes.extend_from_slice(entry.id.as_bytes());
+            self.bytes.extend_from_slice(&entry.offset.to_le_bytes());
+            self.bytes.extend_from_slice(&entry.stored_len.to_le_bytes());
         }
         self.bytes.extend_from_slice(&(self.index.len() as u32).to_le_bytes());
         self.bytes.extend_from_slice(INDEX_MAGIC);
-        (PackId::of(&self.bytes), Bytes::from(self.bytes))
+        self.hasher.update(&self.bytes[body_end..]);
+        (PackId::from_bytes(*self.hasher.finalize().as_bytes()), Bytes::from(self.bytes))
     }
 }
 
@@ -182,6 +219,36 @@ mod tests {
             let object = pack.slice(offset as usize..(offset + entry.stored_len) as usize);
             assert_eq!(&codec::decode(entry.id, object).unwrap()[..], &raw[..]);
         }
+    }
+
+    #[test]
+    fn encoding_into_a_pack_or_a_reused_buffer_makes_the_same_pack() {
+        let compressible = vec![b'x'; 300_000];
+        let mut state = 1u64;
+        let noise: Vec<u8> = (0..200_000)
+            .map(|_| {
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                (state >> 56) as u8
+            })
+            .collect();
+        let raws = [&compressible[..], &noise[..], b"tiny"];
+        let mut copied = PackBuilder::new();
+        for raw in raws {
+            copied.push(ChunkId::of(raw), &codec::encode(raw, 3));
+        }
+        let fill = |mut builder: PackBuilder| {
+            for raw in raws {
+                let (offset, len) = builder.push_encoded(ChunkId::of(raw), raw, 3);
+                assert_eq!(builder.entries().last().map(|e| (e.offset, e.stored_len)), Some((offset, len)));
+            }
+            builder.finish()
+        };
+        let (copied_id, copied_bytes) = copied.finish();
+        let (id, bytes) = fill(PackBuilder::new());
+        assert_eq!((id, &bytes), (copied_id, &copied_bytes));
+        assert_eq!(id, PackId::of(&bytes), "the name hashed on the way is the hash of the whole pack");
+        let used = vec![7u8; 1 << 20];
+        assert_eq!(fill(PackBuilder::with_buffer(used)), (id, bytes), "a reused buffer's old bytes are gone");
     }
 
     #[test]
