@@ -21,7 +21,4 @@ RUN apt-get update \
     && useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin chunkcache
 COPY --from=build /src/target/release/chunkcache /usr/local/bin/chunkcache
 USER 10001:10001
-# Two malloc arenas instead of one per thread: a restore's peak RSS drops by about a quarter
-# (512 MiB restore: 186 -> 142 MiB), at no cost in time.
-ENV MALLOC_ARENA_MAX=2
 ENTRYPOINT ["chunkcache", "plugin"]
