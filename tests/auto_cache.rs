@@ -164,6 +164,7 @@ fn mount_adds_to_the_detected_folders_and_cache_key_replaces_the_key() {
     assert!(log.contains("auto_cache: detected maven (pom.xml), go (go.mod)"), "{log}");
     assert!(log.contains("auto_cache: mount is set: caching it besides the detected folders"), "{log}");
     assert!(log.contains("auto_cache: cache_key is set: using it instead of the key derived"), "{log}");
+    assert!(!log.contains("auto_cache: key hash"), "the derived key is not used: {log}");
     let home = pipeline.home.display();
     assert!(log.contains(&format!("auto_cache: {home}/go/pkg/mod does not exist: nothing to save from it")), "{log}");
     assert_eq!(output_value(&outputs, "cache_key"), "app/custom-main");

@@ -321,24 +321,19 @@ impl AutoCache {
         if branch.is_empty() { format!("{KEY_ROOT}/{tools}/") } else { format!("{KEY_ROOT}/{tools}/{branch}-") }
     }
 
-    /// What the step logs: the tools with their marker files, the folders, and the key files.
-    pub fn describe(&self) -> Vec<String> {
+    /// What the step logs: the tools with their marker files, and the folders.
+    pub fn describe(&self) -> [String; 2] {
         let tools: Vec<String> = self
             .tools
             .iter()
             .map(|detected| format!("{} ({})", detected.tool.name(), list(&detected.markers)))
             .collect();
-        let folders: Vec<PathBuf> = self.folders();
-        vec![
-            format!("auto_cache: detected {}", tools.join(", ")),
-            format!("auto_cache: caching {}", list(&folders)),
-            format!(
-                "auto_cache: key hash {} of {} file(s): {}",
-                self.hash,
-                self.key_files.len(),
-                list(&self.key_files)
-            ),
-        ]
+        [format!("auto_cache: detected {}", tools.join(", ")), format!("auto_cache: caching {}", list(&self.folders()))]
+    }
+
+    /// What the step logs when it uses the derived key: the hash and the files it covers.
+    pub fn describe_key(&self) -> String {
+        format!("auto_cache: key hash {} of {} file(s): {}", self.hash, self.key_files.len(), list(&self.key_files))
     }
 }
 
@@ -587,9 +582,13 @@ mod tests {
     #[test]
     fn the_log_names_tools_folders_and_files() {
         let found = detect(&["build.gradle", "go.mod"], &home());
-        let lines = found.describe();
-        assert_eq!(lines[0], "auto_cache: detected gradle (build.gradle), go (go.mod)");
-        assert!(lines[1].starts_with("auto_cache: caching /home/ci/.gradle/caches, /home/ci/.gradle/wrapper, "));
-        assert!(lines[2].ends_with("of 2 file(s): build.gradle, go.mod"), "{}", lines[2]);
+        let [tools, folders] = found.describe();
+        assert_eq!(tools, "auto_cache: detected gradle (build.gradle), go (go.mod)");
+        assert!(folders.starts_with("auto_cache: caching /home/ci/.gradle/caches, /home/ci/.gradle/wrapper, "));
+        let key = found.describe_key();
+        assert!(key.ends_with("of 2 file(s): build.gradle, go.mod"), "{key}");
+        let many: Vec<String> = (0..10).map(|module| format!("m{module}/pom.xml")).collect();
+        let many = detect(&many.iter().map(String::as_str).collect::<Vec<_>>(), &home());
+        assert!(many.describe_key().ends_with("m6/pom.xml, m7/pom.xml and 2 more"), "{}", many.describe_key());
     }
 }

@@ -145,6 +145,8 @@ pub fn resolve(
                         "auto_cache: cache_key is set: using it instead of the key derived from the dependency files"
                             .to_string(),
                     );
+                } else {
+                    key_notes.push(found.describe_key());
                 }
                 Some(found)
             }
