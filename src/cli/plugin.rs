@@ -19,6 +19,11 @@
 //!
 //! An S3 `endpoint` without a scheme means `http://`, as in drone-cache
 //! ([`backend::drone_cache_endpoint`]).
+//!
+//! `auto_cache: true` in a workspace where no build tool is detected (and no `mount` is set) is
+//! logged as an error and, like a miss, fails the step only with `exit_code: true`: the Harness fork
+//! lets such a step pass, and the workspace, not a setting, is what lacks something. A save leaves
+//! out detected folders that do not exist (logged), since a tool keeps only some of them.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -35,6 +40,7 @@ use chunkcache::fs::workspace::WorkspaceFiles;
 use chunkcache::pipeline::gc::{self, GcOptions};
 use chunkcache::pipeline::restore::{self, MOUNT_GLOB_OPTIONS, MountBytes, Outcome, RestoreOptions, RestoreTarget};
 use chunkcache::pipeline::save::{self, SaveOptions};
+use chunkcache::plugin::auto::AutoCacheError;
 use chunkcache::plugin::settings::{
     GRADLE_DEFAULT_EXCLUDES, LogFormat, LogLevel, PluginSettings, StepMode, gradle_layout,
 };
@@ -113,7 +119,15 @@ async fn run_step(env: &BTreeMap<String, String>) -> Result<ExitCode> {
     let settings = PluginSettings::from_env(env)?;
     log::init(settings.log_level, settings.log_format);
     let workdir = std::env::current_dir().context("cannot read the working directory")?;
-    let mut plan = step::resolve(&settings, env, &workdir)?;
+    let mut plan = match step::resolve(&settings, env, &workdir) {
+        Err(StepError::AutoCache(nothing @ AutoCacheError::NothingDetected { .. })) if !settings.exit_code => {
+            log::error(nothing);
+            log::info("the cache step did nothing; the build goes on without it (set exit_code: true to fail instead)");
+            write_outputs(env, &[("cache_hit", "false".to_string())])?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        plan => plan?,
+    };
     for note in plan.key_notes.iter().map(String::as_str).chain(settings.notes.iter().copied()) {
         log::info(note);
     }
@@ -400,7 +414,14 @@ async fn save_step(plan: &StepPlan, config: &Config, override_existing: bool) ->
         return Ok((Vec::new(), None));
     }
     let store = backend::open(&config.store_url, &config.backend).await?;
-    let mounts = expand_mount_globs(plan)?;
+    let mut mounts = expand_mount_globs(plan)?;
+    mounts.retain(|mount| {
+        let missing = plan.detected_mounts.contains(mount) && plan.root.join(mount).symlink_metadata().is_err();
+        if missing {
+            log::info(format!("auto_cache: {} does not exist: nothing to save from it", mount.display()));
+        }
+        !missing
+    });
     if mounts.is_empty() {
         log::warn("the mounts match nothing: nothing saved");
         return Ok((Vec::new(), None));

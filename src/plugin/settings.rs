@@ -289,6 +289,10 @@ pub struct PluginSettings {
     /// `cache_key`: a Go `text/template` (see [`crate::plugin::template`]); `None` when unset or empty, in
     /// which case drone-cache keys the cache by the md5 of the branch name.
     pub cache_key: Option<String>,
+    /// `auto_cache` (`PLUGIN_AUTO_CACHE`), the Harness fork's Cache Intelligence: detect the build tools in the
+    /// workspace, cache their folders and key the cache by the files that define their dependencies
+    /// ([`crate::plugin::auto`]). `mount` adds folders to the detected ones; `cache_key` replaces the derived key.
+    pub auto_cache: bool,
     /// `restore_keys`: key templates tried in order when `cache_key` has no entry. chunkcache's extension. Like
     /// every list, it is split on commas, so a template in it cannot contain one.
     pub restore_keys: Vec<String>,
@@ -370,6 +374,7 @@ impl Default for PluginSettings {
             gc: GcSettings::default(),
             mounts: Vec::new(),
             cache_key: None,
+            auto_cache: false,
             restore_keys: Vec::new(),
             backend: Backend::default(),
             archive_format: ArchiveFormat::default(),
@@ -563,6 +568,7 @@ const DRY_RUN: &[&str] = &["PLUGIN_DRY_RUN"];
 const MOUNT: &[&str] = &["PLUGIN_MOUNT"];
 const CACHE_KEY: &[&str] = &["PLUGIN_CACHE_KEY"];
 const RESTORE_KEYS: &[&str] = &["PLUGIN_RESTORE_KEYS"];
+const AUTO_CACHE: &[&str] = &["PLUGIN_AUTO_CACHE"];
 const BACKEND: &[&str] = &["PLUGIN_BACKEND"];
 const ARCHIVE_FORMAT: &[&str] = &["PLUGIN_ARCHIVE_FORMAT"];
 const COMPRESSION_LEVEL: &[&str] = &["PLUGIN_COMPRESSION_LEVEL"];
@@ -641,10 +647,6 @@ const UNSUPPORTED: &[(&[&str], &str)] = &[
         &["PLUGIN_AZURE_CLIENT_ID", "PLUGIN_AZURE_CLIENT_SECRET", "PLUGIN_AZURE_TENANT_ID"],
         "Azure AD (service principal or OIDC) sign-in is not supported yet: use the storage account key \
          (account_key) or a SAS token (sas_token)",
-    ),
-    (
-        &["PLUGIN_AUTO_CACHE"],
-        "chunkcache does not detect build tools (Harness Cache Intelligence): set mount and cache_key instead",
     ),
 ];
 
@@ -978,6 +980,7 @@ impl PluginSettings {
             mounts: reader.list(MOUNT),
             // The template is kept byte for byte: drone-cache renders it as given.
             cache_key: reader.raw(CACHE_KEY).map(|(_, value)| value.to_owned()),
+            auto_cache: reader.bool(AUTO_CACHE, defaults.auto_cache)?,
             restore_keys: reader.list(RESTORE_KEYS),
             backend,
             archive_format,
@@ -1294,13 +1297,15 @@ mod tests {
         for (var, value, advice) in [
             ("GCP_API_KEY", "AIza-secret-api-key", "json_key"),
             ("PLUGIN_GCS_ENCRYPTION_KEY", "0123456789abcdef0123456789abcdef", "bucket's default encryption"),
-            ("PLUGIN_AUTO_CACHE", "true", "set mount and cache_key"),
         ] {
             let message = parse(&[(var, value)]).unwrap_err().to_string();
             assert!(message.starts_with(&format!("{var} is set, but chunkcache does not support it")), "{message}");
             assert!(message.contains(advice) && !message.contains(value), "{message}");
         }
-        assert!(parse(&[("PLUGIN_AUTO_CACHE", "false")]).is_ok(), "auto_cache: false asks for nothing");
+        assert!(parse(&[("PLUGIN_AUTO_CACHE", "true")]).unwrap().auto_cache);
+        assert!(!parse(&[("PLUGIN_AUTO_CACHE", "false")]).unwrap().auto_cache);
+        let message = parse(&[("PLUGIN_AUTO_CACHE", "maybe")]).unwrap_err().to_string();
+        assert!(message.contains("PLUGIN_AUTO_CACHE"), "{message}");
     }
 
     #[test]

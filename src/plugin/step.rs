@@ -22,6 +22,13 @@
 //! A rebuild needs `mount`; a restore without one restores every path the cache saved, as
 //! drone-cache's restorer does when it is given no mounts (it lists the key's entries and
 //! restores each).
+//!
+//! With `auto_cache: true` ([`crate::plugin::auto`]), the detected tools' folders are the mounts and
+//! the key is derived from their dependency files, with its own fallback prefixes. An explicit
+//! `mount` is cached besides the detected folders (the Harness fork caches it instead: here
+//! `auto_cache` always means "and the tools' folders"); an explicit `cache_key` replaces the
+//! derived key, as in the Harness fork. With no tool detected, the `mount` given is cached as
+//! without `auto_cache`; with no `mount` either, the step cannot run ([`StepError::AutoCache`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +36,7 @@ use std::sync::Arc;
 
 use crate::core::secret::Secret;
 use crate::fs::workspace::WorkspaceFiles;
+use crate::plugin::auto::{AutoCache, AutoCacheError};
 use crate::plugin::settings::{Backend, GcSettings, PluginSettings, ReadOnly, SettingsError, StepMode};
 use crate::plugin::template::{
     Metadata, RenderContext, RenderedKey, Template, TemplateError, default_cache_key, normalise_key, render_key,
@@ -50,8 +58,11 @@ pub struct StepPlan {
     pub key: String,
     /// Fallback key prefixes for a restore, in order.
     pub fallback_prefixes: Vec<String>,
-    /// The mounts, as configured.
+    /// The mounts, as configured, then the folders `auto_cache` detected.
     pub mounts: Vec<PathBuf>,
+    /// The folders `auto_cache` detected: a save leaves out those that do not exist (the tool keeps its
+    /// files elsewhere, or has not run), where a configured mount that does not exist is an error.
+    pub detected_mounts: Vec<PathBuf>,
     /// What relative mounts are relative to.
     pub root: PathBuf,
     /// The `exclude` globs, for every mount.
@@ -67,8 +78,8 @@ pub struct StepPlan {
     pub read_only: Option<String>,
     /// `cache_intel_metrics_file`, relative to the working directory.
     pub metrics_file: Option<PathBuf>,
-    /// What the step should log about how the key was formed: a template that fell back to drone-cache's
-    /// default key, a key normalised as drone-cache's path join does.
+    /// What the step should log about how the key and mounts were formed: a template that fell back to
+    /// drone-cache's default key, a key normalised as drone-cache's path join does, what `auto_cache` detected.
     pub key_notes: Vec<String>,
 }
 
@@ -94,6 +105,10 @@ pub enum StepError {
     /// A save without mounts.
     #[error("nothing to cache: set PLUGIN_MOUNT (setting mount) to the folders to cache, e.g. /harness/gradle/caches/")]
     NoMounts,
+    /// `auto_cache` cannot plan the step; [`AutoCacheError::NothingDetected`] follows `exit_code`, as a
+    /// miss does, since the workspace, not a setting, is at fault.
+    #[error(transparent)]
+    AutoCache(#[from] AutoCacheError),
     /// No container could be derived.
     #[error(
         "no Azure container: set PLUGIN_CONTAINER (setting container), or start the cache key with one \
@@ -114,39 +129,69 @@ pub fn resolve(
 ) -> Result<StepPlan, StepError> {
     let mode = settings.mode.ok_or(StepError::NoMode)?;
     settings.validate()?;
-    if settings.mounts.is_empty() && mode == StepMode::Rebuild {
-        return Err(StepError::NoMounts);
-    }
     let metadata = Metadata::from_env(env);
     let root = settings.local_root.as_ref().map_or_else(|| workdir.to_path_buf(), |local| workdir.join(local));
+    let mut key_notes = Vec::new();
+    let auto = match settings.auto_cache && mode != StepMode::Gc {
+        false => None,
+        true => match AutoCache::detect(&root, env) {
+            Ok(found) => {
+                key_notes.extend(found.describe());
+                if !settings.mounts.is_empty() {
+                    key_notes.push("auto_cache: mount is set: caching it besides the detected folders".to_string());
+                }
+                if settings.cache_key.is_some() {
+                    key_notes.push(
+                        "auto_cache: cache_key is set: using it instead of the key derived from the dependency files"
+                            .to_string(),
+                    );
+                } else {
+                    key_notes.push(found.describe_key());
+                }
+                Some(found)
+            }
+            Err(AutoCacheError::NothingDetected { .. }) if !settings.mounts.is_empty() => {
+                key_notes.push("auto_cache: no build tool detected: caching mount only".to_string());
+                None
+            }
+            Err(error) => return Err(error.into()),
+        },
+    };
+    if settings.mounts.is_empty() && auto.is_none() && mode == StepMode::Rebuild {
+        return Err(StepError::NoMounts);
+    }
+    // The derived key, unless `cache_key` replaces it.
+    let auto_key = auto.as_ref().filter(|_| settings.cache_key.is_none());
     // drone-cache reads `checksum` and `hashFiles` paths from its working directory, whatever `local_root` says.
     let context = RenderContext::new(&metadata, Arc::new(WorkspaceFiles::new(workdir)));
-    let mut key_notes = Vec::new();
-    let rendered = cache_key(settings.cache_key.as_deref(), &context)?;
-    if let RenderedKey::Fallback { key, error } = &rendered {
-        key_notes.push(format!(
-            "warning: PLUGIN_CACHE_KEY (setting cache_key) failed to render: {error}; using drone-cache's \
-             default key {key:?} (the md5 of the branch), as drone-cache does"
-        ));
-    }
-    let fallback = match (&settings.cache_key, &rendered) {
-        (Some(template_text), RenderedKey::Rendered(_)) => {
-            Template::parse(template_text)?.render_fallback_prefix(&context).ok().flatten()
+    let (raw_key, fallback) = match auto_key {
+        Some(found) => (found.key(&metadata.commit.branch), found.fallback_prefixes(&metadata.commit.branch)),
+        None => {
+            let rendered = cache_key(settings.cache_key.as_deref(), &context)?;
+            if let RenderedKey::Fallback { key, error } = &rendered {
+                key_notes.push(format!(
+                    "warning: PLUGIN_CACHE_KEY (setting cache_key) failed to render: {error}; using drone-cache's \
+                     default key {key:?} (the md5 of the branch), as drone-cache does"
+                ));
+            }
+            let fallback = match (&settings.cache_key, &rendered) {
+                (Some(template_text), RenderedKey::Rendered(_)) => {
+                    Template::parse(template_text)?.render_fallback_prefix(&context).ok().flatten()
+                }
+                _ => None,
+            };
+            (rendered.key().to_string(), fallback.into_iter().collect())
         }
-        _ => None,
     };
-    let key = normalise_key(rendered.key());
-    if key != rendered.key() {
-        key_notes.push(format!(
-            "note: cache key {:?} normalised to {key:?}, as drone-cache's path join does",
-            rendered.key()
-        ));
+    let key = normalise_key(&raw_key);
+    if key != raw_key {
+        key_notes.push(format!("note: cache key {raw_key:?} normalised to {key:?}, as drone-cache's path join does"));
     }
     let mut fallback_prefixes =
         settings.restore_keys.iter().map(|t| Template::parse(t)?.render(&context)).collect::<Result<Vec<_>, _>>()?;
     // A save still learns from the default fallback (its parent); only restores may turn it off.
     if settings.restore_fallback || mode != StepMode::Restore {
-        fallback_prefixes.extend(fallback.filter(|f| *f != key));
+        fallback_prefixes.extend(fallback.into_iter().filter(|f| *f != key));
     }
     let read_only = match settings.cache_read_only {
         ReadOnly::Never => None,
@@ -169,8 +214,9 @@ pub fn resolve(
             let account = settings.azure.options.account.as_deref().expect("validated");
             let container = match &settings.azure.container {
                 Some(container) => container.clone(),
+                // A derived key starts with `auto-cache/`, never with a container.
                 None => match key.split_once('/') {
-                    Some((first, rest)) if !first.is_empty() && !rest.is_empty() => {
+                    Some((first, rest)) if auto_key.is_none() && !first.is_empty() && !rest.is_empty() => {
                         let container = first.to_string();
                         key = rest.to_string();
                         fallback_prefixes = fallback_prefixes
@@ -222,6 +268,14 @@ pub fn resolve(
         key = if key.is_empty() { namespace.to_string() } else { format!("{namespace}/{key}") };
         fallback_prefixes = fallback_prefixes.into_iter().map(|prefix| format!("{namespace}/{prefix}")).collect();
     }
+    let detected_mounts = auto.map(|found| found.folders()).unwrap_or_default();
+    let mut mounts: Vec<PathBuf> =
+        settings.mounts.iter().map(|mount| PathBuf::from(expand_mount(mount, env))).collect();
+    for folder in &detected_mounts {
+        if !mounts.contains(folder) {
+            mounts.push(folder.clone());
+        }
+    }
     Ok(StepPlan {
         mode,
         gc: settings.gc.clone(),
@@ -229,7 +283,8 @@ pub fn resolve(
         backend,
         key,
         fallback_prefixes,
-        mounts: settings.mounts.iter().map(|mount| PathBuf::from(expand_mount(mount, env))).collect(),
+        mounts,
+        detected_mounts,
         root,
         exclude: settings.exclude.clone(),
         gradle_default_excludes: settings.gradle_default_excludes,
@@ -457,6 +512,32 @@ mod tests {
         assert_eq!(a.store_url, b.store_url);
         assert_ne!(a.key, b.key);
         assert!(a.key.starts_with("api/") && b.key.starts_with("web/"));
+    }
+
+    #[test]
+    fn auto_cache_derives_mounts_key_and_fallbacks_and_never_a_container() {
+        let dir = workdir();
+        let vars =
+            harness(&[("PLUGIN_AUTO_CACHE", "true"), ("PLUGIN_CACHE_KEY", ""), ("PLUGIN_MOUNT", ""), ("HOME", "/h")]);
+        let step = plan(&vars, dir.path()).unwrap();
+        assert_eq!(step.store_url, "az://my-repo", "the derived key's first segment is no container");
+        assert!(step.key.starts_with("My_Repo/auto-cache/gradle/main-"), "{}", step.key);
+        assert_eq!(step.fallback_prefixes, ["My_Repo/auto-cache/gradle/main-", "My_Repo/auto-cache/gradle/"]);
+        assert_eq!(step.mounts, [PathBuf::from("/h/.gradle/caches"), PathBuf::from("/h/.gradle/wrapper")]);
+        assert_eq!(step.detected_mounts, step.mounts);
+        assert!(step.key_notes[0].starts_with("auto_cache: detected gradle (gradle-examples/x/build.gradle)"));
+
+        let strict = [("PLUGIN_AUTO_CACHE", "true"), ("PLUGIN_CACHE_KEY", ""), ("HOME", "/h")];
+        let strict = plan(&harness(&[&strict[..], &[("PLUGIN_RESTORE_FALLBACK", "false")]].concat()), dir.path());
+        assert!(strict.unwrap().fallback_prefixes.is_empty());
+        // A gc step detects nothing.
+        let gc = env(&[("PLUGIN_GC", "true"), ("PLUGIN_AUTO_CACHE", "true"), ("PLUGIN_BACKEND", "filesystem")]);
+        let empty = tempfile::tempdir().unwrap();
+        assert!(plan(&gc, empty.path()).unwrap().mounts.is_empty());
+        let restore =
+            env(&[("PLUGIN_RESTORE", "true"), ("PLUGIN_AUTO_CACHE", "true"), ("PLUGIN_BACKEND", "filesystem")]);
+        let error = plan(&restore, empty.path()).unwrap_err();
+        assert!(matches!(error, StepError::AutoCache(AutoCacheError::NothingDetected { .. })), "{error}");
     }
 
     #[test]
