@@ -6,6 +6,7 @@ mod support;
 mod util;
 
 mod analyze;
+mod azure_ad;
 mod azure_admin;
 mod conformance;
 mod endpoints;
