@@ -1119,6 +1119,42 @@ mod tests {
         assert!(bare.contains("at http://127.0.0.1:10000)"), "{bare}");
     }
 
+    #[tokio::test]
+    async fn ca_bundles_that_cannot_be_used_are_named_with_their_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = s3_options(Some("http://127.0.0.1:9"), &[]);
+        options.ca_bundle = Some(dir.path().join("missing.pem"));
+        let err = open("s3://b", &options).await.unwrap_err().to_string();
+        assert!(err.contains("cannot read the CA bundle") && err.contains("missing.pem"), "{err}");
+        assert!(err.contains("--ca-bundle, CHUNKCACHE_CA_BUNDLE or the plugin's ca_bundle"), "{err}");
+        let not_pem = dir.path().join("key.der");
+        std::fs::write(&not_pem, b"\x30\x82binary").unwrap();
+        options.ca_bundle = Some(not_pem);
+        let err = open("s3://b", &options).await.unwrap_err().to_string();
+        assert!(err.contains("holds no PEM certificate"), "{err}");
+    }
+
+    #[test]
+    fn azure_ad_variables_are_read_by_the_azure_sdks_names() {
+        let options = BackendOptions::from_env(&env(&[
+            ("AZURE_CLIENT_ID", "client"),
+            ("AZURE_STORAGE_CLIENT_SECRET", "s3cret"),
+            ("AZURE_TENANT_ID", "tenant"),
+            ("AZURE_FEDERATED_TOKEN_FILE", "/var/run/secrets/azure/tokens/azure-identity-token"),
+            ("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.us/"),
+            ("AZURE_USE_MSI", "true"),
+        ]))
+        .unwrap();
+        let ad = &options.azure.ad;
+        assert_eq!((ad.client_id.as_deref(), ad.tenant_id.as_deref()), (Some("client"), Some("tenant")));
+        assert_eq!(ad.client_secret.as_ref().map(Secret::expose), Some("s3cret"));
+        assert!(ad.federated_token_file.is_some() && ad.managed_identity && ad.oidc_token.is_none());
+        assert_eq!(ad.authority_host.as_deref(), Some("https://login.microsoftonline.us/"));
+        assert!(!format!("{options:?}").contains("s3cret"));
+        let err = BackendOptions::from_env(&env(&[("AZURE_USE_MSI", "maybe")])).unwrap_err().to_string();
+        assert!(err.contains("AZURE_USE_MSI=\"maybe\" is not a boolean"), "{err}");
+    }
+
     #[test]
     fn connection_strings_fill_azure_settings_without_printing_keys() {
         let options = BackendOptions::from_env(&env(&[(
