@@ -80,6 +80,21 @@ fn a_service_principal_saves_and_restores_with_its_client_secret() {
     );
     // One token per step: the sign-in check's token serves the container creation and every request.
     assert_eq!(issued, ["client_secret", "client_secret"]);
+
+    // `debug: true` names the flow, and no secret.
+    let dir = scratch();
+    let settings = [
+        ("PLUGIN_AZURE_CLIENT_ID", AzureAd::CLIENT_ID),
+        ("PLUGIN_AZURE_CLIENT_SECRET", AzureAd::CLIENT_SECRET),
+        ("PLUGIN_AZURE_TENANT_ID", AzureAd::TENANT),
+        ("PLUGIN_AZURE_AUTHORITY_HOST", &ad.authority_host),
+        ("PLUGIN_DEBUG", "true"),
+    ];
+    let debug = step(&ad, dir.path(), "PLUGIN_RESTORE", &settings);
+    assert_eq!(debug.status.code(), Some(0), "{}", stderr(&debug));
+    let expected = format!("Azure AD sign-in with the client secret of service principal {}", AzureAd::CLIENT_ID);
+    assert!(stderr(&debug).contains(&expected), "{}", stderr(&debug));
+    assert_no_secret(&debug);
 }
 
 #[test]

@@ -2,9 +2,10 @@
 //! validated [`PluginSettings`].
 //!
 //! chunkcache is a drop-in for the `meltwater/drone-cache` plugin, so the setting names, the extra environment
-//! aliases and the defaults are drone-cache's (its `main.go` flag table). A few settings are chunkcache's own
-//! extensions (`restore_keys`, `exclude`, `gradle_default_excludes`, `sas_token`, and `gc` with its settings);
-//! each says so in its docs.
+//! aliases and the defaults are drone-cache's (its `main.go` flag table), and those of its Harness fork
+//! (`drone-plugins/drone-meltwater-cache`: the Azure AD sign-in settings, for one). A few settings are
+//! chunkcache's own extensions (`restore_keys`, `exclude`, `gradle_default_excludes`, `sas_token`, the Azure AD
+//! sign-ins the fork lacks, `ca_bundle`, and `gc` with its settings); each says so in its docs.
 //!
 //! The parser is pure: [`PluginSettings::from_env`] reads a map that the caller builds, never the process
 //! environment, so tests pass maps and the binary passes `std::env::vars()`.
