@@ -252,7 +252,6 @@ fn unsupported_fork_settings_fail_and_inert_ones_are_logged() {
         ("PLUGIN_OIDC_TOKEN_ID", "eyJ-t0ken"),
         ("PLUGIN_EXTERNAL_ID", "ext-1d"),
         ("PLUGIN_POOL_ID", "p00l"),
-        ("PLUGIN_AZURE_CLIENT_SECRET", "cl1ent-secret"),
     ] {
         let output = local.step("deps", "k", &[RESTORE, (var, value)]);
         assert_exit(&output, 1);

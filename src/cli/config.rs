@@ -11,6 +11,7 @@
 //! | store URL | `--store` | `CHUNKCACHE_STORE` | backend, bucket, container, … | a folder under the user's cache directory |
 //! | requests in flight | `--concurrency` | `CHUNKCACHE_CONCURRENCY` | — | 16 |
 //! | request timeout | `--timeout` | `CHUNKCACHE_TIMEOUT` | `backend_operation_timeout` | 60 s |
+//! | extra trusted CAs | `--ca-bundle` | `CHUNKCACHE_CA_BUNDLE` | `ca_bundle` | the system's only |
 //!
 //! The resolver reads an environment map that the caller builds once (`main` collects the process
 //! environment), never the process environment itself, so tests pass maps. This is also why
@@ -40,6 +41,8 @@ pub struct FlagOptions {
     pub region: Option<String>,
     /// `--path-style`.
     pub path_style: bool,
+    /// `--ca-bundle`.
+    pub ca_bundle: Option<std::path::PathBuf>,
     /// `--timeout`, in seconds.
     pub timeout: Option<u64>,
     /// `--concurrency`.
@@ -133,6 +136,13 @@ impl Config {
             }
         };
         backend.create_local = for_save;
+        if let Some(path) = flags
+            .ca_bundle
+            .clone()
+            .or_else(|| env.get("CHUNKCACHE_CA_BUNDLE").filter(|v| !v.is_empty()).map(Into::into))
+        {
+            backend.ca_bundle = Some(path);
+        }
         let timeout = match flags.timeout {
             Some(seconds) => Some(seconds),
             None => number(env, "CHUNKCACHE_TIMEOUT", "a whole number of seconds", "60", "--timeout")?,

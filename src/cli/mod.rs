@@ -148,6 +148,10 @@ struct StoreArgs {
     /// S3 path-style requests (ENDPOINT/BUCKET/KEY), as MinIO and moto need.
     #[arg(long)]
     path_style: bool,
+    /// PEM file of CA certificates to trust in addition to the system's, for private endpoints and
+    /// TLS-inspecting proxies [env: CHUNKCACHE_CA_BUNDLE].
+    #[arg(long, value_name = "FILE")]
+    ca_bundle: Option<std::path::PathBuf>,
     /// Seconds one store request may take before it is retried or fails [default: 60] [env: CHUNKCACHE_TIMEOUT].
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<u64>,
@@ -319,6 +323,7 @@ fn resolve_config(
         endpoint: args.endpoint.clone(),
         region: args.region.clone(),
         path_style: args.path_style,
+        ca_bundle: args.ca_bundle.clone(),
         timeout: args.timeout,
         concurrency,
     };

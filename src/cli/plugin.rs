@@ -240,6 +240,11 @@ fn debug_settings(plan: &StepPlan, config: &Config) -> Vec<(&'static str, String
                 ("endpoint", or_unset(endpoint.as_deref())),
                 ("account key", masked(azure.key.is_some())),
                 ("SAS token", masked(azure.sas.is_some())),
+                (
+                    "sign-in",
+                    chunkcache::store::azure_ad::AzureSignIn::choose(azure)
+                        .map_or_else(|problem| problem, |sign_in| sign_in.describe()),
+                ),
             ]);
         }
         "s3" => {

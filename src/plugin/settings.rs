@@ -2,9 +2,10 @@
 //! validated [`PluginSettings`].
 //!
 //! chunkcache is a drop-in for the `meltwater/drone-cache` plugin, so the setting names, the extra environment
-//! aliases and the defaults are drone-cache's (its `main.go` flag table). A few settings are chunkcache's own
-//! extensions (`restore_keys`, `exclude`, `gradle_default_excludes`, `sas_token`, and `gc` with its settings);
-//! each says so in its docs.
+//! aliases and the defaults are drone-cache's (its `main.go` flag table), and those of its Harness fork
+//! (`drone-plugins/drone-meltwater-cache`: the Azure AD sign-in settings, for one). A few settings are
+//! chunkcache's own extensions (`restore_keys`, `exclude`, `gradle_default_excludes`, `sas_token`, the Azure AD
+//! sign-ins the fork lacks, `ca_bundle`, and `gc` with its settings); each says so in its docs.
 //!
 //! The parser is pure: [`PluginSettings::from_env`] reads a map that the caller builds, never the process
 //! environment, so tests pass maps and the binary passes `std::env::vars()`.
@@ -94,7 +95,7 @@ pub const DEFAULT_ACL: &str = "private";
 use crate::core::gc::DEFAULT_GRACE_MS;
 pub use crate::core::secret::Secret;
 use crate::core::units;
-use crate::store::backend::{AzureOptions, BlobEndpoint, GcsOptions, S3Options};
+use crate::store::backend::{AzureAdOptions, AzureOptions, BlobEndpoint, GcsOptions, S3Options};
 
 /// What the step does: `restore: true`, `rebuild: true` or `gc: true`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,7 +217,16 @@ pub struct AzureSettings {
     ///   that Harness passes as `AZURE_SAS_TOKEN`);
     /// - `endpoint`: always set, to `endpoint` (`PLUGIN_ENDPOINT`) when the backend is Azure, else
     ///   `AZURE_BLOB_STORAGE_URL`, else `blob.core.windows.net`;
-    /// - `create_container`: left off here; the step turns it on for a rebuild.
+    /// - `create_container`: left off here; the step turns it on for a rebuild;
+    /// - `ad`: Azure AD sign-in, the Harness fork's settings and the Azure SDKs' variables:
+    ///   `azure_client_id` (`PLUGIN_AZURE_CLIENT_ID`, `AZURE_CLIENT_ID`, `CLIENT_ID`), `azure_client_secret`
+    ///   (`PLUGIN_AZURE_CLIENT_SECRET`, `AZURE_CLIENT_SECRET`, `CLIENT_SECRET`), `azure_tenant_id`
+    ///   (`PLUGIN_AZURE_TENANT_ID`, `AZURE_TENANT_ID`, `TENANT_ID`) and `oidc_token_id` (`PLUGIN_OIDC_TOKEN_ID`,
+    ///   the OIDC token itself, as Harness passes it) from the fork; chunkcache's `azure_federated_token_file`
+    ///   (`PLUGIN_AZURE_FEDERATED_TOKEN_FILE`, `AZURE_FEDERATED_TOKEN_FILE`), `azure_use_msi`
+    ///   (`PLUGIN_AZURE_USE_MSI`, `AZURE_USE_MSI`), `azure_msi_endpoint` (`PLUGIN_AZURE_MSI_ENDPOINT`,
+    ///   `AZURE_MSI_ENDPOINT`) and `azure_authority_host` (`PLUGIN_AZURE_AUTHORITY_HOST`, `AZURE_AUTHORITY_HOST`).
+    ///   [`crate::store::azure_ad::AzureSignIn::choose`] picks the flow, in the fork's order.
     pub options: AzureOptions,
     /// `container` (`PLUGIN_CONTAINER`, `PLUGIN_BLOB_CONTAINER_NAME`, `AZURE_CONTAINER_NAME`, `AZURE_CONTAINER`),
     /// lowercased as the Harness fork does (Azure container names are lowercase). When unset, the
@@ -362,6 +372,9 @@ pub struct PluginSettings {
     pub log_level: LogLevel,
     /// `log_format` (`PLUGIN_LOG_FORMAT`, `LOG_FORMAT`): plain lines when unset.
     pub log_format: LogFormat,
+    /// `ca_bundle` (`PLUGIN_CA_BUNDLE`): a PEM file of CA certificates trusted in addition to the system's, for
+    /// private endpoints and TLS-inspecting proxies. chunkcache's extension.
+    pub ca_bundle: Option<PathBuf>,
     /// Notes about settings of the Harness fork that change nothing here, for the step to log
     /// (`strict_key_matching: false`, `enable_separator`, `preserve_metadata`).
     pub notes: Vec<&'static str>,
@@ -403,6 +416,7 @@ impl Default for PluginSettings {
             metrics_file: None,
             restore_fallback: true,
             cache_read_only: ReadOnly::Never,
+            ca_bundle: None,
             log_level: LogLevel::Info,
             log_format: LogFormat::Plain,
             notes: Vec::new(),
@@ -591,6 +605,15 @@ const CONTAINER: &[&str] =
 const PLUGIN_ENDPOINT: &[&str] = &["PLUGIN_ENDPOINT"];
 const BLOB_STORAGE_URL: &[&str] = &["AZURE_BLOB_STORAGE_URL"];
 const MAX_RETRY_REQUESTS: &[&str] = &["AZURE_BLOB_MAX_RETRY_REQUESTS"];
+const AZURE_CLIENT_ID: &[&str] = &["PLUGIN_AZURE_CLIENT_ID", "AZURE_CLIENT_ID", "CLIENT_ID"];
+const AZURE_CLIENT_SECRET: &[&str] = &["PLUGIN_AZURE_CLIENT_SECRET", "AZURE_CLIENT_SECRET", "CLIENT_SECRET"];
+const AZURE_TENANT_ID: &[&str] = &["PLUGIN_AZURE_TENANT_ID", "AZURE_TENANT_ID", "TENANT_ID"];
+const OIDC_TOKEN: &[&str] = &["PLUGIN_OIDC_TOKEN_ID"];
+const AZURE_FEDERATED_TOKEN_FILE: &[&str] = &["PLUGIN_AZURE_FEDERATED_TOKEN_FILE", "AZURE_FEDERATED_TOKEN_FILE"];
+const AZURE_USE_MSI: &[&str] = &["PLUGIN_AZURE_USE_MSI", "AZURE_USE_MSI"];
+const AZURE_MSI_ENDPOINT: &[&str] = &["PLUGIN_AZURE_MSI_ENDPOINT", "AZURE_MSI_ENDPOINT"];
+const AZURE_AUTHORITY_HOST: &[&str] = &["PLUGIN_AZURE_AUTHORITY_HOST", "AZURE_AUTHORITY_HOST"];
+const CA_BUNDLE: &[&str] = &["PLUGIN_CA_BUNDLE"];
 // One `bucket` and one `endpoint` flag serve S3 and GCS in drone-cache, so each reads every alias.
 const BUCKET: &[&str] = &["PLUGIN_BUCKET", "S3_BUCKET", "GCS_BUCKET"];
 const ENDPOINT: &[&str] = &["PLUGIN_ENDPOINT", "S3_ENDPOINT", "GCS_ENDPOINT"];
@@ -642,11 +665,6 @@ const UNSUPPORTED: &[(&[&str], &str)] = &[
         &["PLUGIN_PROJECT_NUMBER", "PLUGIN_POOL_ID", "PLUGIN_PROVIDER_ID", "PLUGIN_SERVICE_ACCOUNT_EMAIL"],
         "GCS workload identity federation from the plugin is not supported: give a service-account key (json_key \
          or GOOGLE_APPLICATION_CREDENTIALS)",
-    ),
-    (
-        &["PLUGIN_AZURE_CLIENT_ID", "PLUGIN_AZURE_CLIENT_SECRET", "PLUGIN_AZURE_TENANT_ID"],
-        "Azure AD (service principal or OIDC) sign-in is not supported yet: use the storage account key \
-         (account_key) or a SAS token (sas_token)",
     ),
 ];
 
@@ -926,7 +944,10 @@ impl PluginSettings {
         };
 
         for (vars, advice) in UNSUPPORTED {
-            if let Some((var, value)) = reader.raw(vars)
+            // With the Azure backend, the fork's `oidc_token_id` is the token of an Azure AD sign-in.
+            let vars: Vec<&'static str> =
+                vars.iter().copied().filter(|var| backend != Backend::Azure || !OIDC_TOKEN.contains(var)).collect();
+            if let Some((var, value)) = reader.raw(&vars)
                 && parse_bool(value) != Some(false)
             {
                 return Err(SettingsError::Unsupported { var, advice });
@@ -1005,6 +1026,16 @@ impl PluginSettings {
                     sas: reader.secret(SAS_TOKEN),
                     endpoint: Some(blob_endpoint),
                     create_container: false,
+                    ad: AzureAdOptions {
+                        client_id: reader.string(AZURE_CLIENT_ID),
+                        client_secret: reader.secret(AZURE_CLIENT_SECRET),
+                        tenant_id: reader.string(AZURE_TENANT_ID),
+                        federated_token_file: reader.string(AZURE_FEDERATED_TOKEN_FILE).map(PathBuf::from),
+                        oidc_token: if backend == Backend::Azure { reader.secret(OIDC_TOKEN) } else { None },
+                        managed_identity: reader.bool(AZURE_USE_MSI, false)?,
+                        msi_endpoint: reader.string(AZURE_MSI_ENDPOINT),
+                        authority_host: reader.string(AZURE_AUTHORITY_HOST),
+                    },
                 },
                 container: reader.string(CONTAINER).map(|name| name.to_lowercase()),
                 max_retry_requests,
@@ -1032,14 +1063,16 @@ impl PluginSettings {
             metrics_file: reader.string(METRICS_FILE).map(PathBuf::from),
             restore_fallback: reader.bool(RESTORE_FALLBACK, true)?,
             cache_read_only,
+            ca_bundle: reader.string(CA_BUNDLE).map(PathBuf::from),
             log_level,
             log_format,
             notes,
         })
     }
 
-    /// Checks that the chosen backend has what it needs to connect: Azure an account name and a key or SAS
-    /// token, S3 and GCS a bucket. Credentials that S3 and GCS can find elsewhere (instance roles, workload
+    /// Checks that the chosen backend has what it needs to connect: Azure an account name and a key, a SAS
+    /// token or an Azure AD setting (whether the sign-in is complete is checked when the store is opened, with
+    /// a message that says what it lacks), S3 and GCS a bucket. Credentials that S3 and GCS can find elsewhere (instance roles, workload
     /// identity) are not required.
     ///
     /// # Errors
@@ -1054,11 +1087,14 @@ impl PluginSettings {
                         "PLUGIN_ACCOUNT_NAME (setting account_name) or AZURE_ACCOUNT_NAME",
                     );
                 }
-                if self.azure.options.key.is_none() && self.azure.options.sas.is_none() {
+                let options = &self.azure.options;
+                if options.key.is_none() && options.sas.is_none() && options.ad == AzureAdOptions::default() {
                     return missing(
-                        "an account key or a SAS token",
+                        "an account key, a SAS token or an Azure AD sign-in",
                         "PLUGIN_ACCOUNT_KEY (setting account_key) or AZURE_ACCOUNT_KEY, \
-                         or PLUGIN_SAS_TOKEN or AZURE_SAS_TOKEN",
+                         or PLUGIN_SAS_TOKEN or AZURE_SAS_TOKEN; or, for Azure AD, azure_client_id and \
+                         azure_tenant_id with azure_client_secret, oidc_token_id or azure_federated_token_file, \
+                         or azure_use_msi: true for the machine's managed identity",
                     );
                 }
             }
@@ -1290,6 +1326,40 @@ mod tests {
         let settings = parse(&[("S3_ENDPOINT", "minio:9000"), ("AZURE_CONTAINER", " Team-Cache ")]).unwrap();
         assert_eq!(settings.gcs.endpoint.as_deref(), Some("minio:9000"));
         assert_eq!(settings.azure.container.as_deref(), Some("team-cache"));
+    }
+
+    #[test]
+    fn azure_ad_settings_take_the_forks_names_and_aliases() {
+        let settings = parse(&[
+            ("PLUGIN_BACKEND", "azure"),
+            ("PLUGIN_ACCOUNT_NAME", "acct"),
+            ("CLIENT_ID", "client"),
+            ("AZURE_CLIENT_SECRET", "s3cret"),
+            ("PLUGIN_AZURE_TENANT_ID", "tenant"),
+            ("PLUGIN_OIDC_TOKEN_ID", "eyJ-token"),
+            ("AZURE_FEDERATED_TOKEN_FILE", "/var/run/token"),
+            ("PLUGIN_AZURE_USE_MSI", "true"),
+            ("AZURE_AUTHORITY_HOST", "https://login.chinacloudapi.cn"),
+            ("PLUGIN_CA_BUNDLE", "/etc/ssl/corp.pem"),
+        ])
+        .unwrap();
+        let ad = &settings.azure.options.ad;
+        assert_eq!((ad.client_id.as_deref(), ad.tenant_id.as_deref()), (Some("client"), Some("tenant")));
+        assert_eq!(ad.client_secret.as_ref().map(Secret::expose), Some("s3cret"));
+        assert_eq!(ad.oidc_token.as_ref().map(Secret::expose), Some("eyJ-token"));
+        assert_eq!(ad.federated_token_file.as_deref(), Some(std::path::Path::new("/var/run/token")));
+        assert!(ad.managed_identity);
+        assert_eq!(ad.authority_host.as_deref(), Some("https://login.chinacloudapi.cn"));
+        assert_eq!(settings.ca_bundle.as_deref(), Some(std::path::Path::new("/etc/ssl/corp.pem")));
+        assert!(settings.validate().is_ok(), "an Azure AD sign-in needs no account key");
+        assert!(!format!("{settings:?}").contains("s3cret") && !format!("{settings:?}").contains("eyJ-token"));
+
+        // `oidc_token_id` is the Azure sign-in's token only with the Azure backend (for S3 it is refused).
+        let s3 = parse(&[("PLUGIN_OIDC_TOKEN_ID", "eyJ-token")]).unwrap_err().to_string();
+        assert!(s3.starts_with("PLUGIN_OIDC_TOKEN_ID is set, but chunkcache does not support it"), "{s3}");
+        let message =
+            parse(&[("PLUGIN_BACKEND", "azure"), ("PLUGIN_ACCOUNT_NAME", "acct")]).unwrap().validate().unwrap_err();
+        assert!(message.to_string().contains("azure_client_id"), "{message}");
     }
 
     #[test]

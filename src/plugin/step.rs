@@ -206,8 +206,11 @@ pub fn resolve(
         ReadOnly::OffDefaultBranch => None,
     };
 
-    let mut backend =
-        BackendOptions { request_timeout: settings.backend_operation_timeout, ..BackendOptions::default() };
+    let mut backend = BackendOptions {
+        request_timeout: settings.backend_operation_timeout,
+        ca_bundle: settings.ca_bundle.clone(),
+        ..BackendOptions::default()
+    };
     let mut key = key;
     let store_url = match settings.backend {
         Backend::Azure => {

@@ -1,4 +1,5 @@
-//! Azure container administration (create-if-missing) over a shared-key signed REST call.
+//! Azure container administration (create-if-missing) over a REST call signed with the shared key, or
+//! authorized with an Azure AD token ([`ContainerAuth`]).
 //!
 //! `object_store` reads and writes blobs but cannot create a container. drone-cache creates the container
 //! when it is missing, so chunkcache does too: [`ensure_container`] sends one
@@ -162,6 +163,25 @@ pub async fn ensure_container(
     ensure_container_with(endpoint, account, key_base64, container, timeout, &policy).await
 }
 
+/// How a Create Container request is authorized.
+#[derive(Clone, Copy)]
+pub enum ContainerAuth<'a> {
+    /// Signed with the account key (base64, as Azure shows it).
+    SharedKey(&'a str),
+    /// An Azure AD access token for `https://storage.azure.com` (the identity needs a data role that may
+    /// write containers, such as Storage Blob Data Contributor).
+    Bearer(&'a str),
+}
+
+impl fmt::Debug for ContainerAuth<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::SharedKey(_) => "SharedKey(***)",
+            Self::Bearer(_) => "Bearer(***)",
+        })
+    }
+}
+
 /// Creates `container` in the storage account if it does not exist yet, retrying transient failures
 /// as `policy` says.
 ///
@@ -193,10 +213,44 @@ pub async fn ensure_container_with(
     timeout: Duration,
     policy: &RetryPolicy,
 ) -> Result<bool, AzureAdminError> {
+    let client =
+        reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build().map_err(|e| AzureAdminError {
+            account: account.to_owned(),
+            container: container.to_owned(),
+            kind: AzureAdminErrorKind::Request {
+                endpoint: redacted(endpoint),
+                detail: crate::core::error::one_line(&e),
+            },
+        })?;
+    let auth = ContainerAuth::SharedKey(key_base64);
+    ensure_container_authorized(endpoint, account, auth, container, &client, timeout, policy).await
+}
+
+/// [`ensure_container_with`], authorized as `auth` says and sent with `client` (which carries the trusted
+/// roots). With a bearer token, a 403 is reported with Azure's code (such as
+/// AuthorizationPermissionMismatch: the identity lacks a data role), not as a wrong account key.
+///
+/// # Errors
+/// As [`ensure_container_with`].
+pub async fn ensure_container_authorized(
+    endpoint: &Url,
+    account: &str,
+    auth: ContainerAuth<'_>,
+    container: &str,
+    client: &reqwest::Client,
+    timeout: Duration,
+    policy: &RetryPolicy,
+) -> Result<bool, AzureAdminError> {
     let error = |kind| AzureAdminError { account: account.to_owned(), container: container.to_owned(), kind };
     validate_container_name(container)
         .map_err(|problem| error(AzureAdminErrorKind::InvalidContainerName { problem }))?;
-    let key = BASE64.decode(key_base64.trim()).map_err(|_| error(AzureAdminErrorKind::InvalidKey))?;
+    // The key decoded once, or the token as it is.
+    let key = match auth {
+        ContainerAuth::SharedKey(key_base64) => {
+            Ok(BASE64.decode(key_base64.trim()).map_err(|_| error(AzureAdminErrorKind::InvalidKey))?)
+        }
+        ContainerAuth::Bearer(token) => Err(token),
+    };
     let url = container_url(endpoint, container)
         .map_err(|problem| error(AzureAdminErrorKind::InvalidEndpoint { endpoint: redacted(endpoint), problem }))?;
 
@@ -207,22 +261,20 @@ pub async fn ensure_container_with(
             AzureAdminErrorKind::Request { endpoint: redacted(endpoint), detail: crate::core::error::one_line(&e) }
         })
     };
-    let client = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build().map_err(request_error)?;
     let attempt = |_| async {
         // Signed per attempt: the signature covers the date, which Azure checks.
         let date = http_date(SystemTime::now());
         let headers = [("Content-Length", "0"), ("x-ms-date", date.as_str()), ("x-ms-version", AZURE_STORAGE_VERSION)];
-        let signature = sign(&key, &string_to_sign("PUT", &url, account, &headers));
-        let mut request = client.put(url.clone()).body(Vec::<u8>::new());
+        let authorization = match &key {
+            Ok(key) => format!("SharedKey {account}:{}", sign(key, &string_to_sign("PUT", &url, account, &headers))),
+            Err(token) => format!("Bearer {token}"),
+        };
+        let mut request = client.put(url.clone()).timeout(timeout).body(Vec::<u8>::new());
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        let response = request
-            .header("Authorization", format!("SharedKey {account}:{signature}"))
-            .send()
-            .await
-            .map_err(request_error)?;
-        outcome(response, account, container).await
+        let response = request.header("Authorization", authorization).send().await.map_err(request_error)?;
+        outcome(response, account, container, key.is_ok()).await
     };
     policy.run(attempt, AzureAdminError::is_transient).await.map_err(|(last, _attempts)| last)
 }
@@ -240,7 +292,12 @@ impl AzureAdminError {
 }
 
 /// What one Create Container answer means: created, already there, or which error.
-async fn outcome(response: reqwest::Response, account: &str, container: &str) -> Result<bool, AzureAdminError> {
+async fn outcome(
+    response: reqwest::Response,
+    account: &str,
+    container: &str,
+    shared_key: bool,
+) -> Result<bool, AzureAdminError> {
     let status = response.status().as_u16();
     if status == 201 {
         return Ok(true);
@@ -262,7 +319,7 @@ async fn outcome(response: reqwest::Response, account: &str, container: &str) ->
         || message.as_deref().is_some_and(|m| m.starts_with("Server failed to authenticate the request"));
     let kind = match (status, code.as_deref()) {
         (409, Some("ContainerAlreadyExists")) => return Ok(false),
-        (403, _) if authentication_failed => AzureAdminErrorKind::WrongAccountKey { code },
+        (403, _) if shared_key && authentication_failed => AzureAdminErrorKind::WrongAccountKey { code },
         _ => AzureAdminErrorKind::Status { status, code, message },
     };
     Err(AzureAdminError { account: account.to_owned(), container: container.to_owned(), kind })

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `file:///abs/path` or a plain path | local folder (created by a save; reading a missing one is an error) | — |
 //! | `memory://` | in-process memory (tests) | — |
-//! | `az://CONTAINER/PREFIX`, `azure://…` | Azure Blob Storage, Azurite | account key, SAS, connection string |
+//! | `az://CONTAINER/PREFIX`, `azure://…` | Azure Blob Storage, Azurite | account key, SAS, connection string, Azure AD ([`crate::store::azure_ad`]) |
 //! | `s3://BUCKET/PREFIX` | S3 and compatibles (moto, MinIO) | `AWS_*` |
 //! | `gs://BUCKET/PREFIX` | Google Cloud Storage | service-account JSON |
 //!
@@ -14,6 +14,10 @@
 //! retried twice. Remote clients apply a per-request timeout, and keep idle pooled connections for
 //! less than Azurite's 5 s keep-alive (it closes idle connections and the next request on them
 //! fails). Descriptions in messages name the container and account, never a credential.
+//!
+//! A CA bundle ([`BackendOptions::ca_bundle`]) adds trusted roots to the system's for every remote client
+//! (stores, Azure AD token endpoints, container creation): private endpoints and TLS-inspecting proxies
+//! often present certificates of an organisation's own CA.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -31,6 +35,7 @@ use object_store::{ClientOptions, ObjectStore, RetryConfig};
 
 use crate::core::secret::Secret;
 use crate::store::Store;
+use crate::store::azure_admin::ContainerAuth;
 use crate::store::retry::RetryPolicy;
 
 /// A store that could not be opened.
@@ -79,6 +84,10 @@ pub enum BackendError {
     /// Credentials or settings are missing or contradictory.
     #[error("{0}")]
     Config(String),
+    /// The Azure AD sign-in was refused or its endpoint could not be reached: the flow, the answer, and what
+    /// to check. Like a store that refuses a key, it follows the plugin's `exit_code`.
+    #[error("{0}")]
+    SignIn(String),
     /// The backend client could not be built.
     #[error("cannot set up {store}")]
     Client {
@@ -203,8 +212,32 @@ pub struct AzureOptions {
     /// Blob endpoint: `https://ACCOUNT.blob.core.windows.net` when unset; Azurite's is
     /// `http://127.0.0.1:10000/devstoreaccount1`. A [`BlobEndpoint::Suffix`] means `https://ACCOUNT.SUFFIX`.
     pub endpoint: Option<BlobEndpoint>,
-    /// Create the container if it is missing (needs the shared key).
+    /// Create the container if it is missing (with the shared key or an Azure AD token).
     pub create_container: bool,
+    /// Azure AD sign-in, used instead of a key when the account's shared keys are disabled.
+    pub ad: AzureAdOptions,
+}
+
+/// How to sign in to Azure AD (Microsoft Entra ID); [`crate::store::azure_ad::AzureSignIn::choose`] picks the
+/// flow these settings make complete.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AzureAdOptions {
+    /// The app registration's (client) id, or a user-assigned managed identity's (`AZURE_CLIENT_ID`).
+    pub client_id: Option<String>,
+    /// The service principal's client secret (`AZURE_CLIENT_SECRET`).
+    pub client_secret: Option<Secret>,
+    /// The directory (tenant) id (`AZURE_TENANT_ID`).
+    pub tenant_id: Option<String>,
+    /// A file holding an OIDC token for workload identity federation (`AZURE_FEDERATED_TOKEN_FILE`).
+    pub federated_token_file: Option<PathBuf>,
+    /// An OIDC token given as a value (the Harness fork's `oidc_token_id`).
+    pub oidc_token: Option<Secret>,
+    /// Use the machine's managed identity (`AZURE_USE_MSI`).
+    pub managed_identity: bool,
+    /// The managed identity endpoint, instead of the instance metadata service (`AZURE_MSI_ENDPOINT`).
+    pub msi_endpoint: Option<String>,
+    /// Where tokens come from (`AZURE_AUTHORITY_HOST`), default `https://login.microsoftonline.com`.
+    pub authority_host: Option<String>,
 }
 
 /// S3 settings (anything not set here comes from the `AWS_*` variables), for the CLI and the plugin alike.
@@ -266,6 +299,9 @@ pub struct BackendOptions {
     /// Whether opening a local store creates its folder when missing. Only saves do; every other
     /// command reports a missing folder as [`BackendError::Missing`].
     pub create_local: bool,
+    /// A PEM file of CA certificates trusted in addition to the system's (`--ca-bundle`,
+    /// `CHUNKCACHE_CA_BUNDLE`, the plugin's `ca_bundle`).
+    pub ca_bundle: Option<PathBuf>,
 }
 
 impl Default for BackendOptions {
@@ -277,6 +313,7 @@ impl Default for BackendOptions {
             request_timeout: Duration::from_secs(60),
             max_retries: 4,
             create_local: true,
+            ca_bundle: None,
         }
     }
 }
@@ -298,11 +335,13 @@ impl BackendOptions {
 
     /// Reads credentials from the usual variables: `AZURE_STORAGE_ACCOUNT(_NAME)`,
     /// `AZURE_STORAGE_(ACCOUNT_)KEY`, `AZURE_STORAGE_SAS_TOKEN`, `AZURE_STORAGE_ENDPOINT`,
-    /// `AZURE_STORAGE_CONNECTION_STRING`; `AWS_*`; `GOOGLE_SERVICE_ACCOUNT(_KEY)`,
-    /// `GOOGLE_APPLICATION_CREDENTIALS`, `CHUNKCACHE_GCS_ENDPOINT`.
+    /// `AZURE_STORAGE_CONNECTION_STRING`; Azure AD's `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`,
+    /// `AZURE_TENANT_ID`, `AZURE_FEDERATED_TOKEN_FILE`, `AZURE_AUTHORITY_HOST` (the Azure SDKs' names, which
+    /// AKS workload identity sets), `AZURE_USE_MSI` and `AZURE_MSI_ENDPOINT`; `AWS_*`;
+    /// `GOOGLE_SERVICE_ACCOUNT(_KEY)`, `GOOGLE_APPLICATION_CREDENTIALS`, `CHUNKCACHE_GCS_ENDPOINT`.
     ///
     /// # Errors
-    /// A malformed connection string.
+    /// A malformed connection string, or an `AZURE_USE_MSI` that is not a boolean.
     pub fn from_env(env: &BTreeMap<String, String>) -> Result<Self, BackendError> {
         let mut options = Self::default();
         let azure = &mut options.azure;
@@ -314,6 +353,27 @@ impl BackendOptions {
         if let Some(connection) = first(env, &["AZURE_STORAGE_CONNECTION_STRING"]) {
             apply_connection_string(azure, connection)?;
         }
+        azure.ad = AzureAdOptions {
+            client_id: first(env, &["AZURE_CLIENT_ID", "AZURE_STORAGE_CLIENT_ID"]).cloned(),
+            client_secret: first(env, &["AZURE_CLIENT_SECRET", "AZURE_STORAGE_CLIENT_SECRET"]).map(Secret::new),
+            tenant_id: first(env, &["AZURE_TENANT_ID", "AZURE_STORAGE_TENANT_ID"]).cloned(),
+            federated_token_file: first(env, &["AZURE_FEDERATED_TOKEN_FILE"]).map(PathBuf::from),
+            oidc_token: None,
+            managed_identity: match first(env, &["AZURE_USE_MSI"]) {
+                None => false,
+                Some(value) => match value.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    _ => {
+                        return Err(BackendError::Config(format!(
+                            "AZURE_USE_MSI={value:?} is not a boolean: use true or false"
+                        )));
+                    }
+                },
+            },
+            msi_endpoint: first(env, &["AZURE_MSI_ENDPOINT"]).cloned(),
+            authority_host: first(env, &["AZURE_AUTHORITY_HOST"]).cloned(),
+        };
         options.s3.aws_env = aws_variables(env);
         options.gcs = GcsOptions::from_env(env);
         Ok(options)
@@ -550,19 +610,77 @@ fn open_local(url: &str, path: &Path, options: &BackendOptions) -> Result<Store,
     Ok(store.with_local_root(path))
 }
 
+/// The PEM text of the CA bundle, when one is configured.
+fn ca_bundle_pem(options: &BackendOptions) -> Result<Option<Vec<u8>>, BackendError> {
+    let Some(path) = &options.ca_bundle else { return Ok(None) };
+    let pem = std::fs::read(path).map_err(|e| {
+        BackendError::Config(format!(
+            "cannot read the CA bundle {} ({e}): check --ca-bundle, CHUNKCACHE_CA_BUNDLE or the plugin's ca_bundle",
+            path.display()
+        ))
+    })?;
+    if !pem.windows(b"-----BEGIN CERTIFICATE-----".len()).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(BackendError::Config(format!(
+            "the CA bundle {} holds no PEM certificate (-----BEGIN CERTIFICATE-----): give a file of PEM \
+             certificates (--ca-bundle, CHUNKCACHE_CA_BUNDLE or the plugin's ca_bundle)",
+            path.display()
+        )));
+    }
+    Ok(Some(pem))
+}
+
+fn invalid_ca_bundle(options: &BackendOptions, error: &(dyn std::error::Error + 'static)) -> BackendError {
+    let path = options.ca_bundle.as_deref().unwrap_or(Path::new(""));
+    BackendError::Config(format!(
+        "the CA bundle {} cannot be used: {}; give a file of PEM certificates (--ca-bundle, CHUNKCACHE_CA_BUNDLE \
+         or the plugin's ca_bundle)",
+        path.display(),
+        crate::core::error::one_line(error)
+    ))
+}
+
 /// The HTTP client settings of every remote backend. `object_store`'s own retries are off: every
 /// retry decision is [`crate::store::retry::RetryStore`]'s, so no request is retried by two loops at once.
-fn client_options(options: &BackendOptions, allow_http: bool) -> (ClientOptions, RetryConfig) {
-    let client = ClientOptions::new()
+///
+/// # Errors
+/// A CA bundle that cannot be read or parsed.
+fn client_options(options: &BackendOptions, allow_http: bool) -> Result<(ClientOptions, RetryConfig), BackendError> {
+    let mut client = ClientOptions::new()
         .with_allow_http(allow_http)
         .with_timeout(options.request_timeout)
         .with_connect_timeout(Duration::from_secs(5))
         .with_pool_idle_timeout(Duration::from_secs(3));
+    if let Some(pem) = ca_bundle_pem(options)? {
+        let certificates =
+            object_store::Certificate::from_pem_bundle(&pem).map_err(|e| invalid_ca_bundle(options, &e))?;
+        for certificate in certificates {
+            client = client.with_root_certificate(certificate);
+        }
+    }
     let retry = RetryConfig { max_retries: 0, retry_timeout: options.request_timeout, ..RetryConfig::default() };
-    (client, retry)
+    Ok((client, retry))
+}
+
+/// A plain HTTP client for the requests `object_store` does not make (container creation, the OIDC token
+/// exchange), with the same timeouts and trusted roots as the stores' clients.
+///
+/// # Errors
+/// A CA bundle that cannot be read or parsed.
+pub fn http_client(options: &BackendOptions) -> Result<reqwest::Client, BackendError> {
+    let mut builder =
+        reqwest::Client::builder().timeout(options.request_timeout).connect_timeout(options.request_timeout);
+    if let Some(pem) = ca_bundle_pem(options)? {
+        for certificate in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| invalid_ca_bundle(options, &e))? {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder.build().map_err(|e| invalid_ca_bundle(options, &e))
 }
 
 async fn open_azure(container: &str, options: &BackendOptions) -> Result<(Arc<dyn ObjectStore>, String), BackendError> {
+    use crate::store::azure_ad::{self, AzureSignIn};
+    use object_store::azure::AzureConfigKey;
+
     let azure = &options.azure;
     let Some(account) = azure.account.clone() else {
         return Err(BackendError::Config(format!(
@@ -570,6 +688,27 @@ async fn open_azure(container: &str, options: &BackendOptions) -> Result<(Arc<dy
              (plugin: account_name) or AZURE_STORAGE_CONNECTION_STRING"
         )));
     };
+    let authority_host = azure
+        .ad
+        .authority_host
+        .as_deref()
+        .map(|host| {
+            endpoint_url(host, "Azure AD authority host", "AZURE_AUTHORITY_HOST or the plugin's azure_authority_host")
+        })
+        .transpose()?
+        .map(|url| endpoint_text(&url));
+    let msi_endpoint = azure
+        .ad
+        .msi_endpoint
+        .as_deref()
+        .map(|url| {
+            endpoint_url(
+                url,
+                "Azure managed identity endpoint",
+                "AZURE_MSI_ENDPOINT or the plugin's azure_msi_endpoint",
+            )
+        })
+        .transpose()?;
     let endpoint_url = match &azure.endpoint {
         Some(endpoint) => {
             // A URL is used as given here; the plugin's step resolves its own with `account_url` first.
@@ -592,36 +731,82 @@ async fn open_azure(container: &str, options: &BackendOptions) -> Result<(Arc<dy
     };
     let endpoint = endpoint_text(&endpoint_url);
     let description = format!("Azure container {container:?} (account {account:?} at {endpoint})");
-    let (client, retry) = client_options(options, endpoint_url.scheme() == "http");
+    let sign_in = AzureSignIn::choose(azure)
+        .map_err(|problem| BackendError::Config(format!("{description} cannot be signed in to: {problem}")))?;
+    let (client, retry) = client_options(options, endpoint_url.scheme() == "http")?;
     let mut builder = MicrosoftAzureBuilder::new()
         .with_account(&account)
         .with_container_name(container)
         .with_endpoint(endpoint.clone())
         .with_client_options(client)
         .with_retry(retry);
-    builder = match (&azure.key, &azure.sas) {
-        (Some(key), _) => builder.with_access_key(key.expose()),
-        (None, Some(sas)) => {
-            builder.with_config(object_store::azure::AzureConfigKey::SasKey, sas.expose().trim_start_matches('?'))
+    if let Some(host) = &authority_host {
+        builder = builder.with_authority_host(host);
+    }
+    builder = match &sign_in {
+        AzureSignIn::SharedKey(key) => builder.with_access_key(key.expose()),
+        AzureSignIn::Sas(sas) => builder.with_config(AzureConfigKey::SasKey, sas.expose().trim_start_matches('?')),
+        AzureSignIn::ClientSecret { client_id, tenant_id, secret } => {
+            builder.with_client_secret_authorization(client_id, secret.expose(), tenant_id)
         }
-        (None, None) => {
-            return Err(BackendError::Config(format!(
-                "no credentials for {description}: set AZURE_STORAGE_KEY (plugin: account_key) or \
-                 AZURE_STORAGE_SAS_TOKEN, or AZURE_STORAGE_CONNECTION_STRING"
-            )));
+        AzureSignIn::OidcToken { client_id, tenant_id, token } => {
+            builder.with_credentials(Arc::new(azure_ad::ClientAssertionCredential::new(
+                azure_ad::token_url(authority_host.as_deref(), tenant_id),
+                client_id.clone(),
+                token.clone(),
+                http_client(options)?,
+            )))
+        }
+        AzureSignIn::TokenFile { client_id, tenant_id, path } => {
+            // object_store reports an unreadable file without its path or cause.
+            std::fs::File::open(path).map_err(|e| {
+                BackendError::Config(format!(
+                    "cannot read the federated token file {} ({e}) for {description}: check AZURE_FEDERATED_TOKEN_FILE \
+                     (plugin: azure_federated_token_file)",
+                    path.display()
+                ))
+            })?;
+            builder
+                .with_client_id(client_id)
+                .with_tenant_id(tenant_id)
+                .with_federated_token_file(path.display().to_string())
+                .with_config(AzureConfigKey::CredentialType, "workload_identity")
+        }
+        AzureSignIn::ManagedIdentity { client_id } => {
+            if let Some(client_id) = client_id {
+                builder = builder.with_client_id(client_id);
+            }
+            if let Some(url) = &msi_endpoint {
+                builder = builder.with_msi_endpoint(url.as_str());
+            }
+            builder.with_config(AzureConfigKey::CredentialType, "managed_identity")
         }
     };
     let backend = builder.build().map_err(|source| BackendError::Client { store: description.clone(), source })?;
-    if let (Some(key), true) = (&azure.key, azure.create_container) {
-        crate::store::azure_admin::ensure_container_with(
-            &endpoint_url,
-            &account,
-            key.expose(),
-            container,
-            options.request_timeout,
-            &options.retry_policy(),
-        )
-        .await?;
+    let bearer = if sign_in.is_azure_ad() {
+        azure_ad::check_sign_in(backend.credentials(), &sign_in, &description).await.map_err(BackendError::SignIn)?
+    } else {
+        None
+    };
+    if azure.create_container {
+        let auth = match (&sign_in, &bearer) {
+            (AzureSignIn::SharedKey(key), _) => Some(ContainerAuth::SharedKey(key.expose())),
+            (_, Some(token)) => Some(ContainerAuth::Bearer(token)),
+            // A SAS token cannot create containers: the save fails on its first write if the container is missing.
+            _ => None,
+        };
+        if let Some(auth) = auth {
+            crate::store::azure_admin::ensure_container_authorized(
+                &endpoint_url,
+                &account,
+                auth,
+                container,
+                &http_client(options)?,
+                options.request_timeout,
+                &options.retry_policy(),
+            )
+            .await?;
+        }
     }
     Ok((Arc::new(backend), description))
 }
@@ -693,7 +878,7 @@ fn open_s3(bucket: &str, options: &BackendOptions) -> Result<(Arc<dyn ObjectStor
         None => format!("S3 bucket {bucket:?}"),
     };
     s3_credentials_configured(s3, &description)?;
-    let (client, retry) = client_options(options, endpoint.as_deref().is_some_and(|e| e.starts_with("http://")));
+    let (client, retry) = client_options(options, endpoint.as_deref().is_some_and(|e| e.starts_with("http://")))?;
     let backend = builder
         .with_client_options(client)
         .with_retry(retry)
@@ -769,7 +954,7 @@ fn open_gcs(bucket: &str, options: &BackendOptions) -> Result<(Arc<dyn ObjectSto
              the path of a service-account key file, or GOOGLE_SERVICE_ACCOUNT_KEY to its JSON (plugin: json_key)"
         )));
     }
-    let (client, retry) = client_options(options, endpoint.as_deref().is_some_and(|e| e.starts_with("http://")));
+    let (client, retry) = client_options(options, endpoint.as_deref().is_some_and(|e| e.starts_with("http://")))?;
     let backend = builder
         .with_client_options(client)
         .with_retry(retry)
@@ -932,6 +1117,42 @@ mod tests {
         // The CLI's URLs are not given the plugin's emulator path: the step resolves that before opening.
         let bare = open_at(Some(BlobEndpoint::Url("http://127.0.0.1:10000/".into()))).await;
         assert!(bare.contains("at http://127.0.0.1:10000)"), "{bare}");
+    }
+
+    #[tokio::test]
+    async fn ca_bundles_that_cannot_be_used_are_named_with_their_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = s3_options(Some("http://127.0.0.1:9"), &[]);
+        options.ca_bundle = Some(dir.path().join("missing.pem"));
+        let err = open("s3://b", &options).await.unwrap_err().to_string();
+        assert!(err.contains("cannot read the CA bundle") && err.contains("missing.pem"), "{err}");
+        assert!(err.contains("--ca-bundle, CHUNKCACHE_CA_BUNDLE or the plugin's ca_bundle"), "{err}");
+        let not_pem = dir.path().join("key.der");
+        std::fs::write(&not_pem, b"\x30\x82binary").unwrap();
+        options.ca_bundle = Some(not_pem);
+        let err = open("s3://b", &options).await.unwrap_err().to_string();
+        assert!(err.contains("holds no PEM certificate"), "{err}");
+    }
+
+    #[test]
+    fn azure_ad_variables_are_read_by_the_azure_sdks_names() {
+        let options = BackendOptions::from_env(&env(&[
+            ("AZURE_CLIENT_ID", "client"),
+            ("AZURE_STORAGE_CLIENT_SECRET", "s3cret"),
+            ("AZURE_TENANT_ID", "tenant"),
+            ("AZURE_FEDERATED_TOKEN_FILE", "/var/run/secrets/azure/tokens/azure-identity-token"),
+            ("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.us/"),
+            ("AZURE_USE_MSI", "true"),
+        ]))
+        .unwrap();
+        let ad = &options.azure.ad;
+        assert_eq!((ad.client_id.as_deref(), ad.tenant_id.as_deref()), (Some("client"), Some("tenant")));
+        assert_eq!(ad.client_secret.as_ref().map(Secret::expose), Some("s3cret"));
+        assert!(ad.federated_token_file.is_some() && ad.managed_identity && ad.oidc_token.is_none());
+        assert_eq!(ad.authority_host.as_deref(), Some("https://login.microsoftonline.us/"));
+        assert!(!format!("{options:?}").contains("s3cret"));
+        let err = BackendOptions::from_env(&env(&[("AZURE_USE_MSI", "maybe")])).unwrap_err().to_string();
+        assert!(err.contains("AZURE_USE_MSI=\"maybe\" is not a boolean"), "{err}");
     }
 
     #[test]

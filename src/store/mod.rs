@@ -39,6 +39,7 @@
 //! Backend errors are reported on one line ([`BackendCause`]): an XML error body is reduced to its
 //! `<Code>` and the first line of its `<Message>`.
 
+pub mod azure_ad;
 pub mod azure_admin;
 pub mod backend;
 pub mod counting;

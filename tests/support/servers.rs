@@ -240,6 +240,116 @@ impl Azurite {
     }
 }
 
+/// Azurite over HTTPS with OAuth (`--oauth basic`), and a stand-in for the Microsoft identity platform
+/// (`tests/support/azure_ad_server.py`) that issues its tokens, both with a certificate of a test CA made
+/// with `openssl` for this instance only. Azurite's basic OAuth mode checks a token's issuer, audience and
+/// lifetime, not its signature; the identity server checks every credential it is sent.
+pub struct AzureAd {
+    /// Azurite's blob endpoint: `https://127.0.0.1:PORT/devstoreaccount1`.
+    pub endpoint: String,
+    /// The identity server's base URL, as `AZURE_AUTHORITY_HOST`: `https://127.0.0.1:PORT`.
+    pub authority_host: String,
+    /// Its managed identity endpoint, as `AZURE_MSI_ENDPOINT`.
+    pub msi_endpoint: String,
+    /// The PEM file of the test CA, for `ca_bundle`.
+    pub ca_bundle: PathBuf,
+    /// The directory that holds the CA and the servers' certificates.
+    pub dir: tempfile::TempDir,
+    identity: Server,
+    _azurite: Server,
+}
+
+impl AzureAd {
+    /// The tenant the identity server serves.
+    pub const TENANT: &'static str = "72f988bf-0000-4000-8000-2d7cd011db47";
+    /// The app registration it knows.
+    pub const CLIENT_ID: &'static str = "0b5a3d4e-1111-4222-8333-c1e47cf1a001";
+    /// That app's client secret.
+    pub const CLIENT_SECRET: &'static str = "client-secret-value-Q8~x";
+    /// The one OIDC token its federated credential accepts.
+    pub const ASSERTION: &'static str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwaXBlbGluZSJ9.oidc-token-signature";
+    /// The client id of the machine's user-assigned managed identity.
+    pub const MSI_CLIENT_ID: &'static str = "5e1f0a2b-3333-4444-8555-a0b1c2d3e4f5";
+
+    /// Makes the certificates and starts both servers.
+    ///
+    /// # Panics
+    /// When `openssl` fails, or a server does not start (with its output).
+    pub fn start() -> AzureAd {
+        let dir = tempfile::Builder::new().prefix("chunkcache-azure-ad-").tempdir().expect("temporary directory");
+        let script = r#"set -e
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -days 2 \
+  -subj /CN=chunkcache-test-ca -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key -out server.csr \
+  -subj /CN=127.0.0.1
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext"#;
+        let output = Command::new("sh").arg("-c").arg(script).current_dir(dir.path()).output().expect("openssl runs");
+        assert!(output.status.success(), "openssl failed: {}", String::from_utf8_lossy(&output.stderr));
+        let cert = dir.path().join("server.pem").display().to_string();
+        let key = dir.path().join("server.key").display().to_string();
+
+        let azurite = Server::start(
+            "Azurite (https, oauth)",
+            &tools_dir().join("azurite/node_modules/.bin/azurite-blob"),
+            &[
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                "{port}",
+                "--inMemoryPersistence",
+                "--disableTelemetry",
+                "--skipApiVersionCheck",
+                "--loose",
+                "--oauth",
+                "basic",
+                "--cert",
+                &cert,
+                "--key",
+                &key,
+            ],
+        );
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/azure_ad_server.py");
+        let identity = Server::start(
+            "identity server",
+            &script,
+            &[
+                "--port",
+                "{port}",
+                "--cert",
+                &cert,
+                "--key",
+                &key,
+                "--tenant",
+                Self::TENANT,
+                "--client-id",
+                Self::CLIENT_ID,
+                "--client-secret",
+                Self::CLIENT_SECRET,
+                "--assertion",
+                Self::ASSERTION,
+                "--msi-client-id",
+                Self::MSI_CLIENT_ID,
+            ],
+        );
+        AzureAd {
+            endpoint: format!("https://127.0.0.1:{}/{}", azurite.port, Azurite::ACCOUNT),
+            authority_host: format!("https://127.0.0.1:{}", identity.port),
+            msi_endpoint: format!("https://127.0.0.1:{}/metadata/identity/oauth2/token", identity.port),
+            ca_bundle: dir.path().join("ca.pem"),
+            dir,
+            identity,
+            _azurite: azurite,
+        }
+    }
+
+    /// The tokens the identity server issued so far, by flow (`client_secret`, `client_assertion`,
+    /// `managed_identity`), in order.
+    pub fn issued(&self) -> Vec<String> {
+        self.identity.output().lines().filter_map(|line| line.strip_prefix("issued ")).map(str::to_owned).collect()
+    }
+}
+
 /// A moto S3 server with its own in-memory state, for one test. It accepts any credentials.
 pub struct Moto {
     /// `http://127.0.0.1:PORT` (use path-style addressing).
