@@ -250,8 +250,6 @@ fn unsupported_fork_settings_fail_and_inert_ones_are_logged() {
         ("PLUGIN_GCS_ENCRYPTION_KEY", "k3y"),
         ("GCP_API_KEY", "AIza-k3y"),
         ("PLUGIN_AUTO_CACHE", "true"),
-        ("PLUGIN_OIDC_TOKEN_ID", "eyJ-t0ken"),
-        ("PLUGIN_EXTERNAL_ID", "ext-1d"),
         ("PLUGIN_POOL_ID", "p00l"),
         ("PLUGIN_AZURE_CLIENT_SECRET", "cl1ent-secret"),
     ] {

@@ -6,6 +6,7 @@ mod support;
 mod util;
 
 mod analyze;
+mod aws_roles;
 mod azure_admin;
 mod conformance;
 mod endpoints;
