@@ -7,6 +7,7 @@ mod util;
 
 mod analyze;
 mod auto_cache;
+mod aws_roles;
 mod azure_ad;
 mod azure_admin;
 mod conformance;

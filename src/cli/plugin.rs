@@ -47,6 +47,7 @@ use chunkcache::plugin::settings::{
 use chunkcache::plugin::step::{self, StepError, StepPlan};
 use chunkcache::plugin::template::{Metadata, RenderContext, RenderedKey};
 use chunkcache::store::backend::{self, BackendError};
+use chunkcache::store::sts::RoleIdentity;
 
 use super::config::{Config, FlagOptions};
 use super::log;
@@ -263,6 +264,18 @@ fn debug_settings(plan: &StepPlan, config: &Config) -> Vec<(&'static str, String
                 ("access key", masked(s3.access_key.is_some() || variable("AWS_ACCESS_KEY_ID").is_some())),
                 ("secret key", masked(s3.secret_key.is_some() || variable("AWS_SECRET_ACCESS_KEY").is_some())),
             ]);
+            // Role ARNs and session names are not secret (they show in CloudTrail); the OIDC token is.
+            for role in &s3.roles {
+                let how = match &role.identity {
+                    RoleIdentity::WebIdentity(_) => "with the OIDC token (set)".to_owned(),
+                    RoleIdentity::Signed { external_id: Some(_) } => "with an external id".to_owned(),
+                    RoleIdentity::Signed { external_id: None } => "signed with the credentials before it".to_owned(),
+                };
+                lines.push(("assume role", format!("{} as session {:?}, {how}", role.role_arn, role.session_name)));
+            }
+            if !s3.roles.is_empty() {
+                lines.push(("STS endpoint", s3.sts_endpoint.clone().unwrap_or_else(|| "AWS's, in the region".into())));
+            }
         }
         "gs" => {
             let gcs = &backend.gcs;

@@ -96,6 +96,7 @@ use crate::core::gc::DEFAULT_GRACE_MS;
 pub use crate::core::secret::Secret;
 use crate::core::units;
 use crate::store::backend::{AzureAdOptions, AzureOptions, BlobEndpoint, GcsOptions, S3Options};
+use crate::store::sts::{AssumeRoleOptions, DEFAULT_SESSION_NAME, RoleIdentity};
 
 /// What the step does: `restore: true`, `rebuild: true` or `gc: true`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,6 +346,9 @@ pub struct PluginSettings {
     /// (`PLUGIN_SECRET_KEY`, `AWS_SECRET_ACCESS_KEY`, `CACHE_AWS_SECRET_ACCESS_KEY`), `path_style`
     /// (`PLUGIN_PATH_STYLE`, `AWS_PLUGIN_PATH_STYLE`, default false), `acl` (`PLUGIN_ACL`, `AWS_ACL`, default
     /// `private`) and `encryption` (`PLUGIN_ENCRYPTION`, `AWS_ENCRYPTION`). The region is [`Self::region`].
+    /// The Harness fork's role settings (`assume_role_arn`, `external_id`, `oidc_token_id`, `user_role_arn`,
+    /// `user_role_external_id`, `assume_role_session_name`) become its `roles`, and `sts_endpoint`
+    /// (`PLUGIN_STS_ENDPOINT`, `AWS_STS_ENDPOINT`) its `sts_endpoint`.
     pub s3: S3Options,
     /// GCS settings: `bucket` and `endpoint` (the same variables as S3's, as in drone-cache) and `json_key`
     /// (`PLUGIN_JSON_KEY`, `GCS_CACHE_JSON_KEY`) as the service account key.
@@ -557,6 +561,15 @@ pub enum SettingsError {
         /// What to do instead.
         advice: &'static str,
     },
+    /// An AWS role setting that cannot take effect as given (on another backend, or without the setting it
+    /// needs).
+    #[error("{var} is set, but {reason}")]
+    RoleSetting {
+        /// The variable.
+        var: &'static str,
+        /// Why, and what to set or remove.
+        reason: &'static str,
+    },
     /// A setting the chosen backend needs is missing (from [`PluginSettings::validate`]).
     #[error("backend {backend} needs {setting}: set {vars}")]
     Missing {
@@ -608,7 +621,6 @@ const MAX_RETRY_REQUESTS: &[&str] = &["AZURE_BLOB_MAX_RETRY_REQUESTS"];
 const AZURE_CLIENT_ID: &[&str] = &["PLUGIN_AZURE_CLIENT_ID", "AZURE_CLIENT_ID", "CLIENT_ID"];
 const AZURE_CLIENT_SECRET: &[&str] = &["PLUGIN_AZURE_CLIENT_SECRET", "AZURE_CLIENT_SECRET", "CLIENT_SECRET"];
 const AZURE_TENANT_ID: &[&str] = &["PLUGIN_AZURE_TENANT_ID", "AZURE_TENANT_ID", "TENANT_ID"];
-const OIDC_TOKEN: &[&str] = &["PLUGIN_OIDC_TOKEN_ID"];
 const AZURE_FEDERATED_TOKEN_FILE: &[&str] = &["PLUGIN_AZURE_FEDERATED_TOKEN_FILE", "AZURE_FEDERATED_TOKEN_FILE"];
 const AZURE_USE_MSI: &[&str] = &["PLUGIN_AZURE_USE_MSI", "AZURE_USE_MSI"];
 const AZURE_MSI_ENDPOINT: &[&str] = &["PLUGIN_AZURE_MSI_ENDPOINT", "AZURE_MSI_ENDPOINT"];
@@ -626,6 +638,16 @@ const PATH_STYLE: &[&str] = &["PLUGIN_PATH_STYLE", "AWS_PLUGIN_PATH_STYLE"];
 const ACL: &[&str] = &["PLUGIN_ACL", "AWS_ACL"];
 const ENCRYPTION: &[&str] = &["PLUGIN_ENCRYPTION", "AWS_ENCRYPTION"];
 const JSON_KEY: &[&str] = &["PLUGIN_JSON_KEY", "GCS_CACHE_JSON_KEY"];
+const OIDC_TOKEN_ID: &[&str] = &["PLUGIN_OIDC_TOKEN_ID"];
+const ASSUME_ROLE_ARN: &[&str] = &["PLUGIN_ASSUME_ROLE_ARN", "PLUGIN_ASSUME_ROLE", "AWS_ASSUME_ROLE_ARN"];
+const ASSUME_ROLE_SESSION_NAME: &[&str] = &["PLUGIN_ASSUME_ROLE_SESSION_NAME", "ASSUME_ROLE_SESSION_NAME"];
+const EXTERNAL_ID: &[&str] = &["PLUGIN_EXTERNAL_ID"];
+const USER_ROLE_ARN: &[&str] = &["PLUGIN_USER_ROLE_ARN", "AWS_USER_ROLE_ARN"];
+const USER_ROLE_EXTERNAL_ID: &[&str] = &["PLUGIN_USER_ROLE_EXTERNAL_ID"];
+const STS_ENDPOINT: &[&str] = &["PLUGIN_STS_ENDPOINT", "AWS_STS_ENDPOINT"];
+/// The AWS settings that ask for a role to be assumed (`assume_role_session_name` and `sts_endpoint` only say
+/// how), as [`EnvReader::roles`] refuses them on other backends.
+const ROLE_SETTINGS: [&[&str]; 5] = [OIDC_TOKEN_ID, ASSUME_ROLE_ARN, EXTERNAL_ID, USER_ROLE_ARN, USER_ROLE_EXTERNAL_ID];
 const STRICT_KEY_MATCHING: &[&str] = &["PLUGIN_STRICT_KEY_MATCHING"];
 const ENABLE_SEPARATOR: &[&str] = &["PLUGIN_ENABLE_SEPARATOR"];
 const PRESERVE_METADATA: &[&str] = &["PLUGIN_PRESERVE_METADATA"];
@@ -648,18 +670,6 @@ const UNSUPPORTED: &[(&[&str], &str)] = &[
         &["PLUGIN_GCS_ENCRYPTION_KEY", "GCS_ENCRYPTION_KEY"],
         "customer-supplied encryption keys cannot be sent by chunkcache's GCS client; use the bucket's default \
          encryption (Google-managed or a CMEK set on the bucket) and unset it",
-    ),
-    (
-        &["PLUGIN_OIDC_TOKEN_ID", "PLUGIN_ASSUME_ROLE_ARN", "PLUGIN_ASSUME_ROLE", "PLUGIN_ASSUME_ROLE_SESSION_NAME"],
-        "the plugin cannot exchange an OIDC token or assume a role itself yet: give the step credentials \
-         through the environment instead (AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN, as EKS IRSA sets them, or \
-         access_key/secret_key with session_token)",
-    ),
-    (
-        &["PLUGIN_USER_ROLE_ARN", "PLUGIN_EXTERNAL_ID", "PLUGIN_USER_ROLE_EXTERNAL_ID", "PLUGIN_STS_ENDPOINT"],
-        "chained roles and external ids need an STS AssumeRole client the plugin does not have: give the step \
-         the final role's credentials (access_key/secret_key/session_token, or AWS_WEB_IDENTITY_TOKEN_FILE with \
-         AWS_ROLE_ARN)",
     ),
     (
         &["PLUGIN_PROJECT_NUMBER", "PLUGIN_POOL_ID", "PLUGIN_PROVIDER_ID", "PLUGIN_SERVICE_ACCOUNT_EMAIL"],
@@ -706,6 +716,80 @@ impl<'a> EnvReader<'a> {
 }
 
 impl EnvReader<'_> {
+    /// The STS roles of an S3 step, in the order they are assumed (see [`crate::store::sts`]):
+    /// `assume_role_arn`, with `oidc_token_id` (`AssumeRoleWithWebIdentity`) or `external_id` (`AssumeRole`),
+    /// then `user_role_arn` with `user_role_external_id`, each with `assume_role_session_name`.
+    ///
+    /// On another backend, the step's own role settings (`PLUGIN_*`) are refused; the machine-wide aliases
+    /// (`AWS_ASSUME_ROLE_ARN`, …) are left alone there, as they may be meant for other tools. With the Azure
+    /// backend, `oidc_token_id` is the token of an Azure AD sign-in (read with the Azure settings).
+    fn roles(&self, backend: Backend) -> Result<Vec<AssumeRoleOptions>, SettingsError> {
+        let refuse = |var, reason| Err(SettingsError::RoleSetting { var, reason });
+        if backend != Backend::S3 {
+            let step_setting = ROLE_SETTINGS
+                .into_iter()
+                .filter(|&names| !(backend == Backend::Azure && names == OIDC_TOKEN_ID))
+                .filter_map(|names| self.raw(names))
+                .find(|(var, _)| var.starts_with("PLUGIN_"));
+            return match (backend, step_setting) {
+                (_, None) => Ok(Vec::new()),
+                (Backend::Gcs, Some((var @ "PLUGIN_OIDC_TOKEN_ID", _))) => refuse(
+                    var,
+                    "GCS workload identity federation from the plugin is not supported: give a service-account key \
+                     (json_key or GOOGLE_APPLICATION_CREDENTIALS)",
+                ),
+                (_, Some((var, _))) => {
+                    refuse(var, "it is an AWS role setting, for the s3 backend only: remove it, or set backend: s3")
+                }
+            };
+        }
+        let session_name = self.string(ASSUME_ROLE_SESSION_NAME).unwrap_or_else(|| DEFAULT_SESSION_NAME.to_owned());
+        let mut roles = Vec::new();
+        let token = self.raw(OIDC_TOKEN_ID);
+        let external_id = self.raw(EXTERNAL_ID);
+        match (self.string(ASSUME_ROLE_ARN), token, external_id) {
+            (None, Some((var, _)), _) => {
+                return refuse(
+                    var,
+                    "no role to exchange the OIDC token for: set assume_role_arn (PLUGIN_ASSUME_ROLE_ARN) too",
+                );
+            }
+            (None, None, Some((var, _))) => {
+                return refuse(var, "no role is assumed with it: set assume_role_arn (PLUGIN_ASSUME_ROLE_ARN) too");
+            }
+            (Some(_), Some(_), Some((var, _))) => {
+                return refuse(
+                    var,
+                    "with oidc_token_id the role is assumed with AssumeRoleWithWebIdentity, which takes no external \
+                     id: remove external_id (the role's trust policy checks the token instead)",
+                );
+            }
+            (Some(role_arn), token, external_id) => roles.push(AssumeRoleOptions {
+                role_arn,
+                session_name: session_name.clone(),
+                identity: match token {
+                    Some((_, token)) => RoleIdentity::WebIdentity(Secret::new(token.trim())),
+                    None => RoleIdentity::Signed { external_id: external_id.map(|(_, id)| id.trim().to_owned()) },
+                },
+                setting: "assume_role_arn (PLUGIN_ASSUME_ROLE_ARN)",
+            }),
+            (None, None, None) => {}
+        }
+        match (self.string(USER_ROLE_ARN), self.raw(USER_ROLE_EXTERNAL_ID)) {
+            (None, Some((var, _))) => {
+                return refuse(var, "no role is assumed with it: set user_role_arn (PLUGIN_USER_ROLE_ARN) too");
+            }
+            (Some(role_arn), external_id) => roles.push(AssumeRoleOptions {
+                role_arn,
+                session_name,
+                identity: RoleIdentity::Signed { external_id: external_id.map(|(_, id)| id.trim().to_owned()) },
+                setting: "user_role_arn (PLUGIN_USER_ROLE_ARN)",
+            }),
+            (None, None) => {}
+        }
+        Ok(roles)
+    }
+
     /// The settings of a gc step; `gc` says whether this is one (its settings on another step are refused).
     fn gc_settings(&self, gc: bool) -> Result<GcSettings, SettingsError> {
         if !gc {
@@ -944,16 +1028,25 @@ impl PluginSettings {
         };
 
         for (vars, advice) in UNSUPPORTED {
-            // With the Azure backend, the fork's `oidc_token_id` is the token of an Azure AD sign-in.
-            let vars: Vec<&'static str> =
-                vars.iter().copied().filter(|var| backend != Backend::Azure || !OIDC_TOKEN.contains(var)).collect();
-            if let Some((var, value)) = reader.raw(&vars)
+            if let Some((var, value)) = reader.raw(vars)
                 && parse_bool(value) != Some(false)
             {
                 return Err(SettingsError::Unsupported { var, advice });
             }
         }
         let mut notes = Vec::new();
+        let roles = reader.roles(backend)?;
+        if roles.is_empty()
+            && [ASSUME_ROLE_SESSION_NAME, STS_ENDPOINT]
+                .into_iter()
+                .filter_map(|names| reader.raw(names))
+                .any(|(var, _)| var.starts_with("PLUGIN_"))
+        {
+            notes.push(
+                "note: assume_role_session_name and sts_endpoint change nothing without a role to assume \
+                 (assume_role_arn or user_role_arn)",
+            );
+        }
         if !reader.bool(STRICT_KEY_MATCHING, true)? {
             notes.push(
                 "note: strict_key_matching: false changes nothing: chunkcache restores only the exact key, then the \
@@ -1031,7 +1124,7 @@ impl PluginSettings {
                         client_secret: reader.secret(AZURE_CLIENT_SECRET),
                         tenant_id: reader.string(AZURE_TENANT_ID),
                         federated_token_file: reader.string(AZURE_FEDERATED_TOKEN_FILE).map(PathBuf::from),
-                        oidc_token: if backend == Backend::Azure { reader.secret(OIDC_TOKEN) } else { None },
+                        oidc_token: if backend == Backend::Azure { reader.secret(OIDC_TOKEN_ID) } else { None },
                         managed_identity: reader.bool(AZURE_USE_MSI, false)?,
                         msi_endpoint: reader.string(AZURE_MSI_ENDPOINT),
                         authority_host: reader.string(AZURE_AUTHORITY_HOST),
@@ -1049,6 +1142,8 @@ impl PluginSettings {
                 path_style: Some(reader.bool(PATH_STYLE, false)?),
                 acl: reader.string(ACL).unwrap_or(defaults.s3.acl),
                 encryption: reader.string(ENCRYPTION),
+                roles,
+                sts_endpoint: reader.string(STS_ENDPOINT),
                 ..S3Options::default()
             },
             gcs: GcsOptions {
@@ -1124,6 +1219,58 @@ mod tests {
 
     fn parse(pairs: &[(&str, &str)]) -> Result<PluginSettings, SettingsError> {
         PluginSettings::from_env(&env(pairs))
+    }
+
+    /// `assume_role_arn` comes first (a web identity with `oidc_token_id`, else signed with `external_id`), then
+    /// `user_role_arn`; the session name is the fork's default unless set, and aliases count.
+    #[test]
+    fn role_settings_become_a_chain_of_roles() {
+        let chain = parse(&[
+            ("AWS_ASSUME_ROLE_ARN", "arn:aws:iam::1:role/a"),
+            ("PLUGIN_EXTERNAL_ID", " ext "),
+            ("PLUGIN_USER_ROLE_ARN", "arn:aws:iam::1:role/b"),
+            ("PLUGIN_USER_ROLE_EXTERNAL_ID", "ext-b"),
+            ("PLUGIN_STS_ENDPOINT", "http://sts.local"),
+        ])
+        .unwrap();
+        let roles: Vec<_> = chain.s3.roles.iter().map(|r| (r.role_arn.as_str(), &r.identity, r.setting)).collect();
+        assert_eq!(
+            roles,
+            [
+                (
+                    "arn:aws:iam::1:role/a",
+                    &RoleIdentity::Signed { external_id: Some("ext".into()) },
+                    "assume_role_arn (PLUGIN_ASSUME_ROLE_ARN)"
+                ),
+                (
+                    "arn:aws:iam::1:role/b",
+                    &RoleIdentity::Signed { external_id: Some("ext-b".into()) },
+                    "user_role_arn (PLUGIN_USER_ROLE_ARN)"
+                ),
+            ]
+        );
+        assert!(chain.s3.roles.iter().all(|role| role.session_name == "drone-cache"));
+        assert_eq!(chain.s3.sts_endpoint.as_deref(), Some("http://sts.local"));
+
+        let oidc = parse(&[
+            ("PLUGIN_ASSUME_ROLE", "arn:aws:iam::1:role/a"),
+            ("PLUGIN_OIDC_TOKEN_ID", "eyJ.t0ken"),
+            ("ASSUME_ROLE_SESSION_NAME", "build-9"),
+        ])
+        .unwrap();
+        assert_eq!(oidc.s3.roles.len(), 1);
+        assert_eq!(oidc.s3.roles[0].identity, RoleIdentity::WebIdentity(Secret::new("eyJ.t0ken")));
+        assert_eq!(oidc.s3.roles[0].session_name, "build-9");
+        assert!(!format!("{oidc:?}").contains("eyJ.t0ken"));
+
+        assert!(parse(&[]).unwrap().s3.roles.is_empty());
+        // Machine-wide aliases are left alone on other backends; the step's own settings are not.
+        let azure = [("PLUGIN_BACKEND", "azure"), ("AWS_ASSUME_ROLE_ARN", "arn:aws:iam::1:role/a")];
+        assert!(parse(&azure).unwrap().s3.roles.is_empty());
+        let error = parse(&[("PLUGIN_BACKEND", "azure"), ("PLUGIN_ASSUME_ROLE_ARN", "arn:aws:iam::1:role/a")]);
+        assert!(error.unwrap_err().to_string().contains("for the s3 backend only"));
+        let azure_oidc = parse(&[("PLUGIN_BACKEND", "azure"), ("PLUGIN_OIDC_TOKEN_ID", "eyJ.t0ken")]).unwrap();
+        assert!(azure_oidc.s3.roles.is_empty() && azure_oidc.azure.options.ad.oidc_token.is_some());
     }
 
     #[test]
@@ -1354,9 +1501,9 @@ mod tests {
         assert!(settings.validate().is_ok(), "an Azure AD sign-in needs no account key");
         assert!(!format!("{settings:?}").contains("s3cret") && !format!("{settings:?}").contains("eyJ-token"));
 
-        // `oidc_token_id` is the Azure sign-in's token only with the Azure backend (for S3 it is refused).
+        // `oidc_token_id` is the Azure sign-in's token only with the Azure backend (for S3, a role's web identity).
         let s3 = parse(&[("PLUGIN_OIDC_TOKEN_ID", "eyJ-token")]).unwrap_err().to_string();
-        assert!(s3.starts_with("PLUGIN_OIDC_TOKEN_ID is set, but chunkcache does not support it"), "{s3}");
+        assert!(s3.starts_with("PLUGIN_OIDC_TOKEN_ID is set, but no role to exchange the OIDC token for"), "{s3}");
         let message =
             parse(&[("PLUGIN_BACKEND", "azure"), ("PLUGIN_ACCOUNT_NAME", "acct")]).unwrap().validate().unwrap_err();
         assert!(message.to_string().contains("azure_client_id"), "{message}");

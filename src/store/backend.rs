@@ -37,6 +37,7 @@ use crate::core::secret::Secret;
 use crate::store::Store;
 use crate::store::azure_admin::ContainerAuth;
 use crate::store::retry::RetryPolicy;
+use crate::store::sts::{AssumeRoleOptions, RoleIdentity, StsCredentialProvider};
 
 /// A store that could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -267,6 +268,12 @@ pub struct S3Options {
     pub encryption: Option<String>,
     /// Raw `AWS_*` variables, passed to `object_store`'s S3 configuration.
     pub aws_env: BTreeMap<String, Secret>,
+    /// Roles to assume through STS, in order (the plugin's `assume_role_arn`, then `user_role_arn`): each
+    /// `AssumeRole` is signed with the credentials before it (the first with the keys or the `AWS_*` chain),
+    /// and the last role's credentials sign the S3 requests. See [`crate::store::sts`].
+    pub roles: Vec<AssumeRoleOptions>,
+    /// The STS endpoint for `roles` (the plugin's `sts_endpoint`); `https://sts.{region}.amazonaws.com` when unset.
+    pub sts_endpoint: Option<String>,
 }
 
 /// Google Cloud Storage settings, for the CLI and the plugin alike.
@@ -877,14 +884,75 @@ fn open_s3(bucket: &str, options: &BackendOptions) -> Result<(Arc<dyn ObjectStor
         Some(endpoint) => format!("S3 bucket {bucket:?} at {endpoint}"),
         None => format!("S3 bucket {bucket:?}"),
     };
-    s3_credentials_configured(s3, &description)?;
+    // A web identity is the whole of the credentials: the token is exchanged for them without signing.
+    if !matches!(s3.roles.first(), Some(AssumeRoleOptions { identity: RoleIdentity::WebIdentity(_), .. })) {
+        s3_credentials_configured(s3, &description)?;
+    }
     let (client, retry) = client_options(options, endpoint.as_deref().is_some_and(|e| e.starts_with("http://")))?;
-    let backend = builder
-        .with_client_options(client)
-        .with_retry(retry)
-        .build()
-        .map_err(|source| BackendError::Client { store: description.clone(), source })?;
+    let mut builder = builder.with_client_options(client).with_retry(retry);
+    if !s3.roles.is_empty() {
+        builder = with_roles(builder, s3, options, &description)?;
+    }
+    let backend = builder.build().map_err(|source| BackendError::Client { store: description.clone(), source })?;
     Ok((Arc::new(backend), description))
+}
+
+/// `builder` with the credentials of the last of `s3.roles`, each role assumed with the credentials before it.
+fn with_roles(
+    builder: AmazonS3Builder,
+    s3: &S3Options,
+    options: &BackendOptions,
+    description: &str,
+) -> Result<AmazonS3Builder, BackendError> {
+    use object_store::aws::AwsCredentialProvider;
+    use object_store::client::{HttpConnector as _, ReqwestConnector};
+    let variable = |name: &str| s3.aws_env.get(name).map(|value| value.expose().to_owned()).filter(|v| !v.is_empty());
+    // object_store's own default, so that STS and S3 agree on the region when none is set.
+    let region = s3
+        .region
+        .clone()
+        .or_else(|| variable("AWS_REGION"))
+        .or_else(|| variable("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|| "us-east-1".to_owned());
+    let endpoint = match &s3.sts_endpoint {
+        Some(endpoint) => endpoint_text(&endpoint_url(
+            endpoint,
+            "STS endpoint",
+            "sts_endpoint (PLUGIN_STS_ENDPOINT) or AWS_STS_ENDPOINT",
+        )?),
+        None => format!("https://sts.{region}.amazonaws.com"),
+    };
+    let uri = endpoint.parse::<http::Uri>().map_err(|e| BackendError::InvalidEndpoint {
+        what: "STS endpoint",
+        value: endpoint.clone(),
+        from: "sts_endpoint (PLUGIN_STS_ENDPOINT) or AWS_STS_ENDPOINT".into(),
+        reason: format!("it is not a URL ({e})"),
+    })?;
+    let (client, _) = client_options(options, endpoint.starts_with("http://"))?;
+    let client = ReqwestConnector::default()
+        .connect(&client)
+        .map_err(|source| BackendError::Client { store: format!("STS at {endpoint}"), source })?;
+    let mut credentials: Option<AwsCredentialProvider> = None;
+    for role in &s3.roles {
+        let base = match (&role.identity, credentials.take()) {
+            (RoleIdentity::WebIdentity(_), _) => None,
+            (RoleIdentity::Signed { .. }, Some(before)) => Some(before),
+            // The first role is assumed with what the bucket would otherwise use: the keys or the `AWS_*` chain.
+            (RoleIdentity::Signed { .. }, None) => Some(Arc::clone(
+                builder
+                    .clone()
+                    .build()
+                    .map_err(|source| BackendError::Client { store: description.to_owned(), source })?
+                    .credentials(),
+            )),
+        };
+        credentials =
+            Some(Arc::new(StsCredentialProvider::new(role.clone(), base, uri.clone(), region.clone(), client.clone())));
+    }
+    Ok(match credentials {
+        Some(credentials) => builder.with_credentials(credentials),
+        None => builder,
+    })
 }
 
 /// `AWS_*` variables that give, or say where to find, S3 credentials. Without one of them (or the

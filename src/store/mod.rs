@@ -45,6 +45,7 @@ pub mod backend;
 pub mod counting;
 pub mod gc;
 pub mod retry;
+pub mod sts;
 
 use std::fmt;
 use std::sync::Arc;
@@ -239,7 +240,7 @@ fn one_line(text: &str) -> String {
 }
 
 /// The text between the first `<tag>` and the following `</tag>`.
-fn xml_element<'a>(body: &'a str, tag: &str) -> Option<&'a str> {
+pub(crate) fn xml_element<'a>(body: &'a str, tag: &str) -> Option<&'a str> {
     let open = format!("<{tag}>");
     let start = body.find(&open)? + open.len();
     let end = body[start..].find(&format!("</{tag}>"))? + start;
