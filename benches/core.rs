@@ -136,7 +136,7 @@ fn big_manifest() -> Manifest {
         mounts: vec![Mount { path: b"gradle".to_vec() }],
         packs,
         chunks,
-        entries: all,
+        entries: all.into(),
     }
 }
 

@@ -249,7 +249,7 @@ fn hostile_manifests_are_rejected_before_anything_is_written() {
             mounts: vec![Mount { path: b"tree".to_vec() }],
             packs: vec![],
             chunks: vec![],
-            entries,
+            entries: entries.into(),
         };
         fs::create_dir_all(store.join("manifests")).unwrap();
         fs::write(store.join(keyed_path("manifests", key).unwrap().as_ref()), manifest.encode()).unwrap();

@@ -55,7 +55,8 @@ fn sample_body() -> Vec<u8> {
             entry("d/b", EntryKind::File { size: 300, offset: 1200 }),
             entry("d/l", EntryKind::Symlink { target: b"../a".to_vec() }),
             Entry { mount: 1, ..entry("", EntryKind::Dir) },
-        ],
+        ]
+        .into(),
     };
     postcard::to_stdvec(&manifest).unwrap()
 }

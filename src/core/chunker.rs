@@ -147,7 +147,7 @@ impl ChunkerParams {
 
     /// Groups files (given in stream order as `(path, size)`) into segments, returned as ranges
     /// of indices. Every file belongs to exactly one segment, in order.
-    pub fn segments<'a>(&self, files: impl IntoIterator<Item = (&'a [u8], u64)>) -> Vec<Range<usize>> {
+    pub fn segments<P: AsRef<[u8]>>(&self, files: impl IntoIterator<Item = (P, u64)>) -> Vec<Range<usize>> {
         let mut segments = Vec::new();
         let mut start = 0;
         let mut index = 0;
@@ -158,7 +158,7 @@ impl ChunkerParams {
                 }
                 segments.push(index..index + 1);
                 start = index + 1;
-            } else if path_hash(path) & SEGMENT_PATH_MASK == 0 {
+            } else if path_hash(path.as_ref()) & SEGMENT_PATH_MASK == 0 {
                 segments.push(start..index + 1);
                 start = index + 1;
             }

@@ -42,6 +42,7 @@ use crate::core::chunker::ChunkerParams;
 use crate::core::codec;
 use crate::core::id::{ChunkId, PackId};
 use crate::core::pack::MAX_PACK_LEN;
+use crate::core::paths::PathList;
 
 /// The manifest format this build writes, and the newest it reads.
 pub const FORMAT_VERSION: u16 = 3;
@@ -107,7 +108,7 @@ pub struct Manifest {
     /// The chunk stream, in order. An id may appear more than once.
     pub chunks: Vec<ChunkRef>,
     /// Every entry, sorted by `(mount, path)`; each mount's root has the empty path.
-    pub entries: Vec<Entry>,
+    pub entries: Entries,
 }
 
 /// A saved root.
@@ -188,6 +189,144 @@ pub enum EntryKind {
         #[serde(with = "serde_bytes")]
         target: Vec<u8>,
     },
+}
+
+/// The entries of a manifest, in order, with their paths front-coded ([`PathList`]): at 500k
+/// files, a path held as a vector of its own cost about 150 bytes, here about 30 (issue 9:
+/// memory flat in the size of the cache). An entry is read out whole ([`Entries::get`],
+/// [`Entries::iter`]); its kind, mount and mode without decoding its path.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Entries {
+    paths: PathList,
+    meta: Vec<EntryMeta>,
+}
+
+/// What an entry is, but its path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct EntryMeta {
+    mount: u32,
+    mode: u32,
+    mtime: Timestamp,
+    kind: EntryKind,
+}
+
+impl Entries {
+    /// How many entries there are.
+    pub fn len(&self) -> usize {
+        self.meta.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.meta.is_empty()
+    }
+
+    /// Appends an entry.
+    pub fn push(&mut self, entry: Entry) {
+        let Entry { mount, path, mode, mtime, kind } = entry;
+        self.paths.push(&path);
+        self.meta.push(EntryMeta { mount, mode, mtime, kind });
+    }
+
+    /// Entry `index`, path included.
+    ///
+    /// # Panics
+    /// If `index` is out of bounds.
+    pub fn get(&self, index: usize) -> Entry {
+        let EntryMeta { mount, mode, mtime, ref kind } = self.meta[index];
+        Entry { mount, path: self.paths.get(index), mode, mtime, kind: kind.clone() }
+    }
+
+    /// The path of entry `index`.
+    pub fn path(&self, index: usize) -> Vec<u8> {
+        self.paths.get(index)
+    }
+
+    /// The mount index of entry `index`.
+    pub fn mount(&self, index: usize) -> u32 {
+        self.meta[index].mount
+    }
+
+    /// The kind of entry `index`.
+    pub fn kind(&self, index: usize) -> &EntryKind {
+        &self.meta[index].kind
+    }
+
+    /// Every entry in order, each read out whole.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Entry> + '_ {
+        self.paths.iter().zip(&self.meta).map(|(path, meta)| Entry {
+            mount: meta.mount,
+            path,
+            mode: meta.mode,
+            mtime: meta.mtime,
+            kind: meta.kind.clone(),
+        })
+    }
+
+    /// Every entry's mount and kind, in order, without reading paths.
+    pub fn kinds(&self) -> impl ExactSizeIterator<Item = (u32, &EntryKind)> + '_ {
+        self.meta.iter().map(|meta| (meta.mount, &meta.kind))
+    }
+
+    /// The index of the entry at `path` of `mount`: a binary search, valid once the entries are
+    /// known to be sorted by `(mount, path)` (as a decoded manifest's are).
+    pub fn position(&self, mount: u32, path: &[u8]) -> Option<usize> {
+        let at = self.paths.partition_point(|index, found| (self.meta[index].mount, found) < (mount, path));
+        (at < self.len() && self.meta[at].mount == mount && self.paths.get(at) == path).then_some(at)
+    }
+
+    /// Every entry, each read out whole (tests and small manifests).
+    pub fn to_vec(&self) -> Vec<Entry> {
+        self.iter().collect()
+    }
+
+    /// Frees the room reserved for more entries.
+    pub fn shrink_to_fit(&mut self) {
+        self.paths.shrink_to_fit();
+        self.meta.shrink_to_fit();
+    }
+
+    /// Entries from a path list and the rest of each entry, in the same order (a save hands
+    /// over its scan's paths without copying them).
+    ///
+    /// # Panics
+    /// If the two differ in length.
+    pub fn from_parts(paths: PathList, rest: impl IntoIterator<Item = (u32, u32, Timestamp, EntryKind)>) -> Self {
+        let meta: Vec<EntryMeta> =
+            rest.into_iter().map(|(mount, mode, mtime, kind)| EntryMeta { mount, mode, mtime, kind }).collect();
+        assert_eq!(paths.len(), meta.len(), "one path per entry");
+        Self { paths, meta }
+    }
+}
+
+impl std::fmt::Debug for Entries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl FromIterator<Entry> for Entries {
+    fn from_iter<I: IntoIterator<Item = Entry>>(entries: I) -> Self {
+        let mut list = Self::default();
+        for entry in entries {
+            list.push(entry);
+        }
+        list.shrink_to_fit();
+        list
+    }
+}
+
+impl From<Vec<Entry>> for Entries {
+    fn from(entries: Vec<Entry>) -> Self {
+        entries.into_iter().collect()
+    }
+}
+
+/// Encoded as the list of entries it holds, as a `Vec<Entry>` is (the format is unchanged).
+impl Serialize for Entries {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
 }
 
 /// Why a manifest could not be read.
@@ -404,20 +543,22 @@ impl Manifest {
             }
             stream_len += u64::from(chunk.len);
         }
-        // Entries are checked in order, so those before the current one are sorted and its
-        // parent is found among them by binary search: no index of every path is built.
-        let mut roots = vec![false; self.mounts.len()];
-        let mut previous: Option<(u32, &[u8])> = None;
-        for (index, entry) in self.entries.iter().enumerate() {
+        // First the order, so that a parent is then found by binary search: no index of every
+        // path is built.
+        let mut previous: Option<(u32, Vec<u8>)> = None;
+        for entry in self.entries.iter() {
             let shown = String::from_utf8_lossy(&entry.path);
-            let here = (entry.mount, entry.path.as_slice());
             if entry.mount as usize >= self.mounts.len() {
                 return Err(format!("entry {shown:?} names mount {}", entry.mount));
             }
-            if previous.is_some_and(|p| p >= here) {
+            if previous.as_ref().is_some_and(|(mount, path)| (*mount, path.as_slice()) >= (entry.mount, &entry.path)) {
                 return Err(format!("entry {shown:?} is out of order or repeated"));
             }
-            previous = Some(here);
+            previous = Some((entry.mount, entry.path));
+        }
+        let mut roots = vec![false; self.mounts.len()];
+        for entry in self.entries.iter() {
+            let shown = String::from_utf8_lossy(&entry.path);
             validate_relative_path(&entry.path).map_err(|e| format!("entry {shown:?}: {e}"))?;
             if entry.mtime.nanos >= 1_000_000_000 {
                 return Err(format!("entry {shown:?} has an invalid mtime"));
@@ -428,10 +569,8 @@ impl Manifest {
                 }
                 roots[entry.mount as usize] = true;
             } else {
-                let parent = (entry.mount, parent_of(&entry.path));
-                let earlier = &self.entries[..index];
-                let found = earlier.binary_search_by(|e| (e.mount, e.path.as_slice()).cmp(&parent));
-                if !found.is_ok_and(|at| matches!(earlier[at].kind, EntryKind::Dir)) {
+                let found = self.entries.position(entry.mount, parent_of(&entry.path));
+                if !found.is_some_and(|at| matches!(self.entries.kind(at), EntryKind::Dir)) {
                     return Err(format!("entry {shown:?} has no parent directory in the manifest"));
                 }
             }
@@ -471,13 +610,10 @@ impl Manifest {
             }
         }
         self.mounts = kept;
-        self.entries.retain_mut(|entry| match renumbered[entry.mount as usize] {
-            Some(index) => {
-                entry.mount = index;
-                true
-            }
-            None => false,
-        });
+        self.entries = std::mem::take(&mut self.entries)
+            .iter()
+            .filter_map(|entry| renumbered[entry.mount as usize].map(|mount| Entry { mount, ..entry }))
+            .collect();
         dropped
     }
 
@@ -496,8 +632,8 @@ impl Manifest {
     /// Bytes of file content under each mount, by mount index.
     pub fn mount_bytes(&self) -> Vec<u64> {
         let mut bytes = vec![0; self.mounts.len()];
-        for entry in &self.entries {
-            if let (EntryKind::File { size, .. }, Some(total)) = (&entry.kind, bytes.get_mut(entry.mount as usize)) {
+        for (mount, kind) in self.entries.kinds() {
+            if let (EntryKind::File { size, .. }, Some(total)) = (kind, bytes.get_mut(mount as usize)) {
                 *total += size;
             }
         }
@@ -511,8 +647,8 @@ impl Manifest {
             packs: self.packs.len() as u64,
             ..ManifestSummary::default()
         };
-        for entry in &self.entries {
-            match entry.kind {
+        for (_, kind) in self.entries.kinds() {
+            match *kind {
                 EntryKind::Dir => summary.dirs += 1,
                 EntryKind::Symlink { .. } => summary.symlinks += 1,
                 EntryKind::File { size, .. } => {
@@ -673,7 +809,9 @@ fn decode_body(body: &[u8]) -> Result<Manifest, Refusal> {
     let (mounts, rest) = take_list::<Mount>(rest, "mounts", MAX_MOUNTS, MIN_MOUNT_LEN)?;
     let (packs, rest) = take_list::<PackId>(rest, "packs", MAX_PACKS, MIN_PACK_LEN)?;
     let (chunks, rest) = take_list::<ChunkRef>(rest, "chunks", MAX_CHUNKS, MIN_CHUNK_LEN)?;
-    let (entries, rest) = take_list::<Entry>(rest, "entries", MAX_ENTRIES, MIN_ENTRY_LEN)?;
+    let mut entries = Entries::default();
+    let rest = take_each::<Entry>(rest, "entries", MAX_ENTRIES, MIN_ENTRY_LEN, |entry| entries.push(entry))?;
+    entries.shrink_to_fit();
     if !rest.is_empty() {
         return Err(Refusal::Malformed(format!("{} bytes follow the manifest", rest.len())));
     }
@@ -687,8 +825,29 @@ fn take_list<'a, T: Deserialize<'a>>(
     limit: usize,
     min_len: usize,
 ) -> Result<(Vec<T>, &'a [u8]), Refusal> {
-    let malformed = |e: postcard::Error| Refusal::Malformed(format!("its {what} do not decode: {e}"));
-    let (count, mut rest) = postcard::take_from_bytes::<u64>(input).map_err(malformed)?;
+    let (count, rest) = take_count(input, what, limit, min_len)?;
+    let mut list = Vec::with_capacity(count);
+    let rest = take_items(rest, what, count, |item| list.push(item))?;
+    Ok((list, rest))
+}
+
+/// Reads a list of at most `limit` elements, each at least `min_len` bytes long, handing each
+/// to `take`.
+fn take_each<'a, T: Deserialize<'a>>(
+    input: &'a [u8],
+    what: &str,
+    limit: usize,
+    min_len: usize,
+    take: impl FnMut(T),
+) -> Result<&'a [u8], Refusal> {
+    let (count, rest) = take_count(input, what, limit, min_len)?;
+    take_items(rest, what, count, take)
+}
+
+/// Reads a list's count, refused over `limit` or over what the bytes left can hold.
+fn take_count<'a>(input: &'a [u8], what: &str, limit: usize, min_len: usize) -> Result<(usize, &'a [u8]), Refusal> {
+    let (count, rest) = postcard::take_from_bytes::<u64>(input)
+        .map_err(|e| Refusal::Malformed(format!("its {what} do not decode: {e}")))?;
     if count > limit as u64 {
         return Err(Refusal::OverLimit(format!("it declares {count} {what}, more than the limit of {limit}")));
     }
@@ -699,13 +858,23 @@ fn take_list<'a, T: Deserialize<'a>>(
             rest.len() / min_len
         )));
     }
-    let mut list = Vec::with_capacity(count as usize);
+    Ok((count as usize, rest))
+}
+
+/// Reads `count` elements of a list, handing each to `take`.
+fn take_items<'a, T: Deserialize<'a>>(
+    mut rest: &'a [u8],
+    what: &str,
+    count: usize,
+    mut take: impl FnMut(T),
+) -> Result<&'a [u8], Refusal> {
     for _ in 0..count {
-        let (item, after) = postcard::take_from_bytes::<T>(rest).map_err(malformed)?;
-        list.push(item);
+        let (item, after) = postcard::take_from_bytes::<T>(rest)
+            .map_err(|e| Refusal::Malformed(format!("its {what} do not decode: {e}")))?;
+        take(item);
         rest = after;
     }
-    Ok((list, rest))
+    Ok(rest)
 }
 
 #[cfg(test)]
@@ -737,14 +906,21 @@ pub(crate) mod tests {
             mounts: vec![Mount { path: b"caches".to_vec() }],
             packs: vec![PackId::of(b"p1"), PackId::of(b"p2")],
             chunks: vec![chunk(1, 1000), chunk(2, 500)],
-            entries: vec![
+            entries: Entries::from(vec![
                 entry("", EntryKind::Dir),
                 entry("a", EntryKind::File { size: 1200, offset: 0 }),
                 entry("d", EntryKind::Dir),
                 entry("d/b", EntryKind::File { size: 300, offset: 1200 }),
                 entry("d/l", EntryKind::Symlink { target: b"../a".to_vec() }),
-            ],
+            ]),
         }
+    }
+
+    /// Changes `manifest`'s entries as a vector.
+    pub(crate) fn edit(manifest: &mut Manifest, change: impl FnOnce(&mut Vec<Entry>)) {
+        let mut entries = manifest.entries.to_vec();
+        change(&mut entries);
+        manifest.entries = entries.into();
     }
 
     #[test]
@@ -1029,8 +1205,10 @@ pub(crate) mod tests {
     fn hostile_paths_are_rejected() {
         for bad in ["../etc/passwd", "/etc/passwd", "d/../../x", "d//x", "./x"] {
             let mut manifest = sample();
-            manifest.entries.push(Entry { path: bad.as_bytes().to_vec(), ..manifest.entries[1].clone() });
-            manifest.entries.sort_by(|a, b| a.path.cmp(&b.path));
+            edit(&mut manifest, |entries| {
+                entries.push(Entry { path: bad.as_bytes().to_vec(), ..entries[1].clone() });
+                entries.sort_by(|a, b| a.path.cmp(&b.path));
+            });
             let err = Manifest::decode("k", &manifest.encode()).unwrap_err();
             assert!(matches!(err, ManifestError::Invalid { .. }), "{bad}: {err}");
         }
@@ -1039,7 +1217,7 @@ pub(crate) mod tests {
     #[test]
     fn writes_through_a_symlink_are_rejected() {
         let mut manifest = sample();
-        manifest.entries.push(Entry { path: b"d/l/x".to_vec(), ..manifest.entries[1].clone() });
+        edit(&mut manifest, |entries| entries.push(Entry { path: b"d/l/x".to_vec(), ..entries[1].clone() }));
         let err = manifest.validate().unwrap_err();
         assert!(err.contains("no parent directory"), "{err}");
     }
@@ -1050,14 +1228,12 @@ pub(crate) mod tests {
     fn every_entry_needs_a_directory_parent_and_every_mount_a_root() {
         let with = |extra: &[(&str, EntryKind)]| {
             let mut manifest = sample();
-            for (path, kind) in extra {
-                manifest.entries.push(Entry {
-                    path: path.as_bytes().to_vec(),
-                    kind: kind.clone(),
-                    ..sample().entries[0]
-                });
-            }
-            manifest.entries.sort_by(|a, b| a.path.cmp(&b.path));
+            edit(&mut manifest, |entries| {
+                for (path, kind) in extra {
+                    entries.push(Entry { path: path.as_bytes().to_vec(), kind: kind.clone(), ..entries[0].clone() });
+                }
+                entries.sort_by(|a, b| a.path.cmp(&b.path));
+            });
             manifest.validate()
         };
         assert!(with(&[("e", EntryKind::Dir), ("e/x", EntryKind::Dir)]).is_ok());
@@ -1074,7 +1250,7 @@ pub(crate) mod tests {
     fn with_mounts(first: &str, second: &str) -> Manifest {
         let mut manifest = sample();
         manifest.mounts = vec![Mount { path: first.as_bytes().to_vec() }, Mount { path: second.as_bytes().to_vec() }];
-        manifest.entries.push(Entry { mount: 1, path: Vec::new(), ..manifest.entries[0].clone() });
+        edit(&mut manifest, |entries| entries.push(Entry { mount: 1, path: Vec::new(), ..entries[0].clone() }));
         manifest
     }
 
@@ -1108,7 +1284,7 @@ pub(crate) mod tests {
     #[test]
     fn extents_outside_the_stream_are_rejected() {
         let mut manifest = sample();
-        manifest.entries[1].kind = EntryKind::File { size: 10, offset: 1495 };
+        edit(&mut manifest, |entries| entries[1].kind = EntryKind::File { size: 10, offset: 1495 });
         assert!(manifest.validate().unwrap_err().contains("outside"));
     }
 
@@ -1118,7 +1294,7 @@ pub(crate) mod tests {
         assert_eq!(Mount::from_path(std::path::Path::new("/")).path, b"/");
         let mut manifest = sample();
         manifest.mounts.push(Mount { path: b"other".to_vec() });
-        manifest.entries.push(Entry { mount: 1, path: Vec::new(), ..manifest.entries[0].clone() });
+        edit(&mut manifest, |entries| entries.push(Entry { mount: 1, path: Vec::new(), ..entries[0].clone() }));
         let dropped = manifest.retain_mounts(|m| m.path == b"other");
         assert_eq!(dropped, ["caches"]);
         assert_eq!(manifest.mounts, [Mount { path: b"other".to_vec() }]);
@@ -1178,7 +1354,7 @@ pub(crate) mod tests {
                 if sorted {
                     entries.sort_by(|a, b| (a.mount, &a.path).cmp(&(b.mount, &b.path)));
                 }
-                Manifest { mounts, chunks, entries, chunker, ..sample() }
+                Manifest { mounts, chunks, entries: entries.into(), chunker, ..sample() }
             })
     }
 
@@ -1186,16 +1362,18 @@ pub(crate) mod tests {
         #[test]
         fn any_valid_manifest_round_trips(names in proptest::collection::btree_set("[a-zA-Z0-9 ._é-]{1,12}", 0..40), secs in any::<i64>(), nanos in 0u32..1_000_000_000) {
             let mut manifest = sample();
-            manifest.entries.truncate(1);
-            for name in names.iter().filter(|n| *n != "." && *n != "..") {
-                manifest.entries.push(Entry {
-                    mount: 0,
-                    path: name.as_bytes().to_vec(),
-                    mode: 0o644,
-                    mtime: Timestamp { secs, nanos },
-                    kind: EntryKind::File { size: 7, offset: 3 },
-                });
-            }
+            edit(&mut manifest, |entries| {
+                entries.truncate(1);
+                for name in names.iter().filter(|n| *n != "." && *n != "..") {
+                    entries.push(Entry {
+                        mount: 0,
+                        path: name.as_bytes().to_vec(),
+                        mode: 0o644,
+                        mtime: Timestamp { secs, nanos },
+                        kind: EntryKind::File { size: 7, offset: 3 },
+                    });
+                }
+            });
             prop_assert_eq!(Manifest::decode("k", &manifest.encode()).unwrap(), manifest);
         }
 

@@ -11,6 +11,7 @@ pub mod id;
 pub mod key;
 pub mod manifest;
 pub mod pack;
+pub mod paths;
 pub mod secret;
 pub mod stats;
 pub mod time;

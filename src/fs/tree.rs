@@ -132,7 +132,7 @@ pub fn prepare_tree(
     let mut removed = 0;
     let mut roots = Vec::with_capacity(manifest.mounts.len());
     for (index, entry) in manifest.entries.iter().enumerate().filter(|(_, e)| e.path.is_empty()) {
-        let path = plan.path_of(entry);
+        let path = plan.path_of(&entry);
         if plan.actions[index] == Action::Replace {
             removed += 1;
         }
@@ -142,17 +142,16 @@ pub fn prepare_tree(
     }
     let roots = Arc::new(roots);
     let mut resolver = Resolver::new(roots.clone());
-    let at = |index: usize| (manifest.entries[index].mount, manifest.entries[index].path.as_slice());
     // Folders that stay but get new contents may have been saved read-only: make them
     // writable while working; `finish_tree` sets their saved mode again.
     let receiving = changed_dirs(plan);
     for index in (0..receiving.len())
         .filter(|&index| receiving[index] && matches!(plan.actions[index], Action::Keep | Action::Touch))
     {
-        let (mount, path) = at(index);
+        let entry = manifest.entries.get(index);
         resolver
-            .with_dir(mount, path, |dir| safe::make_owner_accessible(dir))
-            .map_err(|source| TreeError { path: plan.path_of(&manifest.entries[index]), source })?;
+            .with_dir(entry.mount, &entry.path, |dir| safe::make_owner_accessible(dir))
+            .map_err(|source| TreeError { path: plan.path_of(&entry), source })?;
     }
     for (index, entry) in manifest.entries.iter().enumerate() {
         let action = plan.actions[index];
@@ -182,10 +181,10 @@ pub fn prepare_tree(
                     EntryKind::File { .. } => Ok(()),
                 }
             })
-            .map_err(|source| TreeError { path: plan.path_of(entry), source })?;
+            .map_err(|source| TreeError { path: plan.path_of(&entry), source })?;
     }
     for removal in stale_staging {
-        let entry = &manifest.entries[removal.dir];
+        let entry = manifest.entries.get(removal.dir);
         let gone = resolver
             .with_dir(entry.mount, &entry.path, |dir| removed_if_there(safe::remove_file(dir, &removal.name)))
             .map_err(io_error(&removal.path))?;
@@ -209,7 +208,7 @@ fn changed_dirs(plan: &TreePlan) -> Vec<bool> {
 /// Whether the manifest has an entry at `path` of `mount`: a binary search, since entries are
 /// sorted by `(mount, path)` (checked on decode), so no index of every path is built.
 fn has_entry(manifest: &Manifest, mount: u32, path: &[u8]) -> bool {
-    manifest.entries.binary_search_by(|entry| (entry.mount, entry.path.as_slice()).cmp(&(mount, path))).is_ok()
+    manifest.entries.position(mount, path).is_some()
 }
 
 /// Opens a mount's root directory, making it a directory first if it is not one.
@@ -270,17 +269,16 @@ pub fn find_removals(
 ) -> Result<(Vec<Removal>, Vec<Removal>), TreeError> {
     let changed = changed_dirs(plan);
     // Listing is the cost (one per folder), so it runs in parallel. Folders to create are empty.
-    let found = manifest
-        .entries
-        .par_iter()
-        .enumerate()
-        .filter(|(index, entry)| {
-            matches!(entry.kind, EntryKind::Dir)
-                && matches!(plan.actions[*index], Action::Keep | Action::Touch)
-                && (mirror || changed[*index])
+    let found = (0..manifest.entries.len())
+        .into_par_iter()
+        .filter(|&index| {
+            matches!(manifest.entries.kind(index), EntryKind::Dir)
+                && matches!(plan.actions[index], Action::Keep | Action::Touch)
+                && (mirror || changed[index])
         })
-        .map(|(index, entry)| {
-            let path = &plan.path_of(entry);
+        .map(|index| {
+            let entry = manifest.entries.get(index);
+            let path = &plan.path_of(&entry);
             let mut names = Vec::new();
             for found in fs::read_dir(path).map_err(io_error(path))? {
                 let name = found.map_err(io_error(path))?.file_name().into_vec();
@@ -294,7 +292,8 @@ pub fn find_removals(
         .collect::<Result<Vec<_>, TreeError>>()?;
     let (mut stale_staging, mut strays) = (Vec::new(), Vec::new());
     for (dir, name) in found.into_iter().flatten() {
-        let removal = Removal { dir, path: plan.path_of(&manifest.entries[dir]).join(OsStr::from_bytes(&name)), name };
+        let path = plan.path_of(&manifest.entries.get(dir)).join(OsStr::from_bytes(&name));
+        let removal = Removal { dir, path, name };
         if changed[dir] && is_staging_name(&removal.name) {
             stale_staging.push(removal);
         } else if mirror {
@@ -375,20 +374,21 @@ pub fn write_pieces(
     let mut resolver = Resolver::new(roots);
     let mut open: HashMap<usize, (File, Vec<u8>)> = HashMap::new();
     let parent_of_job = |job: &FileJob| {
-        let entry = &manifest.entries[job.entry];
-        (entry.mount, parent_of(&entry.path))
+        let mut path = manifest.entries.path(job.entry);
+        path.truncate(parent_of(&path).len());
+        (manifest.entries.mount(job.entry), path)
     };
     let result = (|| {
         while let Some(piece) = receiver.blocking_recv() {
             let job = &plan.files[piece.file];
-            let entry = &manifest.entries[job.entry];
-            let failed = |source| TreeError { path: plan.path_of(entry), source };
+            let entry = manifest.entries.get(job.entry);
+            let failed = |source| TreeError { path: plan.path_of(&entry), source };
             let (mount, parent) = parent_of_job(job);
             let (file, _) = match open.entry(piece.file) {
                 std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
                 std::collections::hash_map::Entry::Vacant(slot) => {
                     let (staging, file) = resolver
-                        .with_dir(mount, parent, |dir| staged(|name| safe::create_file(dir, name)))
+                        .with_dir(mount, &parent, |dir| staged(|name| safe::create_file(dir, name)))
                         .map_err(failed)?;
                     slot.insert((file, staging))
                 }
@@ -398,7 +398,7 @@ pub fn write_pieces(
                 let (file, staging) = open.remove(&piece.file).expect("opened above");
                 let name = safe::file_name(&entry.path);
                 resolver
-                    .with_dir(mount, parent, |dir| {
+                    .with_dir(mount, &parent, |dir| {
                         safe::set_mode_and_mtime(&file, entry.mode, entry.mtime)
                             .and_then(|()| {
                                 drop(file);
@@ -415,7 +415,7 @@ pub fn write_pieces(
     })();
     for (file, (_, staging)) in open.drain() {
         let (mount, parent) = parent_of_job(&plan.files[file]);
-        let _ = resolver.with_dir(mount, parent, |dir| safe::remove_file(dir, &staging));
+        let _ = resolver.with_dir(mount, &parent, |dir| safe::remove_file(dir, &staging));
     }
     result
 }
@@ -436,7 +436,7 @@ pub fn finish_tree(
     let mut resolver = Resolver::new(roots.clone());
     let mut changed = changed_dirs(plan);
     for stray in strays {
-        let entry = &manifest.entries[stray.dir];
+        let entry = manifest.entries.get(stray.dir);
         let gone = resolver
             .with_dir(entry.mount, &entry.path, |dir| {
                 if safe::stat(dir, &stray.name)?.is_none() {
@@ -449,13 +449,16 @@ pub fn finish_tree(
         removed += u64::from(gone);
         changed[stray.dir] = true;
     }
-    for (index, entry) in manifest.entries.iter().enumerate().rev() {
-        if !matches!(entry.kind, EntryKind::Dir) || (plan.actions[index] == Action::Keep && !changed[index]) {
+    for index in (0..manifest.entries.len()).rev() {
+        if !matches!(manifest.entries.kind(index), EntryKind::Dir)
+            || (plan.actions[index] == Action::Keep && !changed[index])
+        {
             continue;
         }
+        let entry = manifest.entries.get(index);
         resolver
             .with_dir(entry.mount, &entry.path, |dir| safe::set_mode_and_mtime(dir, entry.mode, entry.mtime))
-            .map_err(|source| TreeError { path: plan.path_of(entry), source })?;
+            .map_err(|source| TreeError { path: plan.path_of(&entry), source })?;
     }
     Ok(removed)
 }
@@ -477,8 +480,10 @@ mod tests {
         let scratch = tempfile::tempdir().unwrap();
         let (target, outside) = (scratch.path().join("out"), scratch.path().join("outside"));
         let mut manifest = sample();
-        manifest.entries.retain(|e| matches!(e.kind, EntryKind::Dir | EntryKind::Symlink { .. }));
-        manifest.entries.push(Entry { path: b"d/sub".to_vec(), ..manifest.entries[1].clone() });
+        crate::core::manifest::tests::edit(&mut manifest, |entries| {
+            entries.retain(|e| matches!(e.kind, EntryKind::Dir | EntryKind::Symlink { .. }));
+            entries.push(Entry { path: b"d/sub".to_vec(), ..entries[1].clone() });
+        });
         manifest.validate().unwrap();
         fs::create_dir_all(target.join("caches/d")).unwrap();
         let target = RestoreTarget::Under(target);
@@ -511,7 +516,9 @@ mod tests {
         let scratch = tempfile::tempdir().unwrap();
         let out = scratch.path().join("out");
         let mut manifest = sample();
-        manifest.entries.retain(|e| matches!(e.kind, EntryKind::Dir));
+        crate::core::manifest::tests::edit(&mut manifest, |entries| {
+            entries.retain(|e| matches!(e.kind, EntryKind::Dir))
+        });
         manifest.validate().unwrap();
         let target = RestoreTarget::Under(out.clone());
         let tree = plan(&manifest, &target).unwrap();

@@ -4,9 +4,11 @@
 //! a cache must hold exactly what is on disk) and the result is sorted, so the manifest and the
 //! chunk stream are deterministic. Symlinks are recorded, never followed.
 //!
-//! An entry holds its path once, relative to its mount: the scan of a large cache is hundreds of
-//! thousands of entries, so the absolute path of a file is joined ([`Scan::absolute`]) only when
-//! it is opened or named in a message (issue 9: memory flat in the size of the cache).
+//! An entry's path is held once, relative to its mount and front-coded with the others
+//! ([`PathList`]): the scan of a large cache is hundreds of thousands of entries, so the
+//! absolute path of a file is joined ([`Scan::absolute`]) only when it is opened or named in a
+//! message (issue 9: memory flat in the size of the cache). A save hands the paths on to its
+//! manifest as they are.
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -17,6 +19,7 @@ use globset::GlobSet;
 use ignore::{WalkBuilder, WalkState};
 
 use crate::core::manifest::Timestamp;
+use crate::core::paths::PathList;
 
 /// What the user asked the scan to leave out.
 #[derive(Clone, Debug, Default)]
@@ -29,13 +32,11 @@ pub struct WalkOptions {
     pub skip_symlinks: bool,
 }
 
-/// One scanned entry.
+/// One scanned entry; its path is [`Scan::paths`] at the same index.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScannedEntry {
     /// Index of the mount it lies under.
     pub mount: u32,
-    /// Path relative to the mount root (empty for the root).
-    pub path: Vec<u8>,
     /// Permission bits.
     pub mode: u32,
     /// Modification time.
@@ -61,6 +62,8 @@ pub struct Scan {
     /// The directory each mount was read from, by mount index (a mount that is a symlink is
     /// resolved to what it points to).
     pub roots: Vec<PathBuf>,
+    /// Each entry's path relative to its mount root (empty for the root), by entry index.
+    pub paths: PathList,
     /// Entries sorted by `(mount, path)`.
     pub entries: Vec<ScannedEntry>,
     /// Entries left out because they cannot be cached (sockets, FIFOs, devices).
@@ -68,10 +71,11 @@ pub struct Scan {
 }
 
 impl Scan {
-    /// Where `entry` is on disk: its mount's root joined with its relative path.
-    pub fn absolute(&self, entry: &ScannedEntry) -> PathBuf {
-        let root = &self.roots[entry.mount as usize];
-        if entry.path.is_empty() { root.clone() } else { root.join(std::ffi::OsStr::from_bytes(&entry.path)) }
+    /// Where entry `index` is on disk: its mount's root joined with its relative path.
+    pub fn absolute(&self, index: usize) -> PathBuf {
+        let root = &self.roots[self.entries[index].mount as usize];
+        let path = self.paths.get(index);
+        if path.is_empty() { root.clone() } else { root.join(std::ffi::OsStr::from_bytes(&path)) }
     }
 }
 
@@ -137,8 +141,8 @@ pub fn scan(mounts: &[PathBuf], options: &WalkOptions) -> Result<Scan, WalkError
                 {
                     return WalkState::Skip;
                 }
-                match scan_one(index as u32, relative, entry.path(), options) {
-                    Ok(Some(scanned)) => entries.lock().unwrap().push(scanned),
+                match scan_one(index as u32, entry.path(), options) {
+                    Ok(Some(scanned)) => entries.lock().unwrap().push((relative, scanned)),
                     Ok(None) => skipped.lock().unwrap().push(entry.path().to_path_buf()),
                     Err(err) => errors.lock().unwrap().push(err),
                 }
@@ -149,13 +153,19 @@ pub fn scan(mounts: &[PathBuf], options: &WalkOptions) -> Result<Scan, WalkError
     if let Some(err) = errors.into_inner().unwrap().into_iter().next() {
         return Err(err);
     }
-    let mut entries = entries.into_inner().unwrap();
-    // Grown by doubling while the walk pushed; the scan is held for the whole save.
-    entries.shrink_to_fit();
-    entries.sort_unstable_by(|a, b| (a.mount, &a.path).cmp(&(b.mount, &b.path)));
+    let mut found: Vec<(Vec<u8>, ScannedEntry)> = entries.into_inner().unwrap();
+    found.sort_unstable_by(|(a_path, a), (b_path, b)| (a.mount, a_path).cmp(&(b.mount, b_path)));
+    // Held for the whole save: the paths front-coded, the rest in a vector of its size.
+    let mut paths = PathList::new();
+    let mut entries = Vec::with_capacity(found.len());
+    for (path, entry) in found {
+        paths.push(&path);
+        entries.push(entry);
+    }
+    paths.shrink_to_fit();
     let mut skipped = skipped.into_inner().unwrap();
     skipped.sort();
-    Ok(Scan { roots, entries, skipped })
+    Ok(Scan { roots, paths, entries, skipped })
 }
 
 fn walk_error(root: &Path, err: ignore::Error) -> WalkError {
@@ -168,12 +178,7 @@ fn walk_error(root: &Path, err: ignore::Error) -> WalkError {
 }
 
 /// Reads one entry's metadata; `Ok(None)` for kinds a cache cannot hold, or skipped symlinks.
-fn scan_one(
-    mount: u32,
-    path: Vec<u8>,
-    absolute: &Path,
-    options: &WalkOptions,
-) -> Result<Option<ScannedEntry>, WalkError> {
+fn scan_one(mount: u32, absolute: &Path, options: &WalkOptions) -> Result<Option<ScannedEntry>, WalkError> {
     let io = |source| WalkError::Io { path: absolute.to_path_buf(), source };
     let metadata = std::fs::symlink_metadata(absolute).map_err(io)?;
     let file_type = metadata.file_type();
@@ -194,7 +199,6 @@ fn scan_one(
     };
     Ok(Some(ScannedEntry {
         mount,
-        path,
         mode: metadata.mode() & 0o7777,
         mtime: Timestamp { secs: metadata.mtime(), nanos: metadata.mtime_nsec() as u32 },
         kind,
@@ -216,9 +220,9 @@ mod tests {
         let scan_paths = |options: &WalkOptions| -> Vec<String> {
             scan(std::slice::from_ref(&root), options)
                 .unwrap()
-                .entries
+                .paths
                 .iter()
-                .map(|e| String::from_utf8(e.path.clone()).unwrap())
+                .map(|p| String::from_utf8(p).unwrap())
                 .collect()
         };
         assert_eq!(scan_paths(&WalkOptions::default()), ["", "a.txt", "b", "b/c", "b/c/x.lock", "b/link"]);
@@ -238,10 +242,10 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("real/sub")).unwrap();
         std::fs::write(dir.path().join("real/sub/f"), b"x").unwrap();
         std::os::unix::fs::symlink("real", dir.path().join("link")).unwrap();
-        let entries = scan(&[dir.path().join("link")], &WalkOptions::default()).unwrap().entries;
-        let paths: Vec<&[u8]> = entries.iter().map(|e| e.path.as_slice()).collect();
-        assert_eq!(paths, [&b""[..], b"sub", b"sub/f"]);
-        assert_eq!(entries[0].kind, ScannedKind::Dir);
+        let scanned = scan(&[dir.path().join("link")], &WalkOptions::default()).unwrap();
+        assert_eq!(scanned.paths.iter().collect::<Vec<_>>(), [&b""[..], b"sub", b"sub/f"]);
+        assert_eq!(scanned.entries[0].kind, ScannedKind::Dir);
+        assert_eq!(scanned.absolute(2), dir.path().join("real/sub/f"));
         let dangling = dir.path().join("dangling");
         std::os::unix::fs::symlink("nowhere", &dangling).unwrap();
         assert!(matches!(scan(&[dangling], &WalkOptions::default()), Err(WalkError::MissingMount { .. })));

@@ -387,7 +387,7 @@ pub fn analyze(options: &AnalyzeOptions, progress: &dyn Progress) -> Result<Anal
     let mut directories = Directories::default();
     for (index, (row, churn)) in measured.into_iter().enumerate() {
         if index == directory_size {
-            directories = directory_table(&options.paths, &current.entries, &churn, row.chunk_size, previous.is_some());
+            directories = directory_table(&options.paths, &current, &churn, row.chunk_size, previous.is_some());
         }
         sizes.push(row);
     }
@@ -465,7 +465,7 @@ fn measure(
                 stored_bytes: list.new_stored_bytes(),
                 objects: upload_objects,
             };
-            let restore = restore_over(&current.entries, &previous.entries, &list, &packs);
+            let restore = restore_over(current, previous, &list, &packs);
             (Some(upload), Some(restore), Some(save_requests(upload_objects)), Some(restore_requests(restore.requests)))
         }
         None => (None, None, None, None),
@@ -517,19 +517,19 @@ fn restore_requests(ranged_gets: u64) -> Requests {
 /// The restore of the current trees over the previous ones, planned as `restore` plans it: a
 /// file is kept when the previous tree has it at the same path with the same size, mode and
 /// mtime; every other file is written, and the chunks spanning them are fetched, each once.
-fn restore_over(
-    current: &[ScannedEntry],
-    previous: &[ScannedEntry],
-    list: &ChunkList,
-    packs: &PackModel,
-) -> RestoreFetch {
-    let on_disk: HashMap<(u32, &[u8]), (u64, u32, Timestamp)> = previous
-        .iter()
-        .filter_map(|e| match e.kind {
-            ScannedKind::File(size) => Some(((e.mount, e.path.as_slice()), (size, e.mode, e.mtime))),
+fn restore_over(current: &Scan, previous: &Scan, list: &ChunkList, packs: &PackModel) -> RestoreFetch {
+    // Both scans are sorted by `(mount, path)`: the previous tree is walked beside the current.
+    let mut on_disk = previous.paths.iter().zip(&previous.entries).peekable();
+    let mut previous_file = |mount: u32, path: &[u8]| -> Option<(u64, u32, Timestamp)> {
+        while on_disk.next_if(|(found, e)| (e.mount, found.as_slice()) < (mount, path)).is_some() {}
+        match on_disk.peek() {
+            Some((found, e)) if (e.mount, found.as_slice()) == (mount, path) => match e.kind {
+                ScannedKind::File(size) => Some((size, e.mode, e.mtime)),
+                _ => None,
+            },
             _ => None,
-        })
-        .collect();
+        }
+    };
     let mut offsets = Vec::with_capacity(list.chunks.len() + 1);
     offsets.push(0u64);
     for chunk in &list.chunks {
@@ -538,9 +538,9 @@ fn restore_over(
     let mut fetch = RestoreFetch::default();
     let mut needed: HashSet<usize> = HashSet::new();
     let mut offset = 0u64;
-    for entry in current {
+    for (path, entry) in current.paths.iter().zip(&current.entries) {
         let ScannedKind::File(size) = entry.kind else { continue };
-        let kept = on_disk.get(&(entry.mount, entry.path.as_slice())) == Some(&(size, entry.mode, entry.mtime));
+        let kept = previous_file(entry.mount, &path) == Some((size, entry.mode, entry.mtime));
         if !kept {
             fetch.files_written += 1;
             fetch.bytes_written += size;
@@ -591,32 +591,32 @@ fn file_churn(entries: &[ScannedEntry], list: &ChunkList) -> Vec<u64> {
 }
 
 /// The largest directories (at [`DIRECTORY_DEPTH`]) by size and by churn.
-fn directory_table(
-    mounts: &[PathBuf],
-    entries: &[ScannedEntry],
-    churn: &[u64],
-    chunk_size: u32,
-    with_churn: bool,
-) -> Directories {
-    let mut table: HashMap<(u32, &[u8]), DirectoryUse> = HashMap::new();
-    for (entry, &churned) in entries.iter().zip(churn) {
+fn directory_table(mounts: &[PathBuf], scan: &Scan, churn: &[u64], chunk_size: u32, with_churn: bool) -> Directories {
+    // By mount, then by directory: a directory's key is copied once, when first seen.
+    let mut table: HashMap<u32, HashMap<Vec<u8>, DirectoryUse>> = HashMap::new();
+    for ((path, entry), &churned) in scan.paths.iter().zip(&scan.entries).zip(churn) {
         let ScannedKind::File(size) = entry.kind else { continue };
-        let parent = crate::core::manifest::parent_of(&entry.path);
+        let parent = crate::core::manifest::parent_of(&path);
         let depth_end =
             parent.iter().enumerate().filter(|(_, b)| **b == b'/').map(|(at, _)| at).nth(DIRECTORY_DEPTH - 1);
         let directory = &parent[..depth_end.unwrap_or(parent.len())];
-        let row = table.entry((entry.mount, directory)).or_insert_with(|| DirectoryUse {
-            path: display_path(&mounts[entry.mount as usize], directory),
-            churn_bytes: with_churn.then_some(0),
-            ..DirectoryUse::default()
-        });
+        let directories = table.entry(entry.mount).or_default();
+        if !directories.contains_key(directory) {
+            let row = DirectoryUse {
+                path: display_path(&mounts[entry.mount as usize], directory),
+                churn_bytes: with_churn.then_some(0),
+                ..DirectoryUse::default()
+            };
+            directories.insert(directory.to_vec(), row);
+        }
+        let row = directories.get_mut(directory).expect("inserted above");
         row.files += 1;
         row.bytes += size;
         if let Some(total) = &mut row.churn_bytes {
             *total += churned;
         }
     }
-    let mut rows: Vec<DirectoryUse> = table.into_values().collect();
+    let mut rows: Vec<DirectoryUse> = table.into_values().flat_map(HashMap::into_values).collect();
     rows.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.path.cmp(&b.path)));
     let by_size = rows.iter().take(DIRECTORIES_LISTED).cloned().collect();
     let by_churn = if with_churn {
@@ -726,9 +726,10 @@ fn archive_sizes(mounts: &[PathBuf], scan: &Scan, costs: &ContentCosts) -> Resul
     // Where each file's content lies in the tar stream, and in the chunk stage's stream.
     let mut layout = Vec::new();
     let mut content = 0u64;
-    for entry in &scan.entries {
-        let name = archive_name(&mounts[entry.mount as usize], &entry.path);
-        let absolute = scan.absolute(entry);
+    for (path, entry) in scan.paths.iter().zip(&scan.entries) {
+        let name = archive_name(&mounts[entry.mount as usize], &path);
+        let root = &scan.roots[entry.mount as usize];
+        let absolute = if path.is_empty() { root.clone() } else { root.join(std::ffi::OsStr::from_bytes(&path)) };
         tar.append_path_with_name(&absolute, &name).map_err(fail(&absolute))?;
         if let ScannedKind::File(size) = entry.kind
             && size > 0

@@ -124,9 +124,15 @@ pub fn chunk_files(
     sink: &dyn ChunkSink,
     progress: &dyn Progress,
 ) -> Result<ChunkList, ChunkError> {
-    let files: Vec<&ScannedEntry> =
-        scan.entries.iter().filter(|e| matches!(e.kind, ScannedKind::File(s) if s > 0)).collect();
-    let segments = params.segments(files.iter().map(|e| (e.path.as_slice(), file_size(e))));
+    let files: Vec<usize> =
+        (0..scan.entries.len()).filter(|&i| matches!(scan.entries[i].kind, ScannedKind::File(s) if s > 0)).collect();
+    let segments = params.segments(
+        scan.paths
+            .iter()
+            .zip(&scan.entries)
+            .filter(|(_, e)| matches!(e.kind, ScannedKind::File(s) if s > 0))
+            .map(|(path, e)| (path, file_size(e))),
+    );
     let claims = Mutex::new(known);
     let chunked = segments
         .par_iter()
@@ -149,7 +155,7 @@ struct SegmentChunks {
 
 fn chunk_segment(
     scan: &Scan,
-    files: &[&ScannedEntry],
+    files: &[usize],
     params: &ChunkerParams,
     options: ChunkStageOptions,
     claims: &Mutex<HashMap<ChunkId, u32>>,
@@ -221,7 +227,7 @@ impl Claim for HashMap<ChunkId, u32> {
 /// Reads the files of a segment back to back, exactly their scanned sizes.
 struct SegmentReader<'a> {
     scan: &'a Scan,
-    files: std::slice::Iter<'a, &'a ScannedEntry>,
+    files: std::slice::Iter<'a, usize>,
     /// The file being read, with its path on disk (for messages).
     current: Option<(PathBuf, std::io::Take<File>)>,
     failure: Option<ChunkError>,
@@ -231,10 +237,11 @@ impl Read for SegmentReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         loop {
             let Some((path, file)) = &mut self.current else {
-                let Some(entry) = self.files.next() else {
+                let Some(&index) = self.files.next() else {
                     return Ok(0);
                 };
-                let path = self.scan.absolute(entry);
+                let path = self.scan.absolute(index);
+                let entry = &self.scan.entries[index];
                 let file = match File::open(&path) {
                     Ok(file) => file,
                     Err(source) => return Err(self.fail(ChunkError::Read { path, source })),

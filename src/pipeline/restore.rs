@@ -290,15 +290,16 @@ pub struct RestoreStats {
 impl RestorePlan {
     /// The files to write, in the order they are written.
     pub fn paths_to_write(&self) -> impl Iterator<Item = PathBuf> + '_ {
-        self.work
-            .iter()
-            .flat_map(|work| work.tree.files.iter().map(|file| work.tree.path_of(&work.manifest.entries[file.entry])))
+        self.work.iter().flat_map(|work| {
+            work.tree.files.iter().map(|file| work.tree.path_of(&work.manifest.entries.get(file.entry)))
+        })
     }
 
     /// Everything to remove: what is in the way of an entry, stale staging files and strays.
     pub fn paths_to_remove(&self) -> impl Iterator<Item = PathBuf> + '_ {
         self.work.iter().flat_map(|work| {
-            let conflicts = work.tree.conflicts.iter().map(|&index| work.tree.path_of(&work.manifest.entries[index]));
+            let conflicts =
+                work.tree.conflicts.iter().map(|&index| work.tree.path_of(&work.manifest.entries.get(index)));
             let removals = work.stale_staging.iter().chain(&work.strays).map(|removal| removal.path.clone());
             conflicts.chain(removals)
         })
@@ -481,17 +482,18 @@ pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<TreePlan, Res
         .iter()
         .map(|e| {
             (!e.path.is_empty()).then(|| {
-                let parent = (e.mount, parent_of(&e.path));
-                let found = manifest.entries.binary_search_by(|p| (p.mount, p.path.as_slice()).cmp(&parent));
+                let found = manifest.entries.position(e.mount, parent_of(&e.path));
                 found.expect("a decoded manifest has every parent") as u32
             })
         })
         .collect();
     let follow_roots = matches!(target, RestoreTarget::Original(_));
-    let (mut actions, found_dirs): (Vec<Action>, Vec<bool>) = manifest
-        .entries
-        .par_iter()
-        .map(|entry| compare(entry, &entry_path(&roots, entry), follow_roots && entry.path.is_empty()))
+    let (mut actions, found_dirs): (Vec<Action>, Vec<bool>) = (0..manifest.entries.len())
+        .into_par_iter()
+        .map(|index| {
+            let entry = manifest.entries.get(index);
+            compare(&entry, &entry_path(&roots, &entry), follow_roots && entry.path.is_empty())
+        })
         .collect::<Result<Vec<_>, _>>()?
         .into_iter()
         .unzip();
@@ -505,17 +507,17 @@ pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<TreePlan, Res
     }
     let conflicts = (0..actions.len())
         .filter(|&index| {
-            let entry = &manifest.entries[index];
             actions[index] == Action::Replace
-                && (entry.path.is_empty() || found_dirs[index] != matches!(entry.kind, EntryKind::Dir))
+                && (parents[index].is_none()
+                    || found_dirs[index] != matches!(manifest.entries.kind(index), EntryKind::Dir))
         })
         .collect();
     let mut files: Vec<FileJob> = manifest
         .entries
-        .iter()
+        .kinds()
         .enumerate()
         .filter(|(index, _)| matches!(actions[*index], Action::Create | Action::Replace))
-        .filter_map(|(index, entry)| match entry.kind {
+        .filter_map(|(index, (_, kind))| match *kind {
             EntryKind::File { size, offset } => Some(FileJob { entry: index, offset, size }),
             _ => None,
         })
@@ -668,7 +670,7 @@ impl Users<'_> {
         let chunk = self.first_chunk[&id];
         let (start, end) = (self.offsets[chunk], self.offsets[chunk + 1]);
         let user = self.plan.files.iter().find(|f| f.offset < end && f.offset + f.size > start);
-        user.map_or_else(PathBuf::new, |f| self.plan.path_of(&self.manifest.entries[f.entry]))
+        user.map_or_else(PathBuf::new, |f| self.plan.path_of(&self.manifest.entries.get(f.entry)))
     }
 }
 

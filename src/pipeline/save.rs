@@ -31,10 +31,10 @@ use tokio::task::JoinSet;
 use crate::core::chunker::ChunkerParams;
 use crate::core::gc::DEFAULT_GRACE_MS;
 use crate::core::id::{ChunkId, PackId};
-use crate::core::manifest::{ChunkRef, Entry, EntryKind, Manifest, ManifestSummary, Mount, validate_mounts};
+use crate::core::manifest::{ChunkRef, Entries, EntryKind, Manifest, ManifestSummary, Mount, validate_mounts};
 use crate::core::pack::PackBuilder;
 use crate::core::time::now_ms;
-use crate::fs::walk::{self, ScannedEntry, ScannedKind, WalkError, WalkOptions};
+use crate::fs::walk::{self, Scan, ScannedKind, WalkError, WalkOptions};
 use crate::pipeline::chunk::{self, ChunkError, ChunkStageOptions, NewChunk, StagedChunk};
 use crate::pipeline::progress::Progress;
 use crate::store::{RequestSnapshot, Store, StoreError, keyed_path};
@@ -260,6 +260,8 @@ async fn run(
     }
     drop(sender);
     let packed = uploader.await.expect("upload task panicked")?;
+    // The pack buffers are not needed for the manifest: free them before it is built.
+    drop(spare);
     let chunked = chunked?;
 
     let (new_chunks, new_bytes) = (chunked.new.len() as u64, chunked.new_bytes());
@@ -267,7 +269,7 @@ async fn run(
     let new_packs = packed.packs.len() as u64;
     let (packs, chunks) = locate(&chunked.chunks, &known, &packed);
     let skipped_special = scan.skipped.iter().map(|p| p.display().to_string()).collect();
-    let manifest = build_manifest(options, recorded, started_at_ms, params, scan.entries, packs, chunks);
+    let manifest = build_manifest(options, recorded, started_at_ms, params, scan, packs, chunks);
     // What restores will check, checked before committing: a manifest no restore accepts must
     // never become the key's latest.
     manifest.validate().map_err(|reason| SaveError::Invalid { reason })?;
@@ -535,36 +537,31 @@ fn locate(chunks: &[StagedChunk], known: &HashMap<ChunkId, Location>, packed: &P
     (packs, refs)
 }
 
-/// The manifest of the scanned entries, which it takes over: each path moves into the manifest
-/// instead of being copied, so a save holds every path once.
+/// The manifest of the scanned entries, which it takes over: the scan's front-coded paths
+/// become the manifest's as they are, so a save holds every path once.
 fn build_manifest(
     options: &SaveOptions,
     mounts: Vec<Mount>,
     started_at_ms: u64,
     chunker: ChunkerParams,
-    scanned: Vec<ScannedEntry>,
+    scan: Scan,
     packs: Vec<PackId>,
     chunks: Vec<ChunkRef>,
 ) -> Manifest {
     let mut offset = 0u64;
-    let entries = scanned
-        .into_iter()
-        .map(|e| Entry {
-            mount: e.mount,
-            path: e.path,
-            mode: e.mode,
-            mtime: e.mtime,
-            kind: match e.kind {
-                ScannedKind::Dir => EntryKind::Dir,
-                ScannedKind::Symlink(target) => EntryKind::Symlink { target },
-                ScannedKind::File(size) => {
-                    let start = offset;
-                    offset += size;
-                    EntryKind::File { size, offset: start }
-                }
-            },
-        })
-        .collect();
+    let rest = scan.entries.into_iter().map(|e| {
+        let kind = match e.kind {
+            ScannedKind::Dir => EntryKind::Dir,
+            ScannedKind::Symlink(target) => EntryKind::Symlink { target },
+            ScannedKind::File(size) => {
+                let start = offset;
+                offset += size;
+                EntryKind::File { size, offset: start }
+            }
+        };
+        (e.mount, e.mode, e.mtime, kind)
+    });
+    let entries = Entries::from_parts(scan.paths, rest);
     Manifest {
         key: options.key.clone(),
         started_at_ms,
