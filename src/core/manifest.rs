@@ -263,6 +263,52 @@ impl Entries {
         })
     }
 
+    /// The entries from `start` on, in order, each read out whole.
+    pub fn iter_from(&self, start: usize) -> impl Iterator<Item = Entry> + '_ {
+        self.paths.iter_from(start).zip(&self.meta[start.min(self.len())..]).map(|(path, meta)| Entry {
+            mount: meta.mount,
+            path,
+            mode: meta.mode,
+            mtime: meta.mtime,
+            kind: meta.kind.clone(),
+        })
+    }
+
+    /// The index of every entry's parent directory entry (`None` for a mount root), found in
+    /// one pass with a stack of the open directories, and by binary search where the sort
+    /// order interleaves (`a`, `a-b`, `a/c`). Valid once the entries are known to be sorted.
+    ///
+    /// # Errors
+    /// The index of the first entry whose parent is missing or is not a directory.
+    pub fn parents(&self) -> Result<Vec<Option<u32>>, usize> {
+        let mut parents = Vec::with_capacity(self.len());
+        let mut open: Vec<(u32, Vec<u8>, u32)> = Vec::new();
+        for (index, (path, meta)) in self.paths.iter().zip(&self.meta).enumerate() {
+            let parent = if path.is_empty() {
+                open.clear();
+                None
+            } else {
+                let wanted = parent_of(&path);
+                while open.last().is_some_and(|(mount, dir, _)| *mount != meta.mount || !contains(dir, wanted)) {
+                    open.pop();
+                }
+                let found = match open.last() {
+                    Some((_, dir, at)) if dir == wanted => Some(*at as usize),
+                    _ => self.position(meta.mount, wanted),
+                };
+                match found {
+                    Some(at) if matches!(self.meta[at].kind, EntryKind::Dir) => Some(at as u32),
+                    _ => return Err(index),
+                }
+            };
+            if matches!(meta.kind, EntryKind::Dir) {
+                open.push((meta.mount, path, index as u32));
+            }
+            parents.push(parent);
+        }
+        Ok(parents)
+    }
+
     /// Every entry's mount and kind, in order, without reading paths.
     pub fn kinds(&self) -> impl ExactSizeIterator<Item = (u32, &EntryKind)> + '_ {
         self.meta.iter().map(|meta| (meta.mount, &meta.kind))
@@ -547,42 +593,41 @@ impl Manifest {
         // path is built.
         let mut previous: Option<(u32, Vec<u8>)> = None;
         for entry in self.entries.iter() {
-            let shown = String::from_utf8_lossy(&entry.path);
+            let shown = || String::from_utf8_lossy(&entry.path);
             if entry.mount as usize >= self.mounts.len() {
-                return Err(format!("entry {shown:?} names mount {}", entry.mount));
+                return Err(format!("entry {:?} names mount {}", shown(), entry.mount));
             }
             if previous.as_ref().is_some_and(|(mount, path)| (*mount, path.as_slice()) >= (entry.mount, &entry.path)) {
-                return Err(format!("entry {shown:?} is out of order or repeated"));
+                return Err(format!("entry {:?} is out of order or repeated", shown()));
             }
             previous = Some((entry.mount, entry.path));
         }
+        // The first entry without a directory parent; reported in its place in the order.
+        let orphan = self.entries.parents().err();
         let mut roots = vec![false; self.mounts.len()];
-        for entry in self.entries.iter() {
-            let shown = String::from_utf8_lossy(&entry.path);
-            validate_relative_path(&entry.path).map_err(|e| format!("entry {shown:?}: {e}"))?;
+        for (index, entry) in self.entries.iter().enumerate() {
+            let shown = || String::from_utf8_lossy(&entry.path);
+            validate_relative_path(&entry.path).map_err(|e| format!("entry {:?}: {e}", shown()))?;
             if entry.mtime.nanos >= 1_000_000_000 {
-                return Err(format!("entry {shown:?} has an invalid mtime"));
+                return Err(format!("entry {:?} has an invalid mtime", shown()));
             }
             if entry.path.is_empty() {
                 if matches!(entry.kind, EntryKind::Symlink { .. }) {
                     return Err("a mount root is a symlink".into());
                 }
                 roots[entry.mount as usize] = true;
-            } else {
-                let found = self.entries.position(entry.mount, parent_of(&entry.path));
-                if !found.is_some_and(|at| matches!(self.entries.kind(at), EntryKind::Dir)) {
-                    return Err(format!("entry {shown:?} has no parent directory in the manifest"));
-                }
+            } else if orphan == Some(index) {
+                return Err(format!("entry {:?} has no parent directory in the manifest", shown()));
             }
             match &entry.kind {
                 EntryKind::File { size, offset } => {
                     if offset.checked_add(*size).is_none_or(|end| end > stream_len) {
-                        return Err(format!("file {shown:?} lies outside the chunk stream"));
+                        return Err(format!("file {:?} lies outside the chunk stream", shown()));
                     }
                 }
                 EntryKind::Symlink { target } => {
                     if target.is_empty() || target.contains(&0) {
-                        return Err(format!("symlink {shown:?} has an invalid target"));
+                        return Err(format!("symlink {:?} has an invalid target", shown()));
                     }
                 }
                 EntryKind::Dir => {}
@@ -677,6 +722,11 @@ pub fn chunk_span(offsets: &[u64], offset: u64, size: u64) -> Range<usize> {
     let first = offsets.partition_point(|&start| start <= offset) - 1;
     let last = offsets.partition_point(|&start| start < offset + size) - 1;
     first..last + 1
+}
+
+/// Whether relative path `dir` is `path` or one of its ancestors.
+fn contains(dir: &[u8], path: &[u8]) -> bool {
+    dir.is_empty() || (path.starts_with(dir) && path.get(dir.len()).is_none_or(|&b| b == b'/'))
 }
 
 /// The parent of a relative path (`b""` for a top-level name).
@@ -1211,6 +1261,29 @@ pub(crate) mod tests {
             });
             let err = Manifest::decode("k", &manifest.encode()).unwrap_err();
             assert!(matches!(err, ManifestError::Invalid { .. }), "{bad}: {err}");
+        }
+    }
+
+    /// The one-pass parent search agrees with a binary search, also where the byte order puts
+    /// siblings between a folder and its children (`-` and `.` sort before `/`).
+    #[test]
+    fn parents_are_found_where_the_order_interleaves() {
+        let mut manifest = sample();
+        edit(&mut manifest, |entries| {
+            let (dir, file) = (entries[2].clone(), entries[1].clone());
+            for (path, like) in
+                [("e", &dir), ("e-x", &dir), ("e.y", &file), ("e/f", &dir), ("e/f/g", &file), ("e-x/h", &file)]
+            {
+                entries.push(Entry { path: path.as_bytes().to_vec(), ..like.clone() });
+            }
+            entries.sort_by(|a, b| a.path.cmp(&b.path));
+        });
+        manifest.validate().unwrap();
+        let parents = manifest.entries.parents().unwrap();
+        for (index, entry) in manifest.entries.iter().enumerate() {
+            let expected = (!entry.path.is_empty())
+                .then(|| manifest.entries.position(entry.mount, parent_of(&entry.path)).unwrap() as u32);
+            assert_eq!(parents[index], expected, "{:?}", String::from_utf8_lossy(&entry.path));
         }
     }
 

@@ -102,6 +102,20 @@ impl PathList {
         })
     }
 
+    /// The paths from `start` on, in order, each as a new vector.
+    pub fn iter_from(&self, start: usize) -> impl Iterator<Item = Vec<u8>> + '_ {
+        let mut cursor = self.cursor_at_restart(start / RESTART);
+        for _ in 0..start % RESTART {
+            if start < self.len {
+                cursor.advance();
+            }
+        }
+        (start.min(self.len)..self.len).map(move |_| {
+            cursor.advance();
+            cursor.current.clone()
+        })
+    }
+
     /// Calls `visit` with each path in order, without allocating per path.
     pub fn for_each(&self, mut visit: impl FnMut(usize, &[u8])) {
         let mut cursor = self.cursor_at_restart(0);
@@ -237,7 +251,9 @@ mod tests {
         assert_eq!(list.iter().collect::<Vec<_>>(), paths);
         for (index, path) in paths.iter().enumerate().rev() {
             assert_eq!(&list.get(index), path, "path {index}");
+            assert_eq!(list.iter_from(index).collect::<Vec<_>>(), paths[index..], "from {index}");
         }
+        assert_eq!(list.iter_from(paths.len()).count(), 0);
         let mut visited = Vec::new();
         list.for_each(|index, path| visited.push((index, path.to_vec())));
         assert_eq!(visited, paths.into_iter().enumerate().collect::<Vec<_>>());

@@ -372,33 +372,32 @@ pub fn write_pieces(
     mut receiver: mpsc::Receiver<Piece>,
 ) -> Result<(), TreeError> {
     let mut resolver = Resolver::new(roots);
-    let mut open: HashMap<usize, (File, Vec<u8>)> = HashMap::new();
-    let parent_of_job = |job: &FileJob| {
-        let mut path = manifest.entries.path(job.entry);
-        path.truncate(parent_of(&path).len());
-        (manifest.entries.mount(job.entry), path)
-    };
+    // Each file being written, with its staging name and its entry (read out once).
+    let mut open: HashMap<usize, (File, Vec<u8>, Entry)> = HashMap::new();
     let result = (|| {
         while let Some(piece) = receiver.blocking_recv() {
-            let job = &plan.files[piece.file];
-            let entry = manifest.entries.get(job.entry);
-            let failed = |source| TreeError { path: plan.path_of(&entry), source };
-            let (mount, parent) = parent_of_job(job);
-            let (file, _) = match open.entry(piece.file) {
+            let (file, _, entry) = match open.entry(piece.file) {
                 std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
                 std::collections::hash_map::Entry::Vacant(slot) => {
+                    let entry = manifest.entries.get(plan.files[piece.file].entry);
                     let (staging, file) = resolver
-                        .with_dir(mount, &parent, |dir| staged(|name| safe::create_file(dir, name)))
-                        .map_err(failed)?;
-                    slot.insert((file, staging))
+                        .with_dir(entry.mount, parent_of(&entry.path), |dir| {
+                            staged(|name| safe::create_file(dir, name))
+                        })
+                        .map_err(|source| TreeError { path: plan.path_of(&entry), source })?;
+                    slot.insert((file, staging, entry))
                 }
             };
-            file.write_all(&piece.data[piece.range]).map_err(failed)?;
+            let failed = |entry: &Entry| {
+                let path = plan.path_of(entry);
+                move |source| TreeError { path, source }
+            };
+            file.write_all(&piece.data[piece.range]).map_err(failed(entry))?;
             if piece.last {
-                let (file, staging) = open.remove(&piece.file).expect("opened above");
-                let name = safe::file_name(&entry.path);
+                let (file, staging, entry) = open.remove(&piece.file).expect("opened above");
+                let (mount, parent, name) = (entry.mount, parent_of(&entry.path), safe::file_name(&entry.path));
                 resolver
-                    .with_dir(mount, &parent, |dir| {
+                    .with_dir(mount, parent, |dir| {
                         safe::set_mode_and_mtime(&file, entry.mode, entry.mtime)
                             .and_then(|()| {
                                 drop(file);
@@ -408,14 +407,13 @@ pub fn write_pieces(
                                 let _ = safe::remove_file(dir, &staging);
                             })
                     })
-                    .map_err(failed)?;
+                    .map_err(failed(&entry))?;
             }
         }
         Ok(())
     })();
-    for (file, (_, staging)) in open.drain() {
-        let (mount, parent) = parent_of_job(&plan.files[file]);
-        let _ = resolver.with_dir(mount, &parent, |dir| safe::remove_file(dir, &staging));
+    for (_, (_, staging, entry)) in open.drain() {
+        let _ = resolver.with_dir(entry.mount, parent_of(&entry.path), |dir| safe::remove_file(dir, &staging));
     }
     result
 }

@@ -37,9 +37,7 @@ use tokio::sync::mpsc;
 
 use crate::core::codec::CorruptChunk;
 use crate::core::id::{ChunkId, PackId};
-use crate::core::manifest::{
-    ChunkRef, Entry, EntryKind, Manifest, ManifestError, Mount, Timestamp, chunk_span, parent_of,
-};
+use crate::core::manifest::{ChunkRef, Entry, EntryKind, Manifest, ManifestError, Mount, Timestamp, chunk_span};
 pub use crate::fs::tree::RestoreTarget;
 use crate::fs::tree::{
     Action, FileJob, Piece, Removal, TreeError, TreePlan, entry_path, find_removals, finish_tree, prepare_tree,
@@ -467,6 +465,9 @@ pub fn at_boundary(prefix: &str, key: &str) -> bool {
     prefix.is_empty() || prefix.ends_with(SEPARATORS) || rest.is_empty() || rest.starts_with(SEPARATORS)
 }
 
+/// Entries compared with the local tree per parallel task in [`plan`].
+const COMPARE_RUN: usize = 256;
+
 /// Compares the manifest with the local tree. Planning only reads; what it sees through a
 /// path is advice, never trusted by execution, which reaches every entry through directory
 /// handles that refuse symlinks ([`crate::fs::safe`]).
@@ -477,22 +478,18 @@ pub fn plan(manifest: &Manifest, target: &RestoreTarget) -> Result<TreePlan, Res
     let roots: Vec<PathBuf> = manifest.mounts.iter().map(|mount| mount_root(target, mount)).collect();
     // Entries are sorted by `(mount, path)` (checked on decode): a parent is found by binary
     // search, with no index of every path (issue 9: memory flat in the size of the cache).
-    let parents: Vec<Option<u32>> = manifest
-        .entries
-        .iter()
-        .map(|e| {
-            (!e.path.is_empty()).then(|| {
-                let found = manifest.entries.position(e.mount, parent_of(&e.path));
-                found.expect("a decoded manifest has every parent") as u32
-            })
-        })
-        .collect();
+    let parents = manifest.entries.parents().expect("a decoded manifest has every parent");
     let follow_roots = matches!(target, RestoreTarget::Original(_));
-    let (mut actions, found_dirs): (Vec<Action>, Vec<bool>) = (0..manifest.entries.len())
+    // Compared in parallel by runs of entries, each run's paths decoded in order.
+    let (mut actions, found_dirs): (Vec<Action>, Vec<bool>) = (0..manifest.entries.len().div_ceil(COMPARE_RUN))
         .into_par_iter()
-        .map(|index| {
-            let entry = manifest.entries.get(index);
-            compare(&entry, &entry_path(&roots, &entry), follow_roots && entry.path.is_empty())
+        .flat_map_iter(|run| {
+            let start = run * COMPARE_RUN;
+            manifest
+                .entries
+                .iter_from(start)
+                .take(COMPARE_RUN)
+                .map(|entry| compare(&entry, &entry_path(&roots, &entry), follow_roots && entry.path.is_empty()))
         })
         .collect::<Result<Vec<_>, _>>()?
         .into_iter()
