@@ -6,13 +6,15 @@
 # Usage (from anywhere in the repository):
 #   benches/scaling.sh
 #   SIZES="512M 2G" benches/scaling.sh
-#   SIZES=8G STORE_DIR=/work/scratch/scaling benches/scaling.sh   # when /dev/shm is too small
+#   SIZES=8G STORE_DIR=/work/scratch/scaling RESTORE_DIR=/dev/shm/cc-restored benches/scaling.sh   # when /dev/shm is short
 #
 # Environment:
 #   SIZES="512M 2G 8G"   fixture sizes (K/M/G suffixes)          SEED=1   fixture seed
 #   WORK=/dev/shm/chunkcache-scaling   where the trees are generated (kept between runs: generation
 #                                      is the slow part, and a tree of a given size and seed never changes)
-#   STORE_DIR=$WORK    where the store and the restored tree go (a disk path if tmpfs is short)
+#   STORE_DIR=$WORK    where the store goes (a disk path if tmpfs is short: packs are few large files)
+#   RESTORE_DIR=$STORE_DIR   where the restored tree goes (keep it on tmpfs: file creation on a disk costs
+#                      about 1 ms a file)
 #   CHUNKCACHE=...     chunkcache binary (default target/release/chunkcache; build it first, under
 #                      `flock /tmp/release-build.lock` on a shared machine)
 #   FIXTURE_BIN=...    gradle-fixture binary (default target/release/examples/gradle-fixture)
@@ -27,6 +29,7 @@ SIZES=${SIZES:-512M 2G 8G}
 SEED=${SEED:-1}
 WORK=${WORK:-/dev/shm/chunkcache-scaling}
 STORE_DIR=${STORE_DIR:-$WORK}
+RESTORE_DIR=${RESTORE_DIR:-$STORE_DIR}
 CHUNKCACHE=${CHUNKCACHE:-$ROOT/target/release/chunkcache}
 FIXTURE_BIN=${FIXTURE_BIN:-$ROOT/target/release/examples/gradle-fixture}
 
@@ -39,7 +42,7 @@ die() {
 [[ -x /usr/bin/time ]] || die "GNU time is missing: apt-get install time"
 [[ -x $CHUNKCACHE ]] || die "$CHUNKCACHE not found: cargo build --release (or set CHUNKCACHE)"
 [[ -x $FIXTURE_BIN ]] || die "$FIXTURE_BIN not found: cargo build --release --example gradle-fixture (or set FIXTURE_BIN)"
-mkdir -p "$WORK" "$STORE_DIR"
+mkdir -p "$WORK" "$STORE_DIR" "$RESTORE_DIR"
 
 # measure LOG COMMAND...: runs COMMAND under GNU time; prints "seconds max_rss_kib".
 measure() {
@@ -64,7 +67,7 @@ for size in $SIZES; do
 			die "fixture generation failed: $tree.fixture.log"
 	fi
 	store=$STORE_DIR/store-$size
-	restored=$STORE_DIR/restored-$size
+	restored=$RESTORE_DIR/restored-$size
 	rm -rf "$store" "$restored"
 	log "$size: cold save"
 	read -r save_s save_kib < <(cd "$tree" && measure "$STORE_DIR/save-$size.log" "$CHUNKCACHE" save --store "file://$store" --key scaling gradle) || true

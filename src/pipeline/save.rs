@@ -230,7 +230,9 @@ async fn run(
     let spare = Spare::default();
     let uploader = tokio::spawn(upload_all(store.clone(), receiver, mode, condemned, spare.clone()));
     let level = options.compression_level;
-    let lanes: Vec<Mutex<PackBuilder>> = (0..LANES).map(|_| Mutex::new(PackBuilder::new())).collect();
+    // A lane gets its next pack when it next has a chunk: a thread waiting to hand over a full
+    // pack then holds that one buffer, not two.
+    let lanes: Vec<Mutex<Option<PackBuilder>>> = (0..LANES).map(|_| Mutex::new(None)).collect();
     let pack = |chunk: NewChunk<'_>| {
         // Each chunk-stage thread fills its own pack: a thread chunks its segments in stream
         // order, so its packs hold runs of the stream in order. It compresses the chunk straight
@@ -238,11 +240,12 @@ async fn run(
         let lane = rayon::current_thread_index().unwrap_or(0) % LANES;
         let full = {
             let mut open = lanes[lane].lock().expect("no pack lane panics");
-            open.push_encoded(chunk.id, chunk.data, level);
-            if !open.is_full() {
+            let builder = open.get_or_insert_with(|| spare.builder());
+            builder.push_encoded(chunk.id, chunk.data, level);
+            if !builder.is_full() {
                 return true;
             }
-            std::mem::replace(&mut *open, spare.builder())
+            open.take().expect("filled just now")
         };
         // A failed send means the uploader stopped; its error is the one reported.
         sender.blocking_send(full).is_ok()
@@ -253,7 +256,9 @@ async fn run(
         for lane in lanes {
             let open = lane.into_inner().expect("no pack lane panics");
             // A failed send means the uploader stopped; its error is the one reported.
-            if !open.is_empty() && sender.send(open).await.is_err() {
+            if let Some(open) = open.filter(|open| !open.is_empty())
+                && sender.send(open).await.is_err()
+            {
                 break;
             }
         }
