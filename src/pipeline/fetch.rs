@@ -26,7 +26,7 @@ pub const GAP: u32 = 256 << 10;
 pub const MAX_RANGE: u32 = 8 << 20;
 /// Ranged reads in flight at most, whatever the concurrency asked for: each holds up to
 /// [`MAX_RANGE`] bytes, and a few large reads keep a link busy.
-pub const READS_IN_FLIGHT: usize = 6;
+pub const READS_IN_FLIGHT: usize = 4;
 /// Decoded chunks held for later uses, at most.
 pub const KEPT_BYTES: usize = 64 << 20;
 

@@ -51,7 +51,7 @@ use crate::store::{ChunkReadError, PackRange, RequestSnapshot, Store, StoreError
 const WRITERS: usize = 4;
 /// Pieces queued per writer. Each holds its chunk alive, so this bounds memory:
 /// `WRITERS × PIECES_QUEUED + concurrency` chunks at most.
-const PIECES_QUEUED: usize = 8;
+const PIECES_QUEUED: usize = 4;
 
 /// What the user asked to restore.
 #[derive(Clone, Debug)]
