@@ -5,7 +5,7 @@
 //! of heap, plus a 24-byte vector per entry; sorted, neighbours share most of their bytes
 //! (`caches/modules-2/files-2.1/GROUP/ARTIFACT/VERSION/`), so each path here is stored as the
 //! length it shares with the path before it and the bytes after that, about 30 bytes per Gradle
-//! file (issue 9: memory flat in the size of the cache). Every [`RESTART`]-th path is stored
+//! file (issue 9: memory flat in the size of the cache). Every `RESTART`-th path is stored
 //! whole, so reading any one path decodes at most `RESTART` paths.
 
 /// Every this many paths, one is stored whole: the most a random read decodes.
@@ -17,7 +17,7 @@ pub struct PathList {
     /// Per path: varint length shared with the previous path, varint length of the rest, the
     /// rest.
     bytes: Vec<u8>,
-    /// Where every [`RESTART`]-th path starts in `bytes` (its shared length is 0).
+    /// Where every `RESTART`-th path starts in `bytes` (its shared length is 0).
     restarts: Vec<usize>,
     len: usize,
     /// The last path pushed, which the next is coded against.

@@ -201,6 +201,18 @@ pub struct Azurite {
     _server: Server,
 }
 
+/// How every test starts Azurite: on loopback, in memory, accepting any API version.
+const AZURITE_ARGS: &[&str] = &[
+    "--blobHost",
+    "127.0.0.1",
+    "--blobPort",
+    "{port}",
+    "--inMemoryPersistence",
+    "--disableTelemetry",
+    "--skipApiVersionCheck",
+    "--loose",
+];
+
 impl Azurite {
     /// Azurite's built-in development account.
     pub const ACCOUNT: &'static str = "devstoreaccount1";
@@ -215,21 +227,7 @@ impl Azurite {
     /// (the message holds its output).
     pub fn start() -> Azurite {
         let binary = tools_dir().join("azurite/node_modules/.bin/azurite-blob");
-        let server = Server::start(
-            "Azurite",
-            &binary,
-            &[
-                "--blobHost",
-                "127.0.0.1",
-                "--blobPort",
-                "{port}",
-                "--inMemoryPersistence",
-                "--disableTelemetry",
-                "--skipApiVersionCheck",
-                "--loose",
-                "--silent",
-            ],
-        );
+        let server = Server::start("Azurite", &binary, &[AZURITE_ARGS, &["--silent"]].concat());
         Azurite {
             endpoint: format!("http://127.0.0.1:{}/{}", server.port, Self::ACCOUNT),
             account: Self::ACCOUNT,
@@ -292,22 +290,7 @@ openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out s
         let azurite = Server::start(
             "Azurite (https, oauth)",
             &tools_dir().join("azurite/node_modules/.bin/azurite-blob"),
-            &[
-                "--blobHost",
-                "127.0.0.1",
-                "--blobPort",
-                "{port}",
-                "--inMemoryPersistence",
-                "--disableTelemetry",
-                "--skipApiVersionCheck",
-                "--loose",
-                "--oauth",
-                "basic",
-                "--cert",
-                &cert,
-                "--key",
-                &key,
-            ],
+            &[AZURITE_ARGS, &["--oauth", "basic", "--cert", &cert, "--key", &key]].concat(),
         );
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/azure_ad_server.py");
         let identity = Server::start(
