@@ -30,7 +30,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use rayon::prelude::*;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -43,7 +42,7 @@ use crate::fs::tree::{
     Action, FileJob, Piece, Removal, TreeError, TreePlan, entry_path, find_removals, finish_tree, prepare_tree,
     write_pieces,
 };
-use crate::pipeline::fetch::{KEPT_BYTES, Kept, READS_IN_FLIGHT, plan_ranges};
+use crate::pipeline::fetch::{InOrder, KEPT_BYTES, Kept, READS_IN_FLIGHT, plan_ranges};
 use crate::pipeline::progress::Progress;
 use crate::store::{ChunkReadError, PackRange, RequestSnapshot, Store, StoreError};
 
@@ -708,8 +707,12 @@ async fn dispatch(
                 read_of.entry(id).or_insert(index);
             }
         }
-        let reads: Vec<_> = work.ranges.iter().map(|range| read_range(store, range, users, counts)).collect();
-        let mut incoming = futures::stream::iter(reads).buffered(concurrency.min(READS_IN_FLIGHT));
+        let reads: Vec<_> = work
+            .ranges
+            .iter()
+            .map(|range| (u64::from(range.end - range.start), read_range(store, range, users, counts)))
+            .collect();
+        let mut incoming = InOrder::new(reads.into_iter(), concurrency.min(READS_IN_FLIGHT));
         let mut received = 0;
         let mut kept = Kept::new(plan.chunks.iter().map(|&chunk| manifest.chunks[chunk].id), KEPT_BYTES);
         let mut next_file = 0;

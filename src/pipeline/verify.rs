@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::core::id::{ChunkId, PackId};
 use crate::core::manifest::Manifest;
-use crate::pipeline::fetch::{READS_IN_FLIGHT, plan_ranges};
+use crate::pipeline::fetch::{MAX_RANGE, READ_BYTES_IN_FLIGHT, plan_ranges};
 use crate::store::{ChunkReadError, RequestSnapshot, Store, StoreError};
 
 /// What to verify.
@@ -108,7 +108,8 @@ pub async fn verify(store: &Store, options: &VerifyOptions) -> Result<VerifyRepo
                 .collect();
             let mut reads = futures::stream::iter(plan_ranges(&manifest, &needed))
                 .map(|range| async move { (store.read_range(&range).await, range) })
-                .buffer_unordered(READS_IN_FLIGHT);
+                // Whole packs' worth of reads: as many as a cold restore runs.
+                .buffer_unordered((READ_BYTES_IN_FLIGHT / u64::from(MAX_RANGE)) as usize);
             while let Some((read, range)) = reads.next().await {
                 match read {
                     Ok(Some(_)) => verified.extend(range.chunks.iter().map(|&(id, ..)| id)),
