@@ -237,16 +237,6 @@ impl Entries {
         Entry { mount, path: self.paths.get(index), mode, mtime, kind: kind.clone() }
     }
 
-    /// The path of entry `index`.
-    pub fn path(&self, index: usize) -> Vec<u8> {
-        self.paths.get(index)
-    }
-
-    /// The mount index of entry `index`.
-    pub fn mount(&self, index: usize) -> u32 {
-        self.meta[index].mount
-    }
-
     /// The kind of entry `index`.
     pub fn kind(&self, index: usize) -> &EntryKind {
         &self.meta[index].kind
@@ -254,17 +244,11 @@ impl Entries {
 
     /// Every entry in order, each read out whole.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = Entry> + '_ {
-        self.paths.iter().zip(&self.meta).map(|(path, meta)| Entry {
-            mount: meta.mount,
-            path,
-            mode: meta.mode,
-            mtime: meta.mtime,
-            kind: meta.kind.clone(),
-        })
+        self.iter_from(0)
     }
 
     /// The entries from `start` on, in order, each read out whole.
-    pub fn iter_from(&self, start: usize) -> impl Iterator<Item = Entry> + '_ {
+    pub fn iter_from(&self, start: usize) -> impl ExactSizeIterator<Item = Entry> + '_ {
         self.paths.iter_from(start).zip(&self.meta[start.min(self.len())..]).map(|(path, meta)| Entry {
             mount: meta.mount,
             path,

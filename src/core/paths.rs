@@ -69,60 +69,37 @@ impl PathList {
         self.last = Vec::new();
     }
 
-    /// Path `index`, written into `out` (replacing what it held).
-    ///
-    /// # Panics
-    /// If `index` is out of bounds.
-    pub fn get_into(&self, index: usize, out: &mut Vec<u8>) {
-        assert!(index < self.len, "path {index} of {}", self.len);
-        let mut cursor = self.cursor_at_restart(index / RESTART);
-        for _ in 0..=index % RESTART {
-            cursor.advance();
-        }
-        out.clear();
-        out.extend_from_slice(&cursor.current);
-    }
-
     /// Path `index`.
     ///
     /// # Panics
     /// If `index` is out of bounds.
     pub fn get(&self, index: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.get_into(index, &mut out);
-        out
+        assert!(index < self.len, "path {index} of {}", self.len);
+        let mut cursor = self.cursor_at_restart(index / RESTART);
+        for _ in 0..=index % RESTART {
+            cursor.advance();
+        }
+        cursor.current
     }
 
     /// Every path in order, each as a new vector.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = Vec<u8>> + '_ {
-        let mut cursor = self.cursor_at_restart(0);
-        (0..self.len).map(move |_| {
-            cursor.advance();
-            cursor.current.clone()
-        })
+        self.iter_from(0)
     }
 
     /// The paths from `start` on, in order, each as a new vector.
-    pub fn iter_from(&self, start: usize) -> impl Iterator<Item = Vec<u8>> + '_ {
+    pub fn iter_from(&self, start: usize) -> impl ExactSizeIterator<Item = Vec<u8>> + '_ {
+        let start = start.min(self.len);
         let mut cursor = self.cursor_at_restart(start / RESTART);
-        for _ in 0..start % RESTART {
-            if start < self.len {
+        if start < self.len {
+            for _ in 0..start % RESTART {
                 cursor.advance();
             }
         }
-        (start.min(self.len)..self.len).map(move |_| {
+        (start..self.len).map(move |_| {
             cursor.advance();
             cursor.current.clone()
         })
-    }
-
-    /// Calls `visit` with each path in order, without allocating per path.
-    pub fn for_each(&self, mut visit: impl FnMut(usize, &[u8])) {
-        let mut cursor = self.cursor_at_restart(0);
-        for index in 0..self.len {
-            cursor.advance();
-            visit(index, &cursor.current);
-        }
     }
 
     /// The path that starts block `block` (stored whole).
@@ -254,9 +231,6 @@ mod tests {
             assert_eq!(list.iter_from(index).collect::<Vec<_>>(), paths[index..], "from {index}");
         }
         assert_eq!(list.iter_from(paths.len()).count(), 0);
-        let mut visited = Vec::new();
-        list.for_each(|index, path| visited.push((index, path.to_vec())));
-        assert_eq!(visited, paths.into_iter().enumerate().collect::<Vec<_>>());
     }
 
     #[test]
