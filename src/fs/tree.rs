@@ -268,6 +268,16 @@ pub fn find_removals(
     mirror: bool,
 ) -> Result<(Vec<Removal>, Vec<Removal>), TreeError> {
     let changed = changed_dirs(plan);
+    // How many of each folder's entries planning found there: a folder listing as many names
+    // has no other name, and is not looked at name by name.
+    let mut present = vec![0u32; plan.parents.len()];
+    for (parent, action) in plan.parents.iter().zip(&plan.actions) {
+        if let Some(parent) = parent
+            && *action != Action::Create
+        {
+            present[*parent as usize] += 1;
+        }
+    }
     // Listing is the cost (one per folder), so it runs in parallel. Folders to create are empty.
     let found = (0..manifest.entries.len())
         .into_par_iter()
@@ -279,6 +289,9 @@ pub fn find_removals(
         .map(|index| {
             let entry = manifest.entries.get(index);
             let path = &plan.path_of(&entry);
+            if count_names(path).map_err(io_error(path))? == u64::from(present[index]) {
+                return Ok(Vec::new());
+            }
             let mut names = Vec::new();
             for found in fs::read_dir(path).map_err(io_error(path))? {
                 let name = found.map_err(io_error(path))?.file_name().into_vec();
@@ -301,6 +314,20 @@ pub fn find_removals(
         }
     }
     Ok((stale_staging, strays))
+}
+
+/// How many names the folder at `path` has (`.` and `..` aside), read without a copy of each.
+fn count_names(path: &Path) -> std::io::Result<u64> {
+    let folder = safe::open_dir_path(path)?;
+    let mut buffer = [std::mem::MaybeUninit::<u8>::uninit(); 8192];
+    let mut listing = rustix::fs::RawDir::new(&folder, &mut buffer);
+    let mut names = 0;
+    while let Some(found) = listing.next() {
+        let found = found?;
+        let name = found.file_name().to_bytes();
+        names += u64::from(name != b"." && name != b"..");
+    }
+    Ok(names)
 }
 
 /// Whether a removal happened: an entry that vanished since planning is fine.
@@ -535,6 +562,19 @@ mod tests {
         assert_eq!(removed, 0);
         assert_eq!(finish_tree(&manifest, &tree, &roots, &strays).unwrap(), 1, "only the stray still there");
         assert!(!out.join("caches/stray").exists());
+    }
+
+    #[test]
+    fn names_are_counted_without_dot_entries() {
+        let scratch = tempfile::tempdir().unwrap();
+        assert_eq!(count_names(scratch.path()).unwrap(), 0);
+        fs::write(scratch.path().join("file"), b"").unwrap();
+        fs::create_dir(scratch.path().join("dir")).unwrap();
+        std::os::unix::fs::symlink("nowhere", scratch.path().join("link")).unwrap();
+        for n in 0..500 {
+            fs::write(scratch.path().join(format!("a-rather-long-name-to-fill-the-buffer-{n:04}")), b"").unwrap();
+        }
+        assert_eq!(count_names(scratch.path()).unwrap(), 503, "more than one buffer of names");
     }
 
     #[test]
