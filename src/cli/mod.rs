@@ -407,8 +407,8 @@ async fn run_restore(args: RestoreArgs, env: &BTreeMap<String, String>) -> Resul
         only_mounts: None,
     };
     let failed = || format!("restoring {:?} from {} failed", options.key, store.description());
-    let plan = restore::prepare(&store, &options).await.with_context(failed)?;
     let (outcome, key, restored_key, warnings, details) = if args.dry_run {
+        let plan = restore::prepare(&store, &options).await.with_context(failed)?;
         if args.common.json {
             print_json(&DryRunReport::new(&plan))?;
         } else {
@@ -417,7 +417,7 @@ async fn run_restore(args: RestoreArgs, env: &BTreeMap<String, String>) -> Resul
         (plan.outcome, plan.key.clone(), plan.restored_key.clone(), plan.warnings.clone(), plan_details(&plan))
     } else {
         let progress = CliProgress::new(args.common.json);
-        let report = restore::execute(&store, plan, &progress).await.with_context(failed)?;
+        let report = restore::restore(&store, &options, &progress).await.with_context(failed)?;
         progress.finish();
         if args.common.json {
             print_json(&report)?;

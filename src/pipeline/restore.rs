@@ -205,7 +205,8 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> RestoreError + '_ {
 }
 
 /// Restores the newest manifest for `options.key` (or a fallback prefix): [`prepare`], then
-/// [`execute`].
+/// [`execute`], except that the folders are listed for removals while the files are written
+/// (what to remove is only needed at the end; execution checks each removal again anyway).
 ///
 /// # Errors
 /// [`RestoreError`]. Files already renamed into place stay; no partial file does.
@@ -214,7 +215,7 @@ pub async fn restore(
     options: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreReport, RestoreError> {
-    let plan = prepare(store, options).await?;
+    let plan = plan_restore(store, options, true).await?;
     execute(store, plan, progress).await
 }
 
@@ -251,12 +252,26 @@ pub struct RestoreWork {
     pub tree: Arc<TreePlan>,
     /// The ranged reads that fetch those chunks, in the order the stream needs them.
     pub ranges: Vec<PackRange>,
-    /// Staging files a killed restore left in the folders this one changes; removed before
-    /// any file is written.
-    pub stale_staging: Vec<Removal>,
-    /// With `--mirror`, what the manifest does not have; removed after the files are written.
-    pub strays: Vec<Removal>,
+    /// What listing the folders found to remove, or the listing still under way.
+    pub(crate) removals: Removals,
 }
+
+/// What a restore removes from the folders already there ([`find_removals`]).
+#[derive(Debug)]
+pub(crate) enum Removals {
+    Found {
+        /// Staging files a killed restore left in the folders this one changes; removed before
+        /// any file is written.
+        stale_staging: Vec<Removal>,
+        /// With `--mirror`, what the manifest does not have; removed after the files are written.
+        strays: Vec<Removal>,
+    },
+    /// Being listed beside the writes ([`restore`]): all of it is removed after them.
+    Listing(tokio::task::JoinHandle<Listed>),
+}
+
+/// Stale staging files and strays, as [`find_removals`] lists them.
+type Listed = Result<(Vec<Removal>, Vec<Removal>), TreeError>;
 
 /// What a restore plan will do, in numbers. The names are those of [`RestoreReport`], so a
 /// dry run and the real run compare field by field.
@@ -297,7 +312,11 @@ impl RestorePlan {
         self.work.iter().flat_map(|work| {
             let conflicts =
                 work.tree.conflicts.iter().map(|&index| work.tree.path_of(&work.manifest.entries.get(index)));
-            let removals = work.stale_staging.iter().chain(&work.strays).map(|removal| removal.path.clone());
+            let removals = match &work.removals {
+                Removals::Found { stale_staging, strays } => stale_staging.iter().chain(strays).collect(),
+                Removals::Listing(_) => Vec::new(),
+            };
+            let removals = removals.into_iter().map(|removal| removal.path.clone());
             conflicts.chain(removals)
         })
     }
@@ -310,6 +329,12 @@ impl RestorePlan {
 /// # Errors
 /// [`RestoreError`]: the store failed, the manifest is damaged, or the tree cannot be read.
 pub async fn prepare(store: &Store, options: &RestoreOptions) -> Result<RestorePlan, RestoreError> {
+    plan_restore(store, options, false).await
+}
+
+/// [`prepare`]; with `list_beside`, the folders are still being listed for removals when it
+/// returns, and the plan's `removed` counts only what is in the way.
+async fn plan_restore(store: &Store, options: &RestoreOptions, list_beside: bool) -> Result<RestorePlan, RestoreError> {
     let clock = Instant::now();
     let mut plan = RestorePlan {
         outcome: Outcome::Miss,
@@ -344,15 +369,24 @@ pub async fn prepare(store: &Store, options: &RestoreOptions) -> Result<RestoreP
         }
     }
     let manifest = Arc::new(manifest);
-    let (tree, stale_staging, strays) = {
-        let (manifest, target, mirror) = (manifest.clone(), options.target.clone(), options.mirror);
-        tokio::task::spawn_blocking(move || {
-            let tree = self::plan(&manifest, &target)?;
-            let (stale_staging, strays) = find_removals(&manifest, &tree, mirror)?;
-            Ok::<_, RestoreError>((tree, stale_staging, strays))
-        })
-        .await
-        .expect("planning panicked")?
+    let tree = {
+        let (manifest, target) = (manifest.clone(), options.target.clone());
+        Arc::new(tokio::task::spawn_blocking(move || self::plan(&manifest, &target)).await.expect("planning panicked")?)
+    };
+    let listing = {
+        let (manifest, tree, mirror) = (manifest.clone(), tree.clone(), options.mirror);
+        tokio::task::spawn_blocking(move || find_removals(&manifest, &tree, mirror))
+    };
+    let removals = match list_beside {
+        true => Removals::Listing(listing),
+        false => {
+            let (stale_staging, strays) = listing.await.expect("listing panicked")?;
+            Removals::Found { stale_staging, strays }
+        }
+    };
+    let listed = match &removals {
+        Removals::Found { stale_staging, strays } => stale_staging.len() + strays.len(),
+        Removals::Listing(_) => 0,
     };
     let summary = manifest.summary();
     let ranges = plan_ranges(&manifest, &tree.chunks);
@@ -362,13 +396,13 @@ pub async fn prepare(store: &Store, options: &RestoreOptions) -> Result<RestoreP
         files_written: tree.files.len() as u64,
         files_unchanged: summary.files - tree.files.len() as u64,
         bytes_written: tree.files.iter().map(|f| f.size).sum(),
-        removed: (tree.conflicts.len() + stale_staging.len() + strays.len()) as u64,
+        removed: (tree.conflicts.len() + listed) as u64,
         chunks_fetched: ranges.iter().map(|range| range.chunks.len() as u64).sum(),
         bytes_fetched: ranges.iter().map(|range| u64::from(range.end - range.start)).sum(),
         ranges_fetched: ranges.len() as u64,
     };
     (plan.outcome, plan.restored_key) = (outcome, Some(key));
-    plan.work = Some(RestoreWork { manifest, tree: Arc::new(tree), ranges, stale_staging, strays });
+    plan.work = Some(RestoreWork { manifest, tree, ranges, removals });
     plan.prepare_ms = clock.elapsed().as_millis() as u64;
     Ok(plan)
 }
@@ -401,7 +435,13 @@ pub async fn execute(store: &Store, plan: RestorePlan, progress: &dyn Progress) 
         return Ok(report);
     };
     let mut work = work;
-    let (stale_staging, strays) = (std::mem::take(&mut work.stale_staging), std::mem::take(&mut work.strays));
+    let placeholder = Removals::Found { stale_staging: Vec::new(), strays: Vec::new() };
+    let (stale_staging, later) = match std::mem::replace(&mut work.removals, placeholder) {
+        Removals::Found { stale_staging, strays } => {
+            (stale_staging, Removals::Found { stale_staging: Vec::new(), strays })
+        }
+        listing @ Removals::Listing(_) => (Vec::new(), listing),
+    };
     let roots = {
         let (tree, manifest, target) = (work.tree.clone(), work.manifest.clone(), plan.target.clone());
         let (roots, removed) =
@@ -412,7 +452,13 @@ pub async fn execute(store: &Store, plan: RestorePlan, progress: &dyn Progress) 
         roots
     };
     progress.phase("restoring", report.bytes_written);
-    let fetched = write_files(store, key, &work, &roots, plan.concurrency, progress).await?;
+    // The key's use is recorded beside the writes: one round trip less at the end.
+    let (fetched, marked) =
+        tokio::join!(write_files(store, key, &work, &roots, plan.concurrency, progress), store.mark_used(key));
+    if let Err(err) = marked {
+        report.warnings.push(format!("could not record that {key:?} was used (GC may expire it early): {err}"));
+    }
+    let fetched = fetched?;
     (report.chunks_fetched, report.bytes_fetched, report.ranges_fetched) =
         (fetched.chunks, fetched.bytes, fetched.ranges);
     report.mounts = work
@@ -422,14 +468,18 @@ pub async fn execute(store: &Store, plan: RestorePlan, progress: &dyn Progress) 
         .zip(work.manifest.mount_bytes())
         .map(|(mount, bytes)| MountBytes { path: String::from_utf8_lossy(&mount.path).into_owned(), bytes })
         .collect();
+    // Stale staging files found beside the writes go with the strays: after them.
+    let removals = match later {
+        Removals::Found { strays, .. } => strays,
+        Removals::Listing(listing) => {
+            let (stale_staging, strays) = listing.await.expect("listing panicked")?;
+            stale_staging.into_iter().chain(strays).collect()
+        }
+    };
     let (tree, manifest) = (work.tree, work.manifest);
-    report.removed += tokio::task::spawn_blocking(move || finish_tree(&manifest, &tree, &roots, &strays))
+    report.removed += tokio::task::spawn_blocking(move || finish_tree(&manifest, &tree, &roots, &removals))
         .await
         .expect("finishing panicked")?;
-
-    if let Err(err) = store.mark_used(key).await {
-        report.warnings.push(format!("could not record that {key:?} was used (GC may expire it early): {err}"));
-    }
     report.requests = store.requests();
     report.elapsed_ms = elapsed_ms(clock);
     Ok(report)
