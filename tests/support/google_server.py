@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """Stand-ins for Google's endpoints, for chunkcache's GCS tests (tests/gcs.rs). One role per process:
 
+- `sts`: Google STS (POST /v1/token), the token exchange of workload identity federation. It checks the
+  grant type, the audience (the pool provider), the scope, the requested and subject token types and the
+  subject token (the OIDC token) against what the test configured, and issues the configured federated token.
+- `iam`: IAM Credentials (POST /v1/projects/-/serviceAccounts/{email}:generateAccessToken). It checks the
+  bearer (the federated token), the service account and the scope, and issues the configured access token.
 - `storage`: a front for fake-gcs-server (the GCS emulator, started beside it). It lets through only requests
   whose bearer is the configured access token, or a self-signed JWT of the configured service account (what
   object_store sends with a service-account key; its signature is not checked), and refuses the rest with
@@ -10,11 +15,13 @@
   turned back into the XML API's (ETag and x-goog-generation headers). Everything else goes on as sent.
 
 Refusals have the shape of Google's answers. Each role logs one line per decision on stdout, without any
-token: `authorized METHOD PATH by access_token|self_signed_jwt`, and `refused ...`.
+token: `exchanged audience=... scope=... subject_token_type=...`, `issued service_account=... scope=...`,
+`authorized METHOD PATH by access_token|self_signed_jwt`, and `refused ...`.
 """
 
 import argparse
 import base64
+import datetime
 import http.client
 import json
 import sys
@@ -23,6 +30,9 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
 # Not forwarded: they describe one hop, or the credentials only the front checks.
 HOP_HEADERS = {"host", "connection", "keep-alive", "transfer-encoding", "authorization", "content-length"}
 
@@ -56,6 +66,87 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
         pass
+
+
+class Sts(Handler):
+    def refuse(self, code: str, description: str) -> None:
+        log(f"refused {code}: {description}")
+        self.answer_json(400, {"error": code, "error_description": description})
+
+    def do_POST(self) -> None:
+        o = self.options
+        if urllib.parse.urlparse(self.path).path != "/v1/token":
+            return self.answer_json(404, {"error": "not_found", "error_description": f"no {self.path} here"})
+        try:
+            request = json.loads(self.body())
+        except ValueError:
+            return self.refuse("invalid_request", "The request body is not JSON.")
+        if request.get("grantType") != EXCHANGE_GRANT:
+            return self.refuse("unsupported_grant_type", f"Unsupported grant type {request.get('grantType')!r}.")
+        if request.get("audience") != o.audience:
+            return self.refuse(
+                "invalid_target",
+                "The target service indicated by the \"audience\" parameters is invalid. This might either be "
+                "because the pool or provider is disabled or deleted or because it doesn't exist.",
+            )
+        if request.get("scope") != SCOPE or request.get("requestedTokenType") != ACCESS_TOKEN_TYPE:
+            return self.refuse("invalid_request", "Invalid value for \"scope\" or \"requested_token_type\".")
+        if request.get("subjectTokenType") != ID_TOKEN_TYPE:
+            return self.refuse("invalid_request", "Invalid value for \"subject_token_type\".")
+        if request.get("subjectToken") != o.subject_token:
+            return self.refuse(
+                "invalid_grant",
+                "The audience in ID Token [chunkcache-test] does not match the expected audience.",
+            )
+        log(
+            f"exchanged audience={request['audience']} scope={request['scope']} "
+            f"subject_token_type={request['subjectTokenType']} requested_token_type={request['requestedTokenType']}"
+        )
+        self.answer_json(
+            200,
+            {
+                "access_token": o.federated_token,
+                "issued_token_type": ACCESS_TOKEN_TYPE,
+                "token_type": "Bearer",
+                "expires_in": 3599,
+            },
+        )
+
+
+class Iam(Handler):
+    def refuse(self, status: int, state: str, message: str) -> None:
+        log(f"refused {state}: {message}")
+        self.answer_json(status, {"error": {"code": status, "message": message, "status": state}})
+
+    def do_POST(self) -> None:
+        o = self.options
+        path = urllib.parse.unquote(urllib.parse.urlparse(self.path).path)
+        prefix, suffix = "/v1/projects/-/serviceAccounts/", ":generateAccessToken"
+        if not (path.startswith(prefix) and path.endswith(suffix)):
+            return self.refuse(404, "NOT_FOUND", f"no {path} here")
+        if self.bearer() != o.federated_token:
+            return self.refuse(
+                401,
+                "UNAUTHENTICATED",
+                "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or "
+                "other valid authentication credential.",
+            )
+        email = path[len(prefix):-len(suffix)]
+        if email != o.service_account:
+            return self.refuse(
+                403,
+                "PERMISSION_DENIED",
+                "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).",
+            )
+        try:
+            scopes = json.loads(self.body()).get("scope")
+        except ValueError:
+            scopes = None
+        if scopes != [SCOPE]:
+            return self.refuse(400, "INVALID_ARGUMENT", "Invalid scope.")
+        log(f"issued service_account={email} scope={' '.join(scopes)}")
+        expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+        self.answer_json(200, {"accessToken": o.access_token, "expireTime": expires.strftime("%Y-%m-%dT%H:%M:%SZ")})
 
 
 def jwt_claims(token: str) -> dict:
@@ -175,17 +266,25 @@ class Storage(Handler):
 def main() -> None:
     parser = argparse.ArgumentParser()
     roles = parser.add_subparsers(dest="role", required=True)
+    sts = roles.add_parser("sts")
+    sts.add_argument("--audience", required=True, help="the pool provider the exchange must name")
+    sts.add_argument("--subject-token", required=True, help="the one OIDC token the provider accepts")
+    sts.add_argument("--federated-token", required=True, help="the token issued for it")
+    iam = roles.add_parser("iam")
+    iam.add_argument("--federated-token", required=True, help="the bearer generateAccessToken must carry")
+    iam.add_argument("--service-account", required=True, help="the one service account the pool may impersonate")
+    iam.add_argument("--access-token", required=True, help="the token issued for it")
     storage = roles.add_parser("storage")
     storage.add_argument("--upstream", required=True, help="fake-gcs-server's host:port")
     storage.add_argument("--access-token", default="", help="a bearer accepted as is")
     storage.add_argument("--client-email", default="", help="a service account whose self-signed JWTs are accepted")
-    for role in (storage,):
+    for role in (sts, iam, storage):
         role.add_argument("--port", type=int, required=True)
     options = parser.parse_args()
     if options.role == "storage":
         host, _, port = options.upstream.rpartition(":")
         options.upstream = (host, int(port))
-    handler = {"storage": Storage}[options.role]
+    handler = {"sts": Sts, "iam": Iam, "storage": Storage}[options.role]
     handler.options = options
     server = ThreadingHTTPServer(("127.0.0.1", options.port), handler)
     sys.stdout.write(f"{options.role} listening on 127.0.0.1:{options.port}\n")

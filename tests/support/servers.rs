@@ -1,5 +1,5 @@
 //! Storage emulators that the tests start themselves: Azurite (Azure Blob), moto (S3) and fake-gcs-server
-//! (GCS), and a stand-in for the Microsoft identity platform.
+//! (GCS), and stand-ins for the identity services in front of them.
 //!
 //! `scripts/install-test-servers.sh` installs the emulators under `.tools/` in the repository. A test that
 //! needs one calls [`Azurite::start`], [`Moto::start`] or [`Gcs::start`] and gets its own server on a free
@@ -473,6 +473,106 @@ impl Gcs {
     /// The requests the front refused for their credentials.
     pub fn refused(&self) -> Vec<String> {
         log_lines(&self.front, "refused ")
+    }
+}
+
+/// Stand-ins for Google STS and IAM Credentials (`tests/support/google_server.py`, one process each, so that
+/// a client that sends one's call to the other fails): STS exchanges [`GoogleIdentity::OIDC_TOKEN`] for the
+/// pool provider of [`GoogleIdentity::audience`] into [`GoogleIdentity::FEDERATED_TOKEN`], and IAM
+/// Credentials gives [`GoogleIdentity::ACCESS_TOKEN`] for [`GoogleIdentity::SERVICE_ACCOUNT`] to that
+/// federated token. Every other credential, audience, scope or account is refused as Google refuses it.
+pub struct GoogleIdentity {
+    /// STS's base URL, as `gcp_sts_endpoint`.
+    pub sts_endpoint: String,
+    /// IAM Credentials' base URL, as `gcp_iam_credentials_endpoint`.
+    pub iam_endpoint: String,
+    sts: Server,
+    iam: Server,
+}
+
+impl GoogleIdentity {
+    /// The project that holds the pool.
+    pub const PROJECT_NUMBER: &'static str = "123456789012";
+    /// The workload identity pool.
+    pub const POOL: &'static str = "harness-pool";
+    /// Its OIDC provider.
+    pub const PROVIDER: &'static str = "harness-provider";
+    /// The one service account the pool's identities may impersonate.
+    pub const SERVICE_ACCOUNT: &'static str = "ci-cache@chunkcache-test.iam.gserviceaccount.com";
+    /// The one OIDC token the provider accepts.
+    pub const OIDC_TOKEN: &'static str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwaXBlbGluZSJ9.gcp-oidc-token-signature";
+    /// The federated token STS issues for it.
+    pub const FEDERATED_TOKEN: &'static str = "federated-token-0f1e2d3c4b5a";
+    /// The service account's access token IAM Credentials issues.
+    pub const ACCESS_TOKEN: &'static str = "ya29.c.service-account-access-token-9a8b7c";
+
+    /// The pool provider's audience, in the format Google expects.
+    pub fn audience() -> String {
+        format!(
+            "//iam.googleapis.com/projects/{}/locations/global/workloadIdentityPools/{}/providers/{}",
+            Self::PROJECT_NUMBER,
+            Self::POOL,
+            Self::PROVIDER
+        )
+    }
+
+    /// Starts both stand-ins.
+    ///
+    /// # Panics
+    /// When one does not start (with its output).
+    pub fn start() -> GoogleIdentity {
+        let audience = Self::audience();
+        let sts = Server::start(
+            "Google STS stand-in",
+            &google_server(),
+            &[
+                "sts",
+                "--port",
+                "{port}",
+                "--audience",
+                &audience,
+                "--subject-token",
+                Self::OIDC_TOKEN,
+                "--federated-token",
+                Self::FEDERATED_TOKEN,
+            ],
+        );
+        let iam = Server::start(
+            "IAM Credentials stand-in",
+            &google_server(),
+            &[
+                "iam",
+                "--port",
+                "{port}",
+                "--federated-token",
+                Self::FEDERATED_TOKEN,
+                "--service-account",
+                Self::SERVICE_ACCOUNT,
+                "--access-token",
+                Self::ACCESS_TOKEN,
+            ],
+        );
+        GoogleIdentity {
+            sts_endpoint: format!("http://127.0.0.1:{}", sts.port),
+            iam_endpoint: format!("http://127.0.0.1:{}", iam.port),
+            sts,
+            iam,
+        }
+    }
+
+    /// The token exchanges STS granted, as `audience=… scope=… subject_token_type=… requested_token_type=…`.
+    pub fn exchanged(&self) -> Vec<String> {
+        log_lines(&self.sts, "exchanged ")
+    }
+
+    /// The access tokens IAM Credentials issued, as `service_account=… scope=…`.
+    pub fn issued(&self) -> Vec<String> {
+        log_lines(&self.iam, "issued ")
+    }
+
+    /// What either refused, with Google's error.
+    pub fn refused(&self) -> Vec<String> {
+        [log_lines(&self.sts, "refused "), log_lines(&self.iam, "refused ")].concat()
     }
 }
 
