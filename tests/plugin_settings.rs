@@ -246,14 +246,21 @@ fn a_scheme_less_endpoint_means_https_unless_disable_ssl() {
 #[test]
 fn unsupported_fork_settings_fail_and_inert_ones_are_logged() {
     let local = Local::new(&[("deps/a.txt", "a")]);
-    for (var, value) in [("PLUGIN_GCS_ENCRYPTION_KEY", "k3y"), ("GCP_API_KEY", "AIza-k3y"), ("PLUGIN_POOL_ID", "p00l")]
-    {
+    for (var, value) in [("PLUGIN_GCS_ENCRYPTION_KEY", "k3y"), ("GCP_API_KEY", "AIza-k3y")] {
         let output = local.step("deps", "k", &[RESTORE, (var, value)]);
         assert_exit(&output, 1);
         let message = stderr(&output);
         assert!(message.contains(&format!("{var} is set, but chunkcache does not support it")), "{message}");
         assert!(!message.contains(value), "{message}");
     }
+    // GCS workload identity is honoured on the gcs backend (tests/gcs.rs), and refused on any other.
+    let output = local.step("deps", "k", &[RESTORE, ("PLUGIN_POOL_ID", "p00l")]);
+    assert_exit(&output, 1);
+    let message = stderr(&output);
+    assert!(
+        message.contains("PLUGIN_POOL_ID is set, but it is a GCS workload identity setting, for the gcs backend only")
+    );
+    assert!(!message.contains("p00l"), "{message}");
     let output = local.step("deps", "k", &[RESTORE, ("PLUGIN_STRICT_KEY_MATCHING", "false")]);
     assert_exit(&output, 0);
     assert!(stderr(&output).contains("strict_key_matching: false changes nothing"), "{}", stderr(&output));

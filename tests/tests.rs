@@ -15,6 +15,7 @@ mod endpoints;
 mod faults;
 mod first_hour;
 mod gc;
+mod gcs;
 mod hostile;
 mod keys;
 mod kill;

@@ -289,6 +289,25 @@ fn debug_settings(plan: &StepPlan, config: &Config) -> Vec<(&'static str, String
                     or_unset(gcs.service_account_path.as_ref().map(|path| path.display().to_string()).as_deref()),
                 ),
             ]);
+            // The provider, pool, project number and service account are not secret (they show in Google's
+            // audit logs); the OIDC token is.
+            if let Some(federation) = &gcs.workload_identity {
+                use chunkcache::store::gcp_workload_identity as wif;
+                lines.extend([
+                    ("credentials", format!("{}, with the OIDC token (set)", federation.describe())),
+                    (
+                        "Google STS endpoint",
+                        federation.sts_endpoint.clone().unwrap_or_else(|| wif::DEFAULT_STS_ENDPOINT.into()),
+                    ),
+                    (
+                        "IAM Credentials endpoint",
+                        federation
+                            .iam_credentials_endpoint
+                            .clone()
+                            .unwrap_or_else(|| wif::DEFAULT_IAM_CREDENTIALS_ENDPOINT.into()),
+                    ),
+                ]);
+            }
         }
         _ => lines.push(("backend", "filesystem".to_string())),
     }

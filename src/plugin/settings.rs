@@ -96,6 +96,7 @@ use crate::core::gc::DEFAULT_GRACE_MS;
 pub use crate::core::secret::Secret;
 use crate::core::units;
 use crate::store::backend::{AzureAdOptions, AzureOptions, BlobEndpoint, GcsOptions, S3Options};
+use crate::store::gcp_workload_identity::WorkloadIdentityOptions;
 use crate::store::sts::{AssumeRoleOptions, DEFAULT_SESSION_NAME, RoleIdentity};
 
 /// What the step does: `restore: true`, `rebuild: true` or `gc: true`.
@@ -350,8 +351,10 @@ pub struct PluginSettings {
     /// `user_role_external_id`, `assume_role_session_name`) become its `roles`, and `sts_endpoint`
     /// (`PLUGIN_STS_ENDPOINT`, `AWS_STS_ENDPOINT`) its `sts_endpoint`.
     pub s3: S3Options,
-    /// GCS settings: `bucket` and `endpoint` (the same variables as S3's, as in drone-cache) and `json_key`
-    /// (`PLUGIN_JSON_KEY`, `GCS_CACHE_JSON_KEY`) as the service account key.
+    /// GCS settings: `bucket` and `endpoint` (the same variables as S3's, as in drone-cache), `json_key`
+    /// (`PLUGIN_JSON_KEY`, `GCS_CACHE_JSON_KEY`) as the service account key, and the Harness fork's workload
+    /// identity federation (`project_number`, `pool_id`, `provider_id`, `service_account_email`, `oidc_token_id`,
+    /// with chunkcache's `gcp_sts_endpoint` and `gcp_iam_credentials_endpoint`) as its `workload_identity`.
     pub gcs: GcsOptions,
     /// `disable_ssl` (`PLUGIN_DISABLESSL`, `AWS_DISABLESSL`): an S3 `endpoint` without a scheme means
     /// `http://` instead of `https://`.
@@ -570,6 +573,15 @@ pub enum SettingsError {
         /// Why, and what to set or remove.
         reason: &'static str,
     },
+    /// A GCS workload identity setting that cannot take effect as given: on another backend, without the
+    /// other settings of the federation (the message names the missing one), or malformed.
+    #[error("{var} is set, but {reason}")]
+    WorkloadIdentity {
+        /// The variable.
+        var: &'static str,
+        /// Why, and what to set or remove.
+        reason: String,
+    },
     /// A setting the chosen backend needs is missing (from [`PluginSettings::validate`]).
     #[error("backend {backend} needs {setting}: set {vars}")]
     Missing {
@@ -645,6 +657,20 @@ const EXTERNAL_ID: &[&str] = &["PLUGIN_EXTERNAL_ID"];
 const USER_ROLE_ARN: &[&str] = &["PLUGIN_USER_ROLE_ARN", "AWS_USER_ROLE_ARN"];
 const USER_ROLE_EXTERNAL_ID: &[&str] = &["PLUGIN_USER_ROLE_EXTERNAL_ID"];
 const STS_ENDPOINT: &[&str] = &["PLUGIN_STS_ENDPOINT", "AWS_STS_ENDPOINT"];
+const PROJECT_NUMBER: &[&str] = &["PLUGIN_PROJECT_NUMBER"];
+const POOL_ID: &[&str] = &["PLUGIN_POOL_ID"];
+const PROVIDER_ID: &[&str] = &["PLUGIN_PROVIDER_ID"];
+const SERVICE_ACCOUNT_EMAIL: &[&str] = &["PLUGIN_SERVICE_ACCOUNT_EMAIL"];
+const GCP_STS_ENDPOINT: &[&str] = &["PLUGIN_GCP_STS_ENDPOINT"];
+const GCP_IAM_CREDENTIALS_ENDPOINT: &[&str] = &["PLUGIN_GCP_IAM_CREDENTIALS_ENDPOINT"];
+/// The Harness fork's GCS workload identity settings besides `oidc_token_id`, with their names, in the order
+/// a missing one is named.
+const WORKLOAD_IDENTITY_SETTINGS: [(&[&str], &str); 4] = [
+    (PROJECT_NUMBER, "project_number"),
+    (POOL_ID, "pool_id"),
+    (PROVIDER_ID, "provider_id"),
+    (SERVICE_ACCOUNT_EMAIL, "service_account_email"),
+];
 /// The AWS settings that ask for a role to be assumed (`assume_role_session_name` and `sts_endpoint` only say
 /// how), as [`EnvReader::roles`] refuses them on other backends.
 const ROLE_SETTINGS: [&[&str]; 5] = [OIDC_TOKEN_ID, ASSUME_ROLE_ARN, EXTERNAL_ID, USER_ROLE_ARN, USER_ROLE_EXTERNAL_ID];
@@ -670,11 +696,6 @@ const UNSUPPORTED: &[(&[&str], &str)] = &[
         &["PLUGIN_GCS_ENCRYPTION_KEY", "GCS_ENCRYPTION_KEY"],
         "customer-supplied encryption keys cannot be sent by chunkcache's GCS client; use the bucket's default \
          encryption (Google-managed or a CMEK set on the bucket) and unset it",
-    ),
-    (
-        &["PLUGIN_PROJECT_NUMBER", "PLUGIN_POOL_ID", "PLUGIN_PROVIDER_ID", "PLUGIN_SERVICE_ACCOUNT_EMAIL"],
-        "GCS workload identity federation from the plugin is not supported: give a service-account key (json_key \
-         or GOOGLE_APPLICATION_CREDENTIALS)",
     ),
 ];
 
@@ -722,23 +743,19 @@ impl EnvReader<'_> {
     ///
     /// On another backend, the step's own role settings (`PLUGIN_*`) are refused; the machine-wide aliases
     /// (`AWS_ASSUME_ROLE_ARN`, …) are left alone there, as they may be meant for other tools. With the Azure
-    /// backend, `oidc_token_id` is the token of an Azure AD sign-in (read with the Azure settings).
+    /// backend, `oidc_token_id` is the token of an Azure AD sign-in (read with the Azure settings); with the
+    /// GCS backend, that of a workload identity federation ([`EnvReader::workload_identity`]).
     fn roles(&self, backend: Backend) -> Result<Vec<AssumeRoleOptions>, SettingsError> {
         let refuse = |var, reason| Err(SettingsError::RoleSetting { var, reason });
         if backend != Backend::S3 {
             let step_setting = ROLE_SETTINGS
                 .into_iter()
-                .filter(|&names| !(backend == Backend::Azure && names == OIDC_TOKEN_ID))
+                .filter(|&names| !(matches!(backend, Backend::Azure | Backend::Gcs) && names == OIDC_TOKEN_ID))
                 .filter_map(|names| self.raw(names))
                 .find(|(var, _)| var.starts_with("PLUGIN_"));
-            return match (backend, step_setting) {
-                (_, None) => Ok(Vec::new()),
-                (Backend::Gcs, Some((var @ "PLUGIN_OIDC_TOKEN_ID", _))) => refuse(
-                    var,
-                    "GCS workload identity federation from the plugin is not supported: give a service-account key \
-                     (json_key or GOOGLE_APPLICATION_CREDENTIALS)",
-                ),
-                (_, Some((var, _))) => {
+            return match step_setting {
+                None => Ok(Vec::new()),
+                Some((var, _)) => {
                     refuse(var, "it is an AWS role setting, for the s3 backend only: remove it, or set backend: s3")
                 }
             };
@@ -788,6 +805,68 @@ impl EnvReader<'_> {
             (None, None) => {}
         }
         Ok(roles)
+    }
+
+    /// The Harness fork's GCS workload identity federation: `project_number`, `pool_id`, `provider_id`,
+    /// `service_account_email` and `oidc_token_id`, all five or none, plus chunkcache's `gcp_sts_endpoint` and
+    /// `gcp_iam_credentials_endpoint` (see [`crate::store::gcp_workload_identity`]).
+    ///
+    /// The fork uses the federation only when all five are set, and silently falls back to other credentials
+    /// otherwise; here an incomplete set is refused, naming the missing setting, and the four GCS settings are
+    /// refused on another backend.
+    fn workload_identity(&self, backend: Backend) -> Result<Option<WorkloadIdentityOptions>, SettingsError> {
+        let refuse = |var, reason: String| Err(SettingsError::WorkloadIdentity { var, reason });
+        let given = WORKLOAD_IDENTITY_SETTINGS.map(|(names, _)| self.raw(names));
+        if backend != Backend::Gcs {
+            return match given.iter().flatten().next() {
+                Some(&(var, _)) => refuse(
+                    var,
+                    "it is a GCS workload identity setting, for the gcs backend only: remove it, or set backend: gcs"
+                        .to_owned(),
+                ),
+                None => Ok(None),
+            };
+        }
+        let token = self.raw(OIDC_TOKEN_ID);
+        let Some(&(var, _)) = given.iter().flatten().next().or(token.as_ref()) else { return Ok(None) };
+        let missing = WORKLOAD_IDENTITY_SETTINGS
+            .iter()
+            .zip(&given)
+            .find(|(_, value)| value.is_none())
+            .map(|((names, setting), _)| format!("{setting} ({})", names[0]))
+            .or_else(|| token.is_none().then(|| "oidc_token_id (PLUGIN_OIDC_TOKEN_ID), the OIDC token".to_owned()));
+        if let Some(missing) = missing {
+            return refuse(
+                var,
+                format!(
+                    "GCS workload identity federation also needs {missing}: it takes project_number, pool_id, \
+                     provider_id, service_account_email and oidc_token_id together; set the missing one, or remove \
+                     the others to use json_key"
+                ),
+            );
+        }
+        let [Some(project), Some(pool), Some(provider), Some(email)] = given else { unreachable!("checked above") };
+        let Some((_, token)) = token else { unreachable!("checked above") };
+        if !project.1.trim().chars().all(|c| c.is_ascii_digit()) {
+            return refuse(
+                project.0,
+                format!(
+                    "{:?} is not a project number: the workload identity pool's audience names the project by its \
+                     number (digits, shown as \"Project number\" in the console or by gcloud projects describe), not \
+                     by its id",
+                    project.1.trim()
+                ),
+            );
+        }
+        Ok(Some(WorkloadIdentityOptions {
+            project_number: project.1.trim().to_owned(),
+            pool_id: pool.1.trim().to_owned(),
+            provider_id: provider.1.trim().to_owned(),
+            service_account_email: email.1.trim().to_owned(),
+            oidc_token: Secret::new(token.trim()),
+            sts_endpoint: self.string(GCP_STS_ENDPOINT),
+            iam_credentials_endpoint: self.string(GCP_IAM_CREDENTIALS_ENDPOINT),
+        }))
     }
 
     /// The settings of a gc step; `gc` says whether this is one (its settings on another step are refused).
@@ -1047,6 +1126,22 @@ impl PluginSettings {
                  (assume_role_arn or user_role_arn)",
             );
         }
+        let workload_identity = reader.workload_identity(backend)?;
+        if workload_identity.is_none()
+            && [GCP_STS_ENDPOINT, GCP_IAM_CREDENTIALS_ENDPOINT].into_iter().any(|names| reader.raw(names).is_some())
+        {
+            notes.push(
+                "note: gcp_sts_endpoint and gcp_iam_credentials_endpoint change nothing without GCS workload identity \
+                 federation (project_number, pool_id, provider_id, service_account_email and oidc_token_id)",
+            );
+        }
+        if workload_identity.is_some() && reader.raw(JSON_KEY).is_some() {
+            notes.push(
+                "note: json_key is not used: with project_number, pool_id, provider_id, service_account_email and \
+                 oidc_token_id the step authenticates through workload identity federation, as the Harness fork \
+                 does; remove json_key",
+            );
+        }
         if !reader.bool(STRICT_KEY_MATCHING, true)? {
             notes.push(
                 "note: strict_key_matching: false changes nothing: chunkcache restores only the exact key, then the \
@@ -1150,6 +1245,7 @@ impl PluginSettings {
                 bucket: reader.string(BUCKET),
                 endpoint: reader.string(ENDPOINT),
                 service_account_json: reader.secret(JSON_KEY),
+                workload_identity,
                 ..GcsOptions::default()
             },
             disable_ssl: reader.bool(DISABLE_SSL, false)?,
@@ -1507,6 +1603,81 @@ mod tests {
         let message =
             parse(&[("PLUGIN_BACKEND", "azure"), ("PLUGIN_ACCOUNT_NAME", "acct")]).unwrap().validate().unwrap_err();
         assert!(message.to_string().contains("azure_client_id"), "{message}");
+    }
+
+    const WORKLOAD_IDENTITY: [(&str, &str); 6] = [
+        ("PLUGIN_BACKEND", "gcs"),
+        ("PLUGIN_PROJECT_NUMBER", " 123456789012 "),
+        ("PLUGIN_POOL_ID", "harness-pool"),
+        ("PLUGIN_PROVIDER_ID", "harness-provider"),
+        ("PLUGIN_SERVICE_ACCOUNT_EMAIL", "cache@project.iam.gserviceaccount.com"),
+        ("PLUGIN_OIDC_TOKEN_ID", "eyJ.gcp.t0ken\n"),
+    ];
+
+    #[test]
+    fn gcs_workload_identity_takes_the_forks_five_settings() {
+        let settings = parse(&WORKLOAD_IDENTITY).unwrap();
+        let federation = settings.gcs.workload_identity.as_ref().unwrap();
+        assert_eq!(federation.project_number, "123456789012");
+        assert_eq!(
+            (federation.pool_id.as_str(), federation.provider_id.as_str()),
+            ("harness-pool", "harness-provider")
+        );
+        assert_eq!(federation.service_account_email, "cache@project.iam.gserviceaccount.com");
+        assert_eq!(federation.oidc_token.expose(), "eyJ.gcp.t0ken");
+        assert_eq!((federation.sts_endpoint.as_ref(), federation.iam_credentials_endpoint.as_ref()), (None, None));
+        assert!(settings.s3.roles.is_empty() && settings.notes.is_empty(), "{:?}", settings.notes);
+        assert!(!format!("{settings:?}").contains("eyJ.gcp.t0ken"));
+        settings.validate().unwrap_err(); // still needs a bucket
+        let endpoints = [
+            ("PLUGIN_GCP_STS_ENDPOINT", "http://127.0.0.1:1/sts"),
+            ("PLUGIN_GCP_IAM_CREDENTIALS_ENDPOINT", "http://127.0.0.1:2"),
+            ("PLUGIN_JSON_KEY", "{}"),
+        ];
+        let moved = parse(&[&WORKLOAD_IDENTITY[..], &endpoints].concat()).unwrap();
+        let federation = moved.gcs.workload_identity.unwrap();
+        assert_eq!(federation.sts_endpoint.as_deref(), Some("http://127.0.0.1:1/sts"));
+        assert_eq!(federation.iam_credentials_endpoint.as_deref(), Some("http://127.0.0.1:2"));
+        assert!(moved.notes.iter().any(|note| note.contains("json_key is not used")), "{:?}", moved.notes);
+
+        // Without the federation, the endpoints change nothing, and the log says so.
+        let inert = parse(&[("PLUGIN_BACKEND", "gcs"), endpoints[0]]).unwrap();
+        assert!(inert.notes[0].contains("gcp_sts_endpoint and gcp_iam_credentials_endpoint change nothing"));
+    }
+
+    #[test]
+    fn incomplete_gcs_workload_identity_names_the_missing_setting() {
+        for (left_out, var, missing) in [
+            ("PLUGIN_PROVIDER_ID", "PLUGIN_PROJECT_NUMBER", "provider_id (PLUGIN_PROVIDER_ID)"),
+            ("PLUGIN_PROJECT_NUMBER", "PLUGIN_POOL_ID", "project_number (PLUGIN_PROJECT_NUMBER)"),
+            ("PLUGIN_SERVICE_ACCOUNT_EMAIL", "PLUGIN_PROJECT_NUMBER", "service_account_email"),
+            ("PLUGIN_OIDC_TOKEN_ID", "PLUGIN_PROJECT_NUMBER", "oidc_token_id (PLUGIN_OIDC_TOKEN_ID)"),
+        ] {
+            let pairs: Vec<_> = WORKLOAD_IDENTITY.into_iter().filter(|(name, _)| *name != left_out).collect();
+            let message = parse(&pairs).unwrap_err().to_string();
+            assert!(
+                message
+                    .starts_with(&format!("{var} is set, but GCS workload identity federation also needs {missing}")),
+                "{message}"
+            );
+            assert!(!message.contains("eyJ.gcp.t0ken"), "{message}");
+        }
+        // The token alone, as an S3 or Azure step would give it.
+        let message = parse(&[WORKLOAD_IDENTITY[0], WORKLOAD_IDENTITY[5]]).unwrap_err().to_string();
+        assert!(
+            message.starts_with(
+                "PLUGIN_OIDC_TOKEN_ID is set, but GCS workload identity federation also needs \
+             project_number (PLUGIN_PROJECT_NUMBER)"
+            ),
+            "{message}"
+        );
+        // A project id where the number belongs.
+        let named = [&WORKLOAD_IDENTITY[..], &[("PLUGIN_PROJECT_NUMBER", "my-project")]].concat();
+        let message = parse(&named).unwrap_err().to_string();
+        assert!(message.starts_with("PLUGIN_PROJECT_NUMBER is set, but \"my-project\" is not a project number"));
+        // On another backend, the four GCS settings are refused.
+        let message = parse(&[("PLUGIN_BACKEND", "azure"), ("PLUGIN_SERVICE_ACCOUNT_EMAIL", "a@b")]).unwrap_err();
+        assert!(message.to_string().contains("GCS workload identity setting, for the gcs backend only"), "{message}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! | `memory://` | in-process memory (tests) | — |
 //! | `az://CONTAINER/PREFIX`, `azure://…` | Azure Blob Storage, Azurite | account key, SAS, connection string, Azure AD ([`crate::store::azure_ad`]) |
 //! | `s3://BUCKET/PREFIX` | S3 and compatibles (moto, MinIO) | `AWS_*` |
-//! | `gs://BUCKET/PREFIX` | Google Cloud Storage | service-account JSON |
+//! | `gs://BUCKET/PREFIX` | Google Cloud Storage | service-account JSON, workload identity federation ([`crate::store::gcp_workload_identity`]) |
 //!
 //! Every store retries transient failures (throttling, 5xx, timeouts, dropped connections, bodies
 //! cut short) with backoff, in one place: [`crate::store::retry::RetryStore`], which [`Store::with_retry`]
@@ -36,6 +36,7 @@ use object_store::{ClientOptions, ObjectStore, RetryConfig};
 use crate::core::secret::Secret;
 use crate::store::Store;
 use crate::store::azure_admin::ContainerAuth;
+use crate::store::gcp_workload_identity::WorkloadIdentityOptions;
 use crate::store::retry::RetryPolicy;
 use crate::store::sts::{AssumeRoleOptions, RoleIdentity, StsCredentialProvider};
 
@@ -287,6 +288,9 @@ pub struct GcsOptions {
     pub service_account_path: Option<PathBuf>,
     /// Endpoint (an emulator).
     pub endpoint: Option<String>,
+    /// Workload identity federation (the plugin's `project_number`, `pool_id`, `provider_id`,
+    /// `service_account_email` and `oidc_token_id`): when set, it is the credentials, whatever else is.
+    pub workload_identity: Option<WorkloadIdentityOptions>,
 }
 
 /// How remote stores are reached.
@@ -560,7 +564,7 @@ pub async fn open(url: &str, options: &BackendOptions) -> Result<Store, BackendE
     }
     let ((backend, description), objects_per_delete): ((Arc<dyn ObjectStore>, String), usize) = match scheme {
         "s3" => (open_s3(bucket, options)?, S3_OBJECTS_PER_DELETE),
-        "gs" => (open_gcs(bucket, options)?, 1),
+        "gs" => (open_gcs(bucket, options).await?, 1),
         _ => (open_azure(bucket, options).await?, AZURE_OBJECTS_PER_DELETE),
     };
     let description = if prefix.is_empty() { description } else { format!("{description} under {prefix:?}") };
@@ -989,14 +993,9 @@ fn s3_credentials_configured(s3: &S3Options, description: &str) -> Result<(), Ba
     )))
 }
 
-fn open_gcs(bucket: &str, options: &BackendOptions) -> Result<(Arc<dyn ObjectStore>, String), BackendError> {
+async fn open_gcs(bucket: &str, options: &BackendOptions) -> Result<(Arc<dyn ObjectStore>, String), BackendError> {
     let gcs = &options.gcs;
     let mut builder = GoogleCloudStorageBuilder::new().with_bucket_name(bucket);
-    if let Some(json) = &gcs.service_account_json {
-        builder = builder.with_service_account_key(json.expose());
-    } else if let Some(path) = &gcs.service_account_path {
-        builder = builder.with_service_account_path(path.display().to_string());
-    }
     let endpoint = gcs
         .endpoint
         .as_deref()
@@ -1013,13 +1012,28 @@ fn open_gcs(bucket: &str, options: &BackendOptions) -> Result<(Arc<dyn ObjectSto
         builder = builder.with_base_url(endpoint);
     }
     let description = format!("GCS bucket {bucket:?}");
-    if gcs.service_account_json.is_none() && gcs.service_account_path.is_none() {
+    if let Some(federation) = &gcs.workload_identity {
+        // The fork's order: with all of its settings, workload identity federation is the credentials.
+        let credentials = Arc::new(workload_identity_credential(federation, options)?);
+        // Asked for now, so that a refused exchange fails the step at once, naming the call and Google's
+        // answer; the token is cached and serves the first requests.
+        credentials.token().await.map_err(|error| {
+            BackendError::SignIn(format!("{} failed for {description}: {error}", federation.describe()))
+        })?;
+        builder = builder.with_credentials(credentials);
+    } else if let Some(json) = &gcs.service_account_json {
+        builder = builder.with_service_account_key(json.expose());
+    } else if let Some(path) = &gcs.service_account_path {
+        builder = builder.with_service_account_path(path.display().to_string());
+    } else {
         // Without a service account, `object_store` tries gcloud's default credentials and then
         // instance metadata, which off Google Cloud fails with an error that says nothing about
         // what to set (issue 13).
         return Err(BackendError::Config(format!(
             "{description} has no credentials: set GOOGLE_SERVICE_ACCOUNT (or GOOGLE_APPLICATION_CREDENTIALS) to \
-             the path of a service-account key file, or GOOGLE_SERVICE_ACCOUNT_KEY to its JSON (plugin: json_key)"
+             the path of a service-account key file, or GOOGLE_SERVICE_ACCOUNT_KEY to its JSON (plugin: json_key); \
+             the plugin can also use workload identity federation (project_number, pool_id, provider_id, \
+             service_account_email and oidc_token_id)"
         )));
     }
     let (client, retry) = client_options(options, endpoint.as_deref().is_some_and(|e| e.starts_with("http://")))?;
@@ -1029,6 +1043,48 @@ fn open_gcs(bucket: &str, options: &BackendOptions) -> Result<(Arc<dyn ObjectSto
         .build()
         .map_err(|source| BackendError::Client { store: description.clone(), source })?;
     Ok((Arc::new(backend), description))
+}
+
+/// The credential provider of a workload identity federation, with its endpoints checked.
+fn workload_identity_credential(
+    federation: &WorkloadIdentityOptions,
+    options: &BackendOptions,
+) -> Result<crate::store::gcp_workload_identity::WorkloadIdentityCredential, BackendError> {
+    use crate::store::gcp_workload_identity::{self as wif, WorkloadIdentityCredential};
+    let checked = |value: Option<&str>, default: &str, what: &'static str, from: &'static str| {
+        let url = endpoint_url(value.unwrap_or(default), what, from)?;
+        Ok::<_, BackendError>(endpoint_text(&url))
+    };
+    let sts = checked(
+        federation.sts_endpoint.as_deref(),
+        wif::DEFAULT_STS_ENDPOINT,
+        "Google STS endpoint",
+        "gcp_sts_endpoint (PLUGIN_GCP_STS_ENDPOINT)",
+    )?;
+    let iam = checked(
+        federation.iam_credentials_endpoint.as_deref(),
+        wif::DEFAULT_IAM_CREDENTIALS_ENDPOINT,
+        "IAM Credentials endpoint",
+        "gcp_iam_credentials_endpoint (PLUGIN_GCP_IAM_CREDENTIALS_ENDPOINT)",
+    )?;
+    // Both are absolute http(s) URLs with a host by now.
+    let invalid = |what, value: &str, from: &str, e: url::ParseError| BackendError::InvalidEndpoint {
+        what,
+        value: value.to_owned(),
+        from: from.to_owned(),
+        reason: e.to_string(),
+    };
+    let token_url = wif::token_url(&sts)
+        .map_err(|e| invalid("Google STS endpoint", &sts, "gcp_sts_endpoint (PLUGIN_GCP_STS_ENDPOINT)", e))?;
+    let generate_url = wif::generate_access_token_url(&iam, &federation.service_account_email).map_err(|e| {
+        invalid(
+            "IAM Credentials endpoint",
+            &iam,
+            "gcp_iam_credentials_endpoint (PLUGIN_GCP_IAM_CREDENTIALS_ENDPOINT)",
+            e,
+        )
+    })?;
+    Ok(WorkloadIdentityCredential::new(federation.clone(), token_url, generate_url, http_client(options)?))
 }
 
 #[cfg(test)]

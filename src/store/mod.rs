@@ -44,6 +44,7 @@ pub mod azure_admin;
 pub mod backend;
 pub mod counting;
 pub mod gc;
+pub mod gcp_workload_identity;
 pub mod retry;
 pub mod sts;
 

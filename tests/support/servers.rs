@@ -1,7 +1,9 @@
-//! Storage emulators that the tests start themselves: Azurite (Azure Blob) and moto (S3).
+//! Storage emulators that the tests start themselves: Azurite (Azure Blob), moto (S3) and fake-gcs-server
+//! (GCS), and stand-ins for the identity services in front of them.
 //!
-//! `scripts/install-test-servers.sh` installs both under `.tools/` in the repository. A test that needs one
-//! calls [`Azurite::start`] or [`Moto::start`] and gets its own server on a free loopback port, with its own
+//! `scripts/install-test-servers.sh` installs the emulators under `.tools/` in the repository. A test that
+//! needs one calls [`Azurite::start`], [`Moto::start`] or [`Gcs::start`] and gets its own server on a free
+//! loopback port, with its own
 //! empty storage; dropping the value stops the server and removes its temporary directory. Start-up takes
 //! about 1 s for Azurite and 0.6 s for moto on the 2-core machine, so every test gets a fresh instance
 //! instead of sharing one per process (a shared `static` would never be dropped, and so never stopped).
@@ -382,6 +384,198 @@ impl Moto {
     }
 }
 
+/// Runs `future` to completion on a runtime of its own (the tests' setup requests are not async).
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
+}
+
+/// The stand-ins of `tests/support/google_server.py`.
+fn google_server() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/google_server.py")
+}
+
+/// The lines of a stand-in's log that start with `prefix`, without it.
+fn log_lines(server: &Server, prefix: &str) -> Vec<String> {
+    server.output().lines().filter_map(|line| line.strip_prefix(prefix)).map(str::to_owned).collect()
+}
+
+/// fake-gcs-server (in memory, for one test) behind the storage front of `tests/support/google_server.py`,
+/// which lets through only the credentials the test names and turns the XML API's uploads, which
+/// fake-gcs-server lacks, into JSON API uploads (see that file). Point clients at [`Gcs::endpoint`].
+pub struct Gcs {
+    /// The front's URL, as a client's GCS endpoint: `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// fake-gcs-server's own URL, for setup that needs no credentials (creating buckets).
+    pub emulator_endpoint: String,
+    front: Server,
+    _emulator: Server,
+}
+
+impl Gcs {
+    /// Starts fake-gcs-server and its front. The front accepts the bearer `access_token`, and self-signed JWTs
+    /// of the service account `client_email` (what `object_store` sends with a service-account key).
+    ///
+    /// # Panics
+    /// When fake-gcs-server is not installed (the message says how to install it), or a server does not start.
+    pub fn start(access_token: Option<&str>, client_email: Option<&str>) -> Gcs {
+        let binary = tools_dir().join("fake-gcs-server/bin/fake-gcs-server");
+        // The public host is the one the XML API is served on (path-style: /BUCKET/OBJECT).
+        let emulator = Server::start(
+            "fake-gcs-server",
+            &binary,
+            &[
+                "-scheme",
+                "http",
+                "-backend",
+                "memory",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                "{port}",
+                "-public-host",
+                "127.0.0.1",
+                "-log-level",
+                "warn",
+            ],
+        );
+        let upstream = format!("127.0.0.1:{}", emulator.port);
+        let mut args = vec!["storage", "--port", "{port}", "--upstream", &upstream];
+        if let Some(token) = access_token {
+            args.extend(["--access-token", token]);
+        }
+        if let Some(email) = client_email {
+            args.extend(["--client-email", email]);
+        }
+        let front = Server::start("GCS front", &google_server(), &args);
+        Gcs {
+            endpoint: format!("http://127.0.0.1:{}", front.port),
+            emulator_endpoint: format!("http://127.0.0.1:{}", emulator.port),
+            front,
+            _emulator: emulator,
+        }
+    }
+
+    /// Creates `bucket` on the emulator (the JSON API's bucket insert).
+    pub fn create_bucket(&self, bucket: &str) {
+        let request = reqwest::Client::new()
+            .post(format!("{}/storage/v1/b", self.emulator_endpoint))
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"name":"{bucket}"}}"#));
+        let status = block_on(request.send()).expect("bucket insert request").status();
+        assert!(status.is_success(), "creating bucket {bucket} answered {status}");
+    }
+
+    /// The requests the front let through, as `METHOD PATH by access_token|self_signed_jwt`.
+    pub fn authorized(&self) -> Vec<String> {
+        log_lines(&self.front, "authorized ")
+    }
+
+    /// The requests the front refused for their credentials.
+    pub fn refused(&self) -> Vec<String> {
+        log_lines(&self.front, "refused ")
+    }
+}
+
+/// Stand-ins for Google STS and IAM Credentials (`tests/support/google_server.py`, one process each, so that
+/// a client that sends one's call to the other fails): STS exchanges [`GoogleIdentity::OIDC_TOKEN`] for the
+/// pool provider of [`GoogleIdentity::audience`] into [`GoogleIdentity::FEDERATED_TOKEN`], and IAM
+/// Credentials gives [`GoogleIdentity::ACCESS_TOKEN`] for [`GoogleIdentity::SERVICE_ACCOUNT`] to that
+/// federated token. Every other credential, audience, scope or account is refused as Google refuses it.
+pub struct GoogleIdentity {
+    /// STS's base URL, as `gcp_sts_endpoint`.
+    pub sts_endpoint: String,
+    /// IAM Credentials' base URL, as `gcp_iam_credentials_endpoint`.
+    pub iam_endpoint: String,
+    sts: Server,
+    iam: Server,
+}
+
+impl GoogleIdentity {
+    /// The project that holds the pool.
+    pub const PROJECT_NUMBER: &'static str = "123456789012";
+    /// The workload identity pool.
+    pub const POOL: &'static str = "harness-pool";
+    /// Its OIDC provider.
+    pub const PROVIDER: &'static str = "harness-provider";
+    /// The one service account the pool's identities may impersonate.
+    pub const SERVICE_ACCOUNT: &'static str = "ci-cache@chunkcache-test.iam.gserviceaccount.com";
+    /// The one OIDC token the provider accepts.
+    pub const OIDC_TOKEN: &'static str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwaXBlbGluZSJ9.gcp-oidc-token-signature";
+    /// The federated token STS issues for it.
+    pub const FEDERATED_TOKEN: &'static str = "federated-token-0f1e2d3c4b5a";
+    /// The service account's access token IAM Credentials issues.
+    pub const ACCESS_TOKEN: &'static str = "ya29.c.service-account-access-token-9a8b7c";
+
+    /// The pool provider's audience, in the format Google expects.
+    pub fn audience() -> String {
+        format!(
+            "//iam.googleapis.com/projects/{}/locations/global/workloadIdentityPools/{}/providers/{}",
+            Self::PROJECT_NUMBER,
+            Self::POOL,
+            Self::PROVIDER
+        )
+    }
+
+    /// Starts both stand-ins.
+    ///
+    /// # Panics
+    /// When one does not start (with its output).
+    pub fn start() -> GoogleIdentity {
+        let audience = Self::audience();
+        let sts = Server::start(
+            "Google STS stand-in",
+            &google_server(),
+            &[
+                "sts",
+                "--port",
+                "{port}",
+                "--audience",
+                &audience,
+                "--subject-token",
+                Self::OIDC_TOKEN,
+                "--federated-token",
+                Self::FEDERATED_TOKEN,
+            ],
+        );
+        let iam = Server::start(
+            "IAM Credentials stand-in",
+            &google_server(),
+            &[
+                "iam",
+                "--port",
+                "{port}",
+                "--federated-token",
+                Self::FEDERATED_TOKEN,
+                "--service-account",
+                Self::SERVICE_ACCOUNT,
+                "--access-token",
+                Self::ACCESS_TOKEN,
+            ],
+        );
+        GoogleIdentity {
+            sts_endpoint: format!("http://127.0.0.1:{}", sts.port),
+            iam_endpoint: format!("http://127.0.0.1:{}", iam.port),
+            sts,
+            iam,
+        }
+    }
+
+    /// The token exchanges STS granted, as `audience=… scope=… subject_token_type=… requested_token_type=…`.
+    pub fn exchanged(&self) -> Vec<String> {
+        log_lines(&self.sts, "exchanged ")
+    }
+
+    /// The access tokens IAM Credentials issued, as `service_account=… scope=…`.
+    pub fn issued(&self) -> Vec<String> {
+        log_lines(&self.iam, "issued ")
+    }
+
+    /// What either refused, with Google's error.
+    pub fn refused(&self) -> Vec<String> {
+        [log_lines(&self.sts, "refused "), log_lines(&self.iam, "refused ")].concat()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,5 +629,58 @@ mod tests {
             matches!(second, Err(object_store::Error::AlreadyExists { .. })),
             "second create-if-absent put: {second:?}"
         );
+    }
+
+    /// object_store's `PutMode::Create` on GCS sends `x-goog-if-generation-match: 0`; through the front,
+    /// fake-gcs-server must answer the second put with 412, which object_store reports as `AlreadyExists`, and
+    /// the XML API's reads, ranged reads, lists and deletes must work as GCS's do.
+    #[tokio::test]
+    async fn gcs_emulator_supports_what_object_store_sends() {
+        use futures::TryStreamExt as _;
+        use object_store::path::Path as ObjectPath;
+        use object_store::{ObjectStore as _, ObjectStoreExt as _, PutMode, PutPayload};
+
+        let token = "test-access-token";
+        let gcs = tokio::task::spawn_blocking(move || {
+            let gcs = Gcs::start(Some(token), None);
+            gcs.create_bucket("chunkcache-test");
+            gcs
+        })
+        .await
+        .unwrap();
+        let store = object_store::gcp::GoogleCloudStorageBuilder::new()
+            .with_base_url(&gcs.endpoint)
+            .with_bucket_name("chunkcache-test")
+            .with_bearer_token(token)
+            .with_client_options(object_store::ClientOptions::new().with_allow_http(true))
+            .build()
+            .unwrap();
+        let path = ObjectPath::from("chunks/ab/cd ef");
+        store.put_opts(&path, PutPayload::from_static(b"one two"), PutMode::Create.into()).await.unwrap();
+        let second = store.put_opts(&path, PutPayload::from_static(b"two"), PutMode::Create.into()).await;
+        assert!(
+            matches!(second, Err(object_store::Error::AlreadyExists { .. })),
+            "second create-if-absent put: {second:?}"
+        );
+        assert_eq!(store.get_range(&path, 4..7).await.unwrap().as_ref(), b"two");
+        assert_eq!(store.head(&path).await.unwrap().size, 7);
+        store.put(&path, PutPayload::from_static(b"replaced")).await.unwrap();
+        assert_eq!(store.get(&path).await.unwrap().bytes().await.unwrap().as_ref(), b"replaced");
+        let listed: Vec<_> = store.list(Some(&ObjectPath::from("chunks"))).try_collect().await.unwrap();
+        assert_eq!(listed.iter().map(|meta| meta.location.to_string()).collect::<Vec<_>>(), ["chunks/ab/cd ef"]);
+        store.delete(&path).await.unwrap();
+        assert!(matches!(store.head(&path).await, Err(object_store::Error::NotFound { .. })));
+
+        let anonymous = object_store::gcp::GoogleCloudStorageBuilder::new()
+            .with_base_url(&gcs.endpoint)
+            .with_bucket_name("chunkcache-test")
+            .with_bearer_token("some other token")
+            .with_client_options(object_store::ClientOptions::new().with_allow_http(true))
+            .build()
+            .unwrap();
+        assert!(anonymous.head(&path).await.is_err());
+        assert_eq!(gcs.refused().len(), 1, "{:?}", gcs.refused());
+        assert!(gcs.authorized().iter().all(|line| line.ends_with(" by access_token")));
+        tokio::task::spawn_blocking(move || drop(gcs)).await.unwrap();
     }
 }
