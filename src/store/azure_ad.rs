@@ -199,13 +199,23 @@ pub fn token_url(authority_host: Option<&str>, tenant_id: &str) -> String {
 /// Exchanges an OIDC token given as a value (the Harness fork's `oidc_token_id`) for a storage token, with
 /// the `client_assertion` grant. `object_store` has this flow only with a token *file*; writing a secret to
 /// disk for it would leave it behind whenever the process is killed.
-#[derive(Debug)]
 pub struct ClientAssertionCredential {
     token_url: String,
     client_id: String,
     assertion: Secret,
     client: reqwest::Client,
     cached: tokio::sync::Mutex<Option<(Arc<AzureCredential>, Instant)>>,
+}
+
+impl std::fmt::Debug for ClientAssertionCredential {
+    // By hand: the cached storage token must not show (the assertion is a `Secret`, shown redacted).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientAssertionCredential")
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .field("assertion", &self.assertion)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientAssertionCredential {
@@ -309,6 +319,21 @@ mod tests {
             tenant_id: tenant.map(str::to_owned),
             ..AzureAdOptions::default()
         }
+    }
+
+    #[tokio::test]
+    async fn a_provider_never_shows_its_assertion_or_its_cached_token() {
+        let provider = ClientAssertionCredential::new(
+            "https://login.example/t/oauth2/v2.0/token".into(),
+            "client".into(),
+            Secret::new("the-assertion"),
+            reqwest::Client::new(),
+        );
+        let token = Arc::new(AzureCredential::BearerToken("the-storage-token".into()));
+        *provider.cached.lock().await = Some((token, Instant::now()));
+        let shown = format!("{provider:?}");
+        assert!(shown.contains("client") && shown.contains("***"), "{shown}");
+        assert!(!shown.contains("the-assertion") && !shown.contains("the-storage-token"), "{shown}");
     }
 
     #[test]
