@@ -365,9 +365,12 @@ fn is_staging_name(name: &[u8]) -> bool {
 /// cached file can look like one) is skipped. Returns the name and what `create` made.
 fn staged<T>(mut create: impl FnMut(&[u8]) -> std::io::Result<T>) -> std::io::Result<(Vec<u8>, T)> {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    // Read once: `std::process::id` is a system call each time, one per restored file.
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let pid = *PID.get_or_init(std::process::id);
     loop {
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("{STAGING_PREFIX}{}-{n}", std::process::id()).into_bytes();
+        let name = format!("{STAGING_PREFIX}{pid}-{n}").into_bytes();
         match create(&name) {
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
             result => return result.map(|made| (name, made)),
