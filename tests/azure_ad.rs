@@ -22,11 +22,8 @@ fn step(ad: &AzureAd, workspace: &Path, mode: &str, settings: &[(&str, &str)]) -
             ("PLUGIN_CONTAINER", "ci-cache"),
             ("PLUGIN_ENDPOINT", ad.endpoint.as_str()),
             ("PLUGIN_CA_BUNDLE", ad.ca_bundle.to_str().unwrap()),
-            ("PLUGIN_MOUNT", "deps"),
-            ("PLUGIN_CACHE_KEY", "deps-{{ .Commit.Branch }}"),
-            ("DRONE_REPO_NAME", "app"),
-            ("DRONE_COMMIT_BRANCH", "main"),
         ])
+        .envs(crate::util::DEPS_STEP)
         .envs(settings.iter().copied());
     command.output().expect("the binary runs")
 }

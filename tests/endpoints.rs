@@ -1,20 +1,12 @@
 //! Endpoints and store URLs through the binary: a malformed one is a clear one-line error or, in the
 //! plugin, a logged store failure that follows `exit_code`; never a panic (exit code 101).
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use crate::util::{chunkcache, scratch, stderr};
+use crate::util::{isolated, scratch, stderr};
 
 /// Rust's exit code for a panic.
 const PANIC_EXIT: i32 = 101;
-
-/// The binary in `cwd` with exactly `vars` as its environment (and `PATH`).
-fn isolated(cwd: &Path, vars: &[(&str, &str)]) -> Command {
-    let mut command = chunkcache(cwd);
-    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).envs(vars.iter().copied());
-    command
-}
 
 #[track_caller]
 fn assert_clean_failure(what: &str, output: &Output, code: i32) {

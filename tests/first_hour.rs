@@ -2,10 +2,8 @@
 //! can act on.
 
 use std::fs;
-use std::path::Path;
-use std::process::Command;
 
-use crate::util::{chunkcache, chunkcache_on, noise, run, run_json, scratch, stderr, stored_chunks};
+use crate::util::{chunkcache_on, isolated, noise, run, run_json, scratch, stderr, stored_chunks};
 
 /// `list` shows each cache's tree (files and bytes) and its manifest's size, in text and in
 /// JSON, and counts keys in the singular when there is one.
@@ -92,14 +90,6 @@ fn params_mismatch_prints_sizes() {
     assert!(text.contains("but 1 MiB average (256 KiB min, 4 MiB max) were requested"), "{text}");
     assert!(text.contains("drop --chunk-size") && text.contains("CHUNKCACHE_STORE"), "{text}");
     assert!(!text.contains("ChunkerParams") && !text.contains('{'), "{text}");
-}
-
-/// The binary in `cwd` with only `PATH` and `vars` in its environment, so that no credential of
-/// the machine running the tests leaks in.
-fn isolated(cwd: &Path, vars: &[(&str, &str)]) -> Command {
-    let mut command = chunkcache(cwd);
-    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).envs(vars.iter().copied());
-    command
 }
 
 /// S3 without credentials is refused before any request (the endpoint is a closed port, so a

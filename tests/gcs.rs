@@ -14,33 +14,20 @@ use crate::util::{assert_same_tree, noise, scratch, snapshot, stderr};
 /// The bucket every test saves to.
 const BUCKET: &str = "ci-cache";
 
-/// One plugin step on `gcs`'s bucket with `settings` for the credentials, and nothing of the test's
-/// environment that names Google credentials.
+/// One plugin step on `gcs`'s bucket with `settings` for the credentials (and nothing of the test's
+/// environment: no Google credentials of the machine running it).
 fn step(gcs: &Gcs, workspace: &Path, mode: &str, settings: &[(&str, &str)]) -> Output {
     let mut command = crate::util::plugin(workspace);
-    isolate(&mut command);
     command
         .envs([
             (mode, "true"),
             ("PLUGIN_BACKEND", "gcs"),
             ("PLUGIN_BUCKET", BUCKET),
             ("PLUGIN_ENDPOINT", gcs.endpoint.as_str()),
-            ("PLUGIN_MOUNT", "deps"),
-            ("PLUGIN_CACHE_KEY", "deps-{{ .Commit.Branch }}"),
-            ("DRONE_REPO_NAME", "app"),
-            ("DRONE_COMMIT_BRANCH", "main"),
         ])
+        .envs(crate::util::DEPS_STEP)
         .envs(settings.iter().copied());
     command.output().expect("the binary runs")
-}
-
-/// Removes inherited variables that would give the binary other Google credentials.
-fn isolate(command: &mut Command) {
-    for (name, _) in std::env::vars() {
-        if name.starts_with("GOOGLE_") || name.starts_with("GCS_") || name.starts_with("CHUNKCACHE_") {
-            command.env_remove(name);
-        }
-    }
 }
 
 /// The settings of the workload identity federation the stand-ins serve, with their endpoints, and
@@ -296,7 +283,6 @@ fn incomplete_gcs_workload_identity_settings_are_refused() {
     ];
     for (settings, expected) in cases {
         let mut command = crate::util::plugin(dir.path());
-        isolate(&mut command);
         command.envs([
             ("PLUGIN_RESTORE", "true"),
             ("PLUGIN_BACKEND", "gcs"),

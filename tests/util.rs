@@ -21,13 +21,30 @@ pub fn chunkcache(cwd: &Path) -> Command {
     command
 }
 
-/// `chunkcache plugin` in `cwd` with nothing of the test's environment but `PATH`: the step
-/// sees only the variables a test gives it, as in a pipeline.
-pub fn plugin(cwd: &Path) -> Command {
+/// The binary in `cwd` with nothing of the test's environment but `PATH`, and `vars`: no
+/// credential or setting of the machine running the tests leaks in.
+pub fn isolated(cwd: &Path, vars: &[(&str, &str)]) -> Command {
     let mut command = chunkcache(cwd);
-    command.arg("plugin").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).envs(vars.iter().copied());
     command
 }
+
+/// `chunkcache plugin` in `cwd`, [`isolated`]: the step sees only the variables a test gives it,
+/// as in a pipeline.
+pub fn plugin(cwd: &Path) -> Command {
+    let mut command = isolated(cwd, &[]);
+    command.arg("plugin");
+    command
+}
+
+/// A plugin step's settings for a `deps` folder under a per-branch key, and the build's
+/// variables, as a pipeline on branch `main` of repository `app` passes them.
+pub const DEPS_STEP: [(&str, &str); 4] = [
+    ("PLUGIN_MOUNT", "deps"),
+    ("PLUGIN_CACHE_KEY", "deps-{{ .Commit.Branch }}"),
+    ("DRONE_REPO_NAME", "app"),
+    ("DRONE_COMMIT_BRANCH", "main"),
+];
 
 /// The binary in `cwd` with `args`, on the local store folder `store`.
 pub fn chunkcache_on(cwd: &Path, store: &Path, args: &[&str]) -> Command {
