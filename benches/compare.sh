@@ -45,11 +45,9 @@ OPS=(cold-save warm-save cold-restore incr-restore)
 export RESTIC_PASSWORD=chunkcache-bench-dummy-password
 export CHUNKCACHE
 
-log() { printf '[compare] %s\n' "$*" >&2; }
-die() {
-	printf '[compare] ERROR: %s\n' "$*" >&2
-	exit 1
-}
+BENCH=compare
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 
 [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "REPEAT must be a positive integer, got '$REPEAT'"
 for tool in $TOOLS; do
@@ -70,15 +68,7 @@ ensure_tools() {
 	command -v gzip >/dev/null || missing+=(gzip)
 	command -v tar >/dev/null || missing+=(tar)
 	if wants restic; then command -v restic >/dev/null || missing+=(restic); fi
-	((${#missing[@]} == 0)) && return
-	log "installing ${missing[*]}"
-	local sudo=()
-	if ((EUID != 0)); then
-		command -v sudo >/dev/null || die "missing ${missing[*]}, and not root (no sudo) to install them"
-		sudo=(sudo)
-	fi
-	"${sudo[@]}" apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+	apt_install "${missing[@]}"
 }
 
 build() {
@@ -88,6 +78,7 @@ build() {
 	fi
 	if wants chunkcache; then
 		[[ -x $CHUNKCACHE ]] || die "$CHUNKCACHE not found: build it, or leave chunkcache out of TOOLS"
+		CHUNKCACHE=$(realpath "$CHUNKCACHE") # absolute: the saves run in another directory
 	fi
 }
 
@@ -170,11 +161,6 @@ measure() {
 
 store_bytes() { if [[ -e $1 ]]; then du -sb "$1" | cut -f1; else echo 0; fi; }
 
-median() { # median < numbers
-	sort -g | awk '{ v[NR] = $1 } END {
-		if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 # col TOOL OP N: median of column N of the raw measurements.
 col() { awk -v n="$3" '{ print $n }' "$RAW/$1.$2" | median; }
 
@@ -194,41 +180,15 @@ use_tree() {
 }
 trap park EXIT
 
-# digest DIR OUT: OUT.list (kind, mode, size, path; symlink targets), OUT.sums (MD5 of every file),
-# OUT.mtime (mtimes of regular files, in ns).
-digest() {
-	(
-		cd "$1"
-		find . \( -type d -printf 'd %m %p\n' \) -o \( -type l -printf 'l %p -> %l\n' \) \
-			-o \( -type f -printf 'f %m %s %p\n' \) -o -printf '? %p\n' | LC_ALL=C sort >"$2.list"
-		find . -type f -print0 | xargs -0 -r -P "$(nproc)" -n 256 md5sum | LC_ALL=C sort >"$2.sums"
-		find . -type f -printf '%T@ %p\n' | LC_ALL=C sort -k2 >"$2.mtime"
-	)
-}
-
 # verify TOOL OP GENERATION DIR: compares DIR with the source tree and records the verdict.
 verify() {
 	local tool=$1 op=$2 want=$WORK/digest/gen$3 got=$WORK/digest/got verdict
 	digest "$4" "$got"
-	if cmp -s "$want.list" "$got.list" && cmp -s "$want.sums" "$got.sums"; then
-		if cmp -s "$want.mtime" "$got.mtime"; then verdict=yes; else verdict="no: mtimes"; fi
-	else
-		local extra missing changed
-		extra=$(LC_ALL=C comm -13 "$want.list" "$got.list" | wc -l)
-		missing=$(LC_ALL=C comm -23 "$want.list" "$got.list" | wc -l)
-		changed=$(LC_ALL=C comm -13 "$want.sums" "$got.sums" | wc -l)
-		verdict="no: +$extra/-$missing entries, $changed contents"
-	fi
+	verdict=$(verdict "$want" "$got")
 	if [[ -f $RAW/$tool.$op.status ]]; then verdict="$(cat "$RAW/$tool.$op.status"); $verdict"; fi
 	echo "$verdict" >"$RAW/$tool.$op.exact"
 	if [[ $tool == chunkcache && $verdict != yes ]]; then
-		{
-			echo "chunkcache $op did not reproduce gen$3 exactly ($verdict). First differences:"
-			diff "$want.list" "$got.list" | head -n 20 || true
-			diff "$want.sums" "$got.sums" | head -n 10 || true
-			diff "$want.mtime" "$got.mtime" | head -n 10 || true
-		} >&2
-		die "chunkcache restore is not byte-exact"
+		inexact "chunkcache $op did not reproduce gen$3 exactly ($verdict)" "$want" "$got"
 	fi
 }
 
@@ -370,7 +330,6 @@ cp -a "$WORK/trees/gen0/gradle" "$WORK/trees/gen1/gradle"
 fixture 1 "$WORK/trees/gen1/gradle" 2>>"$LOGS/fixture.log" || die "fixture generation failed: $LOGS/fixture.log"
 digest "$WORK/trees/gen0/gradle" "$WORK/digest/gen0"
 digest "$WORK/trees/gen1/gradle" "$WORK/digest/gen1"
-describe() { awk '$1 == "f" { n++; b += $3 } END { printf "%d files, %.1f MiB", n, b / 1048576 }' "$1"; }
 FIXTURE0=$(describe "$WORK/digest/gen0.list")
 FIXTURE1=$(describe "$WORK/digest/gen1.list")
 # Bytes of gen1 in files whose (path, content) is not in gen0.

@@ -43,11 +43,9 @@ WORK=${WORK:-/dev/shm/chunkcache-gc-scale}
 CHUNKCACHE=${CHUNKCACHE:-$ROOT/target/release/chunkcache}
 AZURITE=${AZURITE:-}
 
-log() { printf '[gc-scale] %s\n' "$*" >&2; }
-die() {
-	printf '[gc-scale] ERROR: %s\n' "$*" >&2
-	exit 1
-}
+BENCH=gc-scale
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 
 [[ -x /usr/bin/time ]] || die "GNU time is missing: apt-get install time"
 [[ -x $CHUNKCACHE ]] || die "$CHUNKCACHE not found: cargo build --release (or set CHUNKCACHE)"

@@ -71,11 +71,9 @@ AZURITE_ACCOUNT=devstoreaccount1
 AZURITE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
 OPS=(cold-save cold-restore warm-save incr-restore)
 
-log() { printf '[remote] %s\n' "$*" >&2; }
-die() {
-	printf '[remote] ERROR: %s\n' "$*" >&2
-	exit 1
-}
+BENCH=remote
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 
 [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "REPEAT must be a positive integer, got '$REPEAT'"
 [[ -n ${SERVERS// /} ]] || die "SERVERS is empty: use SERVERS=\"azurite moto\" or one of them"
@@ -102,15 +100,7 @@ ensure_packages() {
 	command -v flock >/dev/null || missing+=(util-linux)
 	command -v python3 >/dev/null || missing+=(python3)
 	if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then missing+=(python3-venv); fi
-	((${#missing[@]} == 0)) && return
-	log "installing ${missing[*]}"
-	local sudo=()
-	if ((EUID != 0)); then
-		command -v sudo >/dev/null || die "missing ${missing[*]}, and not root (no sudo) to install them"
-		sudo=(sudo)
-	fi
-	"${sudo[@]}" apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+	apt_install "${missing[@]}"
 }
 
 ensure_venv() {
@@ -155,6 +145,8 @@ ensure_binaries() {
 	fi
 	[[ -x $CHUNKCACHE ]] || die "chunkcache binary $CHUNKCACHE not found: build it or set CHUNKCACHE"
 	[[ -x $FIXTURE_BIN ]] || die "fixture binary $FIXTURE_BIN not found: build it or set FIXTURE_BIN"
+	# Absolute: the runs happen in other directories.
+	CHUNKCACHE=$(realpath "$CHUNKCACHE") FIXTURE_BIN=$(realpath "$FIXTURE_BIN")
 }
 
 # ---------------------------------------------------------------------------------------------------------
@@ -282,41 +274,15 @@ print(*[r[k] for k in ["put", "get", "head", "list", "delete", "post", "other"]]
 # ---------------------------------------------------------------------------------------------------------
 # Checking restores (as benches/compare.sh does)
 
-# digest DIR OUT: OUT.list (kind, mode, size, path; symlink targets), OUT.sums (MD5 of every file),
-# OUT.mtime (mtimes of regular files, in ns).
-digest() {
-	(
-		cd "$1"
-		find . \( -type d -printf 'd %m %p\n' \) -o \( -type l -printf 'l %p -> %l\n' \) \
-			-o \( -type f -printf 'f %m %s %p\n' \) -o -printf '? %p\n' | LC_ALL=C sort >"$2.list"
-		find . -type f -print0 | xargs -0 -r -P "$(nproc)" -n 256 md5sum | LC_ALL=C sort >"$2.sums"
-		find . -type f -printf '%T@ %p\n' | LC_ALL=C sort -k2 >"$2.mtime"
-	)
-}
-
 # verify SERVER TOOL OP GENERATION DIR: compares DIR with the source tree and records the verdict; a
 # chunkcache restore that is not exact stops the script.
 verify() {
 	local server=$1 tool=$2 op=$3 want=$WORK/digest/gen$4 got=$WORK/digest/got verdict
 	digest "$5" "$got"
-	if cmp -s "$want.list" "$got.list" && cmp -s "$want.sums" "$got.sums"; then
-		if cmp -s "$want.mtime" "$got.mtime"; then verdict=yes; else verdict="no: mtimes"; fi
-	else
-		local extra missing changed
-		extra=$(LC_ALL=C comm -13 "$want.list" "$got.list" | wc -l)
-		missing=$(LC_ALL=C comm -23 "$want.list" "$got.list" | wc -l)
-		changed=$(LC_ALL=C comm -13 "$want.sums" "$got.sums" | wc -l)
-		verdict="no: +$extra/-$missing entries, $changed contents"
-	fi
+	verdict=$(verdict "$want" "$got")
 	echo "$verdict" >"$RAW/$server.$tool.$op.exact"
 	if [[ $tool == chunkcache && $verdict != yes ]]; then
-		{
-			echo "chunkcache $op on $server did not reproduce gen$4 exactly ($verdict). First differences:"
-			diff "$want.list" "$got.list" | head -n 20 || true
-			diff "$want.sums" "$got.sums" | head -n 10 || true
-			diff "$want.mtime" "$got.mtime" | head -n 10 || true
-		} >&2
-		die "chunkcache restore is not byte-exact"
+		inexact "chunkcache $op on $server did not reproduce gen$4 exactly ($verdict)" "$want" "$got"
 	fi
 }
 
@@ -355,11 +321,6 @@ bench_server() {
 
 # ---------------------------------------------------------------------------------------------------------
 # Report
-
-median() { # median < numbers
-	sort -g | awk '{ v[NR] = $1 } END {
-		if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 
 # col SERVER TOOL OP N: median of column N of the raw measurements.
 col() { awk -v n="$4" '{ print $n }' "$RAW/$1.$2.$3" | median; }
@@ -500,7 +461,6 @@ cp -a "$WORK/trees/gen0/gradle" "$WORK/trees/gen1/gradle"
 	die "fixture generation failed: $LOGS/fixture.log"
 digest "$WORK/trees/gen0/gradle" "$WORK/digest/gen0"
 digest "$WORK/trees/gen1/gradle" "$WORK/digest/gen1"
-describe() { awk '$1 == "f" { n++; b += $3 } END { printf "%d files, %.1f MiB", n, b / 1048576 }' "$1"; }
 FIXTURE0=$(describe "$WORK/digest/gen0.list")
 FIXTURE1=$(describe "$WORK/digest/gen1.list")
 # Bytes of gen1 in files whose (path, content) is not in gen0.

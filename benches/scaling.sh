@@ -33,11 +33,9 @@ RESTORE_DIR=${RESTORE_DIR:-$STORE_DIR}
 CHUNKCACHE=${CHUNKCACHE:-$ROOT/target/release/chunkcache}
 FIXTURE_BIN=${FIXTURE_BIN:-$ROOT/target/release/examples/gradle-fixture}
 
-log() { printf '[scaling] %s\n' "$*" >&2; }
-die() {
-	printf '[scaling] ERROR: %s\n' "$*" >&2
-	exit 1
-}
+BENCH=scaling
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 
 [[ -x /usr/bin/time ]] || die "GNU time is missing: apt-get install time"
 [[ -x $CHUNKCACHE ]] || die "$CHUNKCACHE not found: cargo build --release (or set CHUNKCACHE)"
