@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use chunkcache::core::units::binary_units;
 use chunkcache::pipeline::progress::Progress;
 use chunkcache::pipeline::restore::{Outcome, RestorePlan, RestoreReport, RestoreStats};
 use chunkcache::pipeline::save::SaveReport;
@@ -57,14 +58,10 @@ impl Progress for CliProgress {
 
 /// `1536` → `1.5 KiB`.
 pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
+    match binary_units(bytes) {
+        (_, "B") => format!("{bytes} B"),
+        (value, unit) => format!("{value:.1} {unit}"),
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 /// `1, "key"` → `1 key`; `2, "key"` → `2 keys`: every count in a summary line goes through here.

@@ -20,6 +20,18 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     }
 }
 
+/// `bytes` in the largest binary unit it reaches: `1536` → `(1.5, "KiB")`, `100` → `(100.0, "B")`.
+pub fn binary_units(bytes: u64) -> (f64, &'static str) {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    (value, UNITS[unit])
+}
+
 /// Parses `90s`, `30m`, `12h`, `7d`, `500ms` or a number of seconds, into milliseconds.
 ///
 /// # Errors
@@ -54,6 +66,14 @@ mod tests {
         assert_eq!(parse_size("42"), Ok(42));
         assert!(parse_size("lots").is_err());
         assert!(parse_size("99999999999T").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn binary_units_stop_at_the_largest_reached() {
+        assert_eq!(binary_units(100), (100.0, "B"));
+        assert_eq!(binary_units(1536), (1.5, "KiB"));
+        assert_eq!(binary_units(3 << 30), (3.0, "GiB"));
+        assert_eq!(binary_units(2048 << 40), (2048.0, "TiB"));
     }
 
     #[test]

@@ -31,6 +31,7 @@ use serde::Serialize;
 use crate::core::chunker::ChunkerParams;
 use crate::core::id::ChunkId;
 use crate::core::manifest::{Timestamp, chunk_span};
+use crate::core::units::binary_units;
 use crate::fs::walk::{self, Scan, ScannedEntry, ScannedKind, WalkError, WalkOptions};
 use crate::pipeline::chunk::{self, ChunkError, ChunkList, ChunkStageOptions, NewChunk, StagedChunk};
 use crate::pipeline::progress::Progress;
@@ -705,14 +706,8 @@ fn recommend(sizes: &[SizeReport], priced: bool) -> Recommendation {
 
 /// `1536` → `1.5 KiB`; whole units print without a decimal (`512 KiB`).
 fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if value.fract() == 0.0 { format!("{value} {}", UNITS[unit]) } else { format!("{value:.1} {}", UNITS[unit]) }
+    let (value, unit) = binary_units(bytes);
+    if value.fract() == 0.0 { format!("{value} {unit}") } else { format!("{value:.1} {unit}") }
 }
 
 /// Sizes the current trees as tar would archive them (paths under their mounts, in scan order,
