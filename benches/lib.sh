@@ -65,3 +65,17 @@ inexact() {
 
 # describe LIST: "N files, M MiB" of a digest's list.
 describe() { awk '$1 == "f" { n++; b += $3 } END { printf "%d files, %.1f MiB", n, b / 1048576 }' "$1"; }
+
+# digest_fixture: digests of the generations in $WORK/trees/gen{0,1}/gradle into $WORK/digest/gen{0,1}, and
+# FIXTURE0, FIXTURE1 (their sizes) and CHANGED (the share of gen1's bytes in files whose path and content
+# are not in gen0) for the report.
+digest_fixture() {
+	digest "$WORK/trees/gen0/gradle" "$WORK/digest/gen0"
+	digest "$WORK/trees/gen1/gradle" "$WORK/digest/gen1"
+	FIXTURE0=$(describe "$WORK/digest/gen0.list")
+	FIXTURE1=$(describe "$WORK/digest/gen1.list")
+	CHANGED=$(LC_ALL=C comm -13 "$WORK/digest/gen0.sums" "$WORK/digest/gen1.sums" | cut -c35- |
+		(cd "$WORK/trees/gen1/gradle" && tr '\n' '\0' | xargs -0 -r stat -c %s) |
+		awk -v total="$(awk '$1 == "f" { b += $3 } END { print b }' "$WORK/digest/gen1.list")" \
+			'{ b += $1 } END { printf "%.1f %%", 100 * b / total }')
+}

@@ -459,15 +459,7 @@ log "fixture: gen0 and gen1, size $SIZE, seed $SEED"
 cp -a "$WORK/trees/gen0/gradle" "$WORK/trees/gen1/gradle"
 "$FIXTURE_BIN" --size "$SIZE" --seed "$SEED" --generation 1 "$WORK/trees/gen1/gradle" 2>>"$LOGS/fixture.log" ||
 	die "fixture generation failed: $LOGS/fixture.log"
-digest "$WORK/trees/gen0/gradle" "$WORK/digest/gen0"
-digest "$WORK/trees/gen1/gradle" "$WORK/digest/gen1"
-FIXTURE0=$(describe "$WORK/digest/gen0.list")
-FIXTURE1=$(describe "$WORK/digest/gen1.list")
-# Bytes of gen1 in files whose (path, content) is not in gen0.
-CHANGED=$(LC_ALL=C comm -13 "$WORK/digest/gen0.sums" "$WORK/digest/gen1.sums" | cut -c35- |
-	(cd "$WORK/trees/gen1/gradle" && tr '\n' '\0' | xargs -0 -r stat -c %s) |
-	awk -v total="$(awk '$1 == "f" { b += $3 } END { print b }' "$WORK/digest/gen1.list")" \
-		'{ b += $1 } END { printf "%.1f %%", 100 * b / total }')
+digest_fixture
 
 for server in $SERVERS; do
 	bench_server "$server"
