@@ -9,7 +9,7 @@ use chunkcache::core::chunker::ChunkerParams;
 use chunkcache::core::codec;
 use chunkcache::core::id::{ChunkId, PackId};
 use chunkcache::core::manifest::{ChunkRef, Entry, EntryKind, Manifest, Mount, Timestamp};
-use chunkcache::pipeline::fetch::plan_ranges;
+use chunkcache::pipeline::fetch::{MAX_RANGE, plan_ranges};
 use chunkcache::pipeline::restore::{RestoreTarget, plan};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -150,7 +150,7 @@ fn manifests(c: &mut Criterion) {
     let target = RestoreTarget::Under(std::env::temp_dir().join("chunkcache-bench-nonexistent"));
     group.bench_function("restore plan (empty target)", |b| b.iter(|| plan(&manifest, &target).unwrap()));
     let every_chunk: Vec<usize> = (0..manifest.chunks.len()).collect();
-    group.bench_function("ranged reads of every chunk", |b| b.iter(|| plan_ranges(&manifest, &every_chunk)));
+    group.bench_function("ranged reads of every chunk", |b| b.iter(|| plan_ranges(&manifest, &every_chunk, MAX_RANGE)));
     group.finish();
 }
 

@@ -42,7 +42,7 @@ use crate::fs::tree::{
     Action, FileJob, Piece, Removal, TreeError, TreePlan, entry_path, find_removals, finish_tree, prepare_tree,
     write_pieces,
 };
-use crate::pipeline::fetch::{InOrder, KEPT_BYTES, Kept, READS_IN_FLIGHT, plan_ranges};
+use crate::pipeline::fetch::{InOrder, KEPT_BYTES, Kept, READS_IN_FLIGHT, max_range, plan_ranges};
 use crate::pipeline::progress::Progress;
 use crate::store::{ChunkReadError, PackRange, RequestSnapshot, Store, StoreError};
 
@@ -389,7 +389,7 @@ async fn plan_restore(store: &Store, options: &RestoreOptions, list_beside: bool
         Removals::Listing(_) => 0,
     };
     let summary = manifest.summary();
-    let ranges = plan_ranges(&manifest, &tree.chunks);
+    let ranges = plan_ranges(&manifest, &tree.chunks, max_range(store));
     plan.stats = RestoreStats {
         files: summary.files,
         bytes: summary.bytes,

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::core::id::{ChunkId, PackId};
 use crate::core::manifest::Manifest;
-use crate::pipeline::fetch::{MAX_RANGE, READ_BYTES_IN_FLIGHT, plan_ranges};
+use crate::pipeline::fetch::{READ_BYTES_IN_FLIGHT, max_range, plan_ranges};
 use crate::store::{ChunkReadError, RequestSnapshot, Store, StoreError};
 
 /// What to verify.
@@ -106,10 +106,11 @@ pub async fn verify(store: &Store, options: &VerifyOptions) -> Result<VerifyRepo
                     present.contains(&manifest.packs[chunk.pack as usize]) && !verified.contains(&chunk.id)
                 })
                 .collect();
-            let mut reads = futures::stream::iter(plan_ranges(&manifest, &needed))
+            let longest = max_range(store);
+            let mut reads = futures::stream::iter(plan_ranges(&manifest, &needed, longest))
                 .map(|range| async move { (store.read_range(&range).await, range) })
                 // Whole packs' worth of reads: as many as a cold restore runs.
-                .buffer_unordered((READ_BYTES_IN_FLIGHT / u64::from(MAX_RANGE)) as usize);
+                .buffer_unordered((READ_BYTES_IN_FLIGHT / u64::from(longest)) as usize);
             while let Some((read, range)) = reads.next().await {
                 match read {
                     Ok(Some(_)) => verified.extend(range.chunks.iter().map(|&(id, ..)| id)),
