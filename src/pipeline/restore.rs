@@ -33,6 +33,7 @@ use bytes::Bytes;
 use rayon::prelude::*;
 use serde::Serialize;
 use tokio::sync::mpsc;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::core::codec::CorruptChunk;
 use crate::core::id::{ChunkId, PackId};
@@ -685,11 +686,12 @@ async fn read_range(
         fetched.bytes += u64::from(range.end - range.start);
     }
     // On a task of its own: its body arrives and is decoded while the caller hands out pieces.
+    // Dropped (a restore that stopped early), it aborts the task.
     let read = {
         let (store, range) = (store.clone(), range.clone());
-        Spawned(tokio::spawn(async move { store.read_range(&range).await }))
+        AbortOnDropHandle::new(tokio::spawn(async move { store.read_range(&range).await }))
     };
-    match read.await {
+    match read.await.unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic())) {
         Ok(Some(chunks)) => Ok(chunks),
         Ok(None) => {
             let _ = store.mark_damaged(range.pack).await;
@@ -704,25 +706,6 @@ async fn read_range(
             Err(RestoreError::Corrupt { source, path: users.path(id) })
         }
         Err(ChunkReadError::Store(err)) => Err(err.into()),
-    }
-}
-
-/// A spawned task's result; dropping it (a restore that stopped early) aborts the task.
-struct Spawned<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Future for Spawned<T> {
-    type Output = T;
-
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<T> {
-        std::pin::Pin::new(&mut self.0)
-            .poll(cx)
-            .map(|joined| joined.unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic())))
-    }
-}
-
-impl<T> Drop for Spawned<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
@@ -856,20 +839,6 @@ async fn dispatch(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn a_dropped_read_stops_its_task_and_an_awaited_one_gives_its_result() {
-        let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = finished.clone();
-        let dropped = Spawned(tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            flag.store(true, std::sync::atomic::Ordering::SeqCst);
-        }));
-        drop(dropped);
-        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-        assert!(!finished.load(std::sync::atomic::Ordering::SeqCst), "the task ran on after its read was dropped");
-        assert_eq!(Spawned(tokio::spawn(async { 7 })).await, 7);
-    }
 
     #[test]
     fn fallback_prefixes_match_at_separators_only() {
