@@ -208,6 +208,25 @@ impl Metadata {
     }
 }
 
+/// drone-cache's metadata structs (its `internal/metadata` package): Go's name for each and its fields in
+/// declaration order, which is how Go prints a struct (`{{ .Commit.Author }}` gives `{ zoe@example.com Zoë}`).
+const STRUCTS: &[(&str, &[&str])] = &[
+    ("metadata.Metadata", &["Build", "Commit", "Repo"]),
+    ("metadata.Build", &["Created", "Deploy", "Event", "Finished", "Link", "Number", "Started", "Status"]),
+    ("metadata.Commit", &["Author", "Branch", "Link", "Message", "Ref", "Remote", "Sha"]),
+    ("metadata.Author", &["Avatar", "Email", "Name"]),
+    ("metadata.Repo", &["Avatar", "Branch", "Link", "Name", "Namespace", "Owner", "Private", "Trusted"]),
+];
+
+/// The Go type of a struct value that [`Metadata::to_value`] made, known by its fields: its name and its
+/// fields in Go's order. `None` for any other map.
+pub(super) fn go_struct_type(fields: &BTreeMap<Arc<str>, Value>) -> Option<(&'static str, &'static [&'static str])> {
+    STRUCTS
+        .iter()
+        .copied()
+        .find(|(_, names)| names.len() == fields.len() && names.iter().all(|name| fields.contains_key(*name)))
+}
+
 /// Go's `strconv.ParseInt(value, 0, 64)`: an optional sign, then a base prefix (`0x`, `0o`, `0b`, or a
 /// leading `0` for octal) or decimal digits, with `_` between digits.
 pub(super) fn parse_go_int(value: &str) -> Option<i64> {

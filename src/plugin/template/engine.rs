@@ -1,22 +1,35 @@
 //! The template engine: Go's `text/template` as the maintained Rust port [`gotmpl`] implements it (its
-//! printing of values, `printf` verbs, builtins, variables, `range`, `define`, trim markers, comments), run
-//! over drone-cache's metadata with drone-cache's functions ([`super::drone`]). This file is only the glue:
-//! the context a render reads, the checks Go makes at parse time that `gotmpl` makes at execution time, and
-//! the errors, which say where in the template they are.
+//! parser, variables, `range`, `define`, `block`, trim markers, comments, the builtins it gets right), run over
+//! drone-cache's metadata with drone-cache's functions ([`super::drone`]). This file is the glue: the context a
+//! render reads, the checks Go makes at parse time that `gotmpl` makes at execution time, the errors (which
+//! say where in the template they are), and what `gotmpl` 0.6 does otherwise than Go 1.18, the version
+//! drone-cache is built with:
+//! - printing (`print`, `println`, `printf`, an action's value, the escapers' arguments) goes through Go's
+//!   `fmt` rules in [`super::gofmt`];
+//! - `index` and `len` refuse structs and count bytes as Go does, and a string's byte is a `uint8`;
+//! - `range` refuses what Go 1.18 cannot range over (a struct, an integer, a string);
+//! - `{{template "name"}}` without a pipeline runs the template with nil, not with dot.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use gotmpl::parse::{Expr, ListNode, Node, PipeNode};
+use gotmpl::parse::{BranchNode, CommandNode, Expr, ListNode, Node, PipeNode, TemplateNode};
 use gotmpl::{FuncMap, MissingKey, Value, ValueFunc};
 
 use super::drone::{self, Metadata, Platform, TemplateFiles};
+use super::gofmt;
 
 /// The name drone-cache gives the template (`template.New("cacheKey")`).
 const NAME: &str = "cacheKey";
 /// The name of the partial template that renders a fallback prefix.
 const PREFIX_NAME: &str = "cacheKeyPrefix";
+
+/// Functions the rewritten template calls (see [`go_semantics`]). A template cannot call them itself: they are
+/// not among the functions [`Checker`] knows.
+const PRINT_ACTION: &str = "chunkcache_print_action";
+const RANGE_CHECK: &str = "chunkcache_range_check";
+const NIL_DOT: &str = "chunkcache_nil_dot";
 
 /// Go's builtin functions, which `gotmpl` registers itself.
 const BUILTINS: &[&str] = &[
@@ -45,10 +58,11 @@ impl<'a> RenderContext<'a> {
         Self { metadata, files, now: SystemTime::now(), platform: Platform::host() }
     }
 
-    /// drone-cache's functions over this context, and Go's escapers.
+    /// drone-cache's functions over this context, and Go's builtins where `gotmpl`'s differ.
     fn functions(&self) -> FuncMap {
         let mut functions = drone::functions(&self.files, self.now, &self.platform);
         functions.extend(escapers());
+        functions.extend(go_builtins());
         functions
     }
 }
@@ -127,9 +141,26 @@ impl Template {
     /// # Errors
     /// [`TemplateError::Execution`] when executing the template fails.
     pub fn render(&self, context: &RenderContext<'_>) -> Result<String, TemplateError> {
-        parse_with(&self.source, context.functions())?
-            .execute_to_string(&context.metadata.to_value())
-            .map_err(TemplateError::Execution)
+        let template = self.executable(context)?;
+        let data = context.metadata.to_value();
+        // The top-level tree is among the named ones (and so rewritten) unless it is empty.
+        match template.lookup(NAME) {
+            Some(_) => template.execute_template_to_string(NAME, &data),
+            None => template.execute_to_string(&data),
+        }
+        .map_err(TemplateError::Execution)
+    }
+
+    /// The template parsed with the context's functions, every tree rewritten by [`go_semantics`].
+    fn executable(&self, context: &RenderContext<'_>) -> Result<gotmpl::Template, TemplateError> {
+        let mut template = parse_with(&self.source, context.functions())?;
+        let names: Vec<String> = template.templates().into_iter().map(str::to_owned).collect();
+        for name in names {
+            if let Some(tree) = template.lookup(&name).map(go_semantics) {
+                template = template.add_parse_tree(&name, tree);
+            }
+        }
+        Ok(template)
     }
 
     /// Renders the top-level nodes before the first one that calls `checksum`, `hashFiles` or `epoch` (or
@@ -141,8 +172,9 @@ impl Template {
         let Some(volatile) = self.nodes.iter().position(is_volatile) else { return Ok(None) };
         let Some(first) = self.nodes.first() else { return Ok(None) };
         let prefix = ListNode { pos: node_pos(first), nodes: self.nodes[..volatile].to_vec() };
-        let rendered = parse_with(&self.source, context.functions())?
-            .add_parse_tree(PREFIX_NAME, prefix)
+        let rendered = self
+            .executable(context)?
+            .add_parse_tree(PREFIX_NAME, go_semantics(&prefix))
             .execute_template_to_string(PREFIX_NAME, &context.metadata.to_value())
             .map_err(TemplateError::Execution)?;
         Ok(Some(rendered).filter(|prefix| !prefix.is_empty()))
@@ -156,7 +188,7 @@ fn escapers() -> FuncMap {
         Arc::new(move |args: &[Value]| {
             Ok(Value::from(match args {
                 [Value::String(text)] => escape(text),
-                args => escape(&go_sprint(args)),
+                args => escape(&gofmt::sprint(args)),
             }))
         })
     };
@@ -167,17 +199,164 @@ fn escapers() -> FuncMap {
     ])
 }
 
-/// Go's `fmt.Sprint`: the operands printed one after another, with a space between two that are not strings.
-fn go_sprint(args: &[Value]) -> String {
-    let mut out = String::new();
-    for (index, arg) in args.iter().enumerate() {
-        let is_string = |value: &Value| matches!(value, Value::String(_));
-        if index > 0 && !is_string(arg) && !is_string(&args[index - 1]) {
-            out.push(' ');
-        }
-        out.push_str(&arg.to_string());
+/// Go's builtins where `gotmpl`'s behave otherwise (printing, `index` and `len`), and the functions the
+/// rewritten template calls.
+fn go_builtins() -> FuncMap {
+    fn function(f: impl Fn(&[Value]) -> gotmpl::Result<Value> + Send + Sync + 'static) -> ValueFunc {
+        Arc::new(f)
     }
-    out
+    let exec = |message: String| gotmpl::TemplateError::Exec(message);
+    FuncMap::from([
+        ("print".to_owned(), function(|args| Ok(Value::from(gofmt::sprint(args))))),
+        ("println".to_owned(), function(|args| Ok(Value::from(gofmt::sprintln(args))))),
+        (
+            "printf".to_owned(),
+            function(move |args| match args {
+                [Value::String(format), rest @ ..] => Ok(Value::from(gofmt::sprintf(format, rest))),
+                [other, ..] => {
+                    Err(exec(format!("printf: wrong type for value; expected string; got {}", gofmt::type_name(other))))
+                }
+                [] => Err(exec("wrong number of args for printf: want at least 1 got 0".to_owned())),
+            }),
+        ),
+        ("index".to_owned(), function(go_index)),
+        (
+            "eq".to_owned(),
+            function(move |args| match args {
+                [first, others @ ..] if !others.is_empty() => {
+                    for other in others {
+                        if go_equal(first, other)? {
+                            return Ok(Value::Bool(true));
+                        }
+                    }
+                    Ok(Value::Bool(false))
+                }
+                _ => Err(exec("error calling eq: missing argument for comparison".to_owned())),
+            }),
+        ),
+        (
+            "ne".to_owned(),
+            function(move |args| match args {
+                [first, second] => Ok(Value::Bool(!go_equal(first, second)?)),
+                _ => Err(exec(format!("wrong number of args for ne: want 2 got {}", args.len()))),
+            }),
+        ),
+        (
+            "len".to_owned(),
+            function(move |args| match args {
+                [Value::String(text)] => Ok(Value::Int(text.len() as i64)),
+                [Value::List(items)] => Ok(Value::Int(items.len() as i64)),
+                [Value::Nil] => Err(exec("len of nil pointer".to_owned())),
+                [other] => Err(exec(format!("error calling len: len of type {}", gofmt::type_name(other)))),
+                _ => Err(exec(format!("wrong number of args for len: want 1 got {}", args.len()))),
+            }),
+        ),
+        (
+            // Go prints a missing value as "<no value>", anything else as `fmt.Sprint` does.
+            PRINT_ACTION.to_owned(),
+            function(|args| match args {
+                [Value::Nil] => Ok(Value::from("<no value>")),
+                args => Ok(Value::from(gofmt::sprint(args))),
+            }),
+        ),
+        (
+            // Go 1.18 ranges over slices, maps and channels, and over nil as over nothing.
+            RANGE_CHECK.to_owned(),
+            function(move |args| match args {
+                [value @ (Value::List(_) | Value::Nil)] => Ok(value.clone()),
+                [_] => Err(exec(format!("range can't iterate over {}", gofmt::sprint(args)))),
+                _ => Err(exec("range takes one value".to_owned())),
+            }),
+        ),
+        (NIL_DOT.to_owned(), function(|_| Ok(Value::Nil))),
+    ])
+}
+
+/// Go's `eq` of two values: basic values of one kind compare by value (integers whatever their sign), structs
+/// as Go's `==` compares them, nil equals only nil; other pairs cannot be compared.
+fn go_equal(first: &Value, second: &Value) -> gotmpl::Result<bool> {
+    Ok(match (first, second) {
+        (Value::Int(signed), Value::Uint(unsigned)) | (Value::Uint(unsigned), Value::Int(signed)) => {
+            u64::try_from(*signed).is_ok_and(|signed| signed == *unsigned)
+        }
+        (Value::Nil, _) | (_, Value::Nil) => matches!((first, second), (Value::Nil, Value::Nil)),
+        (Value::Bool(_), Value::Bool(_))
+        | (Value::Int(_), Value::Int(_))
+        | (Value::Uint(_), Value::Uint(_))
+        | (Value::Float(_), Value::Float(_))
+        | (Value::String(_), Value::String(_))
+        | (Value::Map(_), Value::Map(_)) => first == second,
+        _ => return Err(gotmpl::TemplateError::Exec("error calling eq: incompatible types for comparison".to_owned())),
+    })
+}
+
+/// Go's `index`: each index applied in turn to a string (giving its byte, a `uint8`) or a slice; structs
+/// cannot be indexed, and no index gives the item itself.
+fn go_index(args: &[Value]) -> gotmpl::Result<Value> {
+    let exec = |message: String| gotmpl::TemplateError::Exec(message);
+    let Some((item, indices)) = args.split_first() else {
+        return Err(exec("wrong number of args for index: want at least 1 got 0".to_owned()));
+    };
+    let mut item = item.clone();
+    for index in indices {
+        item = match (&item, index) {
+            (Value::Nil, _) => return Err(exec("error calling index: index of untyped nil".to_owned())),
+            (Value::String(text), Value::Int(_) | Value::Uint(_)) => {
+                let offset = match index {
+                    Value::Int(offset) => usize::try_from(*offset).ok(),
+                    _ => index.as_int().and_then(|offset| usize::try_from(offset).ok()),
+                };
+                match offset.and_then(|offset| text.as_bytes().get(offset)) {
+                    Some(byte) => Value::Uint(u64::from(*byte)),
+                    None => return Err(exec(format!("error calling index: index out of range: {index}"))),
+                }
+            }
+            (Value::String(_), _) => {
+                return Err(exec(format!("cannot index slice/array with type {}", gofmt::type_name(index))));
+            }
+            (Value::List(_), _) => item.index(index)?,
+            (other, _) => return Err(exec(format!("can't index item of type {}", gofmt::type_name(other)))),
+        };
+    }
+    Ok(item)
+}
+
+/// The tree with Go's semantics where `gotmpl`'s differ: an action prints its value through
+/// [`PRINT_ACTION`], a `range` pipeline ends in [`RANGE_CHECK`], and `{{template "name"}}` gets
+/// [`NIL_DOT`] for its pipeline.
+fn go_semantics(list: &ListNode) -> ListNode {
+    fn call(pos: gotmpl::parse::Pos, name: &str) -> CommandNode {
+        CommandNode { pos, args: vec![Expr::Identifier(pos, name.into())] }
+    }
+    fn branch(branch: &BranchNode) -> BranchNode {
+        BranchNode {
+            body: go_semantics(&branch.body),
+            else_body: branch.else_body.as_ref().map(go_semantics),
+            ..branch.clone()
+        }
+    }
+    let node = |node: &Node| match node {
+        Node::List(inner) => Node::List(go_semantics(inner)),
+        Node::Action(action) if action.pipe.decl.is_empty() => {
+            let mut action = action.clone();
+            action.pipe.commands.push(call(action.pos, PRINT_ACTION));
+            Node::Action(action)
+        }
+        Node::If(inner) => Node::If(branch(inner)),
+        Node::With(inner) => Node::With(branch(inner)),
+        Node::Range(inner) => {
+            let mut range = branch(inner);
+            range.pipe.commands.push(call(range.pos, RANGE_CHECK));
+            Node::Range(range)
+        }
+        Node::Template(template) if template.pipe.is_none() => {
+            let pos = template.pos;
+            let pipe = PipeNode { pos, decl: Vec::new(), commands: vec![call(pos, NIL_DOT)], is_assign: false };
+            Node::Template(TemplateNode { pipe: Some(pipe), ..template.clone() })
+        }
+        other => other.clone(),
+    };
+    ListNode { pos: list.pos, nodes: list.nodes.iter().map(node).collect() }
 }
 
 /// A function that only lets the parser know the name exists.

@@ -28,6 +28,7 @@
 
 mod drone;
 mod engine;
+mod gofmt;
 
 pub use drone::{
     Author, Build, Commit, MemoryFiles, Metadata, Platform, RenderedKey, Repo, TemplateFiles, default_cache_key,

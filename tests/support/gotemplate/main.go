@@ -27,51 +27,9 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"gotemplate/metadata"
 )
-
-type Repo struct {
-	Avatar    string
-	Branch    string
-	Link      string
-	Name      string
-	Namespace string
-	Owner     string
-	Private   bool
-	Trusted   bool
-}
-
-type Build struct {
-	Created  int64
-	Deploy   string
-	Event    string
-	Finished int64
-	Link     string
-	Number   int
-	Started  int64
-	Status   string
-}
-
-type Author struct {
-	Avatar string
-	Email  string
-	Name   string
-}
-
-type Commit struct {
-	Author  Author
-	Branch  string
-	Link    string
-	Message string
-	Ref     string
-	Remote  string
-	Sha     string
-}
-
-type Metadata struct {
-	Build  Build
-	Commit Commit
-	Repo   Repo
-}
 
 // As urfave/cli v2 reads flags from the environment: a variable that is set wins, even when empty.
 func str(name, def string) string {
@@ -107,9 +65,9 @@ func boolean(name string) bool {
 	return b
 }
 
-func metadata() Metadata {
-	return Metadata{
-		Repo: Repo{
+func buildMetadata() metadata.Metadata {
+	return metadata.Metadata{
+		Repo: metadata.Repo{
 			Namespace: str("DRONE_REPO_NAMESPACE", ""),
 			Owner:     str("DRONE_REPO_OWNER", ""),
 			Name:      str("DRONE_REPO_NAME", ""),
@@ -119,7 +77,7 @@ func metadata() Metadata {
 			Private:   boolean("DRONE_REPO_PRIVATE"),
 			Trusted:   boolean("DRONE_REPO_TRUSTED"),
 		},
-		Build: Build{
+		Build: metadata.Build{
 			Number:   int(integer("DRONE_BUILD_NUMBER")),
 			Event:    str("DRONE_BUILD_EVENT", "push"),
 			Status:   str("DRONE_BUILD_STATUS", "success"),
@@ -129,14 +87,14 @@ func metadata() Metadata {
 			Finished: integer("DRONE_BUILD_FINISHED"),
 			Link:     str("DRONE_BUILD_LINK", ""),
 		},
-		Commit: Commit{
+		Commit: metadata.Commit{
 			Remote:  str("DRONE_REMOTE_URL", ""),
 			Sha:     str("DRONE_COMMIT_SHA", ""),
 			Ref:     str("DRONE_COMMIT_SHA", ""),
 			Link:    str("DRONE_COMMIT_LINK", ""),
 			Branch:  str("DRONE_COMMIT_BRANCH", "master"),
 			Message: str("DRONE_COMMIT_MESSAGE", ""),
-			Author: Author{
+			Author: metadata.Author{
 				Name:   str("DRONE_COMMIT_AUTHOR", ""),
 				Email:  str("DRONE_COMMIT_AUTHOR_EMAIL", ""),
 				Avatar: str("DRONE_COMMIT_AUTHOR_AVATAR", ""),
@@ -236,7 +194,7 @@ func main() {
 		os.Exit(2)
 	}
 	funcs := funcMap(time.Unix(seconds, 0))
-	data := metadata()
+	data := buildMetadata()
 	fallback := fmt.Sprintf("%x", md5.Sum([]byte(data.Commit.Branch)))
 	out := json.NewEncoder(os.Stdout)
 	for _, e := range corpus(os.Args[1]) {
