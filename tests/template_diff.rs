@@ -212,6 +212,43 @@ fn every_corpus_template_renders_what_go_renders() {
     );
 }
 
+/// Go's `fmt` through `printf`, verb by verb: each verb with each set of flags, width and precision, applied
+/// in one template to a value of every kind a template holds (ints, a string's byte, floats, strings, booleans,
+/// nil, a struct), so that what every combination means for every type is Go's.
+#[test]
+fn printf_verbs_flags_width_and_precision_print_what_go_prints() {
+    const VALUES: &[&str] = &[
+        "42",
+        "-7",
+        "0",
+        "(index \"é\" 0)",
+        "3.25",
+        "-1234567.0",
+        "0.00001234",
+        "0.0",
+        "1e21",
+        "\"héllo\"",
+        "\"\"",
+        "true",
+        "nil",
+        ".Commit.Author",
+    ];
+    let dir = scratch();
+    let corpus = dir.path().join("printf.txt");
+    let mut text = String::new();
+    for verb in "vdsqxXobcUeEfgGtT".chars() {
+        for flags in ["", "+", "-", "#", " ", "0", "#+", "0 ", "-#"] {
+            for width in ["", "7", ".2", "9.3", ".0"] {
+                let spec = format!("%{flags}{width}{verb}");
+                let format = vec![spec.as_str(); VALUES.len()].join("|");
+                text.push_str(&format!("%% {spec}\n{{{{ printf \"{format}\" {} }}}}\n", VALUES.join(" ")));
+            }
+        }
+    }
+    fs::write(&corpus, text).unwrap();
+    assert_no_mismatch(&corpus, DRONE_ENV, &[]);
+}
+
 /// `DRONE_BUILD_NUMBER` parses as Go's base-0 `strconv.ParseInt` does (drone-cache's urfave/cli flag):
 /// `0x`, `0o`, `0b` and a leading `0` pick the base, `_` separates digits, a sign is allowed.
 #[test]

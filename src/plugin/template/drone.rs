@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use gotmpl::{FuncMap, Value, ValueFunc};
 
-use super::engine::{RenderContext, Template, TemplateError, go_struct};
+use super::engine::{RenderContext, Template, TemplateError};
 
 /// Drone build metadata, as drone-cache's `metadata.Metadata` holds it. Templates see the Go field names:
 /// `.Repo.Name`, `.Commit.Branch`, `.Commit.Sha`, `.Build.Number`, `.Commit.Author.Email`, …
@@ -225,6 +225,11 @@ pub(super) fn go_struct_type(fields: &BTreeMap<Arc<str>, Value>) -> Option<(&'st
         .iter()
         .copied()
         .find(|(_, names)| names.len() == fields.len() && names.iter().all(|name| fields.contains_key(*name)))
+}
+
+/// A metadata struct as a template value: its fields by name ([`go_struct_type`] knows it by them).
+fn go_struct<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::from(fields.into_iter().map(|(name, value)| (name.to_owned(), value)).collect::<BTreeMap<_, _>>())
 }
 
 /// Go's `strconv.ParseInt(value, 0, 64)`: an optional sign, then a base prefix (`0x`, `0o`, `0b`, or a

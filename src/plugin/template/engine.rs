@@ -264,8 +264,7 @@ fn go_builtins() -> FuncMap {
             RANGE_CHECK.to_owned(),
             function(move |args| match args {
                 [value @ (Value::List(_) | Value::Nil)] => Ok(value.clone()),
-                [_] => Err(exec(format!("range can't iterate over {}", gofmt::sprint(args)))),
-                _ => Err(exec("range takes one value".to_owned())),
+                _ => Err(exec(format!("range can't iterate over {}", gofmt::sprint(args)))),
             }),
         ),
         (NIL_DOT.to_owned(), function(|_| Ok(Value::Nil))),
@@ -304,7 +303,8 @@ fn go_index(args: &[Value]) -> gotmpl::Result<Value> {
             (Value::String(text), Value::Int(_) | Value::Uint(_)) => {
                 let offset = match index {
                     Value::Int(offset) => usize::try_from(*offset).ok(),
-                    _ => index.as_int().and_then(|offset| usize::try_from(offset).ok()),
+                    Value::Uint(offset) => usize::try_from(*offset).ok(),
+                    _ => None,
                 };
                 match offset.and_then(|offset| text.as_bytes().get(offset)) {
                     Some(byte) => Value::Uint(u64::from(*byte)),
@@ -607,9 +607,4 @@ fn node_pos(node: &Node) -> gotmpl::parse::Pos {
         Node::Define(define) => define.pos,
         Node::Break(pos) | Node::Continue(pos) => *pos,
     }
-}
-
-/// A Go struct as a template value: its fields by name.
-pub(super) fn go_struct<const N: usize>(fields: [(&str, Value); N]) -> Value {
-    Value::from(fields.into_iter().map(|(name, value)| (name.to_owned(), value)).collect::<BTreeMap<_, _>>())
 }

@@ -10,21 +10,25 @@
 //!   sha256 hex of all those digests concatenated, or `""` when no pattern matched anything;
 //! - `epoch`: Unix seconds; `arch` and `os`: Go's `GOARCH` and `GOOS` names (`amd64`, `arm64`, `linux`).
 //!
-//! The template language itself is Go's, as the maintained port `gotmpl` implements it: every builtin,
-//! `printf` with flags, width and precision, variables, `range`, `define`, `block`, trim markers and
-//! comments. `tests/template_diff.rs` renders a corpus of templates with Go itself and with the binary and
-//! fails on any difference but the listed gaps of `gotmpl` (whole structs print as maps, a few `printf`
-//! verbs; `tests/support/template_known_differences.txt`).
-//!
+//! The template language itself is Go's: the maintained port `gotmpl` parses and executes it (variables,
+//! `range`, `define`, `block`, trim markers, comments, the builtins it gets right), and where `gotmpl` 0.6
+//! behaves otherwise than Go 1.18 (printing, `index`, `len`, `eq`, `range` over what Go refuses, a
+//! `{{template}}` without a pipeline) `engine.rs` rewrites the tree or supplies Go's builtin, and `gofmt.rs`
+//! prints as Go's `fmt` does. `tests/template_diff.rs` renders a corpus of templates, and every `printf`
+//! verb with every flag, width and precision over every kind of value, with Go itself and with the binary,
+//! and fails on any difference but the listed gaps of `gotmpl`'s value model
+//! (`tests/support/template_known_differences.txt`: complex numbers, the smallest int literal, int64 as a
+//! type name, strings cut inside a character).
+
 //! Errors, as drone-cache has them: a template that does not parse, or calls a function that does not exist,
 //! fails the step ([`TemplateError::Syntax`], naming line and column); a template that fails to execute (a
 //! missing field, an index out of range, wrong arguments) renders drone-cache's default key instead
 //! ([`render_key`], [`RenderedKey::Fallback`]: the md5 of the branch), and the step logs why and goes on.
 //! A rendered key is made storable as drone-cache's path join makes it ([`normalise_key`]).
 //!
-//! The layout: `engine.rs` is the glue to `gotmpl`, which reads no file itself; `drone.rs` holds
-//! drone-cache's own parts (metadata, the functions over [`TemplateFiles`], Go's glob, the fallback key and
-//! prefix). The plugin hands in the real workspace ([`crate::fs::workspace::WorkspaceFiles`]).
+//! The layout: `engine.rs` is the glue to `gotmpl`, which reads no file itself; `gofmt.rs` is Go's `fmt`
+//! over template values; `drone.rs` holds drone-cache's own parts (metadata and its Go types, the functions
+//! over [`TemplateFiles`], Go's glob, the fallback key and prefix). The plugin hands in the real workspace ([`crate::fs::workspace::WorkspaceFiles`]).
 
 mod drone;
 mod engine;
@@ -355,6 +359,12 @@ mod tests {
         assert_eq!(ok("{{ $.Repo.Name }}"), "RepoName");
         assert_eq!(ok("{{ printf \"%05d|%.3s|%x\" .Build.Number .Commit.Sha \"ab\" }}"), "00042|012|6162");
         assert_eq!(ok("{{ printf \"%s\" 42 }}"), "%!s(int=42)");
+        // Structs print as Go prints them, in drone-cache's field order, with its type names.
+        assert_eq!(ok("{{ .Commit.Author }}"), "{ octo@example.com Octo Cat}");
+        assert_eq!(
+            ok("{{ printf \"%T %T %T %T %T\" . .Build .Commit .Commit.Author .Repo }}"),
+            "metadata.Metadata metadata.Build metadata.Commit metadata.Author metadata.Repo"
+        );
     }
 
     #[test]
@@ -520,6 +530,9 @@ mod tests {
             "slice",
             "index",
             "\"%q %x %v %d %t %5.2s %-3d %%\"",
+            "\"%[2]*.[1]*x %[9]d %#0-+ 9.9é %U %c %e %#g %*d %\"",
+            "\"% X %T %p %+q %#v %.0f %b\"",
+            "template",
             "9223372036854775807",
             "-9223372036854775808",
             "18446744073709551616",
