@@ -10,7 +10,6 @@
 //! - `range` refuses what Go 1.18 cannot range over (a struct, an integer, a string);
 //! - `{{template "name"}}` without a pipeline runs the template with nil, not with dot.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
