@@ -115,9 +115,9 @@ fn read_corpus(path: &Path) -> Vec<(String, String)> {
 }
 
 /// Renders every template of `corpus` with the reference and with the binary, in a fresh workspace, with
-/// `env` as the build's variables; returns how many templates there were and, by name, a report of each
-/// mismatch.
-fn compare(corpus: &Path, env: &[(&str, &str)]) -> (usize, BTreeMap<String, String>) {
+/// `env` as the build's variables; returns how many templates there were, how many of them Go rendered (no
+/// fallback, no parse error) and, by name, a report of each mismatch.
+fn compare(corpus: &Path, env: &[(&str, &str)]) -> (usize, usize, BTreeMap<String, String>) {
     let dir = workspace();
     let output = Command::new(reference())
         .arg(corpus)
@@ -166,7 +166,8 @@ fn compare(corpus: &Path, env: &[(&str, &str)]) -> (usize, BTreeMap<String, Stri
             mismatches.insert(name.clone(), report);
         }
     }
-    (templates.len(), mismatches)
+    let rendered = references.iter().filter(|reference| reference.outcome == "ok").count();
+    (templates.len(), rendered, mismatches)
 }
 
 /// The corpus templates known to render differently, by name (`tests/support/template_known_differences.txt`:
@@ -182,11 +183,11 @@ fn known_differences() -> Vec<String> {
 }
 
 /// Compares, prints the counts, and fails on any mismatch not in `known`, and on any template of `known` that
-/// renders like Go now.
-fn assert_no_mismatch(corpus: &Path, env: &[(&str, &str)], known: &[String]) -> usize {
-    let (count, mut mismatches) = compare(corpus, env);
+/// renders like Go now. Returns how many templates there were and how many of them Go rendered.
+fn assert_no_mismatch(corpus: &Path, env: &[(&str, &str)], known: &[String]) -> (usize, usize) {
+    let (count, rendered, mut mismatches) = compare(corpus, env);
     eprintln!(
-        "{}: {count} templates, {} identical, {} different ({} known)",
+        "{}: {count} templates ({rendered} rendered by Go), {} identical, {} different ({} known)",
         corpus.display(),
         count - mismatches.len(),
         mismatches.len(),
@@ -200,16 +201,14 @@ fn assert_no_mismatch(corpus: &Path, env: &[(&str, &str)], known: &[String]) -> 
         mismatches.into_values().collect::<Vec<_>>().join("\n")
     );
     assert!(fixed.is_empty(), "these now render like Go: remove them from template_known_differences.txt: {fixed:?}");
-    count
+    (count, rendered)
 }
 
 #[test]
 fn every_corpus_template_renders_what_go_renders() {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/template_corpus.txt");
-    assert!(
-        assert_no_mismatch(&corpus, DRONE_ENV, &known_differences()) >= 100,
-        "the corpus holds at least 100 templates"
-    );
+    let (count, _) = assert_no_mismatch(&corpus, DRONE_ENV, &known_differences());
+    assert!(count >= 100, "the corpus holds at least 100 templates");
 }
 
 /// Go's `fmt` through `printf`, verb by verb: each verb with each set of flags, width and precision, applied
@@ -246,7 +245,47 @@ fn printf_verbs_flags_width_and_precision_print_what_go_prints() {
         }
     }
     fs::write(&corpus, text).unwrap();
-    assert_no_mismatch(&corpus, DRONE_ENV, &[]);
+    let (count, rendered) = assert_no_mismatch(&corpus, DRONE_ENV, &[]);
+    assert_eq!(rendered, count, "Go renders every generated template");
+}
+
+/// Floats print as Go prints them (shortest digits, exponents, rounding at a precision, hex and binary
+/// forms), for floats of every magnitude: 200 from random bit patterns and decimal ties, each printed by
+/// `print` and by a dozen `printf` verbs.
+#[test]
+fn floats_print_what_go_prints() {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let floats: Vec<String> = (0..200)
+        .map(|index| {
+            let float = match index % 4 {
+                0 => f64::from_bits(next()),
+                1 => (next() % 1_000_000) as f64 + 0.5 + (next() % 1000) as f64 * 0.001,
+                2 => (next() % 100_000) as f64 / 8.0,
+                _ => f64::from_bits(next()) % 1e6,
+            };
+            if float.is_finite() { format!("{float:e}") } else { "1.5".to_owned() }
+        })
+        .collect();
+    let dir = scratch();
+    let corpus = dir.path().join("floats.txt");
+    let mut text = String::new();
+    for (index, chunk) in floats.chunks(20).enumerate() {
+        text.push_str(&format!("%% print {index}\n{{{{ print {} }}}}\n", chunk.join(" ")));
+        let format = "%v|%.3f|%e|%.2e|%g|%.5g|%x|%.3x|%#g|%b|%08.2f|%+.0e";
+        for float in chunk {
+            let args = vec![float.as_str(); 12].join(" ");
+            text.push_str(&format!("%% printf {float}\n{{{{ printf \"{format}\" {args} }}}}\n"));
+        }
+    }
+    fs::write(&corpus, text).unwrap();
+    let (count, rendered) = assert_no_mismatch(&corpus, DRONE_ENV, &[]);
+    assert_eq!(rendered, count, "Go renders every generated template");
 }
 
 /// `DRONE_BUILD_NUMBER` parses as Go's base-0 `strconv.ParseInt` does (drone-cache's urfave/cli flag):
