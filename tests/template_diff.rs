@@ -279,7 +279,7 @@ fn floats_print_what_go_prints() {
         text.push_str(&format!("%% print {index}\n{{{{ print {} }}}}\n", chunk.join(" ")));
         let format = "%v|%.3f|%e|%.2e|%g|%.5g|%x|%.3x|%#g|%b|%08.2f|%+.0e";
         for float in chunk {
-            let args = vec![float.as_str(); 12].join(" ");
+            let args = [float.as_str(); 12].join(" ");
             text.push_str(&format!("%% printf {float}\n{{{{ printf \"{format}\" {args} }}}}\n"));
         }
     }
