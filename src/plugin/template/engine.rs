@@ -378,7 +378,8 @@ fn parse_with(source: &str, functions: FuncMap) -> Result<gotmpl::Template, Temp
 }
 
 /// The structure Go's parser checks and `gotmpl` 0.6 lets through: every `if`, `range`, `with`, `define` and
-/// `block` has its `{{end}}` and every `{{end}}` its block, `{{else}}` is inside `if`, `range` or `with`,
+/// `block` has its `{{end}}` and every `{{end}}` its block, `{{else}}` is inside `if`, `range` or `with` (and
+/// is not Go 1.23's `{{else with}}`),
 /// `break` and `continue` are inside a `range`, and no `/` stands outside a string (a comment is
 /// `{{/* … */}}`, right at the delimiters). Runs after `gotmpl` has parsed the source, so actions are closed.
 fn check_blocks(source: &str) -> Result<(), TemplateError> {
@@ -443,6 +444,15 @@ fn check_blocks(source: &str) -> Result<(), TemplateError> {
             "if" | "range" | "with" | "define" | "block" => open.push((word, start)),
             "else" if !matches!(open.last(), Some(("if" | "range" | "with", _))) => {
                 return fail(start, "unexpected {{else}}");
+            }
+            "else"
+                if source[word_end..end].trim_start().split(|c: char| !c.is_alphanumeric()).next() == Some("with") =>
+            {
+                return fail(
+                    start,
+                    "unexpected <with> in else: {{else with}} is Go 1.23 syntax, which drone-cache (built with Go \
+                     1.18) does not parse; write {{else}}{{with …}}…{{end}}",
+                );
             }
             "end" if open.pop().is_none() => return fail(start, "unexpected {{end}}"),
             "break" | "continue" => {
