@@ -10,6 +10,7 @@
 //! - `range` refuses what Go 1.18 cannot range over (a struct, an integer, a string);
 //! - `{{template "name"}}` without a pipeline runs the template with nil, not with dot.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -366,15 +367,64 @@ fn stub() -> ValueFunc {
 /// Parses `source` as drone-cache does: its functions, and a missing field is an error (Go's structs have no
 /// "no value").
 fn parse_with(source: &str, functions: FuncMap) -> Result<gotmpl::Template, TemplateError> {
-    gotmpl::Template::new(NAME).funcs(functions).missing_key(MissingKey::Error).parse(source).map_err(|error| {
-        match error {
-            gotmpl::TemplateError::Parse { line, col, message, .. }
-            | gotmpl::TemplateError::Lex { line, col, message, .. } => {
-                TemplateError::Syntax { line, column: col, message }
-            }
-            other => TemplateError::Syntax { line: 1, column: 1, message: other.to_string() },
-        }
+    let template = gotmpl::Template::new(NAME).funcs(functions).missing_key(MissingKey::Error);
+    template.parse(&trailing_pipes_blanked(source)).map_err(|error| match error {
+        gotmpl::TemplateError::Parse { line, col, message, .. }
+        | gotmpl::TemplateError::Lex { line, col, message, .. } => TemplateError::Syntax { line, column: col, message },
+        other => TemplateError::Syntax { line: 1, column: 1, message: other.to_string() },
     })
+}
+
+/// The source with each `|` that ends a pipeline (nothing but spaces before `)` or the action's end) made a
+/// space: Go's parser takes `{{ .Repo.Name | }}` as `{{ .Repo.Name }}`, `gotmpl` finds an empty command.
+/// Positions stay where they were.
+fn trailing_pipes_blanked(source: &str) -> Cow<'_, str> {
+    let bytes = source.as_bytes();
+    let find = |from: usize, needle: &[u8]| {
+        bytes.get(from..).and_then(|rest| rest.windows(needle.len()).position(|window| window == needle))
+    };
+    let mut blanks = Vec::new();
+    let mut at = 0;
+    while let Some(found) = find(at, b"{{") {
+        at += found + 2;
+        if bytes.get(at) == Some(&b'-') && bytes.get(at + 1).is_some_and(u8::is_ascii_whitespace) {
+            at += 2;
+        }
+        if bytes[at..].starts_with(b"/*") {
+            // A comment: only its end matters.
+            at = find(at, b"*/").map_or(bytes.len(), |end| at + end + 2);
+            continue;
+        }
+        while at < bytes.len() && !bytes[at..].starts_with(b"}}") {
+            match bytes[at] {
+                quote @ (b'"' | b'\'' | b'`') => {
+                    at += 1;
+                    while at < bytes.len() && bytes[at] != quote {
+                        at += if bytes[at] == b'\\' && quote != b'`' { 2 } else { 1 };
+                    }
+                }
+                b'|' => {
+                    let rest = &bytes[at + 1..];
+                    let spaces = rest.iter().take_while(|byte| byte.is_ascii_whitespace()).count();
+                    let rest = &rest[spaces..];
+                    if rest.starts_with(b")") || rest.starts_with(b"}}") || (spaces > 0 && rest.starts_with(b"-}}")) {
+                        blanks.push(at);
+                    }
+                }
+                _ => {}
+            }
+            at += 1;
+        }
+    }
+    if blanks.is_empty() {
+        return Cow::Borrowed(source);
+    }
+    let mut blanked = bytes.to_vec();
+    for at in blanks {
+        blanked[at] = b' ';
+    }
+    // Only ASCII `|` bytes became spaces, so the text is still UTF-8.
+    Cow::Owned(String::from_utf8(blanked).unwrap_or_else(|_| source.to_owned()))
 }
 
 /// The structure Go's parser checks and `gotmpl` 0.6 lets through: every `if`, `range`, `with`, `define` and
@@ -535,17 +585,25 @@ impl Checker<'_> {
     }
 
     fn pipe(&mut self, pipe: &PipeNode) {
-        for command in &pipe.commands {
-            for argument in &command.args {
-                self.expression(argument);
-            }
-        }
+        // Go declares a pipeline's variables before it parses the commands: `{{ $x := $x }}` parses (and fails
+        // when executed).
         if !pipe.is_assign {
             let declared = pipe.decl.iter().map(ToString::to_string);
             self.scopes.last_mut().expect("a scope is open").extend(declared);
         } else {
             for name in &pipe.decl {
                 self.variable(pipe.pos.offset, name);
+            }
+        }
+        for command in &pipe.commands {
+            for (index, argument) in command.args.iter().enumerate() {
+                // Go separates a command's operands by spaces: `"a""b"`, `(1)(2)` and `"s".Field` do not parse.
+                let offset = expression_pos(argument).offset.min(self.source.len());
+                if index > 0 && !self.source[..offset].ends_with(char::is_whitespace) {
+                    let operand = self.source[offset..].split(char::is_whitespace).next().unwrap_or_default();
+                    self.fail(offset, format!("unexpected {operand:?} in operand: separate operands by a space"));
+                }
+                self.expression(argument);
             }
         }
     }
@@ -603,6 +661,21 @@ fn is_volatile(node: &Node) -> bool {
         }
         Node::Template(_) => true,
         Node::Text(_) | Node::Define(_) | Node::Break(_) | Node::Continue(_) => false,
+    }
+}
+
+fn expression_pos(expression: &Expr) -> gotmpl::parse::Pos {
+    match expression {
+        Expr::Dot(pos)
+        | Expr::Field(pos, _)
+        | Expr::Variable(pos, ..)
+        | Expr::Identifier(pos, _)
+        | Expr::String(pos, _)
+        | Expr::Number(pos, _)
+        | Expr::Bool(pos, _)
+        | Expr::Nil(pos)
+        | Expr::Pipe(pos, _)
+        | Expr::Chain(pos, ..) => *pos,
     }
 }
 

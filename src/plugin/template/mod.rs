@@ -411,10 +411,14 @@ mod tests {
             assert!(message.contains(expected), "{template}: {error}");
             assert_eq!((*line, *column), position, "{template}: {error}");
         }
-        for template in ["{{ \"abc }}", "{{ }}", "{{ .A | }}", "{{/* open", "abc {{ .Commit.Branch "] {
+        for template in ["{{ \"abc }}", "{{ }}", "{{ | .A }}", "{{ .A | | }}", "{{/* open", "abc {{ .Commit.Branch "] {
             let error = Template::parse(template).unwrap_err();
             assert!(matches!(error, TemplateError::Syntax { .. }), "{template}: {error}");
         }
+        // A trailing pipe ends the pipeline, as in Go; operands need a space between them.
+        assert_eq!(ok("{{ .Repo.Name | }}{{ print (1 |) -}}"), "RepoName1");
+        let error = Template::parse("{{ print \"a\"\"b\" }}").unwrap_err();
+        assert!(error.to_string().contains("line 1, column 13"), "{error}");
         // Strings may hold anything, slashes and braces included.
         assert_eq!(ok("{{ \"a/b}}\" }}{{ `{{ end }}/` }}{{ '/' }}"), "a/b}}{{ end }}/47");
         assert_eq!(ok("{{ with $x := \"/*\" }}{{ $x }}{{ end }}"), "/*");
