@@ -12,27 +12,30 @@
 //!
 //! The template language itself is Go's: the maintained port `gotmpl` parses and executes it (variables,
 //! `range`, `define`, `block`, trim markers, comments, the builtins it gets right), and where `gotmpl` 0.6
-//! behaves otherwise than Go 1.18 (printing, `index`, `len`, `eq`, `range` over what Go refuses, a
-//! `{{template}}` without a pipeline) `engine.rs` rewrites the tree or supplies Go's builtin, and `gofmt.rs`
-//! prints as Go's `fmt` does. `tests/template_diff.rs` renders a corpus of templates, and every `printf`
-//! verb with every flag, width and precision over every kind of value, with Go itself and with the binary,
-//! and fails on any difference but the listed gaps of `gotmpl`'s value model
+//! behaves otherwise than Go 1.18 (see the layout below), the glue makes it Go's. `tests/template_diff.rs`
+//! renders a corpus of templates, every `printf` verb with every flag, width and precision over every kind of
+//! value, floats of every magnitude and random strings of template pieces, with Go itself and with the
+//! binary, and fails on any difference but the listed gaps of `gotmpl`'s value model
 //! (`tests/support/template_known_differences.txt`: complex numbers, the smallest int literal, int64 as a
 //! type name, strings cut inside a character).
-
+//!
 //! Errors, as drone-cache has them: a template that does not parse, or calls a function that does not exist,
 //! fails the step ([`TemplateError::Syntax`], naming line and column); a template that fails to execute (a
 //! missing field, an index out of range, wrong arguments) renders drone-cache's default key instead
 //! ([`render_key`], [`RenderedKey::Fallback`]: the md5 of the branch), and the step logs why and goes on.
 //! A rendered key is made storable as drone-cache's path join makes it ([`normalise_key`]).
 //!
-//! The layout: `engine.rs` is the glue to `gotmpl`, which reads no file itself; `gofmt.rs` is Go's `fmt`
-//! over template values; `drone.rs` holds drone-cache's own parts (metadata and its Go types, the functions
-//! over [`TemplateFiles`], Go's glob, the fallback key and prefix). The plugin hands in the real workspace ([`crate::fs::workspace::WorkspaceFiles`]).
+//! The layout: `engine.rs` is the glue to `gotmpl`, which reads no file itself; `syntax.rs` holds what Go's
+//! parser decides otherwise than `gotmpl`'s, `semantics.rs` Go's builtins and execution where `gotmpl`'s
+//! differ, and `gofmt.rs` Go's `fmt` over template values; `drone.rs` holds drone-cache's own parts (metadata
+//! and its Go types, the functions over [`TemplateFiles`], Go's glob, the fallback key and prefix). The
+//! plugin hands in the real workspace ([`crate::fs::workspace::WorkspaceFiles`]).
 
 mod drone;
 mod engine;
 mod gofmt;
+mod semantics;
+mod syntax;
 
 pub use drone::{
     Author, Build, Commit, MemoryFiles, Metadata, Platform, RenderedKey, Repo, TemplateFiles, default_cache_key,
