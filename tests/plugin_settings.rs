@@ -261,9 +261,16 @@ fn unsupported_fork_settings_fail_and_inert_ones_are_logged() {
         message.contains("PLUGIN_POOL_ID is set, but it is a GCS workload identity setting, for the gcs backend only")
     );
     assert!(!message.contains("p00l"), "{message}");
-    let output = local.step("deps", "k", &[RESTORE, ("PLUGIN_STRICT_KEY_MATCHING", "false")]);
-    assert_exit(&output, 0);
-    assert!(stderr(&output).contains("strict_key_matching: false changes nothing"), "{}", stderr(&output));
+    for (var, note) in [
+        ("PLUGIN_STRICT_KEY_MATCHING", "strict_key_matching: false changes nothing"),
+        ("PLUGIN_ENABLE_SEPARATOR", "enable_separator changes nothing"),
+        ("PLUGIN_PRESERVE_METADATA", "preserve_metadata: chunkcache always restores mode and modification time"),
+    ] {
+        let value = if var == "PLUGIN_STRICT_KEY_MATCHING" { "false" } else { "true" };
+        let output = local.step("deps", "k", &[RESTORE, (var, value)]);
+        assert_exit(&output, 0);
+        assert!(stderr(&output).contains(note), "{var}: {}", stderr(&output));
+    }
 }
 
 /// The Harness fork's `fail_restore_if_key_not_present`: a miss fails the step even with
