@@ -265,20 +265,14 @@ fn printf_verbs_flags_width_and_precision_print_what_go_prints() {
 /// `print` and by a dozen `printf` verbs.
 #[test]
 fn floats_print_what_go_prints() {
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut random = fastrand::Rng::with_seed(0x9E37_79B9_7F4A_7C15);
     let floats: Vec<String> = (0..200)
         .map(|index| {
             let float = match index % 4 {
-                0 => f64::from_bits(next()),
-                1 => (next() % 1_000_000) as f64 + 0.5 + (next() % 1000) as f64 * 0.001,
-                2 => (next() % 100_000) as f64 / 8.0,
-                _ => f64::from_bits(next()) % 1e6,
+                0 => f64::from_bits(random.u64(..)),
+                1 => f64::from(random.u32(..1_000_000)) + 0.5 + f64::from(random.u32(..1000)) * 0.001,
+                2 => f64::from(random.u32(..100_000)) / 8.0,
+                _ => f64::from_bits(random.u64(..)) % 1e6,
             };
             if float.is_finite() { format!("{float:e}") } else { "1.5".to_owned() }
         })
@@ -374,18 +368,12 @@ fn random_templates_parse_and_render_as_go_does() {
         "0x1F",
         "1e3",
     ];
-    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut random = fastrand::Rng::with_seed(0x2545_F491_4F6C_DD1D);
     let mut text = String::new();
     let mut count = 0;
     while count < 600 {
-        let length = 2 + next() % 12;
-        let template: String = (0..length).map(|_| PIECES[(next() % PIECES.len() as u64) as usize]).collect();
+        let length = random.usize(2..14);
+        let template: String = (0..length).map(|_| PIECES[random.usize(..PIECES.len())]).collect();
         if !template.trim().is_empty() {
             text.push_str(&format!("%% random {count}\n{template}\n"));
             count += 1;

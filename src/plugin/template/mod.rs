@@ -553,21 +553,14 @@ mod tests {
         ];
         let metadata = metadata();
         let context = context(&metadata, Arc::new(memory_workspace()));
-        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut random = fastrand::Rng::with_seed(0x2545_f491_4f6c_dd1d);
         for _ in 0..5_000 {
             let mut template = String::new();
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let length = state % 12;
-            for _ in 0..length {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
+            for _ in 0..random.usize(..12) {
                 // Mostly template pieces, sometimes any character at all.
-                match char::from_u32((state >> 40) as u32 % 0x11_0000) {
-                    Some(any) if state.is_multiple_of(8) => template.push(any),
-                    _ => template.push_str(PIECES[(state % PIECES.len() as u64) as usize]),
+                match char::from_u32(random.u32(..0x11_0000)) {
+                    Some(any) if random.u8(..8) == 0 => template.push(any),
+                    _ => template.push_str(PIECES[random.usize(..PIECES.len())]),
                 }
             }
             if let Ok(parsed) = Template::parse(&template) {
