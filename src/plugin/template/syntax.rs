@@ -253,7 +253,14 @@ impl Checker<'_> {
                 let offset = expression_pos(argument).offset.min(self.source.len());
                 if index > 0 && !self.source[..offset].ends_with(char::is_whitespace) {
                     let operand = self.source[offset..].split(char::is_whitespace).next().unwrap_or_default();
-                    self.fail(offset, format!("unexpected {operand:?} in operand: separate operands by a space"));
+                    let message = match (&command.args[index - 1], argument) {
+                        // `gotmpl` reads Go's imaginary constant `1i` as the number 1 and a function `i`.
+                        (Expr::Number(..), Expr::Identifier(_, name)) if name == "i" => {
+                            "complex constants such as 1i are Go's, but not supported here".to_owned()
+                        }
+                        _ => format!("unexpected {operand:?} in operand: separate operands by a space"),
+                    };
+                    self.fail(offset, message);
                 }
                 self.expression(argument);
             }
