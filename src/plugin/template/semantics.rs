@@ -40,13 +40,17 @@ pub(super) fn escapers() -> FuncMap {
     ])
 }
 
-/// Go's builtins where `gotmpl`'s behave otherwise (printing, `index` and `len`), and the functions the
-/// rewritten template calls.
+/// An execution error: the key falls back to drone-cache's default key.
+fn exec(message: impl Into<String>) -> gotmpl::TemplateError {
+    gotmpl::TemplateError::Exec(message.into())
+}
+
+/// Go's builtins where `gotmpl`'s behave otherwise (printing, `index`, `len`, `eq` and `ne`), and the
+/// functions the rewritten template calls.
 pub(super) fn go_builtins() -> FuncMap {
     fn function(f: impl Fn(&[Value]) -> gotmpl::Result<Value> + Send + Sync + 'static) -> ValueFunc {
         Arc::new(f)
     }
-    let exec = |message: String| gotmpl::TemplateError::Exec(message);
     FuncMap::from([
         ("print".to_owned(), function(|args| Ok(Value::from(gofmt::sprint(args))))),
         ("println".to_owned(), function(|args| Ok(Value::from(gofmt::sprintln(args))))),
@@ -57,7 +61,7 @@ pub(super) fn go_builtins() -> FuncMap {
                 [other, ..] => {
                     Err(exec(format!("printf: wrong type for value; expected string; got {}", gofmt::type_name(other))))
                 }
-                [] => Err(exec("wrong number of args for printf: want at least 1 got 0".to_owned())),
+                [] => Err(exec("wrong number of args for printf: want at least 1 got 0")),
             }),
         ),
         ("index".to_owned(), function(go_index)),
@@ -72,7 +76,7 @@ pub(super) fn go_builtins() -> FuncMap {
                     }
                     Ok(Value::Bool(false))
                 }
-                _ => Err(exec("error calling eq: missing argument for comparison".to_owned())),
+                _ => Err(exec("error calling eq: missing argument for comparison")),
             }),
         ),
         (
@@ -87,7 +91,7 @@ pub(super) fn go_builtins() -> FuncMap {
             function(move |args| match args {
                 [Value::String(text)] => Ok(Value::Int(text.len() as i64)),
                 [Value::List(items)] => Ok(Value::Int(items.len() as i64)),
-                [Value::Nil] => Err(exec("len of nil pointer".to_owned())),
+                [Value::Nil] => Err(exec("len of nil pointer")),
                 [other] => Err(exec(format!("error calling len: len of type {}", gofmt::type_name(other)))),
                 _ => Err(exec(format!("wrong number of args for len: want 1 got {}", args.len()))),
             }),
@@ -126,37 +130,35 @@ fn go_equal(first: &Value, second: &Value) -> gotmpl::Result<bool> {
         | (Value::Float(_), Value::Float(_))
         | (Value::String(_), Value::String(_))
         | (Value::Map(_), Value::Map(_)) => first == second,
-        _ => return Err(gotmpl::TemplateError::Exec("error calling eq: incompatible types for comparison".to_owned())),
+        _ => return Err(exec("error calling eq: incompatible types for comparison")),
     })
 }
 
 /// Go's `index`: each index applied in turn to a string (giving its byte, a `uint8`) or a slice; structs
 /// cannot be indexed, and no index gives the item itself.
 fn go_index(args: &[Value]) -> gotmpl::Result<Value> {
-    let exec = |message: String| gotmpl::TemplateError::Exec(message);
     let Some((item, indices)) = args.split_first() else {
-        return Err(exec("wrong number of args for index: want at least 1 got 0".to_owned()));
+        return Err(exec("wrong number of args for index: want at least 1 got 0"));
     };
     let mut item = item.clone();
     for index in indices {
-        item = match (&item, index) {
-            (Value::Nil, _) => return Err(exec("error calling index: index of untyped nil".to_owned())),
-            (Value::String(text), Value::Int(_) | Value::Uint(_)) => {
+        item = match &item {
+            Value::String(text) => {
                 let offset = match index {
                     Value::Int(offset) => usize::try_from(*offset).ok(),
                     Value::Uint(offset) => usize::try_from(*offset).ok(),
-                    _ => None,
+                    other => {
+                        return Err(exec(format!("cannot index slice/array with type {}", gofmt::type_name(other))));
+                    }
                 };
                 match offset.and_then(|offset| text.as_bytes().get(offset)) {
                     Some(byte) => Value::Uint(u64::from(*byte)),
                     None => return Err(exec(format!("error calling index: index out of range: {index}"))),
                 }
             }
-            (Value::String(_), _) => {
-                return Err(exec(format!("cannot index slice/array with type {}", gofmt::type_name(index))));
-            }
-            (Value::List(_), _) => item.index(index)?,
-            (other, _) => return Err(exec(format!("can't index item of type {}", gofmt::type_name(other)))),
+            Value::List(_) => item.index(index)?,
+            Value::Nil => return Err(exec("error calling index: index of untyped nil")),
+            other => return Err(exec(format!("can't index item of type {}", gofmt::type_name(other)))),
         };
     }
     Ok(item)
@@ -171,9 +173,10 @@ pub(super) fn go_semantics(list: &ListNode) -> ListNode {
     }
     fn branch(branch: &BranchNode) -> BranchNode {
         BranchNode {
+            pos: branch.pos,
+            pipe: branch.pipe.clone(),
             body: go_semantics(&branch.body),
             else_body: branch.else_body.as_ref().map(go_semantics),
-            ..branch.clone()
         }
     }
     let node = |node: &Node| match node {
@@ -193,7 +196,7 @@ pub(super) fn go_semantics(list: &ListNode) -> ListNode {
         Node::Template(template) if template.pipe.is_none() => {
             let pos = template.pos;
             let pipe = PipeNode { pos, decl: Vec::new(), commands: vec![call(pos, NIL_DOT)], is_assign: false };
-            Node::Template(TemplateNode { pipe: Some(pipe), ..template.clone() })
+            Node::Template(TemplateNode { pos, name: template.name.clone(), pipe: Some(pipe) })
         }
         other => other.clone(),
     };
