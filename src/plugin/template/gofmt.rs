@@ -143,7 +143,7 @@ pub(super) fn sprintf(format: &str, args: &[Value]) -> String {
                 printer.out.push_str(", ");
             }
             if !matches!(arg, Value::Nil) {
-                printer.out.push_str(&type_name(arg));
+                printer.out.push_str(type_name(arg));
                 printer.out.push('=');
             }
             printer.print(arg, 'v');
@@ -216,19 +216,17 @@ fn int_from_arg(args: &[Value], arg_num: usize) -> (i64, bool, usize) {
 }
 
 /// The Go type of a value, as `%T` prints it.
-pub(super) fn type_name(value: &Value) -> String {
+pub(super) fn type_name(value: &Value) -> &'static str {
     match value {
-        Value::Nil => "<nil>".to_owned(),
-        Value::Bool(_) => "bool".to_owned(),
-        Value::Int(_) => "int".to_owned(),
-        Value::Uint(_) => "uint8".to_owned(),
-        Value::Float(_) => "float64".to_owned(),
-        Value::String(_) => "string".to_owned(),
-        Value::List(_) => "[]interface {}".to_owned(),
-        Value::Map(fields) => {
-            drone::go_struct_type(fields).map_or("map[string]interface {}", |(name, _)| name).to_owned()
-        }
-        Value::Function(_) => "func(...interface {}) (interface {}, error)".to_owned(),
+        Value::Nil => "<nil>",
+        Value::Bool(_) => "bool",
+        Value::Int(_) => "int",
+        Value::Uint(_) => "uint8",
+        Value::Float(_) => "float64",
+        Value::String(_) => "string",
+        Value::Map(fields) => drone::go_struct_type(fields).map_or("map[string]interface {}", |(name, _)| name),
+        Value::List(_) => "[]interface {}",
+        Value::Function(_) => "func",
     }
 }
 
@@ -260,7 +258,7 @@ impl Printer {
     fn print(&mut self, value: &Value, verb: char) {
         match (value, verb) {
             (Value::Nil, 'T' | 'v') => self.pad("<nil>"),
-            (_, 'T') => self.fmt_s(&type_name(value)),
+            (_, 'T') => self.fmt_s(type_name(value)),
             (_, 'p') | (Value::Nil, _) => self.bad_verb(value, verb),
             (Value::Bool(value), 't' | 'v') => self.pad(if *value { "true" } else { "false" }),
             (Value::Bool(_), _) => self.bad_verb(value, verb),
@@ -268,38 +266,27 @@ impl Printer {
             (Value::Uint(number), _) => self.fmt_integer(value, *number, false, verb),
             (Value::Float(number), _) => self.fmt_float_verb(value, *number, verb),
             (Value::String(text), _) => self.fmt_string(value, text, verb),
-            (Value::Map(fields), _) => self.fmt_struct(fields, verb),
-            (Value::List(items), _) => {
-                let (open, separator, close) = if self.flags.sharp_v {
-                    self.out.push_str(&type_name(value));
-                    ('{', ", ", '}')
-                } else {
-                    ('[', " ", ']')
-                };
-                self.out.push(open);
-                for (index, item) in items.iter().enumerate() {
-                    if index > 0 {
-                        self.out.push_str(separator);
-                    }
-                    self.print(item, verb);
-                }
-                self.out.push(close);
-            }
-            (Value::Function(_), _) => self.bad_verb(value, verb),
+            (Value::Map(fields), _) => match drone::go_struct_type(fields) {
+                Some(go_type) => self.fmt_struct(fields, go_type, verb),
+                None => self.pad(&value.to_string()),
+            },
+            // No template here makes a list, a function or another map; `gotmpl`'s printing is enough.
+            (Value::List(_) | Value::Function(_), _) => self.pad(&value.to_string()),
         }
     }
 
     /// A struct: its fields in Go's order, each with the verb; `%+v` and `%#v` name them.
-    fn fmt_struct(&mut self, fields: &std::collections::BTreeMap<std::sync::Arc<str>, Value>, verb: char) {
-        let (type_name, names) = match drone::go_struct_type(fields) {
-            Some((type_name, names)) => (type_name, names.to_vec()),
-            None => ("map[string]interface {}", fields.keys().map(AsRef::as_ref).collect()),
-        };
+    fn fmt_struct(
+        &mut self,
+        fields: &std::collections::BTreeMap<std::sync::Arc<str>, Value>,
+        (type_name, names): (&str, &[&str]),
+        verb: char,
+    ) {
         if self.flags.sharp_v {
             self.out.push_str(type_name);
         }
         self.out.push('{');
-        for (index, name) in names.into_iter().enumerate() {
+        for (index, &name) in names.iter().enumerate() {
             if index > 0 {
                 self.out.push_str(if self.flags.sharp_v { ", " } else { " " });
             }
@@ -322,7 +309,7 @@ impl Printer {
         if matches!(value, Value::Nil) {
             self.out.push_str("<nil>");
         } else {
-            self.out.push_str(&type_name(value));
+            self.out.push_str(type_name(value));
             self.out.push('=');
             self.print(value, 'v');
         }
