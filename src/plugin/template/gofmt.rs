@@ -341,13 +341,17 @@ impl Printer {
         self.flags.zero = zero;
     }
 
-    /// Go's `fmtS`: the string cut to the precision (in runes), padded.
-    fn fmt_s(&mut self, text: &str) {
-        let text = match self.flags.prec {
+    /// Go's `truncateString`: `text` cut to the precision, counted in runes.
+    fn truncated<'t>(&self, text: &'t str) -> &'t str {
+        match self.flags.prec {
             Some(precision) => text.char_indices().nth(precision).map_or(text, |(cut, _)| &text[..cut]),
             None => text,
-        };
-        self.pad(text);
+        }
+    }
+
+    /// Go's `fmtS`: the string cut to the precision, padded.
+    fn fmt_s(&mut self, text: &str) {
+        self.pad(self.truncated(text));
     }
 
     fn fmt_string(&mut self, value: &Value, text: &str, verb: char) {
@@ -364,7 +368,7 @@ impl Printer {
     /// Go's `fmtSbx`: the bytes in hex, `% x` spaced, `%#x` with `0x`.
     fn fmt_sx(&mut self, text: &str, upper: bool) {
         let bytes = &text.as_bytes()[..self.flags.prec.map_or(text.len(), |precision| precision.min(text.len()))];
-        let digits: &[u8; 16] = if upper { b"0123456789ABCDEF" } else { b"0123456789abcdef" };
+        let digits = hex_digits(upper);
         let prefix = if upper { "0X" } else { "0x" };
         let Flags { sharp, space, minus, wid, .. } = self.flags;
         let mut width = 2 * bytes.len();
@@ -401,10 +405,7 @@ impl Printer {
 
     /// Go's `fmtQ`: a double-quoted Go string (`%+q` ASCII only), or back-quoted with `#` when it can be.
     fn fmt_q(&mut self, text: &str) {
-        let text = match self.flags.prec {
-            Some(precision) => text.char_indices().nth(precision).map_or(text, |(cut, _)| &text[..cut]),
-            None => text,
-        };
+        let text = self.truncated(text);
         if self.flags.sharp && can_backquote(text) {
             self.pad(&format!("`{text}`"));
         } else {
@@ -459,7 +460,7 @@ impl Printer {
             None if zero && wid.is_some() => wid.unwrap_or(0).saturating_sub(usize::from(negative || plus || space)),
             None => 0,
         };
-        let digits: &[u8; 16] = if upper { b"0123456789ABCDEF" } else { b"0123456789abcdef" };
+        let digits = hex_digits(upper);
         let mut reversed = Vec::new();
         loop {
             reversed.push(digits[(magnitude % base) as usize]);
@@ -676,7 +677,7 @@ fn hex_float(number: f64, verb: char, precision: i64) -> String {
             exponent += 1;
         }
     }
-    let digits: &[u8; 16] = if verb == 'X' { b"0123456789ABCDEF" } else { b"0123456789abcdef" };
+    let digits = hex_digits(verb == 'X');
     let mut out = format!("0{verb}{}", (mantissa >> 60) & 1);
     mantissa <<= 4;
     let fraction_digits = match precision {
@@ -764,6 +765,11 @@ impl Decimal {
         }
         out
     }
+}
+
+/// Go's `ldigits` and `udigits`.
+fn hex_digits(upper: bool) -> &'static [u8; 16] {
+    if upper { b"0123456789ABCDEF" } else { b"0123456789abcdef" }
 }
 
 /// Go's `rune(c)` for `%c`, `%q` and `%U` of an integer: not a valid character gives U+FFFD.
