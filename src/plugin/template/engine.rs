@@ -82,6 +82,8 @@ pub struct Template {
     source: String,
     /// The top-level nodes, for the fallback prefix.
     nodes: Vec<Node>,
+    /// Where pipelines assign to a variable never declared (execution fails there, as in Go).
+    undeclared_assignments: Vec<usize>,
 }
 
 impl Template {
@@ -97,8 +99,9 @@ impl Template {
         let nodes = parsed.lookup(NAME).map(|tree| tree.nodes.clone()).unwrap_or_default();
         let defines =
             parsed.templates().into_iter().filter(|name| *name != NAME).filter_map(|name| parsed.lookup(name));
-        syntax::check(source, std::iter::once(nodes.as_slice()).chain(defines.map(|tree| tree.nodes.as_slice())))?;
-        Ok(Self { source: source.to_owned(), nodes })
+        let trees = std::iter::once(nodes.as_slice()).chain(defines.map(|tree| tree.nodes.as_slice()));
+        let undeclared_assignments = syntax::check(source, trees)?;
+        Ok(Self { source: source.to_owned(), nodes, undeclared_assignments })
     }
 
     /// The template text.
@@ -126,11 +129,15 @@ impl Template {
         let mut template = parse_with(&self.source, context.functions())?;
         let names: Vec<String> = template.templates().into_iter().map(str::to_owned).collect();
         for name in names {
-            if let Some(tree) = template.lookup(&name).map(semantics::go_semantics) {
+            if let Some(tree) = template.lookup(&name).map(|tree| self.go_semantics(tree)) {
                 template = template.add_parse_tree(&name, tree);
             }
         }
         Ok(template)
+    }
+
+    fn go_semantics(&self, tree: &ListNode) -> ListNode {
+        semantics::go_semantics(tree, &self.undeclared_assignments)
     }
 
     /// Renders the top-level nodes before the first one that calls `checksum`, `hashFiles` or `epoch` (or
@@ -144,7 +151,7 @@ impl Template {
         let prefix = ListNode { pos: node_pos(first), nodes: self.nodes[..volatile].to_vec() };
         let rendered = self
             .executable(context)?
-            .add_parse_tree(PREFIX_NAME, semantics::go_semantics(&prefix))
+            .add_parse_tree(PREFIX_NAME, self.go_semantics(&prefix))
             .execute_template_to_string(PREFIX_NAME, &context.metadata.to_value())
             .map_err(TemplateError::Execution)?;
         Ok(Some(rendered).filter(|prefix| !prefix.is_empty()))

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use gotmpl::parse::{BranchNode, CommandNode, Expr, ListNode, Node, PipeNode, TemplateNode};
+use gotmpl::parse::{ActionNode, BranchNode, CommandNode, Expr, ListNode, Node, PipeNode, TemplateNode};
 use gotmpl::{FuncMap, Value, ValueFunc};
 
 use super::gofmt;
@@ -21,6 +21,7 @@ use super::gofmt;
 const PRINT_ACTION: &str = "chunkcache_print_action";
 const RANGE_CHECK: &str = "chunkcache_range_check";
 const NIL_DOT: &str = "chunkcache_nil_dot";
+const UNDEFINED_VARIABLE: &str = "chunkcache_undefined_variable";
 
 /// Go's `html`, `js` and `urlquery`, which take any number of arguments: one string is escaped as it is,
 /// anything else is first printed as `fmt.Sprint` prints it (Go's `evalArgs`). `gotmpl` takes exactly one.
@@ -113,6 +114,10 @@ pub(super) fn go_builtins() -> FuncMap {
             }),
         ),
         (NIL_DOT.to_owned(), function(|_| Ok(Value::Nil))),
+        (
+            UNDEFINED_VARIABLE.to_owned(),
+            function(|args| Err(exec(format!("undefined variable: {}", gofmt::sprint(args))))),
+        ),
     ])
 }
 
@@ -165,27 +170,38 @@ fn go_index(args: &[Value]) -> gotmpl::Result<Value> {
 }
 
 /// The tree with Go's semantics where `gotmpl`'s differ: an action prints its value through
-/// [`PRINT_ACTION`], a `range` pipeline ends in [`RANGE_CHECK`], and `{{template "name"}}` gets
-/// [`NIL_DOT`] for its pipeline.
-pub(super) fn go_semantics(list: &ListNode) -> ListNode {
+/// [`PRINT_ACTION`], a `range` pipeline ends in [`RANGE_CHECK`], `{{template "name"}}` gets [`NIL_DOT`] for its
+/// pipeline, and a pipeline at one of the `undeclared_assignments` (which assigns to a variable never declared,
+/// see [`super::syntax::check`]) is [`UNDEFINED_VARIABLE`].
+pub(super) fn go_semantics(tree: &ListNode, undeclared_assignments: &[usize]) -> ListNode {
     fn call(pos: gotmpl::parse::Pos, name: &str) -> CommandNode {
         CommandNode { pos, args: vec![Expr::Identifier(pos, name.into())] }
     }
-    fn branch(branch: &BranchNode) -> BranchNode {
-        BranchNode {
-            pos: branch.pos,
-            pipe: branch.pipe.clone(),
-            body: go_semantics(&branch.body),
-            else_body: branch.else_body.as_ref().map(go_semantics),
+    let pipe = |pipe: &PipeNode| {
+        let mut pipe = pipe.clone();
+        if pipe.is_assign && undeclared_assignments.contains(&pipe.pos.offset) {
+            let names = pipe.decl.iter().map(|name| Value::from(name.as_str())).collect::<Vec<_>>();
+            let mut command = call(pipe.pos, UNDEFINED_VARIABLE);
+            command.args.push(Expr::String(pipe.pos, gofmt::sprint(&names).into()));
+            pipe.commands = vec![command];
         }
-    }
+        pipe
+    };
+    let list = |list: &ListNode| go_semantics(list, undeclared_assignments);
+    let branch = |branch: &BranchNode| BranchNode {
+        pos: branch.pos,
+        pipe: pipe(&branch.pipe),
+        body: list(&branch.body),
+        else_body: branch.else_body.as_ref().map(list),
+    };
     let node = |node: &Node| match node {
-        Node::List(inner) => Node::List(go_semantics(inner)),
+        Node::List(inner) => Node::List(list(inner)),
         Node::Action(action) if action.pipe.decl.is_empty() => {
             let mut action = action.clone();
             action.pipe.commands.push(call(action.pos, PRINT_ACTION));
             Node::Action(action)
         }
+        Node::Action(action) => Node::Action(ActionNode { pos: action.pos, pipe: pipe(&action.pipe) }),
         Node::If(inner) => Node::If(branch(inner)),
         Node::With(inner) => Node::With(branch(inner)),
         Node::Range(inner) => {
@@ -200,5 +216,5 @@ pub(super) fn go_semantics(list: &ListNode) -> ListNode {
         }
         other => other.clone(),
     };
-    ListNode { pos: list.pos, nodes: list.nodes.iter().map(node).collect() }
+    ListNode { pos: tree.pos, nodes: tree.nodes.iter().map(node).collect() }
 }

@@ -21,19 +21,23 @@ fn syntax_error(source: &str, offset: usize, message: String) -> TemplateError {
 }
 
 /// Checks what Go's parser checks of a template `gotmpl` has parsed: `source` and its trees (the top-level one
-/// first, then each `define`).
+/// first, then each `define`). Returns where pipelines assign (`=`) to a variable not declared before: Go's
+/// parser lets them through and its execution fails there.
 ///
 /// # Errors
 /// [`TemplateError::Syntax`] for the first problem found.
-pub(super) fn check<'t>(source: &str, trees: impl IntoIterator<Item = &'t [Node]>) -> Result<(), TemplateError> {
+pub(super) fn check<'t>(
+    source: &str,
+    trees: impl IntoIterator<Item = &'t [Node]>,
+) -> Result<Vec<usize>, TemplateError> {
     check_blocks(source)?;
-    let mut checker = Checker { source, scopes: Vec::new(), error: None };
+    let mut checker = Checker { source, scopes: Vec::new(), undeclared_assignments: Vec::new(), error: None };
     for nodes in trees {
         // Each tree starts with only `$` declared.
         checker.scopes = vec![vec!["$".to_owned()]];
         checker.list(nodes);
     }
-    checker.error.map_or(Ok(()), Err)
+    checker.error.map_or(Ok(checker.undeclared_assignments), Err)
 }
 
 /// Go's builtin functions, which `gotmpl` registers itself.
@@ -190,6 +194,8 @@ struct Checker<'s> {
     source: &'s str,
     /// The variables declared in each open scope, innermost last.
     scopes: Vec<Vec<String>>,
+    /// The offsets of pipelines that assign to a variable not declared before.
+    undeclared_assignments: Vec<usize>,
     /// The first error found.
     error: Option<TemplateError>,
 }
@@ -237,16 +243,13 @@ impl Checker<'_> {
     }
 
     fn pipe(&mut self, pipe: &PipeNode) {
-        // Go declares a pipeline's variables before it parses the commands: `{{ $x := $x }}` parses (and fails
-        // when executed).
-        if !pipe.is_assign {
-            let declared = pipe.decl.iter().map(ToString::to_string);
-            self.scopes.last_mut().expect("a scope is open").extend(declared);
-        } else {
-            for name in &pipe.decl {
-                self.variable(pipe.pos.offset, name);
-            }
+        // Go's parser declares a pipeline's variables, assigned (`=`) or declared (`:=`), before it parses the
+        // commands: `{{ $x := $x }}` and `{{ $y = 1 }}` with no `$y` before both parse, and fail when executed.
+        if pipe.is_assign && pipe.decl.iter().any(|name| !self.is_declared(name)) {
+            self.undeclared_assignments.push(pipe.pos.offset);
         }
+        let declared = pipe.decl.iter().map(ToString::to_string);
+        self.scopes.last_mut().expect("a scope is open").extend(declared);
         for command in &pipe.commands {
             for (index, argument) in command.args.iter().enumerate() {
                 // Go separates a command's operands by spaces: `"a""b"`, `(1)(2)` and `"s".Field` do not parse.
@@ -267,8 +270,12 @@ impl Checker<'_> {
         }
     }
 
+    fn is_declared(&self, name: &str) -> bool {
+        self.scopes.iter().any(|scope| scope.iter().any(|declared| declared == name))
+    }
+
     fn variable(&mut self, offset: usize, name: &str) {
-        if !self.scopes.iter().any(|scope| scope.iter().any(|declared| declared == name)) {
+        if !self.is_declared(name) {
             self.fail(offset, format!("undefined variable \"{name}\""));
         }
     }
