@@ -316,6 +316,7 @@ fn random_templates_parse_and_render_as_go_does() {
         "$",
         "$x",
         "{{ $x := ",
+        "{{ $y = ",
         ":=",
         "=",
         "\"",
