@@ -46,26 +46,37 @@ const BUILTINS: &[&str] = &[
     "ne", "lt", "le", "gt", "ge",
 ];
 
-/// The source with each `|` that ends a pipeline (nothing but spaces before `)` or the action's end) made a
-/// space: Go's parser takes `{{ .Repo.Name | }}` as `{{ .Repo.Name }}`, `gotmpl` finds an empty command.
-/// Positions stay where they were.
-pub(super) fn trailing_pipes_blanked(source: &str) -> Cow<'_, str> {
+/// An action of a template, as Go's lexer delimits it: where `{{` is, where its body starts (after a trim
+/// marker), where it ends (after `}}`, or at the end of an unclosed source), and the offsets of its bytes
+/// outside strings, raw strings and character constants.
+struct Action {
+    start: usize,
+    body: usize,
+    end: usize,
+    code: Vec<usize>,
+}
+
+/// The actions of `source`, comments left out. Works on bytes, so any text scans without panicking.
+fn actions(source: &str) -> Vec<Action> {
     let bytes = source.as_bytes();
     let find = |from: usize, needle: &[u8]| {
         bytes.get(from..).and_then(|rest| rest.windows(needle.len()).position(|window| window == needle))
     };
-    let mut blanks = Vec::new();
+    let mut actions = Vec::new();
     let mut at = 0;
     while let Some(found) = find(at, b"{{") {
-        at += found + 2;
+        let start = at + found;
+        at = start + 2;
         if bytes.get(at) == Some(&b'-') && bytes.get(at + 1).is_some_and(u8::is_ascii_whitespace) {
             at += 2;
         }
         if bytes[at..].starts_with(b"/*") {
-            // A comment: only its end matters.
+            // A comment: only its end matters (gotmpl checks how it ends).
             at = find(at, b"*/").map_or(bytes.len(), |end| at + end + 2);
             continue;
         }
+        let body = at;
+        let mut code = Vec::new();
         while at < bytes.len() && !bytes[at..].starts_with(b"}}") {
             match bytes[at] {
                 quote @ (b'"' | b'\'' | b'`') => {
@@ -74,19 +85,32 @@ pub(super) fn trailing_pipes_blanked(source: &str) -> Cow<'_, str> {
                         at += if bytes[at] == b'\\' && quote != b'`' { 2 } else { 1 };
                     }
                 }
-                b'|' => {
-                    let rest = &bytes[at + 1..];
-                    let spaces = rest.iter().take_while(|byte| byte.is_ascii_whitespace()).count();
-                    let rest = &rest[spaces..];
-                    if rest.starts_with(b")") || rest.starts_with(b"}}") || (spaces > 0 && rest.starts_with(b"-}}")) {
-                        blanks.push(at);
-                    }
-                }
-                _ => {}
+                _ => code.push(at),
             }
             at += 1;
         }
+        at = (at + 2).min(bytes.len());
+        actions.push(Action { start, body, end: at, code });
     }
+    actions
+}
+
+/// The source with each `|` that ends a pipeline (nothing but spaces before `)` or the action's end) made a
+/// space: Go's parser takes `{{ .Repo.Name | }}` as `{{ .Repo.Name }}`, `gotmpl` finds an empty command.
+/// Positions stay where they were.
+pub(super) fn trailing_pipes_blanked(source: &str) -> Cow<'_, str> {
+    let bytes = source.as_bytes();
+    let ends_pipeline = |at: usize| {
+        let rest = &bytes[at + 1..];
+        let spaces = rest.iter().take_while(|byte| byte.is_ascii_whitespace()).count();
+        let rest = &rest[spaces..];
+        rest.starts_with(b")") || rest.starts_with(b"}}") || (spaces > 0 && rest.starts_with(b"-}}"))
+    };
+    let blanks: Vec<usize> = actions(source)
+        .into_iter()
+        .flat_map(|action| action.code)
+        .filter(|&at| bytes[at] == b'|' && ends_pipeline(at))
+        .collect();
     if blanks.is_empty() {
         return Cow::Borrowed(source);
     }
@@ -102,57 +126,18 @@ pub(super) fn trailing_pipes_blanked(source: &str) -> Cow<'_, str> {
 /// `block` has its `{{end}}` and every `{{end}}` its block, `{{else}}` is inside `if`, `range` or `with` (and
 /// is not Go 1.23's `{{else with}}`), `break` and `continue` are inside a `range`, and no `/` stands outside
 /// a string (a comment is `{{/* … */}}`, right at the delimiters). Runs after `gotmpl` has parsed the source,
-/// so actions are closed.
+/// so actions are closed and lie on character boundaries.
 fn check_blocks(source: &str) -> Result<(), TemplateError> {
     let fail = |offset: usize, message: &str| Err(syntax_error(source, offset, message.to_owned()));
     let mut open: Vec<(&str, usize)> = Vec::new();
-    let mut rest = 0;
-    while let Some(found) = source[rest..].find("{{") {
-        let start = rest + found;
-        let mut at = start + 2;
-        let bytes = source.as_bytes();
-        if bytes.get(at) == Some(&b'-') && bytes.get(at + 1).is_some_and(u8::is_ascii_whitespace) {
-            at += 2;
+    for Action { start, body, end, code } in actions(source) {
+        if let Some(&slash) = code.iter().find(|&&at| source.as_bytes()[at] == b'/') {
+            return fail(slash, "unexpected \"/\" in command");
         }
-        let body_start = at;
-        if source[at..].starts_with("/*") {
-            // A comment; gotmpl checks how it ends.
-            rest = source[at..].find("*/").map_or(source.len(), |end| at + end + 2);
-            continue;
-        }
-        at += source[at..].len() - source[at..].trim_start().len();
+        let at = body + (source[body..].len() - source[body..].trim_start().len());
         let word_end =
             source[at..].find(|c: char| !(c.is_alphanumeric() || c == '_')).map_or(source.len(), |length| at + length);
         let word = &source[at..word_end];
-        // Find the end of the action, skipping strings, raw strings and character constants.
-        let mut chars = source[body_start..].char_indices();
-        let mut end = source.len();
-        while let Some((index, c)) = chars.next() {
-            match c {
-                '"' | '\'' => {
-                    while let Some((_, inner)) = chars.next() {
-                        if inner == '\\' {
-                            chars.next();
-                        } else if inner == c {
-                            break;
-                        }
-                    }
-                }
-                '`' => {
-                    for (_, inner) in chars.by_ref() {
-                        if inner == '`' {
-                            break;
-                        }
-                    }
-                }
-                '/' => return fail(body_start + index, "unexpected \"/\" in command"),
-                '}' if source[body_start + index..].starts_with("}}") => {
-                    end = body_start + index + 2;
-                    break;
-                }
-                _ => {}
-            }
-        }
         match word {
             "if" | "range" | "with" | "define" | "block" => open.push((word, start)),
             "else" if !matches!(open.last(), Some(("if" | "range" | "with", _))) => {
@@ -180,7 +165,6 @@ fn check_blocks(source: &str) -> Result<(), TemplateError> {
             }
             _ => {}
         }
-        rest = end;
     }
     match open.last() {
         Some((block, offset)) => fail(*offset, &format!("unexpected EOF: {{{{{block}}}}} has no {{{{end}}}}")),
